@@ -1,0 +1,65 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Settings for every hand-written target: `public import` marks the real API surface.
+let strictSettings: [SwiftSetting] = [
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+  .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+  name: "tfmp",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "tfmp", targets: ["tfmp"]),
+    .library(name: "TFMP", targets: ["TensorCore", "ModelFormats"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+    .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+  ],
+  targets: [
+    .target(
+      name: "TFProtos",
+      dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+    .target(name: "TensorCore", swiftSettings: strictSettings),
+    .target(
+      name: "ModelFormats",
+      dependencies: [
+        "TensorCore", "TFProtos", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: strictSettings),
+    .executableTarget(
+      name: "tfmp",
+      dependencies: [
+        "ModelFormats", "TensorCore",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      swiftSettings: strictSettings),
+    .executableTarget(
+      name: "tfmp-interop-helper",
+      dependencies: ["ModelFormats", "TensorCore", "_TestSupport"],
+      path: "Tests/InteropHelper",
+      swiftSettings: strictSettings),
+    .target(
+      name: "_TestSupport",
+      dependencies: ["TensorCore"],
+      path: "Tests/_TestSupport",
+      resources: [.copy("Fixtures")],
+      swiftSettings: strictSettings),
+    .testTarget(
+      name: "TensorCoreTests",
+      dependencies: ["TensorCore", "_TestSupport"],
+      swiftSettings: strictSettings),
+    .testTarget(
+      name: "ModelFormatsTests",
+      dependencies: ["ModelFormats", "TensorCore", "TFProtos", "_TestSupport"],
+      swiftSettings: strictSettings),
+    .testTarget(
+      name: "EndToEndTests",
+      dependencies: ["_TestSupport"],
+      swiftSettings: strictSettings),
+  ],
+  swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,89 @@
+internal import TensorCore
+internal import TFProtos
+internal import Foundation
+
+/// The float values of a stored tensor, decoded lazily from little-endian bytes, with a count of
+/// how often the last value repeats (TensorFlow's splat rule for constants).
+struct FloatValues {
+  /// The element type of the stored values: float16, bfloat16, float32 or float64.
+  var dtype: DType
+  /// The explicitly stored values.
+  var explicitValues: [Float]
+  /// How many more times the last explicit value (or zero when there is none) repeats.
+  var repeatedLastCount: Int
+
+  /// Counts what rounding these values to each reduced precision does.
+  func rangeCounts() -> [ReducedPrecision: RangeCounts] {
+    var result: [ReducedPrecision: RangeCounts] = [:]
+    for precision in ReducedPrecision.allCases {
+      var counts = explicitValues.withUnsafeBufferPointer { RangeCounts($0, roundedTo: precision) }
+      if repeatedLastCount > 0 {
+        counts.add(explicitValues.last ?? 0, roundedTo: precision, count: repeatedLastCount)
+      }
+      result[precision] = counts
+    }
+    return result
+  }
+
+  /// Decodes little-endian `bytes` of a float `dtype`; `nil` for other dtypes.
+  static func decode(_ bytes: UnsafeRawBufferPointer, dtype: DType) -> FloatValues? {
+    guard let size = dtype.byteSize, dtype.isFloatingPoint else { return nil }
+    let count = bytes.count / size
+    var values = [Float](repeating: 0, count: count)
+    values.withUnsafeMutableBufferPointer { output in
+      switch dtype {
+      case .float32:
+        for index in 0..<count {
+          output[index] = Float(
+            bitPattern: UInt32(
+              littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * index, as: UInt32.self)))
+        }
+      case .float64:
+        for index in 0..<count {
+          output[index] = Float(
+            Double(
+              bitPattern: UInt64(
+                littleEndian: bytes.loadUnaligned(fromByteOffset: 8 * index, as: UInt64.self))))
+        }
+      case .float16:
+        for index in 0..<count {
+          output[index] = Float(
+            Float16(
+              bitPattern: UInt16(
+                littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * index, as: UInt16.self))))
+        }
+      default:
+        for index in 0..<count {
+          output[index] = BFloat16(
+            bitPattern: UInt16(
+              littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * index, as: UInt16.self))
+          ).floatValue
+        }
+      }
+    }
+    return FloatValues(dtype: dtype, explicitValues: values, repeatedLastCount: 0)
+  }
+
+  /// Decodes the value of a float `TensorProto` (a `Const` node's `value`); `nil` for other
+  /// dtypes or when the proto is inconsistent (its size does not match its shape).
+  static func decode(_ proto: Tensorflow_TensorProto) -> FloatValues? {
+    guard let dtype = DType(rawValue: proto.dtype.rawValue), dtype.isFloatingPoint,
+      let elementCount = Shape(proto.tensorShape.dim.map { Int($0.size) }).elementCount,
+      let size = dtype.byteSize
+    else { return nil }
+    if !proto.tensorContent.isEmpty {
+      guard proto.tensorContent.count == elementCount * size else { return nil }
+      return proto.tensorContent.withUnsafeBytes { decode($0, dtype: dtype) }
+    }
+    let explicit: [Float] =
+      switch dtype {
+      case .float32: proto.floatVal
+      case .float64: proto.doubleVal.map { Float($0) }
+      case .float16: proto.halfVal.map { Float(Float16(bitPattern: UInt16(truncatingIfNeeded: $0))) }
+      default: proto.halfVal.map { BFloat16(bitPattern: UInt16(truncatingIfNeeded: $0)).floatValue }
+      }
+    guard explicit.count <= elementCount else { return nil }
+    return FloatValues(
+      dtype: dtype, explicitValues: explicit, repeatedLastCount: elementCount - explicit.count)
+  }
+}

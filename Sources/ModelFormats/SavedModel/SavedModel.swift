@@ -1,0 +1,145 @@
+internal import Foundation
+internal import SwiftProtobuf
+package import TFProtos
+
+/// A TensorFlow SavedModel folder read into memory: the `saved_model.pb` graph, function library,
+/// signatures and object graph, plus the checkpoint in `variables/` (mapped, not loaded).
+///
+/// Writing it back with ``write(to:overwrite:)`` gives a folder TensorFlow loads as it loaded the
+/// original; files tfmp does not interpret (assets, `assets.extra`, debug info) are copied as
+/// they are.
+public struct SavedModel: Sendable {
+  /// The folder the model was read from.
+  public let directory: String
+  /// The decoded `saved_model.pb`.
+  package var proto: Tensorflow_SavedModel
+  /// The checkpoint in `variables/`, or `nil` for a model without one.
+  package var checkpoint: CheckpointReader?
+  /// The raw `fingerprint.pb`, or `nil` when absent. Tools that change the model drop it
+  /// (TensorFlow loads without it; a stale one would misidentify the model).
+  package var fingerprint: [UInt8]?
+
+  /// The file names tfmp reads and writes itself; everything else in the folder is copied.
+  static let graphFileName = "saved_model.pb"
+  static let fingerprintFileName = "fingerprint.pb"
+  static let checkpointPrefix = "variables/variables"
+
+  /// Reads the SavedModel in the folder at `path`.
+  ///
+  /// - Throws: ``ModelFormatError``: `missingInput` when nothing is at `path`; `notAModel` when it
+  ///   is not a SavedModel folder; `unsupported` for text or chunked SavedModels; `malformed`,
+  ///   `truncated` or `checksumMismatch` for damaged files.
+  public init(contentsOf path: String) throws {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+      throw ModelFormatError(
+        code: .missingInput, path: path,
+        message: "Nothing exists at this path. Check the spelling, or export the model with "
+          + "tf.saved_model.save first.")
+    }
+    guard isDirectory.boolValue else {
+      throw ModelFormatError(
+        code: .notAModel, path: path,
+        message: "Expected a SavedModel folder (containing saved_model.pb) but found a file. "
+          + "Pass the folder that tf.saved_model.save or model.export wrote.")
+    }
+    let graphPath = (path as NSString).appendingPathComponent(Self.graphFileName)
+    guard FileManager.default.fileExists(atPath: graphPath) else {
+      for (name, kind) in [("saved_model.pbtxt", "text"), ("saved_model.cpb", "chunked")]
+      where FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent(name)) {
+        throw ModelFormatError(
+          code: .unsupported, path: path,
+          message: "The folder holds a \(kind) SavedModel (\(name)); tfmp reads the binary "
+            + "saved_model.pb. Re-save the model with tf.saved_model.save's defaults.")
+      }
+      throw ModelFormatError(
+        code: .notAModel, path: path,
+        message: "The folder has no saved_model.pb, so it is not a SavedModel. Pass the folder "
+          + "that tf.saved_model.save or model.export wrote.")
+    }
+    directory = path
+    let graphBytes = try MappedFile(path: graphPath).withBytes { Data($0) }
+    do {
+      var options = BinaryDecodingOptions()
+      options.messageDepthLimit = 200
+      proto = try Tensorflow_SavedModel(serializedBytes: graphBytes, options: options)
+    } catch {
+      throw ModelFormatError(
+        code: .malformed, path: graphPath,
+        message: "The file is not a valid SavedModel protobuf (\(Self.describe(error))). "
+          + "It is truncated or corrupt; re-export the model.", underlyingError: error)
+    }
+    guard !proto.metaGraphs.isEmpty else {
+      throw ModelFormatError(
+        code: .malformed, path: graphPath,
+        message: "The SavedModel contains no MetaGraphDef (\(graphBytes.count) bytes read). "
+          + "It is truncated or corrupt; re-export the model.")
+    }
+    let prefix = (path as NSString).appendingPathComponent(Self.checkpointPrefix)
+    checkpoint =
+      FileManager.default.fileExists(atPath: prefix + ".index")
+      ? try CheckpointReader(prefix: prefix) : nil
+    let fingerprintPath = (path as NSString).appendingPathComponent(Self.fingerprintFileName)
+    fingerprint = FileManager.default.contents(atPath: fingerprintPath).map { [UInt8]($0) }
+  }
+
+  /// Writes the model as a SavedModel folder at `path`.
+  ///
+  /// Everything is written into a temporary folder beside `path` and renamed into place, so a
+  /// failure leaves no partial output. The checkpoint is rewritten tensor by tensor in its
+  /// original data order (each tensor's checksum verified), which for an unchanged model
+  /// reproduces TensorFlow's files byte for byte.
+  ///
+  /// - Parameters:
+  ///   - path: The folder to create.
+  ///   - overwrite: Whether to replace an existing file or folder at `path`.
+  /// - Throws: ``ModelFormatError``: `outputExists` when `path` exists and `overwrite` is false,
+  ///   or `path` would replace or lie inside the input folder; `fileSystem` when writing fails;
+  ///   the checkpoint's errors when a tensor fails its checksum.
+  public func write(to path: String, overwrite: Bool = false) throws {
+    try OutputFolder.write(to: path, overwrite: overwrite, protecting: directory) { temporary in
+      try writeContents(to: temporary)
+    }
+  }
+
+  private func writeContents(to folder: String) throws {
+    var options = BinaryEncodingOptions()
+    options.useDeterministicOrdering = true
+    let graphBytes: Data = try proto.serializedBytes(options: options)
+    try OutputFolder.writeFile(
+      graphBytes, to: (folder as NSString).appendingPathComponent(Self.graphFileName))
+    if let fingerprint {
+      try OutputFolder.writeFile(
+        Data(fingerprint), to: (folder as NSString).appendingPathComponent(Self.fingerprintFileName))
+    }
+    let checkpointFiles = Set(
+      checkpoint.map { reader in
+        ["variables.index"]
+          + (0..<reader.shardCount).map {
+            (CheckpointReader.dataPath(prefix: "variables", shard: $0, of: reader.shardCount))
+          }
+      } ?? [])
+    try OutputFolder.copyTree(
+      from: directory, to: folder,
+      skipping: [Self.graphFileName, Self.fingerprintFileName]
+        + checkpointFiles.map { "variables/" + $0 })
+    if let checkpoint {
+      let writer = try CheckpointWriter(
+        prefix: (folder as NSString).appendingPathComponent(Self.checkpointPrefix),
+        shardCount: checkpoint.shardCount)
+      for entry in checkpoint.entries.sorted(by: { ($0.shard, $0.offset) < ($1.shard, $1.offset) }) {
+        try writer.copy(entry, from: checkpoint)
+      }
+      try writer.finish()
+    }
+  }
+
+  private static func describe(_ error: any Error) -> String {
+    switch error {
+    case BinaryDecodingError.truncated: "the data ends in the middle of a field"
+    case BinaryDecodingError.malformedProtobuf: "malformed protobuf data"
+    case BinaryDecodingError.messageDepthLimit: "messages nested too deeply"
+    default: String(describing: error)
+    }
+  }
+}

@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// A file mapped read-only into memory, so reading a multi-GB checkpoint copies nothing it does
+/// not touch. Owns the mapping and unmaps it when released.
+final class MappedFile: @unchecked Sendable {
+  // Sendable: the mapping is read-only and never changes after init.
+
+  /// The path the file was opened from.
+  let path: String
+  private let base: UnsafeRawPointer?
+  /// The file's size in bytes.
+  let count: Int
+
+  /// Maps the whole file at `path`.
+  ///
+  /// - Throws: `ModelFormatError` with code `missingInput` when the file does not exist, or
+  ///   `fileSystem` when it cannot be opened or mapped.
+  init(path: String) throws(ModelFormatError) {
+    self.path = path
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else {
+      let code = errno
+      throw ModelFormatError(
+        code: code == ENOENT ? .missingInput : .fileSystem, path: path,
+        message: "The file cannot be opened (\(String(cString: strerror(code)))). "
+          + "Check the path and its permissions.")
+    }
+    defer { close(descriptor) }
+    var status = stat()
+    guard fstat(descriptor, &status) == 0 else {
+      throw ModelFormatError(
+        code: .fileSystem, path: path,
+        message: "The file's size cannot be read (\(String(cString: strerror(errno)))).")
+    }
+    count = Int(status.st_size)
+    guard count > 0 else {
+      base = nil
+      return
+    }
+    let mapping = mmap(nil, count, PROT_READ, MAP_PRIVATE, descriptor, 0)
+    guard let mapping, mapping != MAP_FAILED else {
+      throw ModelFormatError(
+        code: .fileSystem, path: path,
+        message: "The file cannot be mapped into memory (\(String(cString: strerror(errno)))).")
+    }
+    base = UnsafeRawPointer(mapping)
+  }
+
+  deinit {
+    if let base {
+      munmap(UnsafeMutableRawPointer(mutating: base), count)
+    }
+  }
+
+  /// Calls `body` with the bytes in `range`, which must lie within the file.
+  ///
+  /// - Precondition: `range` is within `0..<count` (callers check file data against ``count``).
+  func withBytes<R, E: Error>(
+    in range: Range<Int>, _ body: (UnsafeRawBufferPointer) throws(E) -> R
+  ) throws(E) -> R {
+    precondition(range.lowerBound >= 0 && range.upperBound <= count, "range outside the mapping")
+    guard let base else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+    return try body(UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count))
+  }
+
+  /// Calls `body` with all the bytes of the file.
+  func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+    try withBytes(in: 0..<count, body)
+  }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+import ModelFormats
+
+/// Prints a model error on one line (and its causes with --verbose) and exits with the code
+/// `tfmp --help` documents.
+struct ErrorReporting: ParsableArguments {
+  @Flag(help: "On error, also print the underlying errors.")
+  var verbose = false
+
+  func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+      try body()
+    } catch let error as ModelFormatError {
+      var message = "Error: \(error)\n"
+      if verbose, let underlying = error.underlyingError {
+        message += "  caused by: \(underlying)\n"
+      }
+      FileHandle.standardError.write(Data(message.utf8))
+      throw ExitCode(Self.exitCode(for: error.code))
+    }
+  }
+
+  static func exitCode(for code: ModelFormatError.Code) -> Int32 {
+    switch code {
+    case .missingInput: 66
+    case .outputExists, .fileSystem: 73
+    default: 65
+    }
+  }
+}

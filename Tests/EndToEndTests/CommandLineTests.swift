@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+import _TestSupport
+
+/// Runs the built `tfmp` binary and checks its output and exit status.
+@Suite("The tfmp command line")
+struct CommandLineTests {
+  struct Result {
+    var status: Int32
+    var standardOutput: String
+    var standardError: String
+  }
+
+  /// The `tfmp` built beside this test bundle (`swift build` builds it; Scripts/test does).
+  static var binary: String {
+    if let path = ProcessInfo.processInfo.environment["TFMP_BINARY"] { return path }
+    let productsFolder = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+    return productsFolder.appendingPathComponent("tfmp").path
+  }
+
+  func run(_ arguments: [String]) throws -> Result {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: Self.binary)
+    process.arguments = arguments
+    let output = Pipe()
+    let error = Pipe()
+    process.standardOutput = output
+    process.standardError = error
+    try process.run()
+    let outputData = output.fileHandleForReading.readDataToEndOfFile()
+    let errorData = error.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return Result(
+      status: process.terminationStatus,
+      standardOutput: String(decoding: outputData, as: UTF8.self),
+      standardError: String(decoding: errorData, as: UTF8.self))
+  }
+
+  @Test("inspect prints the summary, or JSON with --json")
+  func inspect() throws {
+    let text = try run(["inspect", Fixtures.path("two_io")])
+    #expect(text.status == 0)
+    #expect(text.standardOutput.contains("in  category_ids: int32 [?, 4]"))
+    let json = try run(["inspect", "--json", Fixtures.path("two_io")])
+    #expect(json.status == 0)
+    let object = try JSONSerialization.jsonObject(with: Data(json.standardOutput.utf8)) as? [String: Any]
+    #expect(object?["format"] as? String == "SavedModel")
+    #expect((object?["signatures"] as? [Any])?.count == 3)
+  }
+
+  @Test("A missing model exits 66 with one error line")
+  func missingModel() throws {
+    let result = try run(["inspect", "/nonexistent/model"])
+    #expect(result.status == 66)
+    #expect(result.standardOutput.isEmpty)
+    #expect(
+      result.standardError
+        == "Error: /nonexistent/model: Nothing exists at this path. Check the spelling, or export "
+        + "the model with tf.saved_model.save first.\n")
+  }
+
+  @Test("A corrupt model exits 65; resave refuses an existing output with 73")
+  func corruptModelAndExistingOutput() throws {
+    let folder = TemporaryFolder()
+    let model = try folder.copyFixture("custom_math")
+    let resaved = try run(["resave", model, folder.child("copy")])
+    #expect(resaved.status == 0, "\(resaved.standardError)")
+    let again = try run(["resave", model, folder.child("copy")])
+    #expect(again.status == 73)
+    #expect(again.standardError.hasPrefix("Error: \(folder.child("copy")): The output already exists."))
+    let forced = try run(["resave", "--force", model, folder.child("copy")])
+    #expect(forced.status == 0)
+    try Data(repeating: 0xFF, count: 8).write(to: URL(fileURLWithPath: model + "/saved_model.pb"))
+    let corrupt = try run(["inspect", model])
+    #expect(corrupt.status == 65)
+    #expect(corrupt.standardError.split(separator: "\n").count == 1)
+  }
+
+  @Test("The README's example model inspects cleanly")
+  func exampleModel() throws {
+    let example = Fixtures.repositoryRoot.appendingPathComponent("Examples/digits").path
+    let result = try run(["inspect", example])
+    #expect(result.status == 0)
+    #expect(result.standardOutput.contains("in  image: float32 [?, 8, 8, 1]"))
+  }
+}
