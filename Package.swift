@@ -24,10 +24,12 @@ let package = Package(
       name: "TFProtos",
       dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
     .target(name: "TensorCore", swiftSettings: strictSettings),
+    .target(name: "CTFMPKernels"),
     .target(
       name: "ModelFormats",
       dependencies: [
-        "TensorCore", "TFProtos", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        "TensorCore", "TFProtos", "CTFMPKernels",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
       swiftSettings: strictSettings),
     .executableTarget(
@@ -55,6 +57,7 @@ let package = Package(
     .testTarget(
       name: "ModelFormatsTests",
       dependencies: ["ModelFormats", "TensorCore", "TFProtos", "_TestSupport"],
+      exclude: ["Snapshots"],
       swiftSettings: strictSettings),
     .testTarget(
       name: "EndToEndTests",

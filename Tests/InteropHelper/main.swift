@@ -1,1 +1,53 @@
-print("placeholder")
+// Test helper for Tests/Interop: writes a checkpoint from scratch with tfmp's writer, and a JSON
+// file of what each tensor must read back as, so that TensorFlow's own reader can be checked
+// against it. Usage: tfmp-interop-helper PREFIX EXPECTED.json
+import Foundation
+import ModelFormats
+import TensorCore
+import _TestSupport
+
+let arguments = CommandLine.arguments
+guard arguments.count == 3 else {
+  FileHandle.standardError.write(Data("usage: tfmp-interop-helper PREFIX EXPECTED.json\n".utf8))
+  exit(64)
+}
+let prefix = arguments[1]
+var random = SeededGenerator(seed: 2026)
+var expected: [String: [String: Any]] = [:]
+let writer = try CheckpointWriter(prefix: prefix)
+
+func hex(_ bytes: [UInt8]) -> String {
+  bytes.map { String(format: "%02x", $0) }.joined()
+}
+
+@MainActor func add(_ key: String, _ dtype: DType, _ shape: Shape, _ bytes: [UInt8]) throws {
+  try bytes.withUnsafeBytes { try writer.add(key: key, dtype: dtype, shape: shape, bytes: $0) }
+  expected[key] = ["dtype": dtype.name, "shape": shape.dimensions, "hex": hex(bytes)]
+}
+
+func littleEndianBytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
+  values.flatMap { value in withUnsafeBytes(of: value.littleEndian) { Array($0) } }
+}
+
+let floats: [Float] = (0..<12).map { _ in Float.random(in: -100...100, using: &random) }
+try add("dense/kernel", .float32, Shape([3, 4]), littleEndianBytes(floats.map(\.bitPattern)))
+// Float16 edge values: the largest finite, the smallest subnormal, negative zero, one, -2.5.
+let halves: [Float16] = [65504, Float16(bitPattern: 1), -0.0, 1, -2.5]
+try add("half/values", .float16, Shape([5]), littleEndianBytes(halves.map(\.bitPattern)))
+let brains = floats.prefix(6).map { BFloat16($0).bitPattern } + [BFloat16(Float.greatestFiniteMagnitude).bitPattern]
+try add("brain/values", .bfloat16, Shape([7]), littleEndianBytes(brains))
+try add("step", .int64, Shape([]), littleEndianBytes([Int64(123_456_789_012)]))
+try add("counts", .int32, Shape([2, 2]), littleEndianBytes([Int32(-1), 2, -3, 4]))
+try add("precise", .float64, Shape([2]), littleEndianBytes([Double.pi.bitPattern, (-1e300).bitPattern]))
+try add("mask", .bool, Shape([3]), [1, 0, 1])
+try add("empty", .float32, Shape([0, 3]), [])
+for index in 0..<6000 {
+  let value = Float(index) * 0.5
+  try add("many/\(index)/.ATTRIBUTES/VARIABLE_VALUE", .float32, Shape([1]), littleEndianBytes([value.bitPattern]))
+}
+let strings = ["vocabulary", "", "ünïcode"].map { Array($0.utf8) }
+try writer.add(key: "names", shape: Shape([3]), strings: strings)
+expected["names"] = ["dtype": "string", "shape": [3], "strings": strings.map(hex)]
+try writer.finish()
+let json = try JSONSerialization.data(withJSONObject: expected, options: [.sortedKeys])
+try json.write(to: URL(fileURLWithPath: arguments[2]))

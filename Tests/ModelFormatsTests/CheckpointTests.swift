@@ -27,6 +27,19 @@ struct CheckpointTests {
     #expect(pieces.value == whole)
   }
 
+  @Test("The CPU instruction and the portable tables agree", arguments: [3, 99, 0xC0FFEE] as [UInt64])
+  func instructionMatchesTables(seed: UInt64) {
+    var random = SeededGenerator(seed: seed)
+    for _ in 0..<200 {
+      let count = Int.random(in: 0..<300, using: &random)
+      let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) }
+      var tables = CRC32C()
+      bytes.withUnsafeBytes { tables.updateWithTables($0) }
+      let automatic = bytes.withUnsafeBytes { CRC32C($0) }
+      #expect(automatic.value == tables.value, "seed \(seed): \(count) bytes")
+    }
+  }
+
   @Test("Index keys shorten as LevelDB's bytewise comparator does")
   func keyShortening() {
     var last = Array("w/.ATTRIBUTES/VARIABLE_VALUE".utf8)

@@ -87,13 +87,16 @@ public final class CheckpointReader: Sendable {
 
   /// Calls `body` with the stored bytes of a fixed-size tensor, after checking their CRC32C.
   ///
-  /// The bytes are the mapped file itself: nothing is copied. They are little-endian, row-major.
+  /// The bytes are the mapped file itself: nothing is copied. They are little-endian, row-major,
+  /// and valid only inside `body`: afterwards their pages are released, so a pass over every
+  /// tensor holds about one tensor in memory.
   /// - Throws: ``ModelFormatError`` with code `checksumMismatch` when the bytes do not match the
   ///   recorded checksum, or whatever `body` throws.
   public func withBytes<R>(
     of entry: CheckpointEntry, _ body: (UnsafeRawBufferPointer) throws -> R
   ) throws -> R {
     let shard = shards[entry.shard]
+    defer { shard.release(entry.byteRange) }
     return try shard.withBytes(in: entry.byteRange) { bytes in
       if entry.dtype != .string {
         let computed = CRC32C(bytes).masked
@@ -109,6 +112,7 @@ public final class CheckpointReader: Sendable {
   public func strings(of entry: CheckpointEntry) throws -> [[UInt8]] {
     precondition(entry.dtype == .string, "strings(of:) needs a string tensor")
     let shard = shards[entry.shard]
+    defer { shard.release(entry.byteRange) }
     return try shard.withBytes(in: entry.byteRange) { (bytes) throws -> [[UInt8]] in
       let location = "tensor '\(entry.key)'"
       let (strings, computed) = try StringTensorCoding.decode(

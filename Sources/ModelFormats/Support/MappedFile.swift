@@ -67,6 +67,17 @@ final class MappedFile: @unchecked Sendable {
     return try body(UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count))
   }
 
+  /// Drops the pages covering `range` from this process's memory; the next access reads them
+  /// again from the page cache or the file. Keeps the resident size of a streaming pass over a
+  /// multi-GB checkpoint near the size of one tensor.
+  func release(_ range: Range<Int>) {
+    guard let base, !range.isEmpty else { return }
+    let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = range.lowerBound / pageSize * pageSize
+    let end = min(count, (range.upperBound + pageSize - 1) / pageSize * pageSize)
+    madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, Int32(MADV_DONTNEED))
+  }
+
   /// Calls `body` with all the bytes of the file.
   func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
     try withBytes(in: 0..<count, body)
