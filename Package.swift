@@ -13,7 +13,7 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .executable(name: "tfmp", targets: ["tfmp"]),
-    .library(name: "TFMP", targets: ["TensorCore", "ModelFormats"]),
+    .library(name: "TFMP", targets: ["TensorCore", "ModelFormats", "MixedPrecision"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
@@ -32,10 +32,14 @@ let package = Package(
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
       swiftSettings: strictSettings),
+    .target(
+      name: "MixedPrecision",
+      dependencies: ["ModelFormats", "TensorCore", "TFProtos"],
+      swiftSettings: strictSettings),
     .executableTarget(
       name: "tfmp",
       dependencies: [
-        "ModelFormats", "TensorCore",
+        "ModelFormats", "MixedPrecision", "TensorCore",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strictSettings),

@@ -20,6 +20,8 @@ public struct ModelFormatError: Error, Sendable, CustomStringConvertible {
     public static let checksumMismatch = Code(name: "checksumMismatch")
     /// The file is valid but uses a feature tfmp does not support.
     public static let unsupported = Code(name: "unsupported")
+    /// The model already computes in reduced precision, so there is nothing to convert.
+    public static let alreadyConverted = Code(name: "alreadyConverted")
     /// The output already exists and overwriting was not requested.
     public static let outputExists = Code(name: "outputExists")
     /// The operating system refused a file operation.

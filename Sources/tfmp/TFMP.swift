@@ -11,5 +11,5 @@ struct TFMP: ParsableCommand {
       touch the input).
       """,
     version: "0.1.0",
-    subcommands: [Inspect.self, Resave.self])
+    subcommands: [Convert.self, Inspect.self, Resave.self])
 }

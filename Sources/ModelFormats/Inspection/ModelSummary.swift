@@ -201,7 +201,7 @@ extension SavedModel {
   /// checkpoint's own object graph (same node ids). Object-graph variables with the same name,
   /// dtype, shape and stored checksum are one weight stored twice (Keras exports). A model
   /// without an object graph (TF1) has one variable per checkpoint entry.
-  func logicalVariables() throws -> [ModelSummary.Variable] {
+  package func logicalVariables() throws -> [ModelSummary.Variable] {
     guard let checkpoint else { return [] }
     let objectGraph = proto.metaGraphs[0].objectGraphDef
     let keysByNode = try checkpointKeysByNode(checkpoint)

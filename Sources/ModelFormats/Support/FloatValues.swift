@@ -1,19 +1,19 @@
-internal import TensorCore
-internal import TFProtos
+package import TensorCore
+package import TFProtos
 internal import Foundation
 
 /// The float values of a stored tensor, decoded lazily from little-endian bytes, with a count of
 /// how often the last value repeats (TensorFlow's splat rule for constants).
-struct FloatValues {
+package struct FloatValues {
   /// The element type of the stored values: float16, bfloat16, float32 or float64.
-  var dtype: DType
+  package var dtype: DType
   /// The explicitly stored values.
-  var explicitValues: [Float]
+  package var explicitValues: [Float]
   /// How many more times the last explicit value (or zero when there is none) repeats.
-  var repeatedLastCount: Int
+  package var repeatedLastCount: Int
 
   /// Counts what rounding these values to each reduced precision does.
-  func rangeCounts() -> [ReducedPrecision: RangeCounts] {
+  package func rangeCounts() -> [ReducedPrecision: RangeCounts] {
     var result: [ReducedPrecision: RangeCounts] = [:]
     for precision in ReducedPrecision.allCases {
       var counts = explicitValues.withUnsafeBufferPointer { RangeCounts($0, roundedTo: precision) }
@@ -26,7 +26,7 @@ struct FloatValues {
   }
 
   /// Decodes little-endian `bytes` of a float `dtype`; `nil` for other dtypes.
-  static func decode(_ bytes: UnsafeRawBufferPointer, dtype: DType) -> FloatValues? {
+  package static func decode(_ bytes: UnsafeRawBufferPointer, dtype: DType) -> FloatValues? {
     guard let size = dtype.byteSize, dtype.isFloatingPoint else { return nil }
     let count = bytes.count / size
     var values = [Float](repeating: 0, count: count)
@@ -66,7 +66,7 @@ struct FloatValues {
 
   /// Decodes the value of a float `TensorProto` (a `Const` node's `value`); `nil` for other
   /// dtypes or when the proto is inconsistent (its size does not match its shape).
-  static func decode(_ proto: Tensorflow_TensorProto) -> FloatValues? {
+  package static func decode(_ proto: Tensorflow_TensorProto) -> FloatValues? {
     guard let dtype = DType(rawValue: proto.dtype.rawValue), dtype.isFloatingPoint,
       let elementCount = Shape(proto.tensorShape.dim.map { Int($0.size) }).elementCount,
       let size = dtype.byteSize

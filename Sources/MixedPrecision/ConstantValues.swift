@@ -1,0 +1,51 @@
+internal import ModelFormats
+internal import TFProtos
+internal import TensorCore
+internal import Foundation
+
+/// The value of a float32 `Const` node, and its conversion to a reduced type.
+struct ConstantValues {
+  let values: FloatValues
+  let shape: Tensorflow_TensorShapeProto
+
+  /// Reads a float32 `Const` node's value; `nil` for any other node.
+  init?(_ node: Tensorflow_NodeDef) {
+    guard node.op == "Const", node.attr["dtype"]?.type == .dtFloat,
+      case .tensor(let tensor)? = node.attr["value"]?.value, tensor.dtype == .dtFloat,
+      let values = FloatValues.decode(tensor)
+    else { return nil }
+    self.values = values
+    shape = tensor.tensorShape
+  }
+
+  /// Whether the values survive rounding to `precision`: nothing overflows, and no nonzero value
+  /// becomes zero (in small constants such as epsilons, where one lost value matters) or more
+  /// than 0.1% of them do (in large ones).
+  func fits(_ precision: ReducedPrecision) -> Bool {
+    guard let counts = values.rangeCounts()[precision] else { return true }
+    if counts.overflow > 0 { return false }
+    if counts.flushToZero == 0 { return true }
+    return counts.total > 16 && counts.flushToZero * 1000 <= counts.total
+  }
+
+  /// The `value` tensor of an equivalent `Const` in `precision`, encoded as TensorFlow encodes
+  /// one: `tensor_content` for several explicit values, `half_val` (bit patterns) otherwise.
+  func tensor(in precision: ReducedPrecision) -> Tensorflow_TensorProto {
+    var tensor = Tensorflow_TensorProto()
+    tensor.dtype = precision == .float16 ? .dtHalf : .dtBfloat16
+    tensor.tensorShape = shape
+    let bits = values.explicitValues.map { value -> UInt16 in
+      precision == .float16 ? Float16(value).bitPattern : BFloat16(value).bitPattern
+    }
+    if values.repeatedLastCount == 0 && bits.count > 1 {
+      var content = Data(capacity: 2 * bits.count)
+      for pattern in bits {
+        withUnsafeBytes(of: pattern.littleEndian) { content.append(contentsOf: $0) }
+      }
+      tensor.tensorContent = content
+    } else {
+      tensor.halfVal = bits.map { Int32($0) }
+    }
+    return tensor
+  }
+}

@@ -1,0 +1,233 @@
+internal import TFProtos
+internal import TensorCore
+internal import Foundation
+
+/// Why a node got its precision; shown in reports.
+public enum PrecisionReason: String, Sendable, Hashable, Codable {
+  /// On the allow list (Tensor Core math).
+  case allowList = "allow list"
+  /// An infer op fed by reduced-precision ops and no deny op.
+  case inferAfterAllow = "infer op after reduced-precision ops"
+  /// Between reduced-precision ops: converting it avoids a pair of casts.
+  case betweenAllowOps = "between reduced-precision ops"
+  /// A clear op next to reduced-precision ops.
+  case clearNeighbour = "clear op next to reduced-precision ops"
+  /// On the deny list.
+  case denyList = "deny list"
+  /// Downstream of a deny op through infer and clear ops.
+  case downstreamOfDeny = "downstream of a deny op"
+  /// Reads a constant whose values do not fit the reduced type.
+  case constantRange = "reads a constant that does not fit the reduced type"
+  /// The user's `--fp32-op`.
+  case userFloat32Op = "--fp32-op"
+  /// The user's `--fp32-node`.
+  case userFloat32Node = "--fp32-node"
+  /// The user's `--lowp-op`.
+  case userReducedOp = "--lowp-op"
+  /// A softmax whose result is the model's output stays float32 (TensorFlow's guide).
+  case outputSoftmax = "softmax at the model output"
+  /// An infer or clear op with no reduced-precision neighbour.
+  case noReducedNeighbour = "no reduced-precision neighbour"
+  /// The op is in no list, or tfmp has no type rule for it: left as it is.
+  case notInLists = "op not in the lists (left as is)"
+}
+
+/// Decides which nodes of a graph body compute in reduced precision: TensorFlow's painting
+/// passes (grappler `AutoMixedPrecisionImpl`) over the nodes that compute in float32.
+///
+/// 1. allow-list ops are converted;
+/// 2. deny ops, and nodes reading constants that would overflow or flush to zero, spread float32
+///    downstream through infer ops and through clear ops that lead to infer or deny ops;
+/// 3. infer and clear ops lying between converted ops are converted;
+/// 4. infer ops fed by converted ops and by no deny op are converted, and clear ops next to
+///    converted ops follow; 4 repeats until nothing changes. (TensorFlow runs this step once and,
+///    for float16 on GPUs, not at all; tfmp runs it for both types so that MatMul -> BiasAdd ->
+///    Relu -> Add chains stay in reduced precision without casts.)
+struct PaintingPass {
+  enum Color { case none, allow, deny }
+
+  struct Decision {
+    var reduced: Bool
+    var reason: PrecisionReason
+    /// Whether the node computes in float32 and has a type rule: it counts as a compute op.
+    var isCandidate: Bool
+  }
+
+  let lists: OpLists
+  let float32NodePatterns: [NSRegularExpression]
+  let userReducedOps: Set<String>
+  let userFloat32Ops: Set<String>
+
+  func paint(_ body: GraphBody) -> [Decision] {
+    let count = body.nodes.count
+    var decisions = body.nodes.map { node in
+      Decision(reduced: false, reason: .notInLists, isCandidate: false)
+    }
+    var opClass = [OpClass?](repeating: nil, count: count)
+    var rules = [OpTypeRule?](repeating: nil, count: count)
+    for (index, node) in body.nodes.enumerated() {
+      guard let rule = OpTypeRule.rule(for: node.op), let cls = lists.opClass(of: node.op),
+        node.attr[rule.attribute]?.type == .dtFloat
+      else { continue }
+      if matchesFloat32Pattern(node.name) {
+        decisions[index].reason = .userFloat32Node
+        continue
+      }
+      rules[index] = rule
+      opClass[index] = cls
+      decisions[index].isCandidate = true
+      decisions[index].reason = .noReducedNeighbour
+    }
+    for index in 0..<count where rules[index] != nil && isOutputSoftmax(index, body) {
+      rules[index] = nil
+      opClass[index] = nil
+      decisions[index].reason = .outputSoftmax
+    }
+
+    // Float edges connect candidates through governed outputs and inputs.
+    var fanIn = [[Int]](repeating: [], count: count)
+    var fanOut = [[Int]](repeating: [], count: count)
+    for consumer in 0..<count {
+      guard let consumerRule = rules[consumer] else { continue }
+      let inputCount = body.inputs[consumer].count
+      for input in body.inputs[consumer] {
+        guard case .output(let producer, let argument, let outputIndex) = input.source,
+          let producerRule = rules[producer],
+          producerRule.governsOutput(argument: argument, index: outputIndex),
+          consumerRule.governsInput(input.position, of: inputCount)
+        else { continue }
+        fanIn[consumer].append(producer)
+        fanOut[producer].append(consumer)
+      }
+    }
+
+    var color = [Color](repeating: .none, count: count)
+    // Pass 1: allow.
+    for index in 0..<count where opClass[index] == .allow {
+      color[index] = .allow
+      decisions[index].reason =
+        userReducedOps.contains(body.nodes[index].op) ? .userReducedOp : .allowList
+    }
+    // Pass 2: deny sources and their downstream spread.
+    let leadsToInferOrDeny = clearNodesUpstreamOfInferOrDeny(opClass, fanIn)
+    var stack: [Int] = []
+    var constantFits: [Int: Bool] = [:]
+    for index in 0..<count where rules[index] != nil && color[index] == .none {
+      if opClass[index] == .deny {
+        decisions[index].reason =
+          userFloat32Ops.contains(body.nodes[index].op) ? .userFloat32Op : .denyList
+      } else if readsConstantThatDoesNotFit(index, body, &constantFits) {
+        decisions[index].reason = .constantRange
+      } else {
+        continue
+      }
+      color[index] = .deny
+      stack.append(index)
+    }
+    while let node = stack.popLast() {
+      for next in fanOut[node] where color[next] == .none {
+        guard opClass[next] == .infer || (opClass[next] == .clear && leadsToInferOrDeny.contains(next))
+        else { continue }
+        color[next] = .deny
+        decisions[next].reason = .downstreamOfDeny
+        stack.append(next)
+      }
+    }
+    // Pass 3: between allow ops.
+    let passable = { (node: Int) in
+      color[node] == .none && (opClass[node] == .infer || opClass[node] == .clear)
+    }
+    let allowNodes = (0..<count).filter { color[$0] == .allow }
+    let downstream = reach(from: allowNodes, along: fanOut, where: passable)
+    let upstream = reach(from: allowNodes, along: fanIn, where: passable)
+    for node in downstream.intersection(upstream) {
+      color[node] = .allow
+      decisions[node].reason = .betweenAllowOps
+    }
+    // Pass 4: infer after allow, and clear neighbours, until nothing changes.
+    let order = body.topologicalOrder()
+    var changed = true
+    while changed {
+      changed = false
+      for node in order where opClass[node] == .infer && color[node] == .none {
+        let inputs = fanIn[node].map { color[$0] }
+        if inputs.contains(.allow) && !inputs.contains(.deny) {
+          color[node] = .allow
+          decisions[node].reason = .inferAfterAllow
+          changed = true
+        }
+      }
+      var frontier = (0..<count).filter { color[$0] == .allow }
+      while let node = frontier.popLast() {
+        for next in fanIn[node] + fanOut[node]
+        where opClass[next] == .clear && color[next] == .none {
+          color[next] = .allow
+          decisions[next].reason = .clearNeighbour
+          frontier.append(next)
+          changed = true
+        }
+      }
+    }
+    for index in 0..<count where color[index] == .allow {
+      decisions[index].reduced = true
+    }
+    return decisions
+  }
+
+  private func matchesFloat32Pattern(_ name: String) -> Bool {
+    let range = NSRange(name.startIndex..., in: name)
+    return float32NodePatterns.contains { $0.firstMatch(in: name, range: range) != nil }
+  }
+
+  /// Clear nodes from which a path of clear nodes leads to an infer or deny node.
+  private func clearNodesUpstreamOfInferOrDeny(_ opClass: [OpClass?], _ fanIn: [[Int]]) -> Set<Int> {
+    let starts = opClass.indices.filter { opClass[$0] == .infer || opClass[$0] == .deny }
+    var marked = Set<Int>()
+    var stack = starts.flatMap { fanIn[$0] }.filter { opClass[$0] == .clear }
+    while let node = stack.popLast() {
+      guard marked.insert(node).inserted else { continue }
+      stack += fanIn[node].filter { opClass[$0] == .clear }
+    }
+    return marked
+  }
+
+  private func reach(from starts: [Int], along edges: [[Int]], where allowed: (Int) -> Bool) -> Set<Int> {
+    var reached = Set<Int>()
+    var stack = starts.flatMap { edges[$0] }.filter(allowed)
+    while let node = stack.popLast() {
+      guard reached.insert(node).inserted else { continue }
+      stack += edges[node].filter(allowed)
+    }
+    return reached
+  }
+
+  /// Whether a Softmax or LogSoftmax's result leaves the body (through Identity nodes only).
+  private func isOutputSoftmax(_ index: Int, _ body: GraphBody) -> Bool {
+    guard ["Softmax", "LogSoftmax"].contains(body.nodes[index].op) else { return false }
+    let sinkNodes = Set(
+      body.sinks.values.compactMap { reference -> Int? in
+        if case .output(let node, _, _)? = body.source(of: reference) { return node }
+        return nil
+      })
+    func leavesOnly(_ node: Int) -> Bool {
+      let consumers = body.consumers[node]
+      if consumers.isEmpty { return sinkNodes.contains(node) }
+      return consumers.allSatisfy { body.nodes[$0.node].op == "Identity" && leavesOnly($0.node) }
+    }
+    return leavesOnly(index)
+  }
+
+  /// Whether a data input of `index` is a float32 constant that would overflow, or lose nonzero
+  /// values to zero, in the reduced type.
+  private func readsConstantThatDoesNotFit(
+    _ index: Int, _ body: GraphBody, _ cache: inout [Int: Bool]
+  ) -> Bool {
+    body.inputs[index].contains { input in
+      guard case .output(let producer, _, _) = input.source else { return false }
+      if let fits = cache[producer] { return !fits }
+      let fits = ConstantValues(body.nodes[producer]).map { $0.fits(lists.precision) } ?? true
+      cache[producer] = fits
+      return !fits
+    }
+  }
+}

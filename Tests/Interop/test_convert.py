@@ -1,0 +1,75 @@
+"""Interop tests for `tfmp convert`: TensorFlow itself loads and runs every converted fixture.
+
+Tolerances are relative to the largest magnitude of each float32 output (max |converted - float32|
+<= tol * max(1, max |float32|)). float16 keeps 11 significant bits (unit roundoff 2^-11 = 4.9e-4)
+and bfloat16 8 (2^-8 = 3.9e-3); a handful of layers, each rounding its inputs and results, grows
+that by roughly an order of magnitude, so the bounds are 1e-2 and 5e-2: about 5x above the
+largest errors measured on these fixtures, and far below what a wrong conversion gives.
+"""
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.python.saved_model import loader_impl
+
+from test_interop import FIXTURES, NAMES, TFMP, run_tf1, run_tf2, sample
+
+TOLERANCE = {"mixed_float16": 1e-2, "mixed_bfloat16": 5e-2}
+REDUCED = {"mixed_float16": tf.float16.as_datatype_enum, "mixed_bfloat16": tf.bfloat16.as_datatype_enum}
+TENSOR_CORE_OPS = {"MatMul", "Conv2D", "Einsum", "BatchMatMulV2", "DepthwiseConv2dNative"}
+CASES = [(name, policy, weights) for name in NAMES for policy in TOLERANCE for weights in ("float32",)]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("converted")
+    paths = {}
+    for name, policy, weights in CASES:
+        out = str(folder / f"{name}-{policy}-{weights}")
+        result = subprocess.run([TFMP, "convert", "--policy", policy, "--weights", weights,
+                                 os.path.join(FIXTURES, name), out], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        paths[(name, policy, weights)] = out
+    return paths
+
+
+@pytest.mark.parametrize("name,policy,weights", CASES)
+def test_converted_model_runs_in_both_loaders_within_tolerance(converted, name, policy, weights):
+    inputs, recorded = sample(name, "inputs"), sample(name, "outputs")
+    for loader in (run_tf2, run_tf1):
+        outputs = loader(converted[(name, policy, weights)], inputs)
+        assert sorted(outputs) == sorted(recorded)
+        for key, reference in recorded.items():
+            value = outputs[key]
+            assert value.dtype == reference.dtype, (loader.__name__, key)
+            assert np.all(np.isfinite(value)), (loader.__name__, key)
+            error = np.max(np.abs(value.astype(np.float64) - reference)) if value.size else 0.0
+            scale = max(1.0, float(np.max(np.abs(reference)))) if reference.size else 1.0
+            assert error <= TOLERANCE[policy] * scale, f"{loader.__name__} {key}: {error} (scale {scale})"
+
+
+@pytest.mark.parametrize("name,policy,weights", CASES)
+def test_signatures_are_kept_and_tensor_core_ops_are_reduced(converted, name, policy, weights):
+    original = loader_impl.parse_saved_model(os.path.join(FIXTURES, name)).meta_graphs[0]
+    result = loader_impl.parse_saved_model(converted[(name, policy, weights)]).meta_graphs[0]
+    assert sorted(result.signature_def) == sorted(original.signature_def)
+    for key, signature in original.signature_def.items():
+        for kind in ("inputs", "outputs"):
+            ours = getattr(result.signature_def[key], kind)
+            for tensor, info in getattr(signature, kind).items():
+                assert ours[tensor].dtype == info.dtype, (key, kind, tensor)
+    heavy = [node for function in result.graph_def.library.function for node in function.node_def
+             if node.op in TENSOR_CORE_OPS]
+    assert heavy, "every fixture has matrix products or convolutions"
+    for node in heavy:
+        assert node.attr["T"].type == REDUCED[policy], f"{node.op} {node.name} is not reduced"
+
+
+def test_converting_twice_is_refused(converted, tmp_path):
+    once = converted[("mlp", "mixed_float16", "float32")]
+    result = subprocess.run([TFMP, "convert", once, str(tmp_path / "twice")], capture_output=True, text=True)
+    assert result.returncode == 65
+    assert "already computes in float16" in result.stderr
+    assert not os.path.exists(tmp_path / "twice")
