@@ -14,6 +14,9 @@ struct CastInsertionPass {
   let precision: ReducedPrecision
   /// The body's argument names, which new nodes must not take.
   let argumentNames: Set<String>
+  /// Nodes the variable pass retyped to the reduced type (reads of variables stored in it, and
+  /// the saver's plumbing): their outputs carry the reduced type and their inputs take it.
+  let retypedNodes: Set<String>
 
   struct Statistics {
     var castsInserted = 0
@@ -46,7 +49,7 @@ struct CastInsertionPass {
     }
     func producesReduced(_ source: GraphBody.Source) -> Bool {
       guard case .output(let node, let argument, let index) = source else { return false }
-      if castsToTarget.contains(node) { return true }
+      if castsToTarget.contains(node) || retypedNodes.contains(body.nodes[node].name) { return true }
       guard reduced[node], let rule = rules[node] else { return false }
       return rule.governsOutput(argument: argument, index: index)
     }
@@ -80,7 +83,7 @@ struct CastInsertionPass {
     var castsReadingTarget = Set<Int>()
     var constantReaders: [Int: [(node: Int, slot: Int)]] = [:]
     let originalCount = body.nodes.count
-    for node in 0..<originalCount {
+    for node in 0..<originalCount where !retypedNodes.contains(body.nodes[node].name) {
       for input in body.inputs[node] {
         let producerReduced = producesReduced(input.source)
         let consumerReduced = wantsReduced(node, input.position)

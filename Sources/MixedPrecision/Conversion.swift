@@ -16,7 +16,7 @@ public struct ConversionOptions: Sendable {
   /// The reduced-precision type to compute in.
   public var precision: ReducedPrecision = .float16
   /// How to store variables.
-  public var weights: WeightStorage = .float32
+  public var weights: WeightStorage = .auto
   /// Op types always kept float32 (treated as deny ops: their float32 spreads downstream).
   public var float32Ops: [String] = []
   /// Regular expressions; nodes whose name matches one are kept float32.
@@ -24,7 +24,7 @@ public struct ConversionOptions: Sendable {
   /// Op types always converted (treated as allow ops).
   public var reducedOps: [String] = []
 
-  /// Options with the defaults: float16 compute, float32 weights, no overrides.
+  /// Options with the defaults: float16 compute, variables stored by range, no overrides.
   public init() {}
 }
 
@@ -55,52 +55,83 @@ extension SavedModel {
     let painter = PaintingPass(
       lists: lists, float32NodePatterns: patterns, userReducedOps: Set(options.reducedOps),
       userFloat32Ops: Set(options.float32Ops))
-    let caster = { (arguments: Set<String>) in
-      CastInsertionPass(precision: options.precision, argumentNames: arguments)
-    }
     var model = self
     model.fingerprint = nil
     var report = ConversionReport(precision: options.precision, weights: options.weights)
     var metaGraph = model.proto.metaGraphs[0]
     try refuseReducedPrecision(metaGraph.graphDef)
 
-    for (index, function) in metaGraph.graphDef.library.function.enumerated() {
-      var body = GraphBody(
+    // Every library function, then the top-level graph (which computes in TF1-style models;
+    // its signature outputs are its sinks).
+    var functions = metaGraph.graphDef.library.function
+    var bodies = functions.map { function in
+      GraphBody(
         name: function.signature.name, syntax: .function, nodes: function.nodeDef,
         sinks: function.ret)
-      let arguments = Set(function.signature.inputArg.map(\.name))
-      let decisions = painter.paint(body)
-      report.record(body, decisions, lists: lists)
-      guard decisions.contains(where: \.reduced) else { continue }
-      let statistics = caster(arguments).apply(to: &body, decisions: decisions)
-      report.add(statistics)
-      metaGraph.graphDef.library.function[index].nodeDef = body.nodes
-      metaGraph.graphDef.library.function[index].ret = body.sinks
     }
-
-    // A TF1-style graph computes at the top level; its signature outputs are the sinks.
-    var sinks: [String: String] = [:]
+    var graphSinks: [String: String] = [:]
     for (key, signature) in metaGraph.signatureDef {
       for (output, info) in signature.outputs {
-        if case .name(let name)? = info.encoding { sinks["\(key)\u{0}\(output)"] = name }
+        if case .name(let name)? = info.encoding { graphSinks["\(key)\u{0}\(output)"] = name }
       }
     }
-    var graph = GraphBody(
-      name: "<graph>", syntax: .graph, nodes: metaGraph.graphDef.node, sinks: sinks)
-    let decisions = painter.paint(graph)
-    report.record(graph, decisions, lists: lists)
-    if decisions.contains(where: \.reduced) {
-      report.add(caster([]).apply(to: &graph, decisions: decisions))
-      metaGraph.graphDef.node = graph.nodes
-      for (sinkKey, reference) in graph.sinks where reference != sinks[sinkKey] {
-        let parts = sinkKey.split(separator: "\u{0}", maxSplits: 1).map(String.init)
-        metaGraph.signatureDef[parts[0]]?.outputs[parts[1]]?.name =
-          reference.contains(":") ? reference : reference + ":0"
+    bodies.append(
+      GraphBody(name: "<graph>", syntax: .graph, nodes: metaGraph.graphDef.node, sinks: graphSinks))
+    let decisions = bodies.map { painter.paint($0) }
+    for (body, bodyDecisions) in zip(bodies, decisions) {
+      report.record(body, bodyDecisions, lists: lists)
+    }
+
+    var storage = VariableStoragePass.Result()
+    if options.weights == .auto {
+      storage = try VariableStoragePass(precision: options.precision).apply(
+        bodies: &bodies, functions: &functions, decisions: decisions, checkpoint: checkpoint)
+    }
+    for index in bodies.indices {
+      guard decisions[index].contains(where: \.reduced) else { continue }
+      let arguments = index < functions.count ? Set(functions[index].signature.inputArg.map(\.name)) : []
+      let pass = CastInsertionPass(
+        precision: options.precision, argumentNames: arguments,
+        retypedNodes: storage.retyped[index] ?? [])
+      report.add(pass.apply(to: &bodies[index], decisions: decisions[index]))
+    }
+
+    for index in functions.indices {
+      functions[index].nodeDef = bodies[index].nodes
+      functions[index].ret = bodies[index].sinks
+    }
+    metaGraph.graphDef.library.function = functions
+    let graph = bodies[functions.count]
+    metaGraph.graphDef.node = graph.nodes
+    for (sinkKey, reference) in graph.sinks where reference != graphSinks[sinkKey] {
+      let parts = sinkKey.split(separator: "\u{0}", maxSplits: 1).map(String.init)
+      metaGraph.signatureDef[parts[0]]?.outputs[parts[1]]?.name =
+        reference.contains(":") ? reference : reference + ":0"
+    }
+
+    // Variables stored in the reduced type: the object graph's dtypes and the checkpoint.
+    if let checkpoint, !storage.convertedKeys.isEmpty {
+      let target: Tensorflow_DataType = options.precision == .float16 ? .dtHalf : .dtBfloat16
+      for (node, key) in try checkpointKeysByNode(checkpoint) where storage.convertedKeys.contains(key) {
+        guard node < metaGraph.objectGraphDef.nodes.count,
+          case .variable(var variable)? = metaGraph.objectGraphDef.nodes[node].kind
+        else { continue }
+        variable.dtype = target
+        for component in variable.experimentalDistributedVariableComponents.indices {
+          variable.experimentalDistributedVariableComponents[component].dtype = target
+        }
+        metaGraph.objectGraphDef.nodes[node].variable = variable
       }
+      for key in storage.convertedKeys { model.checkpointConversions[key] = options.precision }
     }
     model.proto.metaGraphs[0] = metaGraph
-    report.weightBytesBefore = try logicalVariables().reduce(0) { $0 + $1.bytes }
-    report.weightBytesAfter = report.weightBytesBefore
+
+    let variables = try logicalVariables()
+    report.weightBytesBefore = variables.reduce(0) { $0 + $1.bytes }
+    report.weightBytesAfter = variables.reduce(0) { total, variable in
+      total + (storage.convertedKeys.contains(variable.checkpointKeys[0]) ? variable.bytes / 2 : variable.bytes)
+    }
+    report.record(storage.outcomes, variables: variables)
     return (model, report)
   }
 

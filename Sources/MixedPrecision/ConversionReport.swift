@@ -1,5 +1,6 @@
 internal import TFProtos
 public import TensorCore
+internal import ModelFormats
 
 /// Every decision `tfmp convert` made, for `--report` and the summary it prints.
 public struct ConversionReport: Sendable, Codable {
@@ -37,6 +38,20 @@ public struct ConversionReport: Sendable, Codable {
   public var opsNotInLists: [String: Int] = [:]
   /// Every compute op and every node with an op not in the lists.
   public var nodes: [Node] = []
+  /// What happened to each variable.
+  public var variables: [Variable] = []
+
+  /// One variable's storage.
+  public struct Variable: Sendable, Codable, Hashable {
+    /// The variable's name (from the object graph), or its first checkpoint key.
+    public var name: String
+    /// Its checkpoint keys.
+    public var checkpointKeys: [String]
+    /// The stored dtype after conversion.
+    public var dtype: String
+    /// Why.
+    public var reason: String
+  }
 
   init(precision: ReducedPrecision, weights: WeightStorage) {
     self.precision = precision
@@ -79,6 +94,21 @@ public struct ConversionReport: Sendable, Codable {
     }
   }
 
+  mutating func record(_ outcomes: [VariableStoragePass.Outcome], variables: [ModelSummary.Variable]) {
+    var names: [String: String] = [:]
+    for variable in variables {
+      for key in variable.checkpointKeys { names[key] = variable.name }
+    }
+    for outcome in outcomes {
+      self.variables.append(
+        Variable(
+          name: outcome.keys.lazy.compactMap { names[$0] }.first ?? outcome.keys[0],
+          checkpointKeys: outcome.keys, dtype: outcome.dtype.name,
+          reason: outcome.reason))
+    }
+    self.variables.sort { $0.name < $1.name }
+  }
+
   mutating func add(_ statistics: CastInsertionPass.Statistics) {
     castsInserted += statistics.castsInserted
     constantsConverted += statistics.constantsConverted
@@ -91,9 +121,19 @@ public struct ConversionReport: Sendable, Codable {
       "converted \(convertedOpCount) of \(computeOpCount) compute ops to \(precision.rawValue) "
         + "(\(percent)%), \(castsInserted) casts inserted, \(constantsConverted) constants stored in "
         + "\(precision.rawValue)",
-      "weights: \(weights == .float32 ? "float32 master weights kept" : "stored by range"), "
-        + "\(Self.megabytes(weightBytesBefore)) -> \(Self.megabytes(weightBytesAfter))",
+      "weights \(Self.megabytes(weightBytesBefore)) -> \(Self.megabytes(weightBytesAfter))"
+        + (weights == .float32
+          ? " (float32 master weights kept)"
+          : ", \(variables.filter { $0.dtype == precision.rawValue }.count) of \(variables.count) variables "
+            + "stored in \(precision.rawValue)"),
     ]
+    let keptByRange = variables.filter { $0.reason.hasPrefix("kept float32 (range)") }
+    if !keptByRange.isEmpty {
+      lines.append(
+        "\(keptByRange.count) variables kept float32 (range): "
+          + keptByRange.prefix(5).map(\.name).joined(separator: ", ")
+          + (keptByRange.count > 5 ? ", ..." : ""))
+    }
     var kept: [PrecisionReason: Int] = [:]
     for node in nodes where node.precision == "float32" && node.reason != .notInLists {
       kept[node.reason, default: 0] += 1
@@ -113,8 +153,5 @@ public struct ConversionReport: Sendable, Codable {
     return lines.joined(separator: "\n") + "\n"
   }
 
-  private static func megabytes(_ bytes: Int) -> String {
-    let tenths = (bytes * 10 + 524_288) / 1_048_576
-    return "\(tenths / 10).\(tenths % 10) MiB"
-  }
+  private static func megabytes(_ bytes: Int) -> String { ModelSummary.bytes(bytes) }
 }

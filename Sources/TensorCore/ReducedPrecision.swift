@@ -20,6 +20,29 @@ public enum ReducedPrecision: String, Sendable, Hashable, CaseIterable, Codable 
   }
 }
 
+extension ReducedPrecision {
+  /// Rounds little-endian float32 values to this type and returns their little-endian bytes.
+  ///
+  /// Rounds to nearest, ties to even, as TensorFlow's `Cast`; values beyond the type's range
+  /// become infinity.
+  /// - Precondition: `bytes.count` is a multiple of 4.
+  /// - Complexity: O(n).
+  public func encode(float32LittleEndian bytes: UnsafeRawBufferPointer) -> [UInt8] {
+    precondition(bytes.count % 4 == 0, "float32 data must be a whole number of values")
+    let count = bytes.count / 4
+    return [UInt8](unsafeUninitializedCapacity: 2 * count) { output, initialized in
+      for index in 0..<count {
+        let value = Float(
+          bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * index, as: UInt32.self)))
+        let bits = self == .float16 ? Float16(value).bitPattern : BFloat16(value).bitPattern
+        output[2 * index] = UInt8(truncatingIfNeeded: bits)
+        output[2 * index + 1] = UInt8(truncatingIfNeeded: bits >> 8)
+      }
+      initialized = 2 * count
+    }
+  }
+}
+
 /// How the values of a float tensor fare when rounded to a reduced-precision type.
 ///
 /// Used by `tfmp inspect`'s range report and by the converter to keep tensors float32 when their

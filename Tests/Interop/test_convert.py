@@ -6,6 +6,7 @@ and bfloat16 8 (2^-8 = 3.9e-3); a handful of layers, each rounding its inputs an
 that by roughly an order of magnitude, so the bounds are 1e-2 and 5e-2: about 5x above the
 largest errors measured on these fixtures, and far below what a wrong conversion gives.
 """
+import json
 import os
 import subprocess
 
@@ -19,7 +20,7 @@ from test_interop import FIXTURES, NAMES, TFMP, run_tf1, run_tf2, sample
 TOLERANCE = {"mixed_float16": 1e-2, "mixed_bfloat16": 5e-2}
 REDUCED = {"mixed_float16": tf.float16.as_datatype_enum, "mixed_bfloat16": tf.bfloat16.as_datatype_enum}
 TENSOR_CORE_OPS = {"MatMul", "Conv2D", "Einsum", "BatchMatMulV2", "DepthwiseConv2dNative"}
-CASES = [(name, policy, weights) for name in NAMES for policy in TOLERANCE for weights in ("float32",)]
+CASES = [(name, policy, weights) for name in NAMES for policy in TOLERANCE for weights in ("auto", "float32")]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,8 @@ def converted(tmp_path_factory):
     for name, policy, weights in CASES:
         out = str(folder / f"{name}-{policy}-{weights}")
         result = subprocess.run([TFMP, "convert", "--policy", policy, "--weights", weights,
-                                 os.path.join(FIXTURES, name), out], capture_output=True, text=True)
+                                 "--report", out + ".json", os.path.join(FIXTURES, name), out],
+                                capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         paths[(name, policy, weights)] = out
     return paths
@@ -65,6 +67,31 @@ def test_signatures_are_kept_and_tensor_core_ops_are_reduced(converted, name, po
     assert heavy, "every fixture has matrix products or convolutions"
     for node in heavy:
         assert node.attr["T"].type == REDUCED[policy], f"{node.op} {node.name} is not reduced"
+
+
+@pytest.mark.parametrize("name,policy,weights", [c for c in CASES if c[2] == "auto"])
+def test_weights_auto_stores_variables_as_reported_and_tensorflow_reads_them(converted, name, policy, weights):
+    out = converted[(name, policy, weights)]
+    report = json.load(open(out + ".json"))
+    dtypes = tf.train.load_checkpoint(os.path.join(out, "variables", "variables")).get_variable_to_dtype_map()
+    assert report["variables"], "every fixture has variables"
+    for variable in report["variables"]:
+        for key in variable["checkpointKeys"]:
+            assert dtypes[key].name == variable["dtype"], (key, variable["reason"])
+    loaded = tf.saved_model.load(out)
+    stored = {v.dtype.name for v in (loaded.variables if hasattr(loaded, "variables") else [])}
+    assert not stored or stored <= {"float32", policy.split("_")[1], "int64"}
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn_bn", "two_io", "sharded"])
+def test_weights_auto_halves_dense_and_conv_checkpoints(converted, name):
+    def data_bytes(path):
+        folder = os.path.join(path, "variables")
+        return sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder) if ".data-" in f)
+    original = data_bytes(os.path.join(FIXTURES, name))
+    ratio = data_bytes(converted[(name, "mixed_float16", "auto")]) / original
+    # The object graph string and any float32 batch-norm statistics keep it a little above half.
+    assert ratio <= 0.66, f"{name}: {ratio:.2f} of the original"
 
 
 def test_converting_twice_is_refused(converted, tmp_path):

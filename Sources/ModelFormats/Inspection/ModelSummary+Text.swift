@@ -83,7 +83,7 @@ extension ModelSummary {
   }
 
   /// Bytes with a binary unit and one decimal: `2.5 KiB`; plain for under 1 KiB.
-  static func bytes(_ count: Int) -> String {
+  package static func bytes(_ count: Int) -> String {
     let units = ["KiB", "MiB", "GiB", "TiB"]
     guard count >= 1024 else { return "\(count) B" }
     var value = Double(count) / 1024

@@ -232,8 +232,9 @@ extension SavedModel {
     }
   }
 
-  /// The `VARIABLE_VALUE` checkpoint key of each object-graph node that has one.
-  private func checkpointKeysByNode(_ checkpoint: CheckpointReader) throws -> [Int: String] {
+  /// The `VARIABLE_VALUE` checkpoint key of each object-graph node that has one (node ids are
+  /// shared by the checkpoint's object graph and the SavedModel's).
+  package func checkpointKeysByNode(_ checkpoint: CheckpointReader) throws -> [Int: String] {
     guard let entry = checkpoint.entry(forKey: CheckpointReader.objectGraphKey),
       entry.dtype == .string, let serialized = try checkpoint.strings(of: entry).first
     else { return [:] }

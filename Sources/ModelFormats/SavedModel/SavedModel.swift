@@ -1,6 +1,7 @@
 internal import Foundation
 internal import SwiftProtobuf
 package import TFProtos
+package import TensorCore
 
 /// A TensorFlow SavedModel folder read into memory: the `saved_model.pb` graph, function library,
 /// signatures and object graph, plus the checkpoint in `variables/` (mapped, not loaded).
@@ -18,6 +19,8 @@ public struct SavedModel: Sendable {
   /// The raw `fingerprint.pb`, or `nil` when absent. Tools that change the model drop it
   /// (TensorFlow loads without it; a stale one would misidentify the model).
   package var fingerprint: [UInt8]?
+  /// Float32 checkpoint tensors to store in a reduced type when writing, by key.
+  package var checkpointConversions: [String: ReducedPrecision] = [:]
 
   /// The file names tfmp reads and writes itself; everything else in the folder is copied.
   static let graphFileName = "saved_model.pb"
@@ -128,7 +131,19 @@ public struct SavedModel: Sendable {
         prefix: (folder as NSString).appendingPathComponent(Self.checkpointPrefix),
         shardCount: checkpoint.shardCount)
       for entry in checkpoint.entries.sorted(by: { ($0.shard, $0.offset) < ($1.shard, $1.offset) }) {
-        try writer.copy(entry, from: checkpoint)
+        guard let precision = checkpointConversions[entry.key] else {
+          try writer.copy(entry, from: checkpoint)
+          continue
+        }
+        precondition(entry.dtype == .float32, "only float32 tensors are converted")
+        try checkpoint.withBytes(of: entry) { bytes in
+          let converted = precision.encode(float32LittleEndian: bytes)
+          try converted.withUnsafeBytes { output in
+            try writer.add(
+              key: entry.key, dtype: precision.dtype, shape: entry.shape, shard: entry.shard,
+              bytes: output)
+          }
+        }
       }
       try writer.finish()
     }
