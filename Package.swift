@@ -64,6 +64,11 @@ let package = Package(
       exclude: ["Snapshots"],
       swiftSettings: strictSettings),
     .testTarget(
+      name: "MixedPrecisionTests",
+      dependencies: ["MixedPrecision", "ModelFormats", "TensorCore", "TFProtos", "_TestSupport"],
+      exclude: ["Snapshots"],
+      swiftSettings: strictSettings),
+    .testTarget(
       name: "EndToEndTests",
       dependencies: ["_TestSupport"],
       swiftSettings: strictSettings),

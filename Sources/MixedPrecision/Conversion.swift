@@ -59,7 +59,7 @@ extension SavedModel {
     model.fingerprint = nil
     var report = ConversionReport(precision: options.precision, weights: options.weights)
     var metaGraph = model.proto.metaGraphs[0]
-    try refuseReducedPrecision(metaGraph.graphDef)
+    try refuseReducedPrecision(metaGraph.graphDef, OpLists(for: options.precision))
 
     // Every library function, then the top-level graph (which computes in TF1-style models;
     // its signature outputs are its sinks).
@@ -135,13 +135,13 @@ extension SavedModel {
     return (model, report)
   }
 
-  /// Refuses a model whose compute ops already run in float16 or bfloat16.
-  private func refuseReducedPrecision(_ graph: Tensorflow_GraphDef) throws {
+  /// Refuses a model whose Tensor Core ops (the allow list) already run in float16 or bfloat16.
+  private func refuseReducedPrecision(_ graph: Tensorflow_GraphDef, _ lists: OpLists) throws {
     let bodies = [("the top-level graph", graph.node)]
       + graph.library.function.map { ("function '\($0.signature.name)'", $0.nodeDef) }
     for (place, nodes) in bodies {
       for node in nodes {
-        guard let rule = OpTypeRule.rule(for: node.op),
+        guard lists.opClass(of: node.op) == .allow, let rule = OpTypeRule.rule(for: node.op),
           let type = node.attr[rule.attribute]?.type, type == .dtHalf || type == .dtBfloat16
         else { continue }
         throw ModelFormatError(

@@ -83,7 +83,8 @@ public struct ConversionReport: Sendable, Codable {
           Node(
             function: body.name, name: node.name, op: node.op,
             precision: decision.reduced ? precision.rawValue : "float32", reason: decision.reason))
-      } else if !Self.structuralOps.contains(node.op),
+      } else if lists.opClass(of: node.op) == nil || OpTypeRule.rule(for: node.op) == nil,
+        !Self.structuralOps.contains(node.op),
         node.attr.values.contains(where: { $0.type == .dtFloat })
       {
         opsNotInLists[node.op, default: 0] += 1

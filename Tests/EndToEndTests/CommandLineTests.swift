@@ -76,6 +76,28 @@ struct CommandLineTests {
     #expect(corrupt.standardError.split(separator: "\n").count == 1)
   }
 
+  @Test("convert writes the model and a JSON report and prints the summary")
+  func convert() throws {
+    let folder = TemporaryFolder()
+    let example = Fixtures.repositoryRoot.appendingPathComponent("Examples/digits").path
+    let result = try run([
+      "convert", example, folder.child("digits"), "--report", folder.child("report.json"),
+    ])
+    #expect(result.status == 0, "\(result.standardError)")
+    #expect(result.standardOutput.hasPrefix("converted "))
+    #expect(result.standardOutput.contains("variables stored in float16"))
+    #expect(FileManager.default.fileExists(atPath: folder.child("digits/saved_model.pb")))
+    let report = try JSONSerialization.jsonObject(
+      with: Data(contentsOf: URL(fileURLWithPath: folder.child("report.json")))) as? [String: Any]
+    #expect((report?["nodes"] as? [Any])?.isEmpty == false)
+    let again = try run(["convert", folder.child("digits"), folder.child("twice")])
+    #expect(again.status == 65)
+    #expect(!FileManager.default.fileExists(atPath: folder.child("twice")))
+    let unsupported = try run(["convert", "--no-keep-io-types", example, folder.child("io")])
+    #expect(unsupported.status == 64)
+    #expect(unsupported.standardError.contains("--no-keep-io-types is not supported yet"))
+  }
+
   @Test("The README's example model inspects cleanly")
   func exampleModel() throws {
     let example = Fixtures.repositoryRoot.appendingPathComponent("Examples/digits").path

@@ -1,0 +1,73 @@
+import Foundation
+import MixedPrecision
+import ModelFormats
+import TensorCore
+import Testing
+import _TestSupport
+
+@Suite("Converting SavedModels")
+struct ConversionTests {
+  @Test(
+    "Each fixture's conversion summary matches its snapshot",
+    arguments: Fixtures.savedModels, ReducedPrecision.allCases)
+  func summarySnapshot(fixture: String, precision: ReducedPrecision) throws {
+    var options = ConversionOptions()
+    options.precision = precision
+    let (_, report) = try SavedModel(contentsOf: Fixtures.path(fixture)).converted(with: options)
+    let mismatch = snapshotMismatch(report.summary, named: "convert-\(fixture)-\(precision)")
+    #expect(mismatch == nil, "\(mismatch ?? "")")
+  }
+
+  @Test("Converting a converted model is refused with a clear message")
+  func convertingTwice() throws {
+    let folder = TemporaryFolder()
+    let (once, _) = try SavedModel(contentsOf: Fixtures.path("mlp")).converted(with: ConversionOptions())
+    try once.write(to: folder.child("once"))
+    let converted = try SavedModel(contentsOf: folder.child("once"))
+    let error = #expect(throws: ModelFormatError.self) {
+      _ = try converted.converted(with: ConversionOptions())
+    }
+    #expect(error?.code == .alreadyConverted)
+    #expect(
+      error?.description
+        == "\(folder.child("once")) (node 'mlp_1/hidden_1/MatMul' in function "
+        + "'__inference___call___937'): The MatMul already computes in float16; the model was "
+        + "converted before or exported from mixed-precision training. tfmp converts float32 "
+        + "models; convert the original float32 model instead.")
+  }
+
+  @Test("An invalid --fp32-node pattern is reported, not trapped")
+  func invalidPattern() throws {
+    var options = ConversionOptions()
+    options.float32NodePatterns = ["(unclosed"]
+    let error = #expect(throws: ModelFormatError.self) {
+      _ = try SavedModel(contentsOf: Fixtures.path("mlp")).converted(with: options)
+    }
+    #expect(
+      error?.description
+        == "--fp32-node ('(unclosed'): The pattern is not a valid regular expression. Fix or quote it.")
+  }
+
+  @Test("The input model is left untouched by a conversion")
+  func inputUntouched() throws {
+    let folder = TemporaryFolder()
+    let input = try folder.copyFixture("cnn_bn")
+    let before = try snapshotOfFiles(input)
+    let (model, _) = try SavedModel(contentsOf: input).converted(with: ConversionOptions())
+    try model.write(to: folder.child("out"))
+    #expect(try snapshotOfFiles(input) == before)
+  }
+
+  private func snapshotOfFiles(_ folder: String) throws -> [String: Data] {
+    var files: [String: Data] = [:]
+    let enumerator = FileManager.default.enumerator(atPath: folder)
+    while let path = enumerator?.nextObject() as? String {
+      var isDirectory: ObjCBool = false
+      let full = folder + "/" + path
+      if FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue {
+        files[path] = try Data(contentsOf: URL(fileURLWithPath: full))
+      }
+    }
+    return files
+  }
+}
