@@ -23,8 +23,8 @@ let package = Package(
     .target(
       name: "TFProtos",
       dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-    .target(name: "TensorCore", swiftSettings: strictSettings),
     .target(name: "CTFMPKernels"),
+    .target(name: "TensorCore", dependencies: ["CTFMPKernels"], swiftSettings: strictSettings),
     .target(
       name: "ModelFormats",
       dependencies: [

@@ -73,8 +73,7 @@ struct CastInsertionPass {
       var truncate = Tensorflow_AttrValue()
       truncate.b = false
       cast.attr["Truncate"] = truncate
-      body.nodes.append(cast)
-      body.reindex()
+      body.append(cast)
       castNames[key] = name
       statistics.castsInserted += 1
       return body.singleOutputReference(nodeName: name, argument: "y")
@@ -124,8 +123,7 @@ struct CastInsertionPass {
       copy.input = copy.input.filter { $0.hasPrefix("^") }
       copy.attr["dtype"] = attribute(type: target)
       copy.attr["value"] = converted
-      body.nodes.append(copy)
-      body.reindex()
+      body.append(copy)
       let reference = body.singleOutputReference(nodeName: copy.name, argument: "output")
       for reader in readers { body.nodes[reader.node].input[reader.slot] = reference }
     }

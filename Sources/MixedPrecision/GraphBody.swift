@@ -67,6 +67,15 @@ struct GraphBody {
     }
   }
 
+  /// Appends a node whose inputs are existing tensors; its own edges are parsed at the next
+  /// ``reindex()``, but its name is taken at once.
+  mutating func append(_ node: Tensorflow_NodeDef) {
+    indexByName[node.name] = nodes.count
+    nodes.append(node)
+    inputs.append([])
+    consumers.append([])
+  }
+
   /// The node named `name`, if any.
   func index(of name: String) -> Int? { indexByName[name] }
 

@@ -310,10 +310,10 @@ struct VariableStoragePass {
   /// the tensor's largest value as long as that value is normal; only a tensor living wholly
   /// below the smallest normal loses its relative precision, so only then is it kept float32.
   private func rangeProblem(_ entry: CheckpointEntry, _ checkpoint: CheckpointReader) throws -> String? {
+    precondition(entry.dtype == .float32, "only float32 variables are range-checked")
     let counts = try checkpoint.withBytes(of: entry) { bytes in
-      FloatValues.decode(bytes, dtype: entry.dtype)?.rangeCounts()[precision]
+      RangeCounts(float32LittleEndian: bytes, roundedTo: precision)
     }
-    guard let counts else { return nil }
     if counts.overflow > 0 {
       return "\(counts.overflow) of \(counts.total) values overflow \(precision.rawValue)"
     }

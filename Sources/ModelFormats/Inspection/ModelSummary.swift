@@ -158,22 +158,32 @@ extension SavedModel {
         guard let key = variable.checkpointKeys.first, let entry = checkpoint.entry(forKey: key),
           entry.dtype.isFloatingPoint
         else { continue }
-        let values = try checkpoint.withBytes(of: entry) { FloatValues.decode($0, dtype: entry.dtype) }
-        if let values {
-          rangeEntries.append(Self.rangeEntry(variable.name, kind: "variable", values))
+        let entryCounts = try checkpoint.withBytes(of: entry) { bytes in
+          entry.dtype == .float32
+            ? Dictionary(uniqueKeysWithValues: ReducedPrecision.allCases.map {
+              ($0, RangeCounts(float32LittleEndian: bytes, roundedTo: $0))
+            })
+            : FloatValues.decode(bytes, dtype: entry.dtype)?.rangeCounts()
+        }
+        if let entryCounts {
+          rangeEntries.append(
+            Self.rangeEntry(variable.name, kind: "variable", dtype: entry.dtype, entryCounts))
         }
       }
     }
     for node in graph.node {
       if let values = Self.constantValues(node) {
-        rangeEntries.append(Self.rangeEntry(node.name, kind: "constant", values))
+        rangeEntries.append(
+          Self.rangeEntry(node.name, kind: "constant", dtype: values.dtype, values.rangeCounts()))
       }
     }
     for function in graph.library.function {
       for node in function.nodeDef {
         if let values = Self.constantValues(node) {
           rangeEntries.append(
-            Self.rangeEntry("\(function.signature.name)/\(node.name)", kind: "constant", values))
+            Self.rangeEntry(
+              "\(function.signature.name)/\(node.name)", kind: "constant", dtype: values.dtype,
+              values.rangeCounts()))
         }
       }
     }
@@ -282,11 +292,10 @@ extension SavedModel {
   }
 
   private static func rangeEntry(
-    _ name: String, kind: String, _ values: FloatValues
+    _ name: String, kind: String, dtype: DType, _ counts: [ReducedPrecision: RangeCounts]
   ) -> ModelSummary.RangeEntry {
-    let counts = values.rangeCounts()
-    return ModelSummary.RangeEntry(
-      name: name, kind: kind, dtype: values.dtype.name, float16: counts[.float16] ?? RangeCounts(),
+    ModelSummary.RangeEntry(
+      name: name, kind: kind, dtype: dtype.name, float16: counts[.float16] ?? RangeCounts(),
       bfloat16: counts[.bfloat16] ?? RangeCounts())
   }
 
