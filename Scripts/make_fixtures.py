@@ -4,6 +4,7 @@
 Usage:
   Scripts/make_fixtures.py                 # Tests/_TestSupport/Fixtures/* and Examples/digits
   Scripts/make_fixtures.py --bert-base DIR # a BERT-base-sized SavedModel for benchmarks (not committed)
+  Scripts/make_fixtures.py --resnet50 DIR  # a ResNet50 SavedModel (random weights) for benchmarks
 
 Every model is built and briefly trained with fixed seeds, exported as a SavedModel, and saved
 beside its sample inputs (inputs.npz) and what TensorFlow computes for them (outputs.npz), keyed
@@ -264,12 +265,25 @@ def bert_base(path):
     print(f"BERT-base-sized model: {model.count_params():,} parameters in {path}")
 
 
+def resnet50(path):
+    """Keras's ResNet50 architecture with random weights (nothing is downloaded)."""
+    reset_seed(9)
+    model = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3))
+    shutil.rmtree(path, ignore_errors=True)
+    model.export(path, verbose=False)
+    print(f"ResNet50: {model.count_params():,} parameters in {path}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bert-base", metavar="DIR")
+    parser.add_argument("--resnet50", metavar="DIR")
     args = parser.parse_args()
-    if args.bert_base:
-        bert_base(args.bert_base)
+    if args.bert_base or args.resnet50:
+        if args.bert_base:
+            bert_base(args.bert_base)
+        if args.resnet50:
+            resnet50(args.resnet50)
         return
     if tf.__version__ != "2.21.0":
         sys.exit(f"make_fixtures.py needs TensorFlow 2.21.0, found {tf.__version__}")

@@ -69,6 +69,69 @@ void tfmp_float32_to_bfloat16_avx2(const void *source, void *destination, size_t
     memcpy(out + 2 * i, &result, 2);
   }
 }
+__attribute__((target("avx2")))
+static inline uint64_t lane_sum(__m256i counts) {
+  uint32_t lanes[8];
+  _mm256_storeu_si256((__m256i *)lanes, counts);
+  uint64_t total = 0;
+  for (int i = 0; i < 8; i++) total += lanes[i];
+  return total;
+}
+
+__attribute__((target("avx2")))
+tfmp_range_counts tfmp_range_counts_avx2(
+    const void *source, size_t count, uint32_t overflow, uint32_t flush, uint32_t normal) {
+  const unsigned char *in = (const unsigned char *)source;
+  tfmp_range_counts result = {0, 0, 0, 0, 0};
+  const __m256i magnitude_mask = _mm256_set1_epi32(0x7FFFFFFF);
+  const __m256i zero = _mm256_setzero_si256();
+  // Magnitudes are below 2^31, so signed compares are exact. "x >= t" is "x > t - 1".
+  const __m256i infinity_minus_one = _mm256_set1_epi32(0x7F800000 - 1);
+  const __m256i overflow_minus_one = _mm256_set1_epi32((int)overflow - 1);
+  const __m256i flush_bound = _mm256_set1_epi32((int)flush);
+  const __m256i normal_bound = _mm256_set1_epi32((int)normal);
+  size_t i = 0;
+  while (i + 8 <= count) {
+    // Lane counters are 32-bit; flush them to the totals every 2^24 vectors.
+    __m256i c_overflow = zero, c_flush = zero, c_subnormal = zero, c_nonfinite = zero, largest = zero;
+    size_t end = count - (count - i) % 8;
+    if (end - i > ((size_t)1 << 27)) end = i + ((size_t)1 << 27);
+    for (; i < end; i += 8) {
+      __m256i bits = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(in + 4 * i)), magnitude_mask);
+      __m256i nonfinite = _mm256_cmpgt_epi32(bits, infinity_minus_one);
+      __m256i finite_bits = _mm256_andnot_si256(nonfinite, bits);
+      __m256i over = _mm256_andnot_si256(nonfinite, _mm256_cmpgt_epi32(bits, overflow_minus_one));
+      __m256i at_most_flush = _mm256_cmpgt_epi32(_mm256_add_epi32(flush_bound, _mm256_set1_epi32(1)), bits);
+      __m256i nonzero = _mm256_xor_si256(_mm256_cmpeq_epi32(bits, zero), _mm256_set1_epi32(-1));
+      __m256i flushed = _mm256_and_si256(at_most_flush, nonzero);
+      __m256i sub = _mm256_andnot_si256(at_most_flush, _mm256_cmpgt_epi32(normal_bound, bits));
+      c_nonfinite = _mm256_sub_epi32(c_nonfinite, nonfinite);
+      c_overflow = _mm256_sub_epi32(c_overflow, over);
+      c_flush = _mm256_sub_epi32(c_flush, flushed);
+      c_subnormal = _mm256_sub_epi32(c_subnormal, sub);
+      largest = _mm256_max_epu32(largest, finite_bits);
+    }
+    result.non_finite += lane_sum(c_nonfinite);
+    result.overflow += lane_sum(c_overflow);
+    result.flush_to_zero += lane_sum(c_flush);
+    result.subnormal += lane_sum(c_subnormal);
+    uint32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, largest);
+    for (int lane = 0; lane < 8; lane++)
+      if (lanes[lane] > result.largest_magnitude_bits) result.largest_magnitude_bits = lanes[lane];
+  }
+  for (; i < count; i++) {
+    uint32_t bits;
+    memcpy(&bits, in + 4 * i, 4);
+    bits &= 0x7FFFFFFFu;
+    if (bits >= 0x7F800000u) { result.non_finite++; continue; }
+    if (bits > result.largest_magnitude_bits) result.largest_magnitude_bits = bits;
+    if (bits >= overflow) result.overflow++;
+    else if (bits <= flush) { if (bits != 0) result.flush_to_zero++; }
+    else if (bits < normal) result.subnormal++;
+  }
+  return result;
+}
 #else
 int tfmp_has_f16c(void) { return 0; }
 void tfmp_float32_to_float16_f16c(const void *source, void *destination, size_t count) {
@@ -76,5 +139,11 @@ void tfmp_float32_to_float16_f16c(const void *source, void *destination, size_t 
 }
 void tfmp_float32_to_bfloat16_avx2(const void *source, void *destination, size_t count) {
   (void)source; (void)destination; (void)count;
+}
+tfmp_range_counts tfmp_range_counts_avx2(
+    const void *source, size_t count, uint32_t overflow, uint32_t flush, uint32_t normal) {
+  (void)source; (void)count; (void)overflow; (void)flush; (void)normal;
+  tfmp_range_counts none = {0, 0, 0, 0, 0};
+  return none;
 }
 #endif

@@ -17,6 +17,9 @@ public struct ConversionOptions: Sendable {
   public var precision: ReducedPrecision = .float16
   /// How to store variables.
   public var weights: WeightStorage = .auto
+  /// Whether signature inputs and outputs keep their float32 dtype; if false, they take the
+  /// reduced type.
+  public var keepIOTypes = true
   /// Op types always kept float32 (treated as deny ops: their float32 spreads downstream).
   public var float32Ops: [String] = []
   /// Regular expressions; nodes whose name matches one are kept float32.
@@ -123,6 +126,9 @@ extension SavedModel {
         metaGraph.objectGraphDef.nodes[node].variable = variable
       }
       for key in storage.convertedKeys { model.checkpointConversions[key] = options.precision }
+    }
+    if !options.keepIOTypes {
+      try SignatureTypesPass(precision: options.precision).apply(to: &metaGraph, modelPath: directory)
     }
     model.proto.metaGraphs[0] = metaGraph
 

@@ -100,6 +100,25 @@ public struct RangeCounts: Sendable, Hashable, Codable {
   public init(float32LittleEndian bytes: UnsafeRawBufferPointer, roundedTo precision: ReducedPrecision) {
     precondition(bytes.count % 4 == 0, "float32 data must be a whole number of values")
     let thresholds = precision.roundingThresholds
+    if ReducedPrecision.hasVectorConversion, let start = bytes.baseAddress {
+      let counts = tfmp_range_counts_avx2(
+        start, bytes.count / 4, thresholds.overflow, thresholds.flushToZero, thresholds.normal)
+      self.init()
+      total = bytes.count / 4
+      overflow = Int(counts.overflow)
+      flushToZero = Int(counts.flush_to_zero)
+      subnormal = Int(counts.subnormal)
+      nonFinite = Int(counts.non_finite)
+      largestMagnitude = Float(bitPattern: counts.largest_magnitude_bits)
+      return
+    }
+    self.init(scalarFloat32LittleEndian: bytes, roundedTo: precision)
+  }
+
+  /// The portable form of ``init(float32LittleEndian:roundedTo:)``, one value at a time.
+  package init(scalarFloat32LittleEndian bytes: UnsafeRawBufferPointer, roundedTo precision: ReducedPrecision) {
+    self.init()
+    let thresholds = precision.roundingThresholds
     var largest: UInt32 = 0
     for index in 0..<(bytes.count / 4) {
       let magnitude =

@@ -46,7 +46,7 @@ struct Convert: ParsableCommand {
 
   @Flag(
     inversion: .prefixedNo,
-    help: "Keep the signatures' input and output dtypes (float32).")
+    help: "Keep the signatures' float32 inputs and outputs (--no-keep-io-types: the reduced type).")
   var keepIoTypes = true
 
   @Option(name: .customLong("fp32-op"), help: "An op type to keep float32 (repeatable).")
@@ -68,18 +68,12 @@ struct Convert: ParsableCommand {
 
   @OptionGroup var reporting: ErrorReporting
 
-  func validate() throws {
-    guard keepIoTypes else {
-      throw ValidationError(
-        "--no-keep-io-types is not supported yet: converted models keep float32 inputs and outputs.")
-    }
-  }
-
   func run() throws {
     try reporting.reportingErrors {
       var options = ConversionOptions()
       options.precision = policy.precision
       options.weights = weights.storage
+      options.keepIOTypes = keepIoTypes
       options.float32Ops = float32Ops
       options.float32NodePatterns = float32Nodes
       options.reducedOps = reducedOps

@@ -93,9 +93,6 @@ struct CommandLineTests {
     let again = try run(["convert", folder.child("digits"), folder.child("twice")])
     #expect(again.status == 65)
     #expect(!FileManager.default.fileExists(atPath: folder.child("twice")))
-    let unsupported = try run(["convert", "--no-keep-io-types", example, folder.child("io")])
-    #expect(unsupported.status == 64)
-    #expect(unsupported.standardError.contains("--no-keep-io-types is not supported yet"))
   }
 
   @Test("The README's example model inspects cleanly")

@@ -100,3 +100,33 @@ def test_converting_twice_is_refused(converted, tmp_path):
     assert result.returncode == 65
     assert "already computes in float16" in result.stderr
     assert not os.path.exists(tmp_path / "twice")
+
+
+@pytest.mark.parametrize("policy", sorted(TOLERANCE))
+@pytest.mark.parametrize("name", NAMES)
+def test_no_keep_io_types_gives_reduced_inputs_and_outputs(name, policy, tmp_path):
+    out = str(tmp_path / "io")
+    result = subprocess.run([TFMP, "convert", "--no-keep-io-types", "--policy", policy,
+                             os.path.join(FIXTURES, name), out], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    reduced = tf.as_dtype(REDUCED[policy])
+    original = loader_impl.parse_saved_model(os.path.join(FIXTURES, name)).meta_graphs[0]
+    converted = loader_impl.parse_saved_model(out).meta_graphs[0]
+    for key, signature in original.signature_def.items():
+        for kind in ("inputs", "outputs"):
+            for tensor, info in getattr(signature, kind).items():
+                expected = reduced.as_datatype_enum if info.dtype == tf.float32.as_datatype_enum else info.dtype
+                assert getattr(converted.signature_def[key], kind)[tensor].dtype == expected, (key, tensor)
+    inputs = {k: v.astype(reduced.as_numpy_dtype) if v.dtype == np.float32 else v
+              for k, v in sample(name, "inputs").items()}
+    recorded = sample(name, "outputs")
+    for loader in (run_tf2, run_tf1):
+        outputs = loader(out, inputs)
+        for key, reference in recorded.items():
+            value = outputs[key]
+            assert value.dtype == (reduced.as_numpy_dtype if reference.dtype == np.float32 else reference.dtype)
+            value = value.astype(np.float64)
+            assert np.all(np.isfinite(value)), (loader.__name__, key)
+            scale = max(1.0, float(np.max(np.abs(reference)))) if reference.size else 1.0
+            error = np.max(np.abs(value - reference)) if value.size else 0.0
+            assert error <= TOLERANCE[policy] * scale, f"{loader.__name__} {key}: {error}"

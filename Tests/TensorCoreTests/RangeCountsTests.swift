@@ -89,8 +89,17 @@ struct FastPathTests {
     ReducedPrecision.allCases)
   func thresholdsMatchRounding(seed: UInt64, precision: ReducedPrecision) {
     let values = samples(seed: seed)
-    let fast = values.withUnsafeBufferPointer { RangeCounts($0, roundedTo: precision) }
-    #expect(fast == referenceCounts(values, precision), "seed \(seed)")
+    let reference = referenceCounts(values, precision)
+    // Every length up to 40 exercises the vector loop's scalar tail.
+    for length in Array(0...40) + [values.count] {
+      let prefix = Array(values.prefix(length))
+      let fast = prefix.withUnsafeBytes { RangeCounts(float32LittleEndian: $0, roundedTo: precision) }
+      let scalar = prefix.withUnsafeBytes {
+        RangeCounts(scalarFloat32LittleEndian: $0, roundedTo: precision)
+      }
+      #expect(fast == scalar, "seed \(seed), length \(length)")
+      if length == values.count { #expect(fast == reference, "seed \(seed)") }
+    }
   }
 
   @Test(

@@ -22,4 +22,19 @@ void tfmp_float32_to_float16_f16c(const void *source, void *destination, size_t 
 /// quiet NaN with its sign) with AVX2. Call only when tfmp_has_f16c() returns nonzero.
 void tfmp_float32_to_bfloat16_avx2(const void *source, void *destination, size_t count);
 
+/// Counts of float32 values by the class rounding gives them (see TensorCore's RangeCounts).
+typedef struct {
+  uint64_t overflow;
+  uint64_t flush_to_zero;
+  uint64_t subnormal;
+  uint64_t non_finite;
+  uint32_t largest_magnitude_bits;
+} tfmp_range_counts;
+
+/// Classifies `count` little-endian float32 values against magnitude thresholds (bit patterns):
+/// at or above `overflow` (finite) overflow; nonzero at or below `flush` flush to zero; above
+/// `flush` and below `normal` subnormal. Uses AVX2; call only when tfmp_has_f16c() is nonzero.
+tfmp_range_counts tfmp_range_counts_avx2(
+    const void *source, size_t count, uint32_t overflow, uint32_t flush, uint32_t normal);
+
 #endif

@@ -2,6 +2,7 @@ internal import TensorCore
 internal import TFProtos
 internal import SwiftProtobuf
 internal import Foundation
+internal import Synchronization
 
 /// A TensorFlow checkpoint (a "tensor bundle": `<prefix>.index` plus `<prefix>.data-*-of-*`),
 /// opened for reading.
@@ -16,6 +17,9 @@ public final class CheckpointReader: Sendable {
   public let entries: [CheckpointEntry]
   private let entryIndex: [String: Int]
   private let shards: [MappedFile]
+  /// Keys whose data already passed its checksum: a tensor read twice (range check, then
+  /// rewrite) is verified once.
+  private let verifiedKeys = Mutex<Set<String>>([])
 
   /// The key of the serialized `TrackableObjectGraph` in TF2 checkpoints.
   public static let objectGraphKey = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -98,11 +102,12 @@ public final class CheckpointReader: Sendable {
     let shard = shards[entry.shard]
     defer { shard.release(entry.byteRange) }
     return try shard.withBytes(in: entry.byteRange) { bytes in
-      if entry.dtype != .string {
+      if entry.dtype != .string && !verifiedKeys.withLock({ $0.contains(entry.key) }) {
         let computed = CRC32C(bytes).masked
         guard computed == entry.recordedChecksum else {
           throw Self.checksumError(entry, computed: computed, path: shard.path)
         }
+        verifiedKeys.withLock { _ = $0.insert(entry.key) }
       }
       return try body(bytes)
     }

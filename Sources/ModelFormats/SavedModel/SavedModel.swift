@@ -1,5 +1,6 @@
 internal import Foundation
 internal import SwiftProtobuf
+internal import Synchronization
 package import TFProtos
 package import TensorCore
 
@@ -105,16 +106,31 @@ public struct SavedModel: Sendable {
     }
   }
 
+  /// Writes the folder's contents. The graph is serialized on a second core while the
+  /// checkpoint streams to disk on this one; the two share nothing.
   private func writeContents(to folder: String) throws {
-    var options = BinaryEncodingOptions()
-    options.useDeterministicOrdering = true
-    let graphBytes: Data = try proto.serializedBytes(options: options)
+    let graph = Mutex<Result<Data, any Error>?>(nil)
+    let checkpointResult = Mutex<Result<Void, any Error>?>(nil)
+    DispatchQueue.concurrentPerform(iterations: 2) { part in
+      if part == 0 {
+        graph.withLock { $0 = Result { try SavedModelEncoding.encode(proto) } }
+      } else {
+        checkpointResult.withLock { $0 = Result { try writeCheckpoint(to: folder) } }
+      }
+    }
+    try checkpointResult.withLock { try $0?.get() }
+    let graphBytes = try graph.withLock { try $0?.get() } ?? Data()
     try OutputFolder.writeFile(
       graphBytes, to: (folder as NSString).appendingPathComponent(Self.graphFileName))
     if let fingerprint {
       try OutputFolder.writeFile(
         Data(fingerprint), to: (folder as NSString).appendingPathComponent(Self.fingerprintFileName))
     }
+  }
+
+  /// Copies the other files of the folder and writes the checkpoint, converting the tensors
+  /// listed in ``checkpointConversions``.
+  private func writeCheckpoint(to folder: String) throws {
     let checkpointFiles = Set(
       checkpoint.map { reader in
         ["variables.index"]
@@ -126,27 +142,26 @@ public struct SavedModel: Sendable {
       from: directory, to: folder,
       skipping: [Self.graphFileName, Self.fingerprintFileName]
         + checkpointFiles.map { "variables/" + $0 })
-    if let checkpoint {
-      let writer = try CheckpointWriter(
-        prefix: (folder as NSString).appendingPathComponent(Self.checkpointPrefix),
-        shardCount: checkpoint.shardCount)
-      for entry in checkpoint.entries.sorted(by: { ($0.shard, $0.offset) < ($1.shard, $1.offset) }) {
-        guard let precision = checkpointConversions[entry.key] else {
-          try writer.copy(entry, from: checkpoint)
-          continue
-        }
-        precondition(entry.dtype == .float32, "only float32 tensors are converted")
-        try checkpoint.withBytes(of: entry) { bytes in
-          let converted = precision.encode(float32LittleEndian: bytes)
-          try converted.withUnsafeBytes { output in
-            try writer.add(
-              key: entry.key, dtype: precision.dtype, shape: entry.shape, shard: entry.shard,
-              bytes: output)
-          }
+    guard let checkpoint else { return }
+    let writer = try CheckpointWriter(
+      prefix: (folder as NSString).appendingPathComponent(Self.checkpointPrefix),
+      shardCount: checkpoint.shardCount)
+    for entry in checkpoint.entries.sorted(by: { ($0.shard, $0.offset) < ($1.shard, $1.offset) }) {
+      guard let precision = checkpointConversions[entry.key] else {
+        try writer.copy(entry, from: checkpoint)
+        continue
+      }
+      precondition(entry.dtype == .float32, "only float32 tensors are converted")
+      try checkpoint.withBytes(of: entry) { bytes in
+        let converted = precision.encode(float32LittleEndian: bytes)
+        try converted.withUnsafeBytes { output in
+          try writer.add(
+            key: entry.key, dtype: precision.dtype, shape: entry.shape, shard: entry.shard,
+            bytes: output)
         }
       }
-      try writer.finish()
     }
+    try writer.finish()
   }
 
   private static func describe(_ error: any Error) -> String {
