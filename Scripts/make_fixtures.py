@@ -215,6 +215,37 @@ def sharded_module(rng, path):
     return record(path, {"x": rng.normal(size=(2, 64)).astype("float32")})
 
 
+def keras_archives(rng):
+    """Compiled, briefly trained Keras 3 models saved as .keras archives, with training data."""
+    archives = {}
+    builders = {
+        "keras_dense": mlp, "keras_cnn": cnn_bn, "keras_attention": attention, "keras_lstm": lstm,
+    }
+    for name, build in builders.items():
+        model, sample = build(rng)
+        archives[name] = (model, sample)
+    reset_seed(10)
+    inp = keras.Input((6,), name="features")
+    block = keras.Sequential(
+        [keras.layers.Dense(12, activation="relu", name="inner_dense"),
+         keras.layers.BatchNormalization(name="inner_bn")], name="block")
+    h = block(inp)
+    h = keras.layers.Dense(12, activation="relu", name="middle")(h)
+    out = keras.layers.Dense(4, activation="softmax", name="probabilities")(h)
+    nested = keras.Model(inp, out, name="nested")
+    x = rng.normal(size=(64, 6)).astype("float32")
+    compile_and_fit(nested, x, rng.integers(0, 4, size=(64,)), "sparse_categorical_crossentropy")
+    archives["keras_nested"] = (nested, {"features": x[:4]})
+    for name, (model, sample) in archives.items():
+        path = os.path.join(FIXTURES, name + ".keras")
+        model.save(path)
+        # Training data for fine-tuning tests: the sample inputs and labels of the model's loss.
+        labels = model.predict(list(sample.values())[0] if len(sample) == 1 else sample, verbose=0)
+        np.savez(os.path.join(FIXTURES, name + ".data.npz"), **sample,
+                 labels=np.argmax(labels, -1) if labels.shape[-1] > 1 else labels)
+    return sorted(archives)
+
+
 def digits_example(path):
     """A small CNN trained on scikit-learn's bundled 8x8 digits: the README's example."""
     from sklearn.datasets import load_digits
@@ -300,6 +331,7 @@ def main():
                                            **custom_module(rng, os.path.join(FIXTURES, "custom_math"))}
     manifest["fixtures"]["sharded"] = {"kind": "tf.Module, sharded checkpoint",
                                        **sharded_module(rng, os.path.join(FIXTURES, "sharded"))}
+    manifest["keras_archives"] = keras_archives(rng)
     with open(os.path.join(FIXTURES, "MANIFEST.json"), "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
         f.write("\n")

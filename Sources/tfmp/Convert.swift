@@ -21,14 +21,18 @@ enum WeightsArgument: String, CaseIterable, ExpressibleByArgument {
 
 struct Convert: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Converts a float32 SavedModel to mixed precision, written as a SavedModel.",
+    abstract: "Converts a float32 SavedModel or .keras model to mixed precision, in the same format.",
     discussion: """
-      Matrix multiplications and convolutions compute in the reduced type; ops that are \
-      numerically risky (exp, large sums, softmax at the output, constants that do not fit) stay \
-      float32, with casts only where precision changes. Signatures and their dtypes are kept.
+      SavedModel: matrix multiplications and convolutions compute in the reduced type; ops that \
+      are numerically risky (exp, large sums, softmax at the output, constants that do not fit) \
+      stay float32, with casts only where precision changes. Signatures and their dtypes are kept.
+
+      .keras: every layer gets the mixed policy, as keras.mixed_precision would give it, except \
+      softmax outputs, preprocessing layers and the layers you name; for mixed_float16 the \
+      optimizer is wrapped in a LossScaleOptimizer. The weights file is copied unchanged.
       """)
 
-  @Argument(help: "The float32 SavedModel folder.")
+  @Argument(help: "The float32 SavedModel folder or .keras file.")
   var input: String
 
   @Argument(help: "The folder to write.")
@@ -60,6 +64,21 @@ struct Convert: ParsableCommand {
   @Option(name: .customLong("lowp-op"), help: "An op type to always convert (repeatable).")
   var reducedOps: [String] = []
 
+  @Option(name: .customLong("fp32-layer"), help: ".keras: a layer name to keep float32 (repeatable).")
+  var float32Layers: [String] = []
+
+  @Option(name: .customLong("fp32-class"), help: ".keras: a layer class to keep float32 (repeatable).")
+  var float32Classes: [String] = []
+
+  @Option(help: ".keras, mixed_float16: the loss scale to start from (default 32768).")
+  var initialScale: Double?
+
+  @Option(help: ".keras, mixed_float16: finite steps before the loss scale doubles (default 2000).")
+  var growthSteps: Int?
+
+  @Flag(help: ".keras: leave the optimizer without loss scaling.")
+  var noLossScale = false
+
   @Option(help: "Write a JSON report of every node's precision and the reason to this file.")
   var report: String?
 
@@ -68,7 +87,42 @@ struct Convert: ParsableCommand {
 
   @OptionGroup var reporting: ErrorReporting
 
+  func validate() throws {
+    if let initialScale, !(initialScale > 0 && initialScale.isFinite) {
+      throw ValidationError("--initial-scale must be a positive number.")
+    }
+    if let growthSteps, growthSteps < 1 {
+      throw ValidationError("--growth-steps must be at least 1.")
+    }
+  }
+
+  /// Whether the input is a `.keras` file rather than a SavedModel folder.
+  private var inputIsKeras: Bool {
+    var isDirectory: ObjCBool = false
+    return FileManager.default.fileExists(atPath: input, isDirectory: &isDirectory)
+      ? !isDirectory.boolValue : input.hasSuffix(".keras")
+  }
+
   func run() throws {
+    if inputIsKeras {
+      let savedModelOnly = [
+        ("--weights", weights != .auto), ("--no-keep-io-types", !keepIoTypes),
+        ("--fp32-op", !float32Ops.isEmpty), ("--fp32-node", !float32Nodes.isEmpty),
+        ("--lowp-op", !reducedOps.isEmpty),
+      ]
+      if let (flag, _) = savedModelOnly.first(where: \.1) {
+        throw ValidationError("\(flag) applies to SavedModels; '\(input)' is a .keras file.")
+      }
+      return try convertKeras()
+    }
+    let kerasOnly = [
+      ("--fp32-layer", !float32Layers.isEmpty), ("--fp32-class", !float32Classes.isEmpty),
+      ("--initial-scale", initialScale != nil), ("--growth-steps", growthSteps != nil),
+      ("--no-loss-scale", noLossScale),
+    ]
+    if let (flag, _) = kerasOnly.first(where: \.1) {
+      throw ValidationError("\(flag) applies to .keras files; '\(input)' is a SavedModel.")
+    }
     try reporting.reportingErrors {
       var options = ConversionOptions()
       options.precision = policy.precision
@@ -79,19 +133,39 @@ struct Convert: ParsableCommand {
       options.reducedOps = reducedOps
       let (model, conversion) = try SavedModel(contentsOf: input).converted(with: options)
       try model.write(to: output, overwrite: force)
-      if let report {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        do {
-          try encoder.encode(conversion).write(to: URL(fileURLWithPath: report), options: .atomic)
-        } catch {
-          throw ModelFormatError(
-            code: .fileSystem, path: report, message: "The report cannot be written.",
-            underlyingError: error)
-        }
-      }
+      try writeReport(conversion)
       print(conversion.summary, terminator: "")
       print("wrote \(output)")
+    }
+  }
+
+  private func convertKeras() throws {
+    try reporting.reportingErrors {
+      var options = KerasConversionOptions()
+      options.precision = policy.precision
+      options.float32Layers = float32Layers
+      options.float32Classes = float32Classes
+      options.lossScaling = !noLossScale
+      options.initialScale = initialScale ?? options.initialScale
+      options.growthSteps = growthSteps ?? options.growthSteps
+      let (archive, conversion) = try KerasArchive(contentsOf: input).converted(with: options)
+      try archive.write(to: output, overwrite: force)
+      try writeReport(conversion)
+      print(conversion.summary, terminator: "")
+      print("wrote \(output)")
+    }
+  }
+
+  private func writeReport(_ conversion: some Encodable) throws {
+    guard let report else { return }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    do {
+      try encoder.encode(conversion).write(to: URL(fileURLWithPath: report), options: .atomic)
+    } catch {
+      throw ModelFormatError(
+        code: .fileSystem, path: report, message: "The report cannot be written.",
+        underlyingError: error)
     }
   }
 }

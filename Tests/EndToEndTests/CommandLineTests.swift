@@ -95,6 +95,22 @@ struct CommandLineTests {
     #expect(!FileManager.default.fileExists(atPath: folder.child("twice")))
   }
 
+  @Test("convert takes .keras files and refuses options of the other format")
+  func convertKeras() throws {
+    let folder = TemporaryFolder()
+    let archive = Fixtures.path("keras_nested.keras")
+    let result = try run(["convert", archive, folder.child("mixed.keras"), "--growth-steps", "100"])
+    #expect(result.status == 0, "\(result.standardError)")
+    #expect(result.standardOutput.hasPrefix("set 3 of 4 layers to mixed_float16"))
+    let wrong = try run(["convert", archive, folder.child("x.keras"), "--weights", "float32"])
+    #expect(wrong.status == 64)
+    #expect(wrong.standardError.contains("--weights applies to SavedModels"))
+    let other = try run(["convert", Fixtures.path("mlp"), folder.child("x"), "--fp32-layer", "a"])
+    #expect(other.status == 64)
+    #expect(other.standardError.contains("--fp32-layer applies to .keras files"))
+    #expect(!FileManager.default.fileExists(atPath: folder.child("x")))
+  }
+
   @Test("The README's example model inspects cleanly")
   func exampleModel() throws {
     let example = Fixtures.repositoryRoot.appendingPathComponent("Examples/digits").path

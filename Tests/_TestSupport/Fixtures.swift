@@ -7,6 +7,11 @@ public enum Fixtures {
     "mlp", "cnn_bn", "depthwise", "attention", "lstm", "two_io", "custom_math", "sharded",
   ]
 
+  /// The fixture Keras archives, each `<name>.keras` under `Fixtures/`.
+  public static let kerasArchives = [
+    "keras_dense", "keras_cnn", "keras_attention", "keras_lstm", "keras_nested",
+  ]
+
   /// The folder holding every fixture.
   public static var root: URL {
     guard let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil) else {

@@ -1,17 +1,21 @@
 internal import Foundation
 
-/// Writes an output folder atomically: into a temporary folder beside the destination, renamed
-/// into place only when complete.
+/// Writes an output folder or file atomically: into a temporary one beside the destination,
+/// renamed into place only when complete.
 enum OutputFolder {
-  /// Runs `body` to fill a temporary folder, then moves it to `path`.
+  /// What is being written.
+  enum Kind { case folder, file }
+
+  /// Runs `body` to fill a temporary folder (or write a temporary file), then moves it to `path`.
   ///
   /// - Parameters:
-  ///   - path: The destination folder.
+  ///   - path: The destination.
+  ///   - kind: Whether the output is a folder (created empty for `body`) or a file.
   ///   - overwrite: Whether an existing `path` may be replaced.
-  ///   - input: The input folder; `path` may not be it, contain it or lie inside it.
-  ///   - body: Writes the contents into the temporary folder it is given.
+  ///   - input: The input; `path` may not be it, contain it or lie inside it.
+  ///   - body: Writes the output at the temporary path it is given.
   static func write(
-    to path: String, overwrite: Bool, protecting input: String,
+    to path: String, kind: Kind = .folder, overwrite: Bool, protecting input: String,
     _ body: (String) throws -> Void
   ) throws {
     let fileManager = FileManager.default
@@ -42,7 +46,7 @@ enum OutputFolder {
     let name = (destination as NSString).lastPathComponent
     let unique = UUID().uuidString.prefix(8)
     let temporary = (parent as NSString).appendingPathComponent(".\(name).tfmp-partial-\(unique)")
-    try createFolder(temporary)
+    if kind == .folder { try createFolder(temporary) }
     do {
       try body(temporary)
       if exists {

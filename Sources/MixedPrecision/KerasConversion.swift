@@ -1,0 +1,242 @@
+public import ModelFormats
+public import TensorCore
+
+/// How to convert a `.keras` archive.
+public struct KerasConversionOptions: Sendable {
+  /// The reduced type; the policy is `mixed_float16` or `mixed_bfloat16`.
+  public var precision: ReducedPrecision = .float16
+  /// Layer names to keep float32.
+  public var float32Layers: [String] = []
+  /// Layer class names to keep float32 (besides ``KerasConversionOptions/defaultFloat32Classes``).
+  public var float32Classes: [String] = []
+  /// Whether to wrap the optimizer in a LossScaleOptimizer (for `mixed_float16` only, as Keras
+  /// does).
+  public var lossScaling = true
+  /// The LossScaleOptimizer's initial scale (Keras's default 2^15).
+  public var initialScale: Double = 32768
+  /// Finite steps before the scale doubles (Keras's default 2000).
+  public var growthSteps = 2000
+
+  /// Layer classes kept float32 by default: preprocessing layers that see raw inputs (prices,
+  /// counts, pixel sums, lookups), whose values and statistics can exceed float16's range.
+  public static let defaultFloat32Classes: Set<String> = [
+    "Normalization", "Discretization", "CategoryEncoding", "Hashing", "HashedCrossing",
+    "IntegerLookup", "StringLookup", "TextVectorization",
+  ]
+
+  /// Options with Keras's defaults: `mixed_float16` and dynamic loss scaling.
+  public init() {}
+}
+
+/// What `tfmp convert` did to a `.keras` archive.
+public struct KerasConversionReport: Sendable, Codable {
+  /// One layer's policy after conversion.
+  public struct Layer: Sendable, Codable, Hashable {
+    /// The layer's name.
+    public var name: String
+    /// Its class, such as `Dense`.
+    public var className: String
+    /// The dtype policy it has now.
+    public var policy: String
+    /// Why.
+    public var reason: String
+  }
+
+  /// The mixed policy applied.
+  public var policy: String
+  /// Every layer with a dtype policy, in the order of the config (model containers excluded:
+  /// Keras gives them the global policy at load).
+  public var layers: [Layer] = []
+  /// What happened to the compiled optimizer.
+  public var optimizer: String = ""
+
+  /// The summary `tfmp convert` prints.
+  public var summary: String {
+    let mixed = layers.filter { $0.policy == policy }.count
+    var lines = ["set \(mixed) of \(layers.count) layers to \(policy)"]
+    let kept = layers.filter { $0.policy != policy }
+    if !kept.isEmpty {
+      lines.append("kept: " + kept.map { "\($0.name) \($0.policy) (\($0.reason))" }.joined(separator: ", "))
+    }
+    lines.append("optimizer: \(optimizer)")
+    lines.append("model.weights.h5 unchanged: variables stay float32, as Keras mixed precision keeps them")
+    return lines.joined(separator: "\n") + "\n"
+  }
+}
+
+extension KerasArchive {
+  /// Sets every layer's dtype policy to the mixed policy, except the layers that should stay
+  /// float32, and wraps the compiled optimizer in a LossScaleOptimizer for `mixed_float16`.
+  ///
+  /// Layers stay float32 when named in `float32Layers`, of a class in `float32Classes` or
+  /// ``KerasConversionOptions/defaultFloat32Classes``, or when they produce a model output
+  /// through a softmax, log-softmax or sigmoid (TensorFlow's mixed precision guide). Nested
+  /// models and wrapped layers are followed.
+  /// - Throws: ``ModelFormatError`` with code `alreadyConverted` when a layer already has a
+  ///   float16 or bfloat16 policy.
+  public func converted(with options: KerasConversionOptions) throws -> (KerasArchive, KerasConversionReport) {
+    let policy = options.precision == .float16 ? "mixed_float16" : "mixed_bfloat16"
+    var report = KerasConversionReport(policy: policy)
+    var archive = self
+    var walker = PolicyWalker(
+      policy: policy, options: options, float32Classes: KerasConversionOptions.defaultFloat32Classes
+        .union(options.float32Classes))
+    walker.walk(&archive.config, atOutput: true)
+    if let layer = walker.alreadyReduced {
+      throw ModelFormatError(
+        code: .alreadyConverted, path: path, location: "layer '\(layer.name)'",
+        message: "The layer's dtype policy is already '\(layer.policy)'; the model was converted "
+          + "before or built in mixed precision. Convert the float32 model instead.")
+    }
+    report.layers = walker.layers
+    report.optimizer = wrapOptimizer(&archive.config, options: options)
+    return (archive, report)
+  }
+
+  private func wrapOptimizer(_ root: inout JSONValue, options: KerasConversionOptions) -> String {
+    guard var compile = root["compile_config"], let optimizer = compile["optimizer"], optimizer != .null
+    else { return "none (the model was saved without compiling)" }
+    let className = optimizer["class_name"]?.stringValue ?? optimizer.stringValue ?? "?"
+    guard options.precision == .float16, options.lossScaling else {
+      return "\(className), unchanged" + (options.precision == .bfloat16 ? " (bfloat16 needs no loss scaling)" : "")
+    }
+    let scale = JSONValue.number(
+      options.initialScale == options.initialScale.rounded() && abs(options.initialScale) < 1e15
+        ? "\(Int(options.initialScale)).0" : "\(options.initialScale)")
+    let steps = JSONValue.number(String(options.growthSteps))
+    let settings = "dynamic, initial scale \(scale.serialized()), growth every \(options.growthSteps) steps"
+    if className == "LossScaleOptimizer" {
+      var updated = optimizer
+      var config = optimizer["config"] ?? .object([])
+      config.set("initial_scale", scale)
+      config.set("dynamic_growth_steps", steps)
+      updated.set("config", config)
+      compile.set("optimizer", updated)
+      root.set("compile_config", compile)
+      return "LossScaleOptimizer kept, now \(settings)"
+    }
+    let wrapper = JSONValue.object([
+      ("module", .string("keras.optimizers")), ("class_name", .string("LossScaleOptimizer")),
+      (
+        "config",
+        .object([
+          ("name", .string("loss_scale_optimizer")), ("inner_optimizer", optimizer),
+          ("initial_scale", scale), ("dynamic_growth_steps", steps),
+        ])
+      ),
+      ("registered_name", .null),
+    ])
+    compile.set("optimizer", wrapper)
+    root.set("compile_config", compile)
+    return "\(className) wrapped in LossScaleOptimizer (\(settings)); the saved \(className) "
+      + "state does not fit the wrapper, so Keras warns and restarts it"
+  }
+}
+
+/// Walks a Keras config and sets layer policies.
+private struct PolicyWalker {
+  let policy: String
+  let options: KerasConversionOptions
+  let float32Classes: Set<String>
+  var layers: [KerasConversionReport.Layer] = []
+  var alreadyReduced: KerasConversionReport.Layer?
+
+  private static let reducedPolicies: Set<String> = ["mixed_float16", "mixed_bfloat16", "float16", "bfloat16"]
+  private static let probabilityActivations: Set<String> = ["softmax", "log_softmax", "sigmoid"]
+
+  mutating func walk(_ value: inout JSONValue, atOutput: Bool) {
+    switch value {
+    case .array(var elements):
+      for index in elements.indices { walk(&elements[index], atOutput: false) }
+      value = .array(elements)
+    case .object:
+      guard let className = value["class_name"]?.stringValue, var config = value["config"],
+        case .object(let members) = config,
+        members.contains(where: { $0.key == "dtype" || $0.key == "layers" })
+      else {
+        if case .object(var members) = value {
+          for index in members.indices { walk(&members[index].value, atOutput: false) }
+          value = .object(members)
+        }
+        return
+      }
+      if case .array(var children)? = config["layers"] {
+        let outputs = outputNames(config, children)
+        for index in children.indices {
+          let name = children[index]["config"]?["name"]?.stringValue ?? ""
+          walk(&children[index], atOutput: atOutput && outputs.contains(name))
+        }
+        config.set("layers", .array(children))
+      }
+      for member in members where member.key != "layers" && member.key != "dtype" {
+        if var child = config[member.key] {
+          walk(&child, atOutput: atOutput && member.key == "layer")
+          config.set(member.key, child)
+        }
+      }
+      // Model containers (Sequential, Functional) compute nothing themselves, and Keras gives
+      // them the global policy at load whatever their config says; their layers carry policies.
+      if config["dtype"] != nil && config["layers"] == nil && className != "InputLayer" {
+        setPolicy(&config, className: className, atOutput: atOutput)
+      }
+      value.set("config", config)
+    default:
+      break
+    }
+  }
+
+  /// The names of the layers that produce a model config's outputs.
+  private func outputNames(_ config: JSONValue, _ children: [JSONValue]) -> Set<String> {
+    guard let outputs = config["output_layers"] else {
+      // Sequential: the last layer.
+      return Set([children.last?["config"]?["name"]?.stringValue].compactMap { $0 })
+    }
+    func names(_ value: JSONValue) -> [String] {
+      guard case .array(let elements) = value else { return [] }
+      if let first = elements.first?.stringValue { return [first] }
+      return elements.flatMap(names)
+    }
+    return Set(names(outputs))
+  }
+
+  private mutating func setPolicy(_ config: inout JSONValue, className: String, atOutput: Bool) {
+    let name = config["name"]?.stringValue ?? "?"
+    let current = config["dtype"]?["config"]?["name"]?.stringValue ?? config["dtype"]?.stringValue ?? "?"
+    var layer = KerasConversionReport.Layer(name: name, className: className, policy: policy, reason: "converted")
+    if Self.reducedPolicies.contains(current) {
+      layer.policy = current
+      layer.reason = "already reduced precision"
+      alreadyReduced = alreadyReduced ?? layer
+    } else if current != "float32" {
+      layer.policy = current
+      layer.reason = "policy '\(current)' left as is"
+    } else if options.float32Layers.contains(name) {
+      layer.policy = "float32"
+      layer.reason = "--fp32-layer"
+    } else if float32Classes.contains(className) {
+      layer.policy = "float32"
+      layer.reason =
+        options.float32Classes.contains(className) ? "--fp32-class" : "preprocessing layer that sees raw inputs"
+    } else if atOutput && endsInProbability(className, config) {
+      layer.policy = "float32"
+      layer.reason = "produces a model output through a softmax or sigmoid"
+    }
+    layers.append(layer)
+    if layer.policy == policy || layer.policy == "float32" {
+      config.set(
+        "dtype",
+        .object([
+          ("module", .string("keras")), ("class_name", .string("DTypePolicy")),
+          ("config", .object([("name", .string(layer.policy))])), ("registered_name", .null),
+        ]))
+    }
+  }
+
+  private func endsInProbability(_ className: String, _ config: JSONValue) -> Bool {
+    if className == "Softmax" { return true }
+    let activation = config["activation"]
+    let name = activation?.stringValue ?? activation?["config"]?.stringValue
+      ?? activation?["config"]?["name"]?.stringValue
+    return name.map(Self.probabilityActivations.contains) ?? false
+  }
+}

@@ -1,0 +1,123 @@
+"""Interop tests for `.keras` conversion: real Keras 3 loads the converted archive, trains it in
+mixed precision with the loss scaling Keras documents, and predicts close to the original.
+
+Prediction tolerances are those of test_convert.py (1e-2 for float16, 5e-2 for bfloat16, relative
+to the largest output magnitude), for the same reason: a few layers rounding to 11 or 8 bits.
+"""
+import json
+import os
+import subprocess
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+import keras
+
+from test_interop import FIXTURES, MANIFEST, TFMP
+
+ARCHIVES = MANIFEST["keras_archives"]
+POLICIES = {"mixed_float16": 1e-2, "mixed_bfloat16": 5e-2}
+
+
+def convert(name, tmp_path, *options):
+    out = str(tmp_path / f"{name}.keras")
+    result = subprocess.run([TFMP, "convert", os.path.join(FIXTURES, name + ".keras"), out,
+                             "--report", out + ".json", *options], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return out, json.load(open(out + ".json"))
+
+
+def load(path):
+    with warnings.catch_warnings():
+        # The saved Adam state does not fit a LossScaleOptimizer; Keras warns and restarts it.
+        warnings.simplefilter("ignore")
+        return keras.saving.load_model(path)
+
+
+def all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from all_layers(layer)
+
+
+def data(name):
+    with np.load(os.path.join(FIXTURES, name + ".data.npz")) as arrays:
+        labels = arrays["labels"]
+        inputs = [arrays[k] for k in arrays.files if k != "labels"]
+    return (inputs[0] if len(inputs) == 1 else inputs), labels
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+@pytest.mark.parametrize("name", ARCHIVES)
+def test_converted_archive_loads_trains_and_predicts(name, policy, tmp_path):
+    out, report = convert(name, tmp_path, "--policy", policy)
+    original, converted = load(os.path.join(FIXTURES, name + ".keras")), load(out)
+    expected = {layer["name"]: layer["policy"] for layer in report["layers"]}
+    for layer in all_layers(converted):
+        if layer.name in expected:
+            assert layer.dtype_policy.name == expected[layer.name], layer.name
+    assert any(policy == p for p in expected.values())
+    output_layer = converted.layers[-1]
+    if output_layer.name == "probabilities":
+        assert output_layer.dtype_policy.name == "float32"
+    if policy == "mixed_float16":
+        assert type(converted.optimizer).__name__ == "LossScaleOptimizer"
+        assert float(converted.optimizer.initial_scale) == 32768.0
+        assert converted.optimizer.dynamic_growth_steps == 2000
+    else:
+        assert type(converted.optimizer).__name__ == "Adam"
+    x, y = data(name)
+    reference = original.predict(x, verbose=0)
+    predictions = converted.predict(x, verbose=0)
+    assert predictions.dtype == np.float32 or output_layer.dtype_policy.name != "float32"
+    scale = max(1.0, float(np.max(np.abs(reference))))
+    assert np.max(np.abs(predictions.astype(np.float64) - reference)) <= POLICIES[policy] * scale
+    history = converted.fit(x, y, epochs=2, batch_size=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    if policy == "mixed_float16":
+        # Keras halves the scale and skips the update on each non-finite step, and no growth is
+        # due before 2000 finite steps.
+        steps = 2 * (len(y) // 2)
+        skipped = steps - int(converted.optimizer.iterations.numpy())
+        assert float(converted.optimizer.dynamic_scale.numpy()) == 32768.0 * 0.5**skipped
+
+
+def test_loss_scale_settings_are_honoured(tmp_path):
+    out, _ = convert("keras_dense", tmp_path, "--initial-scale", "1", "--growth-steps", "2")
+    model = load(out)
+    x, y = data("keras_dense")
+    model.fit(x, y, epochs=3, batch_size=2, verbose=0)  # 6 steps, all finite at such small scales
+    steps = 3 * (len(y) // 2)
+    assert int(model.optimizer.iterations.numpy()) == steps
+    assert float(model.optimizer.dynamic_scale.numpy()) == 2.0 ** (steps // 2)
+    assert int(model.optimizer.step_counter.numpy()) == steps % 2
+
+
+def test_user_overrides_and_no_loss_scale(tmp_path):
+    out, report = convert("keras_nested", tmp_path, "--fp32-layer", "middle", "--fp32-class",
+                          "BatchNormalization", "--no-loss-scale")
+    model = load(out)
+    policies = {layer.name: layer.dtype_policy.name for layer in all_layers(model)}
+    assert policies["middle"] == "float32"
+    assert policies["inner_bn"] == "float32"
+    assert policies["inner_dense"] == "mixed_float16"
+    assert type(model.optimizer).__name__ == "Adam"
+
+
+@pytest.mark.parametrize("name", ARCHIVES)
+def test_every_entry_but_the_config_is_byte_identical(name, tmp_path):
+    out, _ = convert(name, tmp_path)
+    with zipfile.ZipFile(os.path.join(FIXTURES, name + ".keras")) as a, zipfile.ZipFile(out) as b:
+        assert [i.filename for i in a.infolist()] == [i.filename for i in b.infolist()]
+        for info in a.infolist():
+            if info.filename != "config.json":
+                assert a.read(info.filename) == b.read(info.filename), info.filename
+    raw_in = open(os.path.join(FIXTURES, name + ".keras"), "rb").read()
+    raw_out = open(out, "rb").read()
+    weights = zipfile.ZipFile(out).getinfo("model.weights.h5")
+    assert weights.compress_type == 0
+    assert raw_out.count(zipfile.ZipFile(os.path.join(FIXTURES, name + ".keras")).read("model.weights.h5")) == 1
+    assert len(raw_out) - len(raw_in) == zipfile.ZipFile(out).getinfo("config.json").file_size - \
+        zipfile.ZipFile(os.path.join(FIXTURES, name + ".keras")).getinfo("config.json").file_size

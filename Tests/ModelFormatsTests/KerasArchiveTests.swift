@@ -1,0 +1,90 @@
+import Foundation
+import Testing
+import _TestSupport
+
+@testable import ModelFormats
+
+@Suite("Keras archives")
+struct KerasArchiveTests {
+  @Test("config.json parses and serializes back to its exact bytes", arguments: Fixtures.kerasArchives)
+  func jsonRoundTrip(name: String) throws {
+    let zip = try ZipArchive(MappedFile(path: Fixtures.path(name + ".keras")))
+    let bytes = try zip.contents(of: try #require(zip.entry(named: "config.json")))
+    var parser = JSONParser(bytes)
+    #expect(Array(try parser.parse().serialized().utf8) == bytes)
+  }
+
+  @Test("An archive written back unchanged is byte-identical", arguments: Fixtures.kerasArchives)
+  func unchangedRewrite(name: String) throws {
+    let folder = TemporaryFolder()
+    let archive = try KerasArchive(contentsOf: Fixtures.path(name + ".keras"))
+    #expect(archive.kerasVersion == "3.15.1")
+    try archive.write(to: folder.child("copy.keras"))
+    let original = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path(name + ".keras")))
+    #expect(try Data(contentsOf: URL(fileURLWithPath: folder.child("copy.keras"))) == original)
+  }
+
+  @Test("Strings with escapes and non-ASCII text keep their meaning")
+  func jsonEscapes() throws {
+    var parser = JSONParser(Array(#"{"a": "tab\there \u00e9\ud83d\ude00", "n": -1.5e-7, "x": [true, null]}"#.utf8))
+    let value = try parser.parse()
+    #expect(value["a"]?.stringValue == "tab\there é😀")
+    #expect(value["n"] == .number("-1.5e-7"))
+    #expect(JSONValue.string("é\n").serialized() == #""\u00e9\n""#)
+  }
+
+  /// A copy of the dense fixture with one entry's contents replaced.
+  private func archive(replacing entry: String, with text: String, in folder: TemporaryFolder) throws -> String {
+    let zip = try ZipArchive(MappedFile(path: Fixtures.path("keras_dense.keras")))
+    let path = folder.child("broken.keras")
+    let output = try FileOutput(path: path)
+    try zip.write(to: output, replacing: [entry: Array(text.utf8)])
+    return path
+  }
+
+  private func error(_ path: String) -> ModelFormatError? {
+    #expect(throws: ModelFormatError.self) { _ = try KerasArchive(contentsOf: path) }
+  }
+
+  @Test("A file that is not a zip archive")
+  func notAZip() throws {
+    let folder = TemporaryFolder()
+    let path = folder.child("model.keras")
+    try Data(repeating: 7, count: 100).write(to: URL(fileURLWithPath: path))
+    #expect(
+      error(path)?.description
+        == "\(path): Expected a Keras archive (a zip file holding config.json) but it has no zip "
+        + "end record. Pass a file written by model.save('model.keras').")
+  }
+
+  @Test("A config.json that does not parse")
+  func badConfig() throws {
+    let folder = TemporaryFolder()
+    let path = try archive(replacing: "config.json", with: #"{"module": "keras", oops}"#, in: folder)
+    let failure = error(path)
+    #expect(failure?.code == .malformed)
+    #expect(
+      failure?.description
+        == "\(path) (config.json, byte 20): The JSON does not parse: expected a quoted key. The archive is "
+        + "corrupt; re-save the model.")
+  }
+
+  @Test("An archive from a Keras version tfmp does not know")
+  func unknownVersion() throws {
+    let folder = TemporaryFolder()
+    let path = try archive(replacing: "metadata.json", with: #"{"keras_version": "2.15.0"}"#, in: folder)
+    #expect(
+      error(path)?.description
+        == "\(path) (metadata.json): The archive was saved by Keras 2.15.0; tfmp knows the archives "
+        + "of Keras 3.0 to 3.15. Re-save the model with one of those versions.")
+  }
+
+  @Test("A truncated archive")
+  func truncated() throws {
+    let folder = TemporaryFolder()
+    let path = folder.child("cut.keras")
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("keras_dense.keras")))
+    try bytes.prefix(bytes.count - 400).write(to: URL(fileURLWithPath: path))
+    #expect(error(path)?.code == .notAModel)
+  }
+}
