@@ -4,10 +4,10 @@ import ModelFormats
 
 struct Inspect: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Describes a SavedModel: signatures, functions and ops, variables, and a range "
-      + "report for float16 and bfloat16.")
+    abstract: "Describes a SavedModel or .keras model: signatures or layers and policies, "
+      + "functions and ops, variables, and a range report for float16 and bfloat16.")
 
-  @Argument(help: "The SavedModel folder.")
+  @Argument(help: "The SavedModel folder or .keras file.")
   var model: String
 
   @Flag(help: "Print JSON instead of text.")
@@ -17,14 +17,25 @@ struct Inspect: ParsableCommand {
 
   func run() throws {
     try reporting.reportingErrors {
-      let summary = try SavedModel(contentsOf: model).summary()
-      if json {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+      var isDirectory: ObjCBool = false
+      let exists = FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory)
+      if exists && !isDirectory.boolValue || !exists && model.hasSuffix(".keras") {
+        let summary = try KerasArchive(contentsOf: model).summary()
+        try show(summary, text: summary.text)
       } else {
-        print(summary.text, terminator: "")
+        let summary = try SavedModel(contentsOf: model).summary()
+        try show(summary, text: summary.text)
       }
+    }
+  }
+
+  private func show(_ summary: some Encodable, text: String) throws {
+    if json {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+      print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+    } else {
+      print(text, terminator: "")
     }
   }
 }

@@ -121,3 +121,24 @@ def test_every_entry_but_the_config_is_byte_identical(name, tmp_path):
     assert raw_out.count(zipfile.ZipFile(os.path.join(FIXTURES, name + ".keras")).read("model.weights.h5")) == 1
     assert len(raw_out) - len(raw_in) == zipfile.ZipFile(out).getinfo("config.json").file_size - \
         zipfile.ZipFile(os.path.join(FIXTURES, name + ".keras")).getinfo("config.json").file_size
+
+
+@pytest.mark.parametrize("name", ARCHIVES)
+def test_inspect_matches_keras_view(name):
+    path = os.path.join(FIXTURES, name + ".keras")
+    result = subprocess.run([TFMP, "inspect", "--json", path], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    model = load(path)
+    layers = {layer["name"]: layer for layer in summary["layers"]}
+    for layer in all_layers(model):
+        if hasattr(layer, "layers") or type(layer).__name__ == "InputLayer":
+            continue
+        ours = layers[layer.name]
+        assert ours["className"] == type(layer).__name__
+        assert ours["policy"] == layer.dtype_policy.name
+        # Sub-objects (attention projections, an RNN cell) are stored in another order.
+        assert sorted((w["shape"], w["dtype"]) for w in ours["weights"]) == \
+            sorted((list(w.shape), w.dtype) for w in layer.weights), layer.name
+    assert summary["optimizer"] == type(model.optimizer).__name__
+    assert len(summary["optimizerVariables"]) == len(model.optimizer.variables)

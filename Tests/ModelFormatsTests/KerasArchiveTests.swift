@@ -88,3 +88,54 @@ struct KerasArchiveTests {
     #expect(error(path)?.code == .notAModel)
   }
 }
+
+@Suite("Keras archive summaries")
+struct KerasSummaryTests {
+  @Test("Each archive's summary matches its snapshot", arguments: Fixtures.kerasArchives)
+  func summarySnapshot(name: String) throws {
+    var summary = try KerasArchive(contentsOf: Fixtures.path(name + ".keras")).summary()
+    summary.path = "<fixtures>/\(name).keras"
+    let mismatch = snapshotMismatch(summary.text, named: "inspect-\(name)")
+    #expect(mismatch == nil, "\(mismatch ?? "")")
+  }
+
+  @Test("A weights file that is not HDF5 is reported, not trapped")
+  func corruptWeights() throws {
+    let folder = TemporaryFolder()
+    let zip = try ZipArchive(MappedFile(path: Fixtures.path("keras_dense.keras")))
+    let path = folder.child("bad-weights.keras")
+    try zip.write(to: FileOutput(path: path), replacing: ["model.weights.h5": Array(repeating: 1, count: 200)])
+    let error = #expect(throws: ModelFormatError.self) { _ = try KerasArchive(contentsOf: path).summary() }
+    #expect(
+      error?.description
+        == "\(path) (model.weights.h5) (superblock): Expected the HDF5 signature at offset 0. The "
+        + "weights file is corrupt; re-save the model.")
+  }
+
+  @Test("Every truncation of a weights file gives an error or a summary, never a crash")
+  func truncatedWeights() throws {
+    let zip = try ZipArchive(MappedFile(path: Fixtures.path("keras_nested.keras")))
+    let bytes = try zip.contents(of: try #require(zip.entry(named: "model.weights.h5")))
+    for length in stride(from: 0, to: bytes.count, by: 97) {
+      _ = try? HDF5File(Array(bytes.prefix(length)), path: "cut")
+    }
+  }
+
+  @Test("Corrupted bytes in a weights file give an error or a summary, never a crash", arguments: [1, 2, 3] as [UInt64])
+  func flippedWeights(seed: UInt64) throws {
+    let zip = try ZipArchive(MappedFile(path: Fixtures.path("keras_nested.keras")))
+    let original = try zip.contents(of: try #require(zip.entry(named: "model.weights.h5")))
+    var random = SeededGenerator(seed: seed)
+    var parsed = 0
+    for _ in 0..<300 {
+      var bytes = original
+      // Structure lives in the first few KiB; flip bytes there, sometimes to 0xFF runs.
+      for _ in 0..<4 {
+        let offset = Int.random(in: 0..<min(bytes.count, 4096), using: &random)
+        bytes[offset] = Bool.random(using: &random) ? 0xFF : UInt8.random(in: 0...255, using: &random)
+      }
+      if (try? HDF5File(bytes, path: "flipped")) != nil { parsed += 1 }
+    }
+    #expect(parsed > 0, "seed \(seed): some corruptions hit only data and still parse")
+  }
+}

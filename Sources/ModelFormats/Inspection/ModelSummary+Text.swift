@@ -48,13 +48,23 @@ extension ModelSummary {
       }
     }
     lines.append("")
+    lines += rangeReport.lines(of: "variables and constants")
+    return lines.joined(separator: "\n") + "\n"
+  }
+}
+
+extension ModelSummary.RangeReport {
+  /// The range report's text lines; `kinds` says what the tensors are.
+  func lines(of kinds: String) -> [String] {
+    let rangeReport = self
+    var lines: [String] = []
     lines.append(
-      "Range report: \(rangeReport.tensorCount) float tensors (variables and constants), "
+      "Range report: \(rangeReport.tensorCount) float tensors (\(kinds)), "
         + "\(rangeReport.float16.total) values")
     for (name, counts) in [("float16", rangeReport.float16), ("bfloat16", rangeReport.bfloat16)] {
       lines.append("  \(name + String(repeating: " ", count: 9 - name.count)) \(Self.describe(counts))")
     }
-    lines.append("  largest magnitude: \(Self.scientific(rangeReport.float16.largestMagnitude))")
+    lines.append("  largest magnitude: \(ModelSummary.scientific(rangeReport.float16.largestMagnitude))")
     if rangeReport.worst.isEmpty {
       lines.append("  every value fits both types.")
     } else {
@@ -68,7 +78,7 @@ extension ModelSummary {
         lines.append("      bfloat16: \(Self.describe(entry.bfloat16))")
       }
     }
-    return lines.joined(separator: "\n") + "\n"
+    return lines
   }
 
   private static func describe(_ counts: RangeCounts) -> String {
@@ -77,7 +87,10 @@ extension ModelSummary {
       + (counts.nonFinite > 0 ? ", already inf/NaN \(counts.nonFinite)" : "")
   }
 
-  private static func counts(_ counts: [String: Int]) -> String {
+}
+
+extension ModelSummary {
+  static func counts(_ counts: [String: Int]) -> String {
     counts.sorted { ($1.value, $0.key) < ($0.value, $1.key) }.map { "\($0.key) \($0.value)" }
       .joined(separator: ", ")
   }

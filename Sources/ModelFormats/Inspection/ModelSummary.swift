@@ -291,7 +291,7 @@ extension SavedModel {
     return FloatValues.decode(tensor)
   }
 
-  private static func rangeEntry(
+  static func rangeEntry(
     _ name: String, kind: String, dtype: DType, _ counts: [ReducedPrecision: RangeCounts]
   ) -> ModelSummary.RangeEntry {
     ModelSummary.RangeEntry(
@@ -299,7 +299,7 @@ extension SavedModel {
       bfloat16: counts[.bfloat16] ?? RangeCounts())
   }
 
-  private static func rangeReport(_ entries: [ModelSummary.RangeEntry]) -> ModelSummary.RangeReport
+  static func rangeReport(_ entries: [ModelSummary.RangeEntry]) -> ModelSummary.RangeReport
   {
     var float16 = RangeCounts()
     var bfloat16 = RangeCounts()

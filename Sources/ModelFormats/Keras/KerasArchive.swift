@@ -58,6 +58,17 @@ public struct KerasArchive: Sendable {
     }
   }
 
+  /// The bytes of `model.weights.h5`.
+  func weightsBytes() throws -> [UInt8] {
+    guard let entry = zip.entry(named: "model.weights.h5") else {
+      throw ModelFormatError(
+        code: .notAModel, path: path,
+        message: "The archive has no model.weights.h5 (Keras can also save model.weights.npz, "
+          + "which tfmp does not read yet). Re-save the model with model.save.")
+    }
+    return try zip.contents(of: entry)
+  }
+
   /// The path of each entry whose bytes the archive holds, for tests and reports.
   public var entryNames: [String] { zip.entries.map(\.name) }
 
