@@ -64,16 +64,8 @@ struct CastInsertionPass {
       let suffix = dtype == .dtFloat ? "float32" : precision.rawValue
       let base = reference.replacingOccurrences(of: ":", with: "_")
       let name = body.uniqueName("\(base)/tfmp_cast_to_\(suffix)", avoiding: argumentNames)
-      var cast = Tensorflow_NodeDef()
-      cast.name = name
-      cast.op = "Cast"
-      cast.input = [reference]
-      cast.attr["SrcT"] = attribute(type: dtype == .dtFloat ? target : .dtFloat)
-      cast.attr["DstT"] = attribute(type: dtype)
-      var truncate = Tensorflow_AttrValue()
-      truncate.b = false
-      cast.attr["Truncate"] = truncate
-      body.append(cast)
+      body.append(
+        .cast(name: name, input: reference, from: dtype == .dtFloat ? target : .dtFloat, to: dtype))
       castNames[key] = name
       statistics.castsInserted += 1
       return body.singleOutputReference(nodeName: name, argument: "y")
@@ -114,34 +106,26 @@ struct CastInsertionPass {
       let converted = attribute(tensor: values.tensor(in: precision))
       statistics.constantsConverted += 1
       if readers.count == body.consumers[constant].count && !sinkNodes.contains(constant) {
-        body.nodes[constant].attr["dtype"] = attribute(type: target)
+        body.nodes[constant].setType("dtype", target)
         body.nodes[constant].attr["value"] = converted
         continue
       }
       var copy = body.nodes[constant]
       copy.name = body.uniqueName("\(copy.name)/tfmp_\(precision.rawValue)", avoiding: argumentNames)
       copy.input = copy.input.filter { $0.hasPrefix("^") }
-      copy.attr["dtype"] = attribute(type: target)
+      copy.setType("dtype", target)
       copy.attr["value"] = converted
       body.append(copy)
       let reference = body.singleOutputReference(nodeName: copy.name, argument: "output")
       for reader in readers { body.nodes[reader.node].input[reader.slot] = reference }
     }
     for node in 0..<originalCount {
-      if reduced[node], let rule = rules[node] {
-        body.nodes[node].attr[rule.attribute] = attribute(type: target)
-      }
-      if castsToTarget.contains(node) { body.nodes[node].attr["DstT"] = attribute(type: target) }
-      if castsReadingTarget.contains(node) { body.nodes[node].attr["SrcT"] = attribute(type: target) }
+      if reduced[node], let rule = rules[node] { body.nodes[node].setType(rule.attribute, target) }
+      if castsToTarget.contains(node) { body.nodes[node].setType("DstT", target) }
+      if castsReadingTarget.contains(node) { body.nodes[node].setType("SrcT", target) }
     }
     body.reindex()
     return statistics
-  }
-
-  private func attribute(type: Tensorflow_DataType) -> Tensorflow_AttrValue {
-    var value = Tensorflow_AttrValue()
-    value.type = type
-    return value
   }
 
   private func attribute(tensor: Tensorflow_TensorProto) -> Tensorflow_AttrValue {

@@ -75,12 +75,12 @@ struct SignatureTypesPass {
         name: callee.name, syntax: .function, nodes: function.nodeDef, sinks: function.ret)
       let argumentNames = Set(function.signature.inputArg.map(\.name))
       for crossing in inputs where crossing.call == call {
-        setListType(&graph.nodes[call], "Tin", crossing.position, target)
+        graph.nodes[call].setType("Tin", target, listIndex: crossing.position)
         let argument = function.signature.inputArg[crossing.position].name
         function.signature.inputArg[crossing.position].type = target
-        let cast = castNode(
-          body.uniqueName("\(argument)/tfmp_cast_to_float32", avoiding: argumentNames), input: argument,
-          from: target, to: .dtFloat)
+        let cast = Tensorflow_NodeDef.cast(
+          name: body.uniqueName("\(argument)/tfmp_cast_to_float32", avoiding: argumentNames),
+          input: argument, from: target, to: .dtFloat)
         let reference = body.singleOutputReference(nodeName: cast.name, argument: "y")
         for node in body.nodes.indices {
           for slot in body.nodes[node].input.indices where body.nodes[node].input[slot] == argument {
@@ -91,12 +91,12 @@ struct SignatureTypesPass {
         body.append(cast)
       }
       for crossing in outputs where crossing.call == call {
-        setListType(&graph.nodes[call], "Tout", crossing.position, target)
+        graph.nodes[call].setType("Tout", target, listIndex: crossing.position)
         let result = function.signature.outputArg[crossing.position].name
         function.signature.outputArg[crossing.position].type = target
         guard let value = body.sinks[result] else { continue }
-        let cast = castNode(
-          body.uniqueName("\(result)/tfmp_cast_to_\(precision.rawValue)", avoiding: argumentNames),
+        let cast = Tensorflow_NodeDef.cast(
+          name: body.uniqueName("\(result)/tfmp_cast_to_\(precision.rawValue)", avoiding: argumentNames),
           input: value, from: .dtFloat, to: target)
         body.sinks[result] = body.singleOutputReference(nodeName: cast.name, argument: "y")
         body.append(cast)
@@ -112,11 +112,7 @@ struct SignatureTypesPass {
         metaGraph.objectGraphDef.concreteFunctions[callee.name] = concrete
       }
     }
-    for node in placeholders {
-      var value = Tensorflow_AttrValue()
-      value.type = target
-      graph.nodes[node].attr["dtype"] = value
-    }
+    for node in placeholders { graph.nodes[node].setType("dtype", target) }
     metaGraph.graphDef.node = graph.nodes
     for key in metaGraph.signatureDef.keys where key != "__saved_model_init_op" {
       for (name, info) in metaGraph.signatureDef[key]?.inputs ?? [:] where info.dtype == .dtFloat {
@@ -130,34 +126,6 @@ struct SignatureTypesPass {
 
   private static func isCall(_ node: Tensorflow_NodeDef) -> Bool {
     node.op == "StatefulPartitionedCall" || node.op == "PartitionedCall"
-  }
-
-  private func castNode(
-    _ name: String, input: String, from: Tensorflow_DataType, to: Tensorflow_DataType
-  ) -> Tensorflow_NodeDef {
-    var node = Tensorflow_NodeDef()
-    node.name = name
-    node.op = "Cast"
-    node.input = [input]
-    for (attribute, type) in [("SrcT", from), ("DstT", to)] {
-      var value = Tensorflow_AttrValue()
-      value.type = type
-      node.attr[attribute] = value
-    }
-    var truncate = Tensorflow_AttrValue()
-    truncate.b = false
-    node.attr["Truncate"] = truncate
-    return node
-  }
-
-  private func setListType(
-    _ node: inout Tensorflow_NodeDef, _ attribute: String, _ index: Int, _ type: Tensorflow_DataType
-  ) {
-    guard var value = node.attr[attribute], case .list(var list)? = value.value, index < list.type.count
-    else { return }
-    list.type[index] = type
-    value.list = list
-    node.attr[attribute] = value
   }
 
   /// Sets the dtype of float TensorSpecs named in `names` (or under a dict key in `names`).

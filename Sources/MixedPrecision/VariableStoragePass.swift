@@ -183,13 +183,13 @@ struct VariableStoragePass {
       result.convertedKeys.formUnion(groupKeys)
       for place in group {
         for edit in saverEdits[place] ?? [] {
-          set(&bodies[edit.body].nodes[edit.node], edit.attribute, target, listIndex: edit.listIndex)
+          bodies[edit.body].nodes[edit.node].setType(edit.attribute, target, listIndex: edit.listIndex)
           result.retyped[edit.body, default: []].insert(bodies[edit.body].nodes[edit.node].name)
         }
         if let node = bodies[place.body].index(of: place.name) {
           let op = bodies[place.body].nodes[node].op
           if op == "VarHandleOp" || Self.readOps.contains(op) || Self.assignOps.contains(op) {
-            set(&bodies[place.body].nodes[node], "dtype", target, listIndex: nil)
+            bodies[place.body].nodes[node].setType("dtype", target)
             result.retyped[place.body, default: []].insert(place.name)
           }
         } else if place.body < functions.count,
@@ -324,23 +324,6 @@ struct VariableStoragePass {
         + "(\(lost) flush to zero or turn subnormal)"
     }
     return nil
-  }
-
-  private func set(
-    _ node: inout Tensorflow_NodeDef, _ attribute: String, _ type: Tensorflow_DataType, listIndex: Int?
-  ) {
-    if let listIndex {
-      guard var value = node.attr[attribute], case .list(var list)? = value.value,
-        listIndex < list.type.count
-      else { return }
-      list.type[listIndex] = type
-      value.list = list
-      node.attr[attribute] = value
-    } else {
-      var value = Tensorflow_AttrValue()
-      value.type = type
-      node.attr[attribute] = value
-    }
   }
 }
 
