@@ -46,6 +46,16 @@ struct KerasArchiveTests {
     #expect(throws: ModelFormatError.self) { _ = try KerasArchive(contentsOf: path) }
   }
 
+  @Test("A missing archive")
+  func missing() {
+    let path = "/nonexistent/model.keras"
+    let failure = error(path)
+    #expect(failure?.code == .missingInput)
+    #expect(
+      failure?.description
+        == "\(path): The file cannot be opened (No such file or directory). Check the path and its permissions.")
+  }
+
   @Test("A file that is not a zip archive")
   func notAZip() throws {
     let folder = TemporaryFolder()
