@@ -14,8 +14,9 @@ struct CastInsertionPass {
   let precision: ReducedPrecision
   /// The body's argument names, which new nodes must not take.
   let argumentNames: Set<String>
-  /// Nodes the variable pass retyped to the reduced type (reads of variables stored in it, and
-  /// the saver's plumbing): their outputs carry the reduced type and their inputs take it.
+  /// Nodes the variable pass retyped to the reduced type (reads and gathers of variables stored
+  /// in it, and the saver's plumbing): their inputs take the reduced type, and so do their
+  /// outputs, except RestoreV2's, which are typed one by one.
   let retypedNodes: Set<String>
 
   struct Statistics {
@@ -49,7 +50,8 @@ struct CastInsertionPass {
     }
     func producesReduced(_ source: GraphBody.Source) -> Bool {
       guard case .output(let node, let argument, let index) = source else { return false }
-      if castsToTarget.contains(node) || retypedNodes.contains(body.nodes[node].name) { return true }
+      if castsToTarget.contains(node) { return true }
+      if retypedNodes.contains(body.nodes[node].name) { return body.nodes[node].op != "RestoreV2" }
       guard reduced[node], let rule = rules[node] else { return false }
       return rule.governsOutput(argument: argument, index: index)
     }

@@ -91,11 +91,15 @@ extension SavedModel {
         bodies: &bodies, functions: &functions, decisions: decisions, checkpoint: checkpoint)
     }
     for index in bodies.indices {
-      guard decisions[index].contains(where: \.reduced) else { continue }
+      let retyped = storage.retyped[index] ?? []
+      let retypedGather = bodies[index].nodes.contains {
+        retyped.contains($0.name) && ["GatherV2", "Gather", "GatherNd"].contains($0.op)
+      }
+      guard decisions[index].contains(where: \.reduced) || retypedGather else { continue }
       let arguments = index < functions.count ? Set(functions[index].signature.inputArg.map(\.name)) : []
       let pass = CastInsertionPass(
         precision: options.precision, argumentNames: arguments,
-        retypedNodes: storage.retyped[index] ?? [])
+        retypedNodes: retyped)
       report.add(pass.apply(to: &bodies[index], decisions: decisions[index]))
     }
 

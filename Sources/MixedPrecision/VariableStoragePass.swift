@@ -41,6 +41,7 @@ struct VariableStoragePass {
   }
 
   private static let readOps: Set<String> = ["ReadVariableOp", "ResourceGather", "ResourceGatherNd"]
+  private static let gatherOps: Set<String> = ["GatherV2", "Gather", "GatherNd"]
   private static let assignOps: Set<String> = [
     "AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp",
   ]
@@ -160,6 +161,7 @@ struct VariableStoragePass {
     for place in groups.elements { members[groups.find(place), default: []].append(place) }
     let target: Tensorflow_DataType = precision == .float16 ? .dtHalf : .dtBfloat16
     for (_, group) in members.sorted(by: { $0.key.name < $1.key.name }) {
+      var gathers: [(body: Int, node: Int)] = []
       let groupKeys = Array(Set(group.flatMap { keys[$0] ?? [] })).sorted()
       guard !groupKeys.isEmpty else { continue }
       let entries = groupKeys.compactMap { checkpoint.entry(forKey: $0) }
@@ -169,7 +171,7 @@ struct VariableStoragePass {
         outcome.reason = "kept float32: \(reason)"
       } else if entries.count != groupKeys.count || entries.contains(where: { $0.dtype != .float32 }) {
         outcome.reason = "not a float32 variable"
-      } else if let reader = floatReader(group, bodies: bodies, decisions: decisions) {
+      } else if let reader = floatReader(group, bodies: bodies, decisions: decisions, gathers: &gathers) {
         outcome.reason = "kept float32: read in float32 by \(reader)"
       } else if let problem = try rangeProblem(entries[0], checkpoint) {
         outcome.reason = "kept float32 (range): \(problem)"
@@ -181,6 +183,12 @@ struct VariableStoragePass {
       result.outcomes.append(outcome)
       guard outcome.converted else { continue }
       result.convertedKeys.formUnion(groupKeys)
+      // Gathers from the table gather in the reduced type; the cast follows them, on the
+      // gathered rows only.
+      for gather in gathers {
+        bodies[gather.body].nodes[gather.node].setType("Tparams", target)
+        result.retyped[gather.body, default: []].insert(bodies[gather.body].nodes[gather.node].name)
+      }
       for place in group {
         for edit in saverEdits[place] ?? [] {
           bodies[edit.body].nodes[edit.node].setType(edit.attribute, target, listIndex: edit.listIndex)
@@ -259,10 +267,11 @@ struct VariableStoragePass {
   }
 
   /// A description of the first read in `group` whose value reaches float32 compute, if any.
-  /// Reads may feed reduced-precision compute, the saver (through Identity nodes) and writes
-  /// into the same group.
+  /// Reads may feed reduced-precision compute, the saver (through Identity nodes), writes into
+  /// the same group, and gathers (an embedding lookup), which are collected in `gathers`.
   private func floatReader(
-    _ group: [Place], bodies: [GraphBody], decisions: [[PaintingPass.Decision]]
+    _ group: [Place], bodies: [GraphBody], decisions: [[PaintingPass.Decision]],
+    gathers: inout [(body: Int, node: Int)]
   ) -> String? {
     let members = Set(group)
     for place in group {
@@ -281,6 +290,12 @@ struct VariableStoragePass {
             continue
           }
           if definition.op == "SaveV2" && consumer.position >= 3 { continue }
+          if Self.gatherOps.contains(definition.op) && consumer.position == 0
+            && definition.attr["Tparams"]?.type == .dtFloat
+          {
+            gathers.append((place.body, consumer.node))
+            continue
+          }
           if Self.assignOps.contains(definition.op) && consumer.position == 1
             && members.contains(Place(body: place.body, name: definition.name))
           {

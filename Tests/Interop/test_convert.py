@@ -130,3 +130,25 @@ def test_no_keep_io_types_gives_reduced_inputs_and_outputs(name, policy, tmp_pat
             scale = max(1.0, float(np.max(np.abs(reference)))) if reference.size else 1.0
             error = np.max(np.abs(value - reference)) if value.size else 0.0
             assert error <= TOLERANCE[policy] * scale, f"{loader.__name__} {key}: {error}"
+
+
+def test_embedding_read_by_a_float32_lookup_is_stored_reduced_and_cast_after_the_gather(tmp_path):
+    # Keeping the flatten after the lookup float32 leaves the gather float32; the table is still
+    # stored in float16, the gather runs on it, and only the gathered rows are cast.
+    out = str(tmp_path / "gather")
+    result = subprocess.run([TFMP, "convert", "--fp32-node", "flatten", "--report", out + ".json",
+                             os.path.join(FIXTURES, "two_io"), out], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    variables = {v["name"]: v for v in json.load(open(out + ".json"))["variables"]}
+    assert variables["embedding/embeddings"]["dtype"] == "float16"
+    graph = loader_impl.parse_saved_model(out).meta_graphs[0].graph_def
+    gathers = [(f, n) for f in graph.library.function for n in f.node_def if n.op == "GatherV2"]
+    assert gathers and all(n.attr["Tparams"].type == tf.float16.as_datatype_enum for _, n in gathers)
+    for function, gather in gathers:
+        readers = [n for n in function.node_def if any(i.startswith(gather.name + ":") for i in n.input)]
+        assert readers and all(n.op == "Cast" for n in readers)
+    inputs, recorded = sample("two_io", "inputs"), sample("two_io", "outputs")
+    for loader in (run_tf2, run_tf1):
+        outputs = loader(out, inputs)
+        for key, reference in recorded.items():
+            assert np.max(np.abs(outputs[key] - reference)) <= TOLERANCE["mixed_float16"] * max(1.0, np.abs(reference).max())
