@@ -1,10 +1,11 @@
 """Interop tests for `tfmp convert`: TensorFlow itself loads and runs every converted fixture.
 
 Tolerances are relative to the largest magnitude of each float32 output (max |converted - float32|
-<= tol * max(1, max |float32|)). float16 keeps 11 significant bits (unit roundoff 2^-11 = 4.9e-4)
-and bfloat16 8 (2^-8 = 3.9e-3); a handful of layers, each rounding its inputs and results, grows
-that by roughly an order of magnitude, so the bounds are 1e-2 and 5e-2: about 5x above the
-largest errors measured on these fixtures, and far below what a wrong conversion gives.
+<= tol * max(1, max |float32|)). float16 keeps 11 significant bits (unit roundoff u = 2^-11 =
+4.9e-4) and bfloat16 8 (u = 2^-8 = 3.9e-3). The largest errors measured on these fixtures are
+6.3e-4 for float16 (custom_math's log-softmax) and 4.7e-3 for bfloat16 (sharded's two chained
+64x64 products), about 1.3u; the bounds, 5e-3 (about 10u) and 2.5e-2 (about 6u), leave room for
+deeper models and stay far below what a wrong conversion gives.
 """
 import json
 import os
@@ -17,7 +18,7 @@ from tensorflow.python.saved_model import loader_impl
 
 from test_interop import FIXTURES, NAMES, TFMP, run_tf1, run_tf2, sample
 
-TOLERANCE = {"mixed_float16": 1e-2, "mixed_bfloat16": 5e-2}
+TOLERANCE = {"mixed_float16": 5e-3, "mixed_bfloat16": 2.5e-2}
 REDUCED = {"mixed_float16": tf.float16.as_datatype_enum, "mixed_bfloat16": tf.bfloat16.as_datatype_enum}
 TENSOR_CORE_OPS = {"MatMul", "Conv2D", "Einsum", "BatchMatMulV2", "DepthwiseConv2dNative"}
 CASES = [(name, policy, weights) for name in NAMES for policy in TOLERANCE for weights in ("auto", "float32")]

@@ -1,8 +1,9 @@
 """Interop tests for `.keras` conversion: real Keras 3 loads the converted archive, trains it in
 mixed precision with the loss scaling Keras documents, and predicts close to the original.
 
-Prediction tolerances are those of test_convert.py (1e-2 for float16, 5e-2 for bfloat16, relative
-to the largest output magnitude), for the same reason: a few layers rounding to 11 or 8 bits.
+Prediction tolerances are those of test_convert.py (5e-3 for float16, 2.5e-2 for bfloat16, relative
+to the largest output magnitude), for the same reason; the largest errors measured here are 4.2e-4
+and 3.7e-3 (the LSTM).
 """
 import json
 import os
@@ -17,7 +18,7 @@ import keras
 from test_interop import FIXTURES, MANIFEST, TFMP
 
 ARCHIVES = MANIFEST["keras_archives"]
-POLICIES = {"mixed_float16": 1e-2, "mixed_bfloat16": 5e-2}
+POLICIES = {"mixed_float16": 5e-3, "mixed_bfloat16": 2.5e-2}
 
 
 def convert(name, tmp_path, *options):
