@@ -13,7 +13,7 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .executable(name: "tfmp", targets: ["tfmp"]),
-    .library(name: "TFMP", targets: ["TensorCore", "ModelFormats", "MixedPrecision"]),
+    .library(name: "TFMP", targets: ["TensorCore", "ModelFormats", "MixedPrecision", "CPURuntime"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
@@ -36,10 +36,14 @@ let package = Package(
       name: "MixedPrecision",
       dependencies: ["ModelFormats", "TensorCore", "TFProtos"],
       swiftSettings: strictSettings),
+    .target(
+      name: "CPURuntime",
+      dependencies: ["ModelFormats", "TensorCore", "TFProtos"],
+      swiftSettings: strictSettings),
     .executableTarget(
       name: "tfmp",
       dependencies: [
-        "ModelFormats", "MixedPrecision", "TensorCore",
+        "CPURuntime", "ModelFormats", "MixedPrecision", "TensorCore",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strictSettings),
@@ -69,8 +73,12 @@ let package = Package(
       exclude: ["Snapshots"],
       swiftSettings: strictSettings),
     .testTarget(
+      name: "CPURuntimeTests",
+      dependencies: ["CPURuntime", "ModelFormats", "TensorCore", "_TestSupport"],
+      swiftSettings: strictSettings),
+    .testTarget(
       name: "EndToEndTests",
-      dependencies: ["_TestSupport"],
+      dependencies: ["_TestSupport", "ModelFormats", "TensorCore"],
       swiftSettings: strictSettings),
   ],
   swiftLanguageModes: [.v6]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import CPURuntime
 import ModelFormats
 
 /// Prints a model error on one line (and its causes with --verbose) and exits with the code
@@ -8,9 +9,12 @@ struct ErrorReporting: ParsableArguments {
   @Flag(help: "On error, also print the underlying errors.")
   var verbose = false
 
-  func reportingErrors(_ body: () throws -> Void) throws {
+  func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {
-      try body()
+      return try body()
+    } catch let error as RuntimeError {
+      FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+      throw ExitCode(65)
     } catch let error as ModelFormatError {
       var message = "Error: \(error)\n"
       if verbose, let underlying = error.underlyingError {

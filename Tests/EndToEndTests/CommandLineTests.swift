@@ -1,4 +1,6 @@
 import Foundation
+import ModelFormats
+import TensorCore
 import Testing
 import _TestSupport
 
@@ -109,6 +111,23 @@ struct CommandLineTests {
     #expect(other.status == 64)
     #expect(other.standardError.contains("--fp32-layer applies to .keras files"))
     #expect(!FileManager.default.fileExists(atPath: folder.child("x")))
+  }
+
+  @Test("run prints outputs, and names the node of an op without a kernel")
+  func runModel() throws {
+    let example = Fixtures.repositoryRoot.appendingPathComponent("Examples").path
+    let result = try run(["run", example + "/digits", "--input", "image=\(example)/digits-sample.npy"])
+    #expect(result.status == 0, "\(result.standardError)")
+    #expect(result.standardOutput.hasPrefix("output_0: float32 [8, 10]"))
+    let folder = TemporaryFolder()
+    let sequence = Tensor(shape: Shape([1, 10, 4]), floats: Array(repeating: 0.5, count: 40))
+    try NumPyFile.writeArray(sequence, to: folder.child("x.npy"))
+    let missing = try run(["run", Fixtures.path("lstm"), "--input", "sequence=\(folder.child("x.npy"))"])
+    #expect(missing.status == 65)
+    #expect(
+      missing.standardError
+        == "Error: __inference___call___15262 (node 'lstm_1/lstm_1/transpose'): Op 'Transpose' has no "
+        + "CPU kernel in tfmp yet.\n")
   }
 
   @Test("The README's example model inspects cleanly")

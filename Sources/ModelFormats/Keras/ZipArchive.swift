@@ -148,6 +148,38 @@ struct ZipArchive: Sendable {
     try output.flush()
   }
 
+  /// Writes a new archive of stored entries, in order, to `output`.
+  static func create(_ entries: [(name: String, data: [UInt8])], to output: FileOutput) throws {
+    var directory: [UInt8] = []
+    for (name, data) in entries {
+      let offset = output.offset
+      let checksum = CRC32.checksum(data)
+      let nameBytes = Array(name.utf8)
+      // Version 2.0, no flags, stored, time 0, date 1980-01-01, CRC, sizes, name, no extra.
+      var common: [UInt8] = [20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]
+      common.appendUInt32LittleEndian(checksum)
+      common.appendUInt32LittleEndian(UInt32(data.count))
+      common.appendUInt32LittleEndian(UInt32(data.count))
+      common += [UInt8(nameBytes.count & 0xFF), UInt8(nameBytes.count >> 8), 0, 0]
+      var local: [UInt8] = [0x50, 0x4B, 0x03, 0x04] + common + nameBytes
+      try output.write(local)
+      try output.write(data)
+      local.removeAll()
+      directory += [0x50, 0x4B, 0x01, 0x02, 20, 0] + common + [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+      directory.appendUInt32LittleEndian(UInt32(offset))
+      directory += nameBytes
+    }
+    var end: [UInt8] = [0x50, 0x4B, 0x05, 0x06, 0, 0, 0, 0]
+    let count = UInt16(entries.count)
+    end += [UInt8(count & 0xFF), UInt8(count >> 8), UInt8(count & 0xFF), UInt8(count >> 8)]
+    end.appendUInt32LittleEndian(UInt32(directory.count))
+    end.appendUInt32LittleEndian(UInt32(output.offset))
+    end += [0, 0]
+    try output.write(directory)
+    try output.write(end)
+    try output.flush()
+  }
+
   private static func uint16(_ bytes: UnsafeRawBufferPointer, _ offset: Int) -> UInt16 {
     UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
   }

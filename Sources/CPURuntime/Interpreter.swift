@@ -1,0 +1,233 @@
+public import ModelFormats
+public import TensorCore
+internal import TFProtos
+internal import Foundation
+
+/// Runs a SavedModel's signatures on the CPU, in float32.
+///
+/// The top-level graph is evaluated from the signature's outputs back to its inputs; function
+/// calls run the called function's body the same way. Variables are read from the checkpoint on
+/// first use. Only the nodes an output needs are evaluated, in dependency order (control
+/// dependencies carry no data in inference graphs and are not followed).
+public final class Interpreter: @unchecked Sendable {
+  // Sendable: the variable cache is guarded by `lock`; everything else is immutable.
+
+  private let model: SavedModel
+  private let graph: Tensorflow_GraphDef
+  private let functions: [String: Tensorflow_FunctionDef]
+  private let variableKeys: [String: String]
+  private var variables: [String: Tensor] = [:]
+  private let lock = NSLock()
+
+  /// Prepares `model` for running.
+  public init(model: SavedModel) {
+    self.model = model
+    graph = model.proto.metaGraphs[0].graphDef
+    functions = Dictionary(
+      graph.library.function.map { ($0.signature.name, $0) }, uniquingKeysWith: { first, _ in first })
+    variableKeys = Self.variableKeys(model.proto.metaGraphs[0], functions)
+  }
+
+  /// The signature keys that can be run.
+  public var signatureKeys: [String] {
+    model.proto.metaGraphs[0].signatureDef.keys.filter { $0 != "__saved_model_init_op" }.sorted()
+  }
+
+  /// Runs signature `key` on `inputs` (keyed by the signature's input names).
+  ///
+  /// - Throws: ``RuntimeError`` for a missing or mistyped input, an op without a kernel, or a
+  ///   kernel's complaint; ``ModelFormatError`` for a corrupt checkpoint tensor.
+  public func run(signature key: String, inputs: [String: Tensor]) throws -> [String: Tensor] {
+    guard let signature = model.proto.metaGraphs[0].signatureDef[key] else {
+      throw RuntimeError(
+        function: "<graph>", node: key,
+        message: "The model has no signature '\(key)'; it has \(signatureKeys.joined(separator: ", ")).")
+    }
+    var feeds: [String: Value] = [:]
+    for (name, info) in signature.inputs {
+      guard let tensor = inputs[name] else {
+        throw RuntimeError(
+          function: "<graph>", node: name,
+          message: "The signature needs input '\(name)' but none was given. Pass it with --input \(name)=FILE.npy.")
+      }
+      let expected = DType(rawValue: info.dtype.rawValue)
+      guard tensor.dtype == expected else {
+        throw RuntimeError(
+          function: "<graph>", node: name,
+          message: "Input '\(name)' must be \(expected.map(\.name) ?? "?") but is \(tensor.dtype).")
+      }
+      feeds[Self.nodeName(info.name)] = .tensor(tensor)
+    }
+    let names = signature.outputs.keys.sorted()
+    let references = names.map { signature.outputs[$0]?.name ?? "" }
+    let body = Body(name: "<graph>", nodes: graph.node, syntax: .graph)
+    let values = try evaluate(body, arguments: feeds, outputs: references)
+    var result: [String: Tensor] = [:]
+    for (name, value) in zip(names, values) {
+      guard case .tensor(let tensor) = value else { continue }
+      result[name] = tensor
+    }
+    return result
+  }
+
+  /// A value flowing along an edge: a tensor, or a variable (resource) handle.
+  enum Value {
+    case tensor(Tensor)
+    case variable(key: String)
+  }
+
+  struct Body {
+    enum Syntax { case graph, function }
+    var name: String
+    var nodes: [Tensorflow_NodeDef]
+    var syntax: Syntax
+  }
+
+  /// Evaluates the nodes of `body` that `outputs` need and returns those outputs.
+  func evaluate(_ body: Body, arguments: [String: Value], outputs: [String]) throws -> [Value] {
+    let index = Dictionary(body.nodes.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+    func source(_ reference: String) -> (node: Int, output: Int)? {
+      let parts = reference.split(separator: ":", omittingEmptySubsequences: false)
+      guard let node = index[String(parts[0])] else { return nil }
+      switch body.syntax {
+      case .graph: return (node, parts.count > 1 ? Int(parts[1]) ?? 0 : 0)
+      case .function: return parts.count == 1 ? nil : (node, parts.count > 2 ? Int(parts[2]) ?? 0 : 0)
+      }
+    }
+    // The nodes the outputs need, in dependency order (depth-first post-order).
+    var order: [Int] = []
+    var state = [UInt8](repeating: 0, count: body.nodes.count)  // 0 new, 1 open, 2 done
+    var stack = outputs.compactMap { source($0)?.node }.map { ($0, false) }
+    while let (node, expanded) = stack.popLast() {
+      if expanded {
+        if state[node] != 2 { state[node] = 2; order.append(node) }
+        continue
+      }
+      guard state[node] == 0 else { continue }
+      state[node] = 1
+      stack.append((node, true))
+      for input in body.nodes[node].input where !input.hasPrefix("^") {
+        if let (producer, _) = source(input), state[producer] == 0 { stack.append((producer, false)) }
+      }
+    }
+    var results: [[Value]] = Array(repeating: [], count: body.nodes.count)
+    func value(_ reference: String, for node: Tensorflow_NodeDef) throws -> Value {
+      if let (producer, output) = source(reference) {
+        guard output < results[producer].count else {
+          throw RuntimeError(
+            function: body.name, node: node.name,
+            message: "Input '\(reference)' has no output \(output).")
+        }
+        return results[producer][output]
+      }
+      if let argument = arguments[reference] { return argument }
+      throw RuntimeError(function: body.name, node: node.name, message: "Input '\(reference)' is not defined.")
+    }
+    for node in order {
+      let definition = body.nodes[node]
+      if let fed = arguments[definition.name], body.syntax == .graph {
+        results[node] = [fed]
+        continue
+      }
+      let inputs = try definition.input.filter { !$0.hasPrefix("^") }.map { try value($0, for: definition) }
+      do {
+        results[node] = try execute(definition, inputs: inputs)
+      } catch let error as KernelError {
+        throw RuntimeError(function: body.name, node: definition.name, message: error.message)
+      }
+    }
+    return try outputs.map { reference in
+      guard let (producer, output) = source(reference), output < results[producer].count else {
+        if let argument = arguments[reference] { return argument }
+        throw RuntimeError(function: body.name, node: reference, message: "The output '\(reference)' was not computed.")
+      }
+      return results[producer][output]
+    }
+  }
+
+  private func execute(_ node: Tensorflow_NodeDef, inputs: [Value]) throws -> [Value] {
+    switch node.op {
+    case "NoOp": return []
+    case "Placeholder":
+      throw KernelError("The placeholder is not a signature input; feed it through the signature.")
+    case "VarHandleOp":
+      guard let key = variableKeys[node.name] else {
+        throw KernelError("No checkpoint entry saves this variable.")
+      }
+      return [.variable(key: key)]
+    case "ReadVariableOp":
+      guard case .variable(let key)? = inputs.first else { throw KernelError("Expected a variable handle.") }
+      return [.tensor(try variable(key))]
+    case "StatefulPartitionedCall", "PartitionedCall":
+      guard case .func(let callee)? = node.attr["f"]?.value, let function = functions[callee.name] else {
+        throw KernelError("The called function is not in the library.")
+      }
+      let arguments = Dictionary(
+        zip(function.signature.inputArg.map(\.name), inputs).map { ($0, $1) }, uniquingKeysWith: { a, _ in a })
+      let outputs = function.signature.outputArg.map { function.ret[$0.name] ?? "" }
+      return try evaluate(
+        Body(name: callee.name, nodes: function.nodeDef, syntax: .function), arguments: arguments,
+        outputs: outputs)
+    default:
+      guard let kernel = Kernels.table[node.op] else {
+        throw KernelError("Op '\(node.op)' has no CPU kernel in tfmp yet.")
+      }
+      let tensors = try inputs.map { value -> Tensor in
+        guard case .tensor(let tensor) = value else { throw KernelError("Expected a tensor input, got a variable handle.") }
+        return tensor
+      }
+      return try kernel(KernelContext(node: node), tensors).map { .tensor($0) }
+    }
+  }
+
+  /// A variable's value, read from the checkpoint once.
+  private func variable(_ key: String) throws -> Tensor {
+    if let cached = lock.withLock({ variables[key] }) { return cached }
+    guard let checkpoint = model.checkpoint, let entry = checkpoint.entry(forKey: key) else {
+      throw KernelError("The checkpoint has no entry '\(key)'.")
+    }
+    let tensor = try checkpoint.withBytes(of: entry) { bytes -> Tensor in
+      guard let tensor = TensorDecoding.tensor(bytes, dtype: entry.dtype, shape: entry.shape) else {
+        throw KernelError("The variable '\(key)' is \(entry.dtype), which tfmp cannot run yet.")
+      }
+      return tensor
+    }
+    lock.withLock { variables[key] = tensor }
+    return tensor
+  }
+
+  static func nodeName(_ tensorName: String) -> String {
+    String(tensorName.split(separator: ":").first ?? "")
+  }
+
+  /// The checkpoint key of each top-level variable handle, read off the save function: the
+  /// handle passed as argument j is read inside and saved under SaveV2's tensor name.
+  private static func variableKeys(
+    _ metaGraph: Tensorflow_MetaGraphDef, _ functions: [String: Tensorflow_FunctionDef]
+  ) -> [String: String] {
+    let saveNode = nodeName(metaGraph.saverDef.saveTensorName)
+    guard let call = metaGraph.graphDef.node.first(where: { $0.name == saveNode }),
+      case .func(let callee)? = call.attr["f"]?.value, let save = functions[callee.name]
+    else { return [:] }
+    let nodes = Dictionary(save.nodeDef.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    let callInputs = call.input.filter { !$0.hasPrefix("^") }
+    var keys: [String: String] = [:]
+    for saveV2 in save.nodeDef where saveV2.op == "SaveV2" {
+      let dataInputs = saveV2.input.filter { !$0.hasPrefix("^") }
+      guard dataInputs.count > 1,
+        case .tensor(let namesTensor)? = nodes[nodeName(dataInputs[1])]?.attr["value"]?.value
+      else { continue }
+      let names = namesTensor.stringVal.map { String(decoding: $0, as: UTF8.self) }
+      for (slot, input) in dataInputs.dropFirst(3).enumerated() where slot < names.count {
+        var current = nodes[nodeName(input)]
+        while let node = current, node.op == "Identity" { current = nodes[nodeName(node.input.first ?? "")] }
+        guard let read = current, read.op == "ReadVariableOp", let argument = read.input.first,
+          let position = save.signature.inputArg.firstIndex(where: { $0.name == argument }),
+          position < callInputs.count
+        else { continue }
+        keys[nodeName(callInputs[position])] = names[slot]
+      }
+    }
+    return keys
+  }
+}

@@ -1,0 +1,117 @@
+internal import TensorCore
+
+/// NHWC convolution and pooling: Conv2D, MaxPool, AvgPool.
+enum ConvolutionKernels {
+  static func register(in table: inout [String: Kernels.Kernel]) {
+    table["Conv2D"] = { context, inputs in [try convolution(context, inputs)] }
+    table["MaxPool"] = { context, inputs in [try pool(context, inputs, average: false)] }
+    table["AvgPool"] = { context, inputs in [try pool(context, inputs, average: true)] }
+  }
+
+  /// Output size and leading padding of one spatial dimension.
+  static func window(
+    size: Int, kernel: Int, stride: Int, dilation: Int, padding: String
+  ) throws -> (output: Int, before: Int) {
+    let extent = (kernel - 1) * dilation + 1
+    switch padding {
+    case "VALID":
+      return (size >= extent ? (size - extent) / stride + 1 : 0, 0)
+    case "SAME":
+      let output = (size + stride - 1) / stride
+      let total = Swift.max((output - 1) * stride + extent - size, 0)
+      return (output, total / 2)
+    default:
+      throw KernelError("Padding '\(padding)' is not supported yet (SAME and VALID are).")
+    }
+  }
+
+  static func checkNHWC(_ context: KernelContext) throws {
+    if let format = context.string("data_format"), format != "NHWC" {
+      throw KernelError("Data format \(format) is not supported yet (NHWC is).")
+    }
+  }
+
+  static func convolution(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    try checkNHWC(context)
+    let (x, filter) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
+    guard x.shape.rank == 4, filter.shape.rank == 4, x.shape.dimensions[3] == filter.shape.dimensions[2] else {
+      throw KernelError("Conv2D needs NHWC input and HWIO filter with matching channels, got \(x.shape) and \(filter.shape).")
+    }
+    let (values, weights) = (try x.requireFloats(), try filter.requireFloats())
+    let d = x.shape.dimensions
+    let (batch, height, width, channels) = (d[0], d[1], d[2], d[3])
+    let f = filter.shape.dimensions
+    let (kh, kw, outputs) = (f[0], f[1], f[3])
+    let strides = context.ints("strides")
+    let dilations = context.ints("dilations")
+    let (sh, sw) = (strides.count == 4 ? strides[1] : 1, strides.count == 4 ? strides[2] : 1)
+    let (dh, dw) = (dilations.count == 4 ? dilations[1] : 1, dilations.count == 4 ? dilations[2] : 1)
+    let padding = context.string("padding") ?? "VALID"
+    let rows = try window(size: height, kernel: kh, stride: sh, dilation: dh, padding: padding)
+    let columns = try window(size: width, kernel: kw, stride: sw, dilation: dw, padding: padding)
+    var result = [Float](repeating: 0, count: batch * rows.output * columns.output * outputs)
+    for n in 0..<batch {
+      for oy in 0..<rows.output {
+        for ox in 0..<columns.output {
+          let base = ((n * rows.output + oy) * columns.output + ox) * outputs
+          for ky in 0..<kh {
+            let iy = oy * sh + ky * dh - rows.before
+            guard (0..<height).contains(iy) else { continue }
+            for kx in 0..<kw {
+              let ix = ox * sw + kx * dw - columns.before
+              guard (0..<width).contains(ix) else { continue }
+              let input = ((n * height + iy) * width + ix) * channels
+              let weight = (ky * kw + kx) * channels * outputs
+              for c in 0..<channels {
+                let value = values[input + c]
+                let row = weight + c * outputs
+                for o in 0..<outputs { result[base + o] += value * weights[row + o] }
+              }
+            }
+          }
+        }
+      }
+    }
+    return Tensor(shape: Shape([batch, rows.output, columns.output, outputs]), floats: result)
+  }
+
+  static func pool(_ context: KernelContext, _ inputs: [Tensor], average: Bool) throws -> Tensor {
+    try checkNHWC(context)
+    let x = try Kernels.input(inputs, 0)
+    guard x.shape.rank == 4 else { throw KernelError("Pooling needs an NHWC input, got \(x.shape).") }
+    let values = try x.requireFloats()
+    let d = x.shape.dimensions
+    let (batch, height, width, channels) = (d[0], d[1], d[2], d[3])
+    let size = context.ints("ksize")
+    let strides = context.ints("strides")
+    guard size.count == 4, strides.count == 4 else { throw KernelError("Pooling needs 4 ksize and strides values.") }
+    let padding = context.string("padding") ?? "VALID"
+    let rows = try window(size: height, kernel: size[1], stride: strides[1], dilation: 1, padding: padding)
+    let columns = try window(size: width, kernel: size[2], stride: strides[2], dilation: 1, padding: padding)
+    var result = [Float](repeating: 0, count: batch * rows.output * columns.output * channels)
+    for n in 0..<batch {
+      for oy in 0..<rows.output {
+        for ox in 0..<columns.output {
+          for c in 0..<channels {
+            var best = -Float.infinity
+            var (sum, count): (Float, Float) = (0, 0)
+            for ky in 0..<size[1] {
+              let iy = oy * strides[1] + ky - rows.before
+              guard (0..<height).contains(iy) else { continue }
+              for kx in 0..<size[2] {
+                let ix = ox * strides[2] + kx - columns.before
+                guard (0..<width).contains(ix) else { continue }
+                let value = values[((n * height + iy) * width + ix) * channels + c]
+                best = Swift.max(best, value)
+                sum += value
+                count += 1
+              }
+            }
+            result[((n * rows.output + oy) * columns.output + ox) * channels + c] = average ? sum / Swift.max(count, 1) : best
+          }
+        }
+      }
+    }
+    return Tensor(shape: Shape([batch, rows.output, columns.output, channels]), floats: result)
+  }
+}

@@ -1,0 +1,94 @@
+internal import TFProtos
+internal import TensorCore
+internal import ModelFormats
+internal import Foundation
+
+/// What a kernel sees of its node: the attributes.
+struct KernelContext {
+  let node: Tensorflow_NodeDef
+
+  func int(_ name: String, default value: Int = 0) -> Int {
+    if case .i(let i)? = node.attr[name]?.value { return Int(i) }
+    return value
+  }
+
+  func bool(_ name: String, default value: Bool = false) -> Bool {
+    if case .b(let b)? = node.attr[name]?.value { return b }
+    return value
+  }
+
+  func string(_ name: String) -> String? {
+    if case .s(let s)? = node.attr[name]?.value { return String(decoding: s, as: UTF8.self) }
+    return nil
+  }
+
+  func ints(_ name: String) -> [Int] {
+    if case .list(let list)? = node.attr[name]?.value { return list.i.map(Int.init) }
+    return []
+  }
+
+  func type(_ name: String) -> DType? {
+    if case .type(let type)? = node.attr[name]?.value { return DType(rawValue: type.rawValue) }
+    return nil
+  }
+}
+
+extension Tensor {
+  /// The float elements, or a kernel error naming what was found.
+  func requireFloats() throws -> [Float] {
+    guard let values = floats, dtype == .float32 else {
+      throw KernelError("Expected a float32 tensor but got \(dtype); tfmp runs float32 models so far.")
+    }
+    return values
+  }
+
+  func requireIntegers() throws -> [Int] {
+    guard let values = integers else { throw KernelError("Expected an integer tensor but got \(dtype).") }
+    return values
+  }
+}
+
+/// Decodes stored tensors: checkpoint bytes and `Const` values.
+enum TensorDecoding {
+  /// A tensor from little-endian `bytes`, or `nil` for a dtype the runtime does not hold.
+  static func tensor(_ bytes: UnsafeRawBufferPointer, dtype: DType, shape: Shape) -> Tensor? {
+    guard let count = shape.elementCount, let size = dtype.byteSize, bytes.count == count * size else { return nil }
+    func load<T: FixedWidthInteger>(_: T.Type) -> [T] {
+      (0..<count).map { T(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self)) }
+    }
+    switch dtype {
+    case .float32: return Tensor(shape: shape, floats: load(UInt32.self).map(Float.init(bitPattern:)))
+    case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(load(Int32.self)))
+    case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(load(Int64.self)))
+    case .bool: return Tensor(dtype: .bool, shape: shape, storage: .bool(load(UInt8.self).map { $0 != 0 }))
+    default: return nil
+    }
+  }
+
+  /// The value of a `Const` node (TensorFlow's splat rule: missing values repeat the last).
+  static func constant(_ node: Tensorflow_NodeDef) throws -> Tensor {
+    guard case .tensor(let proto)? = node.attr["value"]?.value, let dtype = DType(rawValue: proto.dtype.rawValue)
+    else { throw KernelError("The constant has no value.") }
+    let shape = Shape(proto.tensorShape.dim.map { Int($0.size) })
+    guard let count = shape.elementCount else { throw KernelError("The constant's shape \(shape) is invalid.") }
+    if !proto.tensorContent.isEmpty {
+      guard let tensor = proto.tensorContent.withUnsafeBytes({ tensor($0, dtype: dtype, shape: shape) }) else {
+        throw KernelError("The \(dtype) constant cannot be decoded by tfmp yet.")
+      }
+      return tensor
+    }
+    func splat<T>(_ values: [T], zero: T) -> [T] {
+      guard count > 0 else { return [] }
+      return (0..<count).map { $0 < values.count ? values[$0] : values.last ?? zero }
+    }
+    switch dtype {
+    case .float32: return Tensor(shape: shape, floats: splat(proto.floatVal, zero: 0))
+    case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(splat(proto.intVal, zero: 0)))
+    case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(splat(proto.int64Val, zero: 0)))
+    case .bool: return Tensor(dtype: .bool, shape: shape, storage: .bool(splat(proto.boolVal, zero: false)))
+    case .string:
+      return Tensor(dtype: .string, shape: shape, storage: .string(splat(proto.stringVal.map { [UInt8]($0) }, zero: [])))
+    default: throw KernelError("The \(dtype) constant cannot be decoded by tfmp yet.")
+    }
+  }
+}

@@ -1,0 +1,142 @@
+internal import TensorCore
+
+/// Shape kernels: Shape, Reshape, Squeeze, ExpandDims, Pack, StridedSlice, Cast.
+enum ShapeKernels {
+  static func register(in table: inout [String: Kernels.Kernel]) {
+    table["Shape"] = { context, inputs in
+      let dimensions = try Kernels.input(inputs, 0).shape.dimensions
+      let shape = Shape([dimensions.count])
+      return context.type("out_type") == .int64
+        ? [Tensor(dtype: .int64, shape: shape, storage: .int64(dimensions.map(Int64.init)))]
+        : [Tensor(dtype: .int32, shape: shape, storage: .int32(dimensions.map(Int32.init)))]
+    }
+    table["Reshape"] = { _, inputs in
+      let x = try Kernels.input(inputs, 0)
+      var target = try Kernels.input(inputs, 1).requireIntegers()
+      let count = x.shape.elementCount ?? 0
+      if let unknown = target.firstIndex(of: -1) {
+        let known = target.enumerated().filter { $0.offset != unknown }.map(\.element).reduce(1, *)
+        guard known > 0, count % known == 0 else { throw KernelError("Cannot reshape \(x.shape) to \(target).") }
+        target[unknown] = count / known
+      }
+      guard Shape(target).elementCount == count else { throw KernelError("Cannot reshape \(x.shape) to \(target).") }
+      return [Tensor(dtype: x.dtype, shape: Shape(target), storage: x.storage)]
+    }
+    table["Squeeze"] = { context, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let rank = x.shape.rank
+      let axes = Set(context.ints("squeeze_dims").map { $0 < 0 ? $0 + rank : $0 })
+      let kept = x.shape.dimensions.enumerated().filter { axis, size in
+        axes.isEmpty ? size != 1 : !axes.contains(axis)
+      }.map(\.element)
+      return [Tensor(dtype: x.dtype, shape: Shape(kept), storage: x.storage)]
+    }
+    table["ExpandDims"] = { _, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let rank = x.shape.rank
+      guard var axis = try Kernels.input(inputs, 1).requireIntegers().first else { throw KernelError("No axis.") }
+      if axis < 0 { axis += rank + 1 }
+      guard (0...rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
+      var dimensions = x.shape.dimensions
+      dimensions.insert(1, at: axis)
+      return [Tensor(dtype: x.dtype, shape: Shape(dimensions), storage: x.storage)]
+    }
+    table["Pack"] = { context, inputs in
+      guard let first = inputs.first else { throw KernelError("Pack needs inputs.") }
+      guard inputs.allSatisfy({ $0.shape == first.shape && $0.dtype == first.dtype }) else {
+        throw KernelError("Pack needs inputs of one shape and dtype.")
+      }
+      var axis = context.int("axis")
+      if axis < 0 { axis += first.shape.rank + 1 }
+      let outer = first.shape.dimensions.prefix(axis).reduce(1, *)
+      let inner = first.shape.dimensions.dropFirst(axis).reduce(1, *)
+      var dimensions = first.shape.dimensions
+      dimensions.insert(inputs.count, at: axis)
+      let order = (0..<outer).flatMap { o in inputs.indices.flatMap { i in (0..<inner).map { (i, o * inner + $0) } } }
+      return [try gather(inputs, order, dtype: first.dtype, shape: Shape(dimensions))]
+    }
+    table["StridedSlice"] = { context, inputs in [try stridedSlice(context, inputs)] }
+    table["Cast"] = { context, inputs in
+      let x = try Kernels.input(inputs, 0)
+      guard let target = context.type("DstT") else { throw KernelError("Cast needs DstT.") }
+      let doubles: [Double]
+      switch x.storage {
+      case .float(let values): doubles = values.map(Double.init)
+      case .int32(let values): doubles = values.map(Double.init)
+      case .int64(let values): doubles = values.map(Double.init)
+      case .bool(let values): doubles = values.map { $0 ? 1 : 0 }
+      default: throw KernelError("Cast from \(x.dtype) is not supported yet.")
+      }
+      switch target {
+      case .float32: return [Tensor(shape: x.shape, floats: doubles.map(Float.init))]
+      case .int32: return [Tensor(dtype: .int32, shape: x.shape, storage: .int32(doubles.map { Int32(clamping: Int64($0.rounded(.towardZero))) }))]
+      case .int64: return [Tensor(dtype: .int64, shape: x.shape, storage: .int64(doubles.map { Int64($0.rounded(.towardZero)) }))]
+      case .bool: return [Tensor(dtype: .bool, shape: x.shape, storage: .bool(doubles.map { $0 != 0 }))]
+      default: throw KernelError("Cast to \(target) is not supported yet.")
+      }
+    }
+  }
+
+  /// Elements picked from `inputs` by (input, index) pairs.
+  static func gather(_ inputs: [Tensor], _ order: [(Int, Int)], dtype: DType, shape: Shape) throws -> Tensor {
+    switch inputs[0].storage {
+    case .float:
+      let arrays = inputs.map { $0.floats ?? [] }
+      return Tensor(dtype: dtype, shape: shape, storage: .float(order.map { arrays[$0.0][$0.1] }))
+    case .int32:
+      let arrays: [[Int32]] = inputs.map { if case .int32(let v) = $0.storage { v } else { [] } }
+      return Tensor(dtype: dtype, shape: shape, storage: .int32(order.map { arrays[$0.0][$0.1] }))
+    case .int64:
+      let arrays: [[Int64]] = inputs.map { if case .int64(let v) = $0.storage { v } else { [] } }
+      return Tensor(dtype: dtype, shape: shape, storage: .int64(order.map { arrays[$0.0][$0.1] }))
+    default:
+      throw KernelError("\(dtype) tensors cannot be rearranged yet.")
+    }
+  }
+
+  /// TensorFlow's StridedSlice without ellipsis or new axes.
+  static func stridedSlice(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    let x = try Kernels.input(inputs, 0)
+    let begin = try Kernels.input(inputs, 1).requireIntegers()
+    let end = try Kernels.input(inputs, 2).requireIntegers()
+    let steps = try Kernels.input(inputs, 3).requireIntegers()
+    guard context.int("ellipsis_mask") == 0, context.int("new_axis_mask") == 0 else {
+      throw KernelError("StridedSlice with an ellipsis or new axes is not supported yet.")
+    }
+    let (beginMask, endMask, shrinkMask) = (context.int("begin_mask"), context.int("end_mask"), context.int("shrink_axis_mask"))
+    let dimensions = x.shape.dimensions
+    var ranges: [[Int]] = []
+    var output: [Int] = []
+    for axis in dimensions.indices {
+      let size = dimensions[axis]
+      guard axis < begin.count else {
+        ranges.append(Array(0..<size))
+        output.append(size)
+        continue
+      }
+      let step = steps[axis]
+      guard step != 0 else { throw KernelError("A stride is zero.") }
+      func clamp(_ value: Int) -> Int {
+        let index = value < 0 ? value + size : value
+        return step > 0 ? Swift.min(Swift.max(index, 0), size) : Swift.min(Swift.max(index, -1), size - 1)
+      }
+      if shrinkMask & (1 << axis) != 0 {
+        let index = begin[axis] < 0 ? begin[axis] + size : begin[axis]
+        guard (0..<size).contains(index) else { throw KernelError("Index \(begin[axis]) is out of range for size \(size).") }
+        ranges.append([index])
+        continue
+      }
+      let start = beginMask & (1 << axis) != 0 ? (step > 0 ? 0 : size - 1) : clamp(begin[axis])
+      let stop = endMask & (1 << axis) != 0 ? (step > 0 ? size : -1) : clamp(end[axis])
+      let indices = Array(stride(from: start, to: stop, by: step))
+      ranges.append(indices)
+      output.append(indices.count)
+    }
+    let sx = Kernels.strides(dimensions)
+    var order: [(Int, Int)] = [(0, 0)]
+    for axis in dimensions.indices {
+      order = order.flatMap { _, offset in ranges[axis].map { (0, offset + $0 * sx[axis]) } }
+    }
+    return try gather([x], order, dtype: x.dtype, shape: Shape(output))
+  }
+}

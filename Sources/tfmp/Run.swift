@@ -1,0 +1,51 @@
+import ArgumentParser
+import CPURuntime
+import Foundation
+import ModelFormats
+import TensorCore
+
+struct Run: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Runs a SavedModel signature on the CPU (float32) and prints or saves its outputs.",
+    discussion: """
+      Kernels so far cover dense, convolutional and batch-normalized models and common math; an \
+      op without a kernel is named in the error.
+      """)
+
+  @Argument(help: "The SavedModel folder.")
+  var model: String
+
+  @Option(name: .customLong("input"), help: "An input as NAME=FILE.npy (repeatable).")
+  var inputs: [String] = []
+
+  @Option(help: "The signature to run.")
+  var signature = "serving_default"
+
+  @Option(help: "Write the outputs to this .npz file.")
+  var output: String?
+
+  @OptionGroup var reporting: ErrorReporting
+
+  func run() throws {
+    var tensors: [String: Tensor] = [:]
+    for input in inputs {
+      let parts = input.split(separator: "=", maxSplits: 1).map(String.init)
+      guard parts.count == 2, !parts[0].isEmpty else {
+        throw ValidationError("--input takes NAME=FILE.npy, got '\(input)'.")
+      }
+      tensors[parts[0]] = try reporting.reportingErrors { try NumPyFile.readArray(at: parts[1]) }
+    }
+    try reporting.reportingErrors {
+      let interpreter = Interpreter(model: try SavedModel(contentsOf: model))
+      let outputs = try interpreter.run(signature: signature, inputs: tensors)
+      for (name, tensor) in outputs.sorted(by: { $0.key < $1.key }) {
+        let preview = (tensor.floats ?? []).prefix(6).map { String(format: "%.6g", $0) }.joined(separator: " ")
+        print("\(name): \(tensor.dtype) \(tensor.shape)  \(preview)\(tensor.shape.elementCount ?? 0 > 6 ? " ..." : "")")
+      }
+      if let output {
+        try NumPyFile.writeArchive(outputs, to: output)
+        print("wrote \(output)")
+      }
+    }
+  }
+}

@@ -1,0 +1,68 @@
+import CPURuntime
+import Foundation
+import ModelFormats
+import TensorCore
+import Testing
+import _TestSupport
+
+@Suite("Running SavedModels in float32")
+struct InterpreterTests {
+  /// The fixtures whose every op has a kernel so far.
+  static let runnable = ["mlp", "cnn_bn", "custom_math", "sharded"]
+
+  @Test("Outputs match TensorFlow's to 1e-5 of the output scale", arguments: runnable)
+  func matchesTensorFlow(fixture: String) throws {
+    let model = try SavedModel(contentsOf: Fixtures.path(fixture))
+    let inputs = try NumPyFile.readArchive(at: Fixtures.path(fixture + ".inputs.npz"))
+    let expected = try NumPyFile.readArchive(at: Fixtures.path(fixture + ".outputs.npz"))
+    let outputs = try Interpreter(model: model).run(signature: "serving_default", inputs: inputs)
+    #expect(Set(outputs.keys) == Set(expected.keys))
+    for (name, reference) in expected {
+      let result = try #require(outputs[name])
+      #expect(result.shape == reference.shape, "\(fixture)/\(name)")
+      let (ours, theirs) = (result.floats ?? [], reference.floats ?? [])
+      let scale = max(1, theirs.map(abs).max() ?? 0)
+      let error = zip(ours, theirs).map { abs($0 - $1) }.max() ?? 0
+      // Float32 with different summation orders: a few ulps of the largest values.
+      #expect(error <= 1e-5 * scale, "\(fixture)/\(name): max error \(error), scale \(scale)")
+    }
+  }
+
+  @Test("An op without a kernel is named with its node")
+  func missingKernel() throws {
+    let model = try SavedModel(contentsOf: Fixtures.path("lstm"))
+    let inputs = try NumPyFile.readArchive(at: Fixtures.path("lstm.inputs.npz"))
+    let error = #expect(throws: RuntimeError.self) {
+      _ = try Interpreter(model: model).run(signature: "serving_default", inputs: inputs)
+    }
+    #expect(
+      error?.description
+        == "__inference___call___15262 (node 'lstm_1/lstm_1/transpose'): Op 'Transpose' has no CPU "
+        + "kernel in tfmp yet.")
+  }
+
+  @Test("A missing or mistyped input is refused")
+  func badInputs() throws {
+    let interpreter = Interpreter(model: try SavedModel(contentsOf: Fixtures.path("mlp")))
+    #expect(throws: RuntimeError.self) { _ = try interpreter.run(signature: "serving_default", inputs: [:]) }
+    let ints = Tensor(dtype: .int32, shape: Shape([1, 20]), storage: .int32(Array(repeating: 0, count: 20)))
+    let error = #expect(throws: RuntimeError.self) {
+      _ = try interpreter.run(signature: "serving_default", inputs: ["features": ints])
+    }
+    #expect(error?.description == "<graph> (node 'features'): Input 'features' must be float32 but is int32.")
+  }
+
+  @Test("NumPy arrays round-trip through .npy and .npz")
+  func numPyRoundTrip() throws {
+    let folder = TemporaryFolder()
+    let arrays: [String: Tensor] = [
+      "a": Tensor(shape: Shape([2, 3]), floats: [1, -2, 3.5, 0, 1e-8, 65504]),
+      "b": Tensor(dtype: .int64, shape: Shape([3]), storage: .int64([1, -1, Int64.max])),
+      "c": Tensor(dtype: .bool, shape: Shape([]), storage: .bool([true])),
+    ]
+    try NumPyFile.writeArchive(arrays, to: folder.child("x.npz"))
+    #expect(try NumPyFile.readArchive(at: folder.child("x.npz")) == arrays)
+    try NumPyFile.writeArray(arrays["a"]!, to: folder.child("a.npy"))
+    #expect(try NumPyFile.readArray(at: folder.child("a.npy")) == arrays["a"])
+  }
+}
