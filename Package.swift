@@ -74,11 +74,11 @@ let package = Package(
       swiftSettings: strictSettings),
     .testTarget(
       name: "CPURuntimeTests",
-      dependencies: ["CPURuntime", "ModelFormats", "TensorCore", "_TestSupport"],
+      dependencies: ["CPURuntime", "ModelFormats", "TensorCore", "TFProtos", "_TestSupport"],
       swiftSettings: strictSettings),
     .testTarget(
       name: "EndToEndTests",
-      dependencies: ["_TestSupport", "ModelFormats", "TensorCore"],
+      dependencies: ["_TestSupport", "ModelFormats", "TensorCore", "TFProtos"],
       swiftSettings: strictSettings),
   ],
   swiftLanguageModes: [.v6]

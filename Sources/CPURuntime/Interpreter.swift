@@ -70,10 +70,11 @@ public final class Interpreter: @unchecked Sendable {
     return result
   }
 
-  /// A value flowing along an edge: a tensor, or a variable (resource) handle.
+  /// A value flowing along an edge: a tensor, a variable (resource) handle, or a TensorList.
   enum Value {
     case tensor(Tensor)
     case variable(key: String)
+    case list([Tensor?])
   }
 
   struct Body {
@@ -148,6 +149,11 @@ public final class Interpreter: @unchecked Sendable {
   private func execute(_ node: Tensorflow_NodeDef, inputs: [Value]) throws -> [Value] {
     switch node.op {
     case "NoOp": return []
+    case "Identity", "Snapshot", "StopGradient", "PreventGradient":
+      // Any value passes: tensors, variable handles and TensorLists in loop bodies.
+      guard let value = inputs.first else { throw KernelError("Expected one input.") }
+      return [value]
+    case "IdentityN": return inputs
     case "Placeholder":
       throw KernelError("The placeholder is not a signature input; feed it through the signature.")
     case "VarHandleOp":
@@ -159,15 +165,19 @@ public final class Interpreter: @unchecked Sendable {
       guard case .variable(let key)? = inputs.first else { throw KernelError("Expected a variable handle.") }
       return [.tensor(try variable(key))]
     case "StatefulPartitionedCall", "PartitionedCall":
-      guard case .func(let callee)? = node.attr["f"]?.value, let function = functions[callee.name] else {
-        throw KernelError("The called function is not in the library.")
+      return try call(node, "f", inputs)
+    case "While", "StatelessWhile":
+      var values = inputs
+      for _ in 0..<Self.iterationLimit {
+        guard case .tensor(let condition)? = try call(node, "cond", values).first,
+          case .bool(let flags) = condition.storage, let proceed = flags.first
+        else { throw KernelError("The loop condition did not give a bool.") }
+        if !proceed { return values }
+        values = try call(node, "body", values)
       }
-      let arguments = Dictionary(
-        zip(function.signature.inputArg.map(\.name), inputs).map { ($0, $1) }, uniquingKeysWith: { a, _ in a })
-      let outputs = function.signature.outputArg.map { function.ret[$0.name] ?? "" }
-      return try evaluate(
-        Body(name: callee.name, nodes: function.nodeDef, syntax: .function), arguments: arguments,
-        outputs: outputs)
+      throw KernelError("The loop ran \(Self.iterationLimit) times without ending.")
+    case _ where node.op.hasPrefix("TensorList"):
+      return try TensorListKernels.execute(KernelContext(node: node), inputs)
     default:
       guard let kernel = Kernels.table[node.op] else {
         throw KernelError("Op '\(node.op)' has no CPU kernel in tfmp yet.")
@@ -178,6 +188,21 @@ public final class Interpreter: @unchecked Sendable {
       }
       return try kernel(KernelContext(node: node), tensors).map { .tensor($0) }
     }
+  }
+
+  /// The most iterations a While loop may run before the model is deemed stuck.
+  static let iterationLimit = 10_000_000
+
+  /// Runs the function named by attribute `attribute` of `node` on `inputs`.
+  private func call(_ node: Tensorflow_NodeDef, _ attribute: String, _ inputs: [Value]) throws -> [Value] {
+    guard case .func(let callee)? = node.attr[attribute]?.value, let function = functions[callee.name] else {
+      throw KernelError("The function in attribute '\(attribute)' is not in the library.")
+    }
+    let arguments = Dictionary(
+      zip(function.signature.inputArg.map(\.name), inputs).map { ($0, $1) }, uniquingKeysWith: { a, _ in a })
+    let outputs = function.signature.outputArg.map { function.ret[$0.name] ?? "" }
+    return try evaluate(
+      Body(name: callee.name, nodes: function.nodeDef, syntax: .function), arguments: arguments, outputs: outputs)
   }
 
   /// A variable's value, read from the checkpoint once.

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import tensorflow as tf
 
-from test_interop import FIXTURES, ROOT, TFMP, run_tf2, sample
+from test_interop import FIXTURES, NAMES, ROOT, TFMP, run_tf2, sample
 
 
 def tfmp_run(model, inputs, tmp_path):
@@ -37,7 +37,7 @@ def test_run_matches_tensorflow_on_the_example_model(tmp_path):
 
 
 def test_run_matches_tensorflow_on_fixtures(tmp_path):
-    for name in ["mlp", "cnn_bn", "custom_math"]:
+    for name in NAMES:
         inputs = sample(name, "inputs")
         ours, theirs = tfmp_run(os.path.join(FIXTURES, name), inputs, tmp_path), run_tf2(os.path.join(FIXTURES, name), inputs)
         for key, reference in theirs.items():

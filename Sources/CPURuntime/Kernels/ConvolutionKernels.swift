@@ -1,9 +1,10 @@
 internal import TensorCore
 
-/// NHWC convolution and pooling: Conv2D, MaxPool, AvgPool.
+/// NHWC convolution and pooling: Conv2D, DepthwiseConv2dNative, MaxPool, AvgPool.
 enum ConvolutionKernels {
   static func register(in table: inout [String: Kernels.Kernel]) {
-    table["Conv2D"] = { context, inputs in [try convolution(context, inputs)] }
+    table["Conv2D"] = { context, inputs in [try convolution(context, inputs, depthwise: false)] }
+    table["DepthwiseConv2dNative"] = { context, inputs in [try convolution(context, inputs, depthwise: true)] }
     table["MaxPool"] = { context, inputs in [try pool(context, inputs, average: false)] }
     table["AvgPool"] = { context, inputs in [try pool(context, inputs, average: true)] }
   }
@@ -31,17 +32,20 @@ enum ConvolutionKernels {
     }
   }
 
-  static func convolution(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+  /// Conv2D (filter HWIO) or, with `depthwise`, DepthwiseConv2dNative (filter HWCM: each input
+  /// channel c makes M outputs c*M+m from its own slice).
+  static func convolution(_ context: KernelContext, _ inputs: [Tensor], depthwise: Bool) throws -> Tensor {
     try checkNHWC(context)
     let (x, filter) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
     guard x.shape.rank == 4, filter.shape.rank == 4, x.shape.dimensions[3] == filter.shape.dimensions[2] else {
-      throw KernelError("Conv2D needs NHWC input and HWIO filter with matching channels, got \(x.shape) and \(filter.shape).")
+      throw KernelError("The convolution needs NHWC input and a filter with matching channels, got \(x.shape) and \(filter.shape).")
     }
     let (values, weights) = (try x.requireFloats(), try filter.requireFloats())
     let d = x.shape.dimensions
     let (batch, height, width, channels) = (d[0], d[1], d[2], d[3])
     let f = filter.shape.dimensions
-    let (kh, kw, outputs) = (f[0], f[1], f[3])
+    let (kh, kw, multiplier) = (f[0], f[1], f[3])
+    let outputs = depthwise ? channels * multiplier : multiplier
     let strides = context.ints("strides")
     let dilations = context.ints("dilations")
     let (sh, sw) = (strides.count == 4 ? strides[1] : 1, strides.count == 4 ? strides[2] : 1)
@@ -61,11 +65,14 @@ enum ConvolutionKernels {
               let ix = ox * sw + kx * dw - columns.before
               guard (0..<width).contains(ix) else { continue }
               let input = ((n * height + iy) * width + ix) * channels
-              let weight = (ky * kw + kx) * channels * outputs
+              // Both filter layouts store, per tap and input channel, a row of `multiplier`
+              // weights; Conv2D adds the row to every output, depthwise to its own slice.
+              let weight = (ky * kw + kx) * channels * multiplier
               for c in 0..<channels {
                 let value = values[input + c]
-                let row = weight + c * outputs
-                for o in 0..<outputs { result[base + o] += value * weights[row + o] }
+                let row = weight + c * multiplier
+                let first = depthwise ? c * multiplier : 0
+                for m in 0..<multiplier { result[base + first + m] += value * weights[row + m] }
               }
             }
           }

@@ -8,9 +8,6 @@ enum Kernels {
   static let table: [String: Kernel] = {
     var table: [String: Kernel] = [:]
     table["Const"] = { context, _ in [try TensorDecoding.constant(context.node)] }
-    for op in ["Identity", "Snapshot", "StopGradient"] {
-      table[op] = { _, inputs in [try input(inputs, 0)] }
-    }
     var unary: [String: @Sendable (Float) -> Float] = [:]
     unary["Relu"] = { Swift.max($0, 0) }
     unary["Exp"] = { Foundation.exp($0) }
@@ -22,33 +19,64 @@ enum Kernels {
     unary["Sigmoid"] = { 1 / (1 + Foundation.exp(-$0)) }
     unary["Neg"] = { -$0 }
     unary["Abs"] = { Swift.abs($0) }
+    unary["Relu6"] = { Swift.min(Swift.max($0, 0), 6) }
+    unary["Erf"] = { Foundation.erf($0) }
+    unary["Erfc"] = { Foundation.erfc($0) }
+    unary["Softplus"] = { $0 > 20 ? $0 : Foundation.log1p(Foundation.exp($0)) }
+    unary["Elu"] = { $0 > 0 ? $0 : Foundation.expm1($0) }
+    unary["Reciprocal"] = { 1 / $0 }
     for (op, function) in unary {
       table[op] = { _, inputs in
         let x = try input(inputs, 0)
         return [Tensor(shape: x.shape, floats: try x.requireFloats().map(function))]
       }
     }
-    var binary: [String: @Sendable (Float, Float) -> Float] = [:]
-    binary["AddV2"] = { $0 + $1 }
-    binary["Add"] = { $0 + $1 }
-    binary["Sub"] = { $0 - $1 }
-    binary["Mul"] = { $0 * $1 }
-    binary["RealDiv"] = { $0 / $1 }
-    binary["Maximum"] = { Swift.max($0, $1) }
-    binary["Minimum"] = { Swift.min($0, $1) }
-    binary["SquaredDifference"] = { ($0 - $1) * ($0 - $1) }
-    for (op, function) in binary {
-      table[op] = { _, inputs in [try broadcast(try input(inputs, 0), try input(inputs, 1), function)] }
+    typealias FloatOp = @Sendable (Float, Float) -> Float
+    typealias IntegerOp = @Sendable (Int64, Int64) -> Int64
+    let binary: [(String, FloatOp, IntegerOp?)] = [
+      ("AddV2", { $0 + $1 }, { $0 &+ $1 }), ("Add", { $0 + $1 }, { $0 &+ $1 }),
+      ("Sub", { $0 - $1 }, { $0 &- $1 }), ("Mul", { $0 * $1 }, { $0 &* $1 }),
+      ("RealDiv", { $0 / $1 }, nil), ("Maximum", { Swift.max($0, $1) }, { Swift.max($0, $1) }),
+      ("Minimum", { Swift.min($0, $1) }, { Swift.min($0, $1) }),
+      ("SquaredDifference", { ($0 - $1) * ($0 - $1) }, { ($0 &- $1) &* ($0 &- $1) }),
+      ("FloorDiv", { ($0 / $1).rounded(.down) }, { a, b in b == 0 ? 0 : (a - ((a % b) + b) % b) / b }),
+      ("FloorMod", { a, b in a - (a / b).rounded(.down) * b }, { a, b in b == 0 ? 0 : ((a % b) + b) % b }),
+    ]
+    for (op, float, integer) in binary {
+      table[op] = { _, inputs in
+        [try broadcast(try input(inputs, 0), try input(inputs, 1), float: float, integer: integer)]
+      }
+    }
+    let comparisons: [(String, @Sendable (Double, Double) -> Bool)] = [
+      ("Less", { $0 < $1 }), ("LessEqual", { $0 <= $1 }), ("Greater", { $0 > $1 }),
+      ("GreaterEqual", { $0 >= $1 }), ("Equal", { $0 == $1 }), ("NotEqual", { $0 != $1 }),
+    ]
+    for (op, predicate) in comparisons {
+      table[op] = { _, inputs in [try compare(try input(inputs, 0), try input(inputs, 1), predicate)] }
+    }
+    let logical: [(String, @Sendable (Bool, Bool) -> Bool)] = [("LogicalAnd", { $0 && $1 }), ("LogicalOr", { $0 || $1 })]
+    for (op, function) in logical {
+      table[op] = { _, inputs in
+        let (a, b) = (try input(inputs, 0), try input(inputs, 1))
+        guard case .bool(let x) = a.storage, case .bool(let y) = b.storage else { throw KernelError("Expected bool inputs.") }
+        let (shape, indices) = try broadcastIndices([a.shape, b.shape])
+        return [Tensor(dtype: .bool, shape: shape, storage: .bool(zip(indices[0], indices[1]).map { function(x[$0], y[$1]) }))]
+      }
+    }
+    table["LogicalNot"] = { _, inputs in
+      let a = try input(inputs, 0)
+      guard case .bool(let x) = a.storage else { throw KernelError("Expected a bool input.") }
+      return [Tensor(dtype: .bool, shape: a.shape, storage: .bool(x.map { !$0 }))]
     }
     table["Sum"] = { context, inputs in [try reduce(context, inputs, initial: 0) { $0 + $1 }] }
     table["Max"] = { context, inputs in [try reduce(context, inputs, initial: -.infinity) { Swift.max($0, $1) }] }
     table["Min"] = { context, inputs in [try reduce(context, inputs, initial: .infinity) { Swift.min($0, $1) }] }
     table["Prod"] = { context, inputs in [try reduce(context, inputs, initial: 1) { $0 * $1 }] }
     table["Mean"] = { context, inputs in
-      let sum = try reduce(context, inputs, initial: 0) { $0 + $1 }
       let x = try input(inputs, 0)
-      let divisor = Float((x.shape.elementCount ?? 0) / Swift.max(1, sum.shape.elementCount ?? 1))
-      return [Tensor(shape: sum.shape, floats: try sum.requireFloats().map { $0 / divisor })]
+      let sum = try reduce(context, inputs, initial: 0) { $0 + $1 }
+      let divisor = Double((x.shape.elementCount ?? 0) / Swift.max(1, sum.shape.elementCount ?? 1))
+      return [try tensor(try doubles(sum).map { $0 / Swift.max(divisor, 1) }, like: x, shape: sum.shape)]
     }
     table["MatMul"] = { context, inputs in [try matmul(context, inputs)] }
     table["BiasAdd"] = { _, inputs in
@@ -74,6 +102,7 @@ enum Kernels {
     }
     ShapeKernels.register(in: &table)
     ConvolutionKernels.register(in: &table)
+    LinearAlgebraKernels.register(in: &table)
     return table
   }()
 
@@ -89,48 +118,89 @@ enum Kernels {
     return strides
   }
 
-  /// Applies `function` elementwise with NumPy broadcasting.
-  static func broadcast(_ a: Tensor, _ b: Tensor, _ function: (Float, Float) -> Float) throws -> Tensor {
-    let (left, right) = (try a.requireFloats(), try b.requireFloats())
-    let rank = Swift.max(a.shape.rank, b.shape.rank)
-    let da = [Int](repeating: 1, count: rank - a.shape.rank) + a.shape.dimensions
-    let db = [Int](repeating: 1, count: rank - b.shape.rank) + b.shape.dimensions
+  /// The broadcast shape of `shapes` (NumPy rules) and, for each output element, the element
+  /// index it reads in each input.
+  static func broadcastIndices(_ shapes: [Shape]) throws -> (shape: Shape, indices: [[Int]]) {
+    let rank = shapes.map(\.rank).max() ?? 0
+    let padded = shapes.map { [Int](repeating: 1, count: rank - $0.rank) + $0.dimensions }
     var output: [Int] = []
     for axis in 0..<rank {
-      guard da[axis] == db[axis] || da[axis] == 1 || db[axis] == 1 else {
-        throw KernelError("Shapes \(a.shape) and \(b.shape) do not broadcast.")
+      let sizes = Set(padded.map { $0[axis] }).subtracting([1])
+      guard sizes.count <= 1 else {
+        throw KernelError("Shapes \(shapes.map(\.description).joined(separator: " and ")) do not broadcast.")
       }
-      output.append(da[axis] == 1 ? db[axis] : da[axis])
+      output.append(sizes.first ?? (padded.contains { $0[axis] == 0 } ? 0 : 1))
     }
-    let (sa, sb, so) = (strides(da), strides(db), strides(output))
+    let inputStrides = padded.map(strides)
+    let outputStrides = strides(output)
     let count = output.reduce(1, *)
-    var result = [Float](repeating: 0, count: count)
-    for index in 0..<count {
-      var (ia, ib, rest) = (0, 0, index)
+    var indices = shapes.map { _ in [Int](repeating: 0, count: count) }
+    for element in 0..<count {
+      var rest = element
       for axis in 0..<rank {
-        let coordinate = rest / so[axis]
-        rest %= so[axis]
-        if da[axis] != 1 { ia += coordinate * sa[axis] }
-        if db[axis] != 1 { ib += coordinate * sb[axis] }
+        let coordinate = rest / outputStrides[axis]
+        rest %= outputStrides[axis]
+        for input in padded.indices where padded[input][axis] != 1 {
+          indices[input][element] += coordinate * inputStrides[input][axis]
+        }
       }
-      result[index] = function(left[ia], right[ib])
     }
-    return Tensor(shape: Shape(output), floats: result)
+    return (Shape(output), indices)
   }
 
-  /// Reduces input 0 over the axes in input 1 (attribute `keep_dims`).
+  /// Applies `function` elementwise with NumPy broadcasting, on floats or integers.
+  static func broadcast(
+    _ a: Tensor, _ b: Tensor, float: (Float, Float) -> Float, integer: ((Int64, Int64) -> Int64)?
+  ) throws -> Tensor {
+    guard a.dtype == b.dtype else { throw KernelError("Operands are \(a.dtype) and \(b.dtype).") }
+    let (shape, indices) = try broadcastIndices([a.shape, b.shape])
+    switch (a.storage, b.storage) {
+    case (.float(let x), .float(let y)):
+      return Tensor(dtype: a.dtype, shape: shape, storage: .float(zip(indices[0], indices[1]).map { float(x[$0], y[$1]) }))
+    case (.int32(let x), .int32(let y)) where integer != nil:
+      let f = integer!
+      return Tensor(dtype: a.dtype, shape: shape, storage: .int32(zip(indices[0], indices[1]).map { Int32(truncatingIfNeeded: f(Int64(x[$0]), Int64(y[$1]))) }))
+    case (.int64(let x), .int64(let y)) where integer != nil:
+      let f = integer!
+      return Tensor(dtype: a.dtype, shape: shape, storage: .int64(zip(indices[0], indices[1]).map { f(x[$0], y[$1]) }))
+    default:
+      throw KernelError("The op does not support \(a.dtype) operands yet.")
+    }
+  }
+
+  /// Compares elementwise with broadcasting; the result is bool.
+  static func compare(_ a: Tensor, _ b: Tensor, _ predicate: (Double, Double) -> Bool) throws -> Tensor {
+    let (shape, indices) = try broadcastIndices([a.shape, b.shape])
+    let (x, y) = (try doubles(a), try doubles(b))
+    return Tensor(dtype: .bool, shape: shape, storage: .bool(zip(indices[0], indices[1]).map { predicate(x[$0], y[$1]) }))
+  }
+
+  /// The elements of a numeric tensor as doubles (exact for float32 and 32-bit integers).
+  static func doubles(_ tensor: Tensor) throws -> [Double] {
+    switch tensor.storage {
+    case .float(let values): return values.map(Double.init)
+    case .double(let values): return values
+    case .int32(let values): return values.map(Double.init)
+    case .int64(let values): return values.map(Double.init)
+    case .bool(let values): return values.map { $0 ? 1 : 0 }
+    case .string: throw KernelError("Expected a numeric tensor, got strings.")
+    }
+  }
+
+  /// Reduces input 0 over the axes in input 1 (attribute `keep_dims`), accumulating in double
+  /// precision and storing the result in the input's type.
   static func reduce(
-    _ context: KernelContext, _ inputs: [Tensor], initial: Float, _ combine: (Float, Float) -> Float
+    _ context: KernelContext, _ inputs: [Tensor], initial: Double, _ combine: (Double, Double) -> Double
   ) throws -> Tensor {
     let x = try input(inputs, 0)
-    let values = try x.requireFloats()
+    let values = try doubles(x)
     let rank = x.shape.rank
     let axes = Set(try input(inputs, 1).requireIntegers().map { $0 < 0 ? $0 + rank : $0 })
     guard axes.allSatisfy({ (0..<rank).contains($0) }) else { throw KernelError("A reduction axis is out of range.") }
     let dimensions = x.shape.dimensions
     let kept = dimensions.enumerated().map { axes.contains($0) ? 1 : $1 }
     let (sx, sk) = (strides(dimensions), strides(kept))
-    var result = [Float](repeating: initial, count: kept.reduce(1, *))
+    var result = [Double](repeating: initial, count: kept.reduce(1, *))
     for index in values.indices {
       var (target, rest) = (0, index)
       for axis in 0..<rank {
@@ -140,8 +210,20 @@ enum Kernels {
       }
       result[target] = combine(result[target], values[index])
     }
-    let shape = context.bool("keep_dims") ? kept : dimensions.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
-    return Tensor(shape: Shape(shape), floats: result)
+    let shape = Shape(
+      context.bool("keep_dims") ? kept : dimensions.enumerated().filter { !axes.contains($0.offset) }.map(\.element))
+    return try tensor(result, like: x, shape: shape)
+  }
+
+  /// `values` stored in the type of `prototype`.
+  static func tensor(_ values: [Double], like prototype: Tensor, shape: Shape) throws -> Tensor {
+    switch prototype.storage {
+    case .float: return Tensor(dtype: prototype.dtype, shape: shape, storage: .float(values.map { Float($0) }))
+    case .double: return Tensor(dtype: prototype.dtype, shape: shape, storage: .double(values))
+    case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(values.map { Int32(clamping: Int64($0)) }))
+    case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(values.map { Int64($0) }))
+    default: throw KernelError("\(prototype.dtype) values cannot be reduced.")
+    }
   }
 
   /// A matrix product with float32 accumulation (attributes `transpose_a`, `transpose_b`).

@@ -56,6 +56,114 @@ enum ShapeKernels {
       return [try gather(inputs, order, dtype: first.dtype, shape: Shape(dimensions))]
     }
     table["StridedSlice"] = { context, inputs in [try stridedSlice(context, inputs)] }
+    table["Transpose"] = { _, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let permutation = try Kernels.input(inputs, 1).requireIntegers()
+      let dimensions = x.shape.dimensions
+      guard permutation.sorted() == Array(dimensions.indices) else {
+        throw KernelError("The permutation \(permutation) does not fit shape \(x.shape).")
+      }
+      let output = permutation.map { dimensions[$0] }
+      let (sx, so) = (Kernels.strides(dimensions), Kernels.strides(output))
+      let order = (0..<(x.shape.elementCount ?? 0)).map { element -> (Int, Int) in
+        var (rest, source) = (element, 0)
+        for axis in output.indices {
+          source += rest / so[axis] * sx[permutation[axis]]
+          rest %= so[axis]
+        }
+        return (0, source)
+      }
+      return [try gather([x], order, dtype: x.dtype, shape: Shape(output))]
+    }
+    table["ConcatV2"] = { _, inputs in
+      guard inputs.count >= 2 else { throw KernelError("ConcatV2 needs values and an axis.") }
+      let values = Array(inputs.dropLast())
+      let rank = values[0].shape.rank
+      guard var axis = try inputs[inputs.count - 1].requireIntegers().first else { throw KernelError("No axis.") }
+      if axis < 0 { axis += rank }
+      guard (0..<rank).contains(axis),
+        values.allSatisfy({ $0.shape.rank == rank && $0.dtype == values[0].dtype })
+      else { throw KernelError("ConcatV2 inputs do not fit together along axis \(axis).") }
+      let outer = values[0].shape.dimensions.prefix(axis).reduce(1, *)
+      var order: [(Int, Int)] = []
+      for o in 0..<outer {
+        for (index, value) in values.enumerated() {
+          let block = value.shape.dimensions.dropFirst(axis).reduce(1, *)
+          order += (0..<block).map { (index, o * block + $0) }
+        }
+      }
+      var dimensions = values[0].shape.dimensions
+      dimensions[axis] = values.map { $0.shape.dimensions[axis] }.reduce(0, +)
+      return [try gather(values, order, dtype: values[0].dtype, shape: Shape(dimensions))]
+    }
+    table["GatherV2"] = { context, inputs in
+      let (params, indicesTensor) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
+      let indices = try indicesTensor.requireIntegers()
+      let rank = params.shape.rank
+      guard context.int("batch_dims") == 0 else { throw KernelError("GatherV2 with batch_dims is not supported yet.") }
+      guard var axis = try Kernels.input(inputs, 2).requireIntegers().first else { throw KernelError("No axis.") }
+      if axis < 0 { axis += rank }
+      guard (0..<rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
+      let dimensions = params.shape.dimensions
+      let outer = dimensions.prefix(axis).reduce(1, *)
+      let inner = dimensions.dropFirst(axis + 1).reduce(1, *)
+      var order: [(Int, Int)] = []
+      for o in 0..<outer {
+        for index in indices {
+          guard (0..<dimensions[axis]).contains(index) else {
+            throw KernelError("Index \(index) is outside [0, \(dimensions[axis])).")
+          }
+          order += (0..<inner).map { (0, (o * dimensions[axis] + index) * inner + $0) }
+        }
+      }
+      let shape = Array(dimensions.prefix(axis)) + indicesTensor.shape.dimensions + Array(dimensions.dropFirst(axis + 1))
+      return [try gather([params], order, dtype: params.dtype, shape: Shape(shape))]
+    }
+    table["SelectV2"] = { _, inputs in
+      let (condition, a, b) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2))
+      guard case .bool(let flags) = condition.storage, a.dtype == b.dtype else {
+        throw KernelError("SelectV2 needs a bool condition and two values of one dtype.")
+      }
+      let (shape, indices) = try Kernels.broadcastIndices([condition.shape, a.shape, b.shape])
+      let order = (0..<(shape.elementCount ?? 0)).map { flags[indices[0][$0]] ? (0, indices[1][$0]) : (1, indices[2][$0]) }
+      return [try gather([a, b], order, dtype: a.dtype, shape: shape)]
+    }
+    table["Split"] = { context, inputs in
+      let x = try Kernels.input(inputs, 1)
+      let pieces = context.int("num_split", default: 1)
+      guard var axis = try Kernels.input(inputs, 0).requireIntegers().first else { throw KernelError("No axis.") }
+      if axis < 0 { axis += x.shape.rank }
+      guard (0..<x.shape.rank).contains(axis), pieces > 0, x.shape.dimensions[axis] % pieces == 0 else {
+        throw KernelError("Cannot split \(x.shape) into \(pieces) along axis \(axis).")
+      }
+      let dimensions = x.shape.dimensions
+      let size = dimensions[axis] / pieces
+      let outer = dimensions.prefix(axis).reduce(1, *)
+      let inner = dimensions.dropFirst(axis + 1).reduce(1, *)
+      var shape = dimensions
+      shape[axis] = size
+      return try (0..<pieces).map { piece in
+        let order = (0..<outer).flatMap { o in
+          (0..<(size * inner)).map { (0, (o * dimensions[axis] + piece * size) * inner + $0) }
+        }
+        return try gather([x], order, dtype: x.dtype, shape: Shape(shape))
+      }
+    }
+    table["Fill"] = { _, inputs in
+      let dimensions = try Kernels.input(inputs, 0).requireIntegers()
+      let value = try Kernels.input(inputs, 1)
+      guard value.shape.elementCount == 1, let count = Shape(dimensions).elementCount else {
+        throw KernelError("Fill needs a scalar value and a valid shape.")
+      }
+      return [try gather([value], Array(repeating: (0, 0), count: count), dtype: value.dtype, shape: Shape(dimensions))]
+    }
+    table["Range"] = { _, inputs in
+      let (start, limit, delta) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2))
+      let (a, b, d) = (try Kernels.doubles(start)[0], try Kernels.doubles(limit)[0], try Kernels.doubles(delta)[0])
+      guard d != 0 else { throw KernelError("Range needs a nonzero delta.") }
+      let values = Array(stride(from: a, to: b, by: d))
+      return [try Kernels.tensor(values, like: start, shape: Shape([values.count]))]
+    }
     table["Cast"] = { context, inputs in
       let x = try Kernels.input(inputs, 0)
       guard let target = context.type("DstT") else { throw KernelError("Cast needs DstT.") }
@@ -89,6 +197,9 @@ enum ShapeKernels {
     case .int64:
       let arrays: [[Int64]] = inputs.map { if case .int64(let v) = $0.storage { v } else { [] } }
       return Tensor(dtype: dtype, shape: shape, storage: .int64(order.map { arrays[$0.0][$0.1] }))
+    case .bool:
+      let arrays: [[Bool]] = inputs.map { if case .bool(let v) = $0.storage { v } else { [] } }
+      return Tensor(dtype: dtype, shape: shape, storage: .bool(order.map { arrays[$0.0][$0.1] }))
     default:
       throw KernelError("\(dtype) tensors cannot be rearranged yet.")
     }

@@ -1,0 +1,102 @@
+internal import TensorCore
+internal import Foundation
+
+/// Batched matrix products: BatchMatMulV2 and Einsum (float32 accumulation).
+enum LinearAlgebraKernels {
+  static func register(in table: inout [String: Kernels.Kernel]) {
+    table["BatchMatMulV2"] = { context, inputs in [try batchMatMul(context, inputs)] }
+    table["BatchMatMul"] = table["BatchMatMulV2"]
+    table["Einsum"] = { context, inputs in [try einsum(context, inputs)] }
+  }
+
+  static func batchMatMul(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    let (a, b) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
+    guard a.shape.rank >= 2, b.shape.rank >= 2 else { throw KernelError("BatchMatMul needs matrices.") }
+    let (x, y) = (try a.requireFloats(), try b.requireFloats())
+    let (adjointA, adjointB) = (context.bool("adj_x"), context.bool("adj_y"))
+    let da = a.shape.dimensions
+    let db = b.shape.dimensions
+    let (ra, ca) = (da[da.count - 2], da[da.count - 1])
+    let (rb, cb) = (db[db.count - 2], db[db.count - 1])
+    let (m, k) = adjointA ? (ca, ra) : (ra, ca)
+    let (k2, n) = adjointB ? (cb, rb) : (rb, cb)
+    guard k == k2 else { throw KernelError("Inner dimensions differ: \(a.shape) and \(b.shape).") }
+    let (batch, pairs) = try Kernels.broadcastIndices([Shape(Array(da.dropLast(2))), Shape(Array(db.dropLast(2)))])
+    var result = [Float](repeating: 0, count: (batch.elementCount ?? 0) * m * n)
+    for element in 0..<(batch.elementCount ?? 0) {
+      let (offsetA, offsetB, offsetC) = (pairs[0][element] * ra * ca, pairs[1][element] * rb * cb, element * m * n)
+      for row in 0..<m {
+        for column in 0..<n {
+          var sum: Float = 0
+          for inner in 0..<k {
+            let left = adjointA ? x[offsetA + inner * ca + row] : x[offsetA + row * ca + inner]
+            let right = adjointB ? y[offsetB + column * cb + inner] : y[offsetB + inner * cb + column]
+            sum += left * right
+          }
+          result[offsetC + row * n + column] = sum
+        }
+      }
+    }
+    return Tensor(shape: Shape(batch.dimensions + [m, n]), floats: result)
+  }
+
+  /// Einsum of one or two operands, explicit output, no ellipsis.
+  static func einsum(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    guard let equation = context.string("equation"), !equation.contains("."),
+      let arrow = equation.range(of: "->")
+    else { throw KernelError("Einsum '\(context.string("equation") ?? "")' is not supported yet (explicit output, no ellipsis).") }
+    let operandLabels = equation[..<arrow.lowerBound].split(separator: ",").map { Array($0) }
+    let outputLabels = Array(equation[arrow.upperBound...])
+    guard operandLabels.count == inputs.count, (1...2).contains(inputs.count) else {
+      throw KernelError("Einsum '\(equation)' has \(operandLabels.count) operands but \(inputs.count) inputs.")
+    }
+    var sizes: [Character: Int] = [:]
+    for (labels, tensor) in zip(operandLabels, inputs) {
+      guard labels.count == tensor.shape.rank else { throw KernelError("Einsum labels '\(String(labels))' do not fit \(tensor.shape).") }
+      for (label, size) in zip(labels, tensor.shape.dimensions) {
+        if let known = sizes[label], known != size { throw KernelError("Einsum label '\(label)' has sizes \(known) and \(size).") }
+        sizes[label] = size
+      }
+    }
+    let contracted = Array(Set(sizes.keys).subtracting(outputLabels)).sorted()
+    let all = outputLabels + contracted
+    let allSizes = try all.map { label -> Int in
+      guard let size = sizes[label] else { throw KernelError("Output label '\(label)' appears in no operand.") }
+      return size
+    }
+    let operands = try inputs.map { try $0.requireFloats() }
+    // For each operand, the stride of each label in `all` (0 when the operand lacks it).
+    let labelStrides = zip(operandLabels, inputs).map { labels, tensor -> [Int] in
+      let strides = Kernels.strides(tensor.shape.dimensions)
+      return all.map { label in labels.firstIndex(of: label).map { strides[$0] } ?? 0 }
+    }
+    let outputCount = outputLabels.map { sizes[$0] ?? 0 }.reduce(1, *)
+    let contractedCount = contracted.map { sizes[$0] ?? 0 }.reduce(1, *)
+    var result = [Float](repeating: 0, count: outputCount)
+    var coordinates = [Int](repeating: 0, count: all.count)
+    for element in 0..<outputCount {
+      var rest = element
+      for axis in (0..<outputLabels.count).reversed() {
+        coordinates[axis] = rest % allSizes[axis]
+        rest /= allSizes[axis]
+      }
+      var sum: Float = 0
+      for inner in 0..<contractedCount {
+        var remaining = inner
+        for axis in (outputLabels.count..<all.count).reversed() {
+          coordinates[axis] = remaining % allSizes[axis]
+          remaining /= allSizes[axis]
+        }
+        var product: Float = 1
+        for (operand, strides) in zip(operands, labelStrides) {
+          var offset = 0
+          for axis in all.indices { offset += coordinates[axis] * strides[axis] }
+          product *= operand[offset]
+        }
+        sum += product
+      }
+      result[element] = sum
+    }
+    return Tensor(shape: Shape(outputLabels.map { sizes[$0] ?? 0 }), floats: result)
+  }
+}

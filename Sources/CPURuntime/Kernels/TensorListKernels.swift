@@ -1,0 +1,65 @@
+internal import TensorCore
+internal import TFProtos
+
+/// TensorList ops, as `tf.while_loop` uses them to collect per-step values: a list is an array
+/// of optional tensors (unset elements are nil).
+enum TensorListKernels {
+  static func execute(_ context: KernelContext, _ inputs: [Interpreter.Value]) throws -> [Interpreter.Value] {
+    func tensor(_ index: Int) throws -> Tensor {
+      guard index < inputs.count, case .tensor(let value) = inputs[index] else {
+        throw KernelError("Input \\(index) must be a tensor.")
+      }
+      return value
+    }
+    func list() throws -> [Tensor?] {
+      guard case .list(let elements)? = inputs.first else { throw KernelError("Input 0 must be a TensorList.") }
+      return elements
+    }
+    func position(_ index: Int, in elements: [Tensor?]) throws -> Int {
+      guard let value = try tensor(index).requireIntegers().first, elements.indices.contains(value) else {
+        throw KernelError("The list index is outside the list of \\(elements.count).")
+      }
+      return value
+    }
+    switch context.node.op {
+    case "TensorListReserve":
+      guard let count = try tensor(1).requireIntegers().first, count >= 0 else { throw KernelError("Bad length.") }
+      return [.list(Array(repeating: nil, count: count))]
+    case "TensorListFromTensor":
+      let value = try tensor(0)
+      guard let count = value.shape.dimensions.first else { throw KernelError("A scalar cannot be unstacked.") }
+      let element = Shape(Array(value.shape.dimensions.dropFirst()))
+      let size = element.elementCount ?? 0
+      return [
+        .list(try (0..<count).map { row in
+          try ShapeKernels.gather([value], (0..<size).map { (0, row * size + $0) }, dtype: value.dtype, shape: element)
+        })
+      ]
+    case "TensorListGetItem":
+      let elements = try list()
+      guard let item = elements[try position(1, in: elements)] else {
+        throw KernelError("The list element read was never set.")
+      }
+      return [.tensor(item)]
+    case "TensorListSetItem":
+      var elements = try list()
+      elements[try position(1, in: elements)] = try tensor(2)
+      return [.list(elements)]
+    case "TensorListLength":
+      return [.tensor(Tensor(dtype: .int32, shape: Shape([]), storage: .int32([Int32(try list().count)])))]
+    case "TensorListStack":
+      let elements = try list().map { element -> Tensor in
+        guard let element else { throw KernelError("The list has unset elements and cannot be stacked.") }
+        return element
+      }
+      guard let first = elements.first, elements.allSatisfy({ $0.shape == first.shape }) else {
+        throw KernelError("The list is empty or its elements differ in shape.")
+      }
+      let size = first.shape.elementCount ?? 0
+      let order = elements.indices.flatMap { index in (0..<size).map { (index, $0) } }
+      return [.tensor(try ShapeKernels.gather(elements, order, dtype: first.dtype, shape: Shape([elements.count] + first.shape.dimensions)))]
+    default:
+      throw KernelError("Op '\\(context.node.op)' has no CPU kernel in tfmp yet.")
+    }
+  }
+}
