@@ -186,8 +186,25 @@ public final class Interpreter: @unchecked Sendable {
         guard case .tensor(let tensor) = value else { throw KernelError("Expected a tensor input, got a variable handle.") }
         return tensor
       }
-      return try kernel(KernelContext(node: node), tensors).map { .tensor($0) }
+      return try kernel(KernelContext(node: node), tensors).map { .tensor(Self.rounded($0, for: node)) }
     }
+  }
+
+  /// A kernel's float result in the type the node declares for it: kernels compute in float32,
+  /// and an op typed float16 or bfloat16 rounds its results to that type (to nearest, ties to
+  /// even), as a GPU's Tensor Cores do with float32 accumulation.
+  static func rounded(_ tensor: Tensor, for node: Tensorflow_NodeDef) -> Tensor {
+    guard case .float(let values) = tensor.storage else { return tensor }
+    let declared = ["DstT", "T", "Tparams", "dtype"].lazy.compactMap { name -> DType? in
+      if case .type(let type)? = node.attr[name]?.value { return DType(rawValue: type.rawValue) }
+      return nil
+    }.first
+    guard let declared, let precision = ReducedPrecision(declared) else {
+      var result = tensor
+      result.dtype = .float32
+      return result
+    }
+    return Tensor(dtype: declared, shape: tensor.shape, storage: .float(values.map(precision.rounded)))
   }
 
   /// The most iterations a While loop may run before the model is deemed stuck.

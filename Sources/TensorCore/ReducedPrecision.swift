@@ -10,6 +10,15 @@ public enum ReducedPrecision: String, Sendable, Hashable, CaseIterable, Codable 
   /// The tensor element type.
   public var dtype: DType { self == .float16 ? .float16 : .bfloat16 }
 
+  /// The reduced precision of `dtype`, or `nil` for other types.
+  public init?(_ dtype: DType) {
+    switch dtype {
+    case .float16: self = .float16
+    case .bfloat16: self = .bfloat16
+    default: return nil
+    }
+  }
+
   /// Rounds `value` to this type (nearest, ties to even) and back to float32.
   ///
   /// This is the value a float32 tensor holds after TensorFlow casts it to this type.

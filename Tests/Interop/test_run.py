@@ -42,3 +42,26 @@ def test_run_matches_tensorflow_on_fixtures(tmp_path):
         ours, theirs = tfmp_run(os.path.join(FIXTURES, name), inputs, tmp_path), run_tf2(os.path.join(FIXTURES, name), inputs)
         for key, reference in theirs.items():
             assert np.max(np.abs(ours[key] - reference)) <= 1e-5 * max(1.0, np.abs(reference).max()), (name, key)
+
+
+CONVERTED_TOLERANCE = {"mixed_float16": 5e-3, "mixed_bfloat16": 2.5e-2}
+
+
+def test_run_matches_tensorflow_on_converted_models(tmp_path):
+    """tfmp's float16/bfloat16 execution (rounded inputs and results, float32 accumulation)
+    against TensorFlow running the same converted model; bounds as in test_convert.py."""
+    worst = {}
+    for policy, tolerance in CONVERTED_TOLERANCE.items():
+        for name in NAMES:
+            model = str(tmp_path / f"{name}-{policy}")
+            result = subprocess.run([TFMP, "convert", "--policy", policy, os.path.join(FIXTURES, name), model],
+                                    capture_output=True, text=True)
+            assert result.returncode == 0, result.stderr
+            inputs = sample(name, "inputs")
+            ours, theirs = tfmp_run(model, inputs, tmp_path), run_tf2(model, inputs)
+            for key, reference in theirs.items():
+                reference = reference.astype(np.float64)
+                error = np.max(np.abs(ours[key] - reference)) / max(1.0, np.abs(reference).max())
+                worst[policy] = max(worst.get(policy, 0), error)
+                assert error <= tolerance, (policy, name, key, error)
+    print("worst relative differences from TensorFlow:", worst)

@@ -34,10 +34,11 @@ struct KernelContext {
 }
 
 extension Tensor {
-  /// The float elements, or a kernel error naming what was found.
+  /// The float elements (float16 and bfloat16 tensors hold their values rounded), or a kernel
+  /// error naming what was found.
   func requireFloats() throws -> [Float] {
-    guard let values = floats, dtype == .float32 else {
-      throw KernelError("Expected a float32 tensor but got \(dtype); tfmp runs float32 models so far.")
+    guard let values = floats, [.float32, .float16, .bfloat16].contains(dtype) else {
+      throw KernelError("Expected a float tensor but got \(dtype).")
     }
     return values
   }
@@ -58,6 +59,10 @@ enum TensorDecoding {
     }
     switch dtype {
     case .float32: return Tensor(shape: shape, floats: load(UInt32.self).map(Float.init(bitPattern:)))
+    case .float16:
+      return Tensor(dtype: .float16, shape: shape, storage: .float(load(UInt16.self).map { Float(Float16(bitPattern: $0)) }))
+    case .bfloat16:
+      return Tensor(dtype: .bfloat16, shape: shape, storage: .float(load(UInt16.self).map { BFloat16(bitPattern: $0).floatValue }))
     case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(load(Int32.self)))
     case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(load(Int64.self)))
     case .bool: return Tensor(dtype: .bool, shape: shape, storage: .bool(load(UInt8.self).map { $0 != 0 }))
@@ -83,6 +88,12 @@ enum TensorDecoding {
     }
     switch dtype {
     case .float32: return Tensor(shape: shape, floats: splat(proto.floatVal, zero: 0))
+    case .float16:
+      let values = proto.halfVal.map { Float(Float16(bitPattern: UInt16(truncatingIfNeeded: $0))) }
+      return Tensor(dtype: .float16, shape: shape, storage: .float(splat(values, zero: 0)))
+    case .bfloat16:
+      let values = proto.halfVal.map { BFloat16(bitPattern: UInt16(truncatingIfNeeded: $0)).floatValue }
+      return Tensor(dtype: .bfloat16, shape: shape, storage: .float(splat(values, zero: 0)))
     case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(splat(proto.intVal, zero: 0)))
     case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(splat(proto.int64Val, zero: 0)))
     case .bool: return Tensor(dtype: .bool, shape: shape, storage: .bool(splat(proto.boolVal, zero: false)))

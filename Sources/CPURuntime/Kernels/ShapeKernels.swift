@@ -176,7 +176,9 @@ enum ShapeKernels {
       default: throw KernelError("Cast from \(x.dtype) is not supported yet.")
       }
       switch target {
-      case .float32: return [Tensor(shape: x.shape, floats: doubles.map(Float.init))]
+      case .float32, .float16, .bfloat16:
+        // The interpreter rounds float16 and bfloat16 results to DstT.
+        return [Tensor(dtype: target, shape: x.shape, storage: .float(doubles.map(Float.init)))]
       case .int32: return [Tensor(dtype: .int32, shape: x.shape, storage: .int32(doubles.map { Int32(clamping: Int64($0.rounded(.towardZero))) }))]
       case .int64: return [Tensor(dtype: .int64, shape: x.shape, storage: .int64(doubles.map { Int64($0.rounded(.towardZero)) }))]
       case .bool: return [Tensor(dtype: .bool, shape: x.shape, storage: .bool(doubles.map { $0 != 0 }))]

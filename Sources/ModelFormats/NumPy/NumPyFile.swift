@@ -22,7 +22,7 @@ public enum NumPyFile {
     return arrays
   }
 
-  /// Writes `arrays` as a `.npz` file (uncompressed, names sorted).
+  /// Writes `arrays` as a `.npz` file (uncompressed, names sorted; bfloat16 as float32).
   public static func writeArchive(_ arrays: [String: Tensor], to path: String) throws {
     let entries = try arrays.sorted { $0.key < $1.key }.map { name, tensor in
       (name + ".npy", try encode(tensor, path: path))
@@ -115,7 +115,8 @@ public enum NumPyFile {
     case (.float16, .float(let values)):
       descr = "<f2"
       for value in values { data.appendUInt16(Float16(value).bitPattern) }
-    case (_, .float(let values)) where tensor.dtype == .float32:
+    case (_, .float(let values)) where tensor.dtype == .float32 || tensor.dtype == .bfloat16:
+      // NumPy has no bfloat16: its values are written as the float32 values they are exactly.
       descr = "<f4"
       for value in values { data.appendUInt32LittleEndian(value.bitPattern) }
     case (_, .double(let values)):
