@@ -13,7 +13,8 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .executable(name: "tfmp", targets: ["tfmp"]),
-    .library(name: "TFMP", targets: ["TensorCore", "ModelFormats", "MixedPrecision", "CPURuntime"]),
+    .library(
+      name: "TFMP", targets: ["TensorCore", "ModelFormats", "MixedPrecision", "CPURuntime", "Validation"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
@@ -40,10 +41,14 @@ let package = Package(
       name: "CPURuntime",
       dependencies: ["ModelFormats", "TensorCore", "TFProtos"],
       swiftSettings: strictSettings),
+    .target(
+      name: "Validation",
+      dependencies: ["CPURuntime", "ModelFormats", "TensorCore"],
+      swiftSettings: strictSettings),
     .executableTarget(
       name: "tfmp",
       dependencies: [
-        "CPURuntime", "ModelFormats", "MixedPrecision", "TensorCore",
+        "CPURuntime", "ModelFormats", "MixedPrecision", "TensorCore", "Validation",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strictSettings),
@@ -75,6 +80,10 @@ let package = Package(
     .testTarget(
       name: "CPURuntimeTests",
       dependencies: ["CPURuntime", "ModelFormats", "TensorCore", "TFProtos", "_TestSupport"],
+      swiftSettings: strictSettings),
+    .testTarget(
+      name: "ValidationTests",
+      dependencies: ["Validation", "MixedPrecision", "ModelFormats", "TensorCore", "_TestSupport"],
       swiftSettings: strictSettings),
     .testTarget(
       name: "EndToEndTests",

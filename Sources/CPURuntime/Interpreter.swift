@@ -33,6 +33,20 @@ public final class Interpreter: @unchecked Sendable {
     model.proto.metaGraphs[0].signatureDef.keys.filter { $0 != "__saved_model_init_op" }.sorted()
   }
 
+  /// The dtype and shape (-1 for unknown dimensions) of each input of signature `key`.
+  public func inputSpecs(signature key: String) throws -> [String: (dtype: DType, shape: [Int])] {
+    guard let signature = model.proto.metaGraphs[0].signatureDef[key] else {
+      throw RuntimeError(
+        function: "<graph>", node: key,
+        message: "The model has no signature '\(key)'; it has \(signatureKeys.joined(separator: ", ")).")
+    }
+    var specs: [String: (dtype: DType, shape: [Int])] = [:]
+    for (name, info) in signature.inputs {
+      specs[name] = (DType(rawValue: info.dtype.rawValue) ?? .float32, info.tensorShape.dim.map { Int($0.size) })
+    }
+    return specs
+  }
+
   /// Runs signature `key` on `inputs` (keyed by the signature's input names).
   ///
   /// - Throws: ``RuntimeError`` for a missing or mistyped input, an op without a kernel, or a

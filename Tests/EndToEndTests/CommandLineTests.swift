@@ -140,6 +140,19 @@ struct CommandLineTests {
         + "in tfmp yet.\n")
   }
 
+  @Test("validate exits 0 within tolerance and 2 outside it")
+  func validate() throws {
+    let folder = TemporaryFolder()
+    let example = Fixtures.repositoryRoot.appendingPathComponent("Examples/digits").path
+    #expect(try run(["convert", example, folder.child("digits")]).status == 0)
+    let pass = try run(["validate", example, folder.child("digits")])
+    #expect(pass.status == 0, "\(pass.standardOutput)")
+    #expect(pass.standardOutput.hasSuffix("PASS\n"))
+    let fail = try run(["validate", example, folder.child("digits"), "--rtol", "0", "--atol", "0"])
+    #expect(fail.status == 2)
+    #expect(fail.standardOutput.hasSuffix("FAIL: outputs differ beyond the tolerance\n"))
+  }
+
   @Test("The README's example model inspects cleanly")
   func exampleModel() throws {
     let example = Fixtures.repositoryRoot.appendingPathComponent("Examples/digits").path

@@ -1,0 +1,57 @@
+import Foundation
+import MixedPrecision
+import ModelFormats
+import TensorCore
+import Testing
+import _TestSupport
+
+@testable import Validation
+
+@Suite("Comparing models")
+struct ValidationTests {
+  @Test("The error measures are what their definitions say")
+  func metrics() {
+    let output = ModelComparison.compare(
+      name: "y", reference: [1, 2, 3, 4, 0, 1], candidate: [1, 2, 3, 5, 0.5, 0], shape: Shape([2, 3]),
+      rtol: 0.1, atol: 0.05)
+    #expect(output.maxAbsoluteError == 1)
+    #expect(output.maxRelativeError == 1)  // the last element: |0 - 1| / 1
+    #expect(abs(output.meanRelativeError - (0.25 + 1) / 5) < 1e-12)
+    let dot = 1.0 + 4 + 9 + 20
+    let norms = (1.0 + 4 + 9 + 16 + 1).squareRoot() * (1.0 + 4 + 9 + 25 + 0.25).squareRoot()
+    #expect(abs(output.cosineSimilarity - dot / norms) < 1e-12)
+    // Row 0: [1, 2, 3] vs [1, 2, 3] agree; row 1: [4, 0, 1] vs [5, 0.5, 0] agree on index 0.
+    #expect(output.top1Agreement == 1)
+    // Outside 0.05 + 0.1 * |r|: 5 vs 4, 0.5 vs 0, 0 vs 1.
+    #expect(output.elementsOutsideTolerance == 3)
+  }
+
+  @Test("A converted model passes within tolerance, and fails when none is allowed")
+  func convertedModel() throws {
+    let folder = TemporaryFolder()
+    let reference = try SavedModel(contentsOf: Fixtures.path("cnn_bn"))
+    let (converted, _) = try reference.converted(with: ConversionOptions())
+    try converted.write(to: folder.child("cnn"))
+    let candidate = try SavedModel(contentsOf: folder.child("cnn"))
+    let inputs = try NumPyFile.readArchive(at: Fixtures.path("cnn_bn.inputs.npz"))
+    let loose = try ModelComparison.compare(
+      reference: reference, candidate: candidate, signature: "serving_default", inputs: inputs,
+      rtol: 1e-2, atol: 1e-3)
+    #expect(loose.passed, "\(loose.text)")
+    #expect(loose.outputs.first?.top1Agreement == 1)
+    let strict = try ModelComparison.compare(
+      reference: reference, candidate: candidate, signature: "serving_default", inputs: inputs,
+      rtol: 0, atol: 0)
+    #expect(!strict.passed)
+  }
+
+  @Test("Random inputs are reproducible and fit the signature")
+  func randomInputs() throws {
+    let specs: [String: (dtype: DType, shape: [Int])] = ["x": (.float32, [-1, 3]), "ids": (.int32, [-1, -1])]
+    let first = try ModelComparison.random(specs, samples: 4, seed: 9)
+    #expect(first == (try ModelComparison.random(specs, samples: 4, seed: 9)))
+    #expect(first["x"]?.shape == Shape([4, 3]))
+    #expect(first["ids"]?.shape == Shape([4, 1]))
+    #expect(first["ids"]?.integers?.allSatisfy { $0 == 0 || $0 == 1 } == true)
+  }
+}
