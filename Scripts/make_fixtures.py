@@ -199,6 +199,46 @@ class OneShardPerVariable(tf.train.experimental.ShardingCallback):
         return shards
 
 
+class OpZoo(tf.Module):
+    """One function using the ops the CPU runtime must cover beyond the Keras fixtures."""
+
+    def __init__(self, rng):
+        super().__init__(name="op_zoo")
+        self.scale = tf.Variable(rng.normal(size=(4,)).astype("float32"), name="scale")
+        self.offset = tf.Variable(rng.normal(size=(4,)).astype("float32"), name="offset")
+        self.mean = tf.Variable(rng.normal(size=(4,)).astype("float32"), name="mean")
+        self.variance = tf.Variable(rng.uniform(0.5, 2.0, size=(4,)).astype("float32"), name="variance")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 4], tf.float32, name="images"),
+                                  tf.TensorSpec([None, 5], tf.float32, name="x")])
+    def __call__(self, images, x):
+        bn, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+            x=images, scale=self.scale, offset=self.offset, mean=self.mean, variance=self.variance,
+            epsilon=1e-3, is_training=False)
+        pooled = tf.nn.avg_pool2d(tf.nn.leaky_relu(bn, alpha=0.2), 2, 2, "SAME")
+        padded = tf.pad(pooled, [[0, 0], [1, 0], [0, 1], [0, 0]])
+        conv = tf.nn.conv2d(padded, tf.ones([2, 2, 4, 3]) * 0.1, 1, [[0, 0], [1, 1], [0, 0], [0, 0]])
+        a, b = tf.split(x, [2, 3], axis=1)
+        parts = tf.unstack(tf.tile(a, [1, 2]), axis=1)
+        selu = tf.nn.selu(tf.slice(x, [0, 1], [-1, 3]))
+        power = tf.pow(tf.abs(b) + 1.0, 1.5) + tf.math.log1p(tf.abs(b))
+        cond = tf.cond(tf.reduce_sum(x) > 0.0, lambda: x * 2.0, lambda: x - 1.0)
+        return {
+            "conv": conv, "softmax": tf.nn.log_softmax(x), "selu": selu, "power": power,
+            "parts": tf.stack(parts, axis=0), "argmax": tf.cast(tf.argmax(x, axis=1), tf.float32),
+            "expanded": x[..., tf.newaxis, 1:4] + tf.zeros_like(x)[:, tf.newaxis, :3] + tf.ones_like(x)[:, None, 2:],
+            "cond": cond, "gelu": tf.nn.gelu(x, approximate=True) + tf.nn.relu6(x * 4.0),
+        }
+
+
+def op_zoo(rng, path):
+    module = OpZoo(rng)
+    shutil.rmtree(path, ignore_errors=True)
+    tf.saved_model.save(module, path, signatures={"serving_default": module.__call__})
+    return record(path, {"images": rng.normal(size=(2, 6, 6, 4)).astype("float32"),
+                         "x": rng.normal(size=(3, 5)).astype("float32")})
+
+
 def sharded_module(rng, path):
     """A module whose checkpoint has several data shards, each holding whole tensors."""
     module = tf.Module(name="sharded")
@@ -309,7 +349,20 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bert-base", metavar="DIR")
     parser.add_argument("--resnet50", metavar="DIR")
+    parser.add_argument("--only", metavar="FIXTURE", help="rebuild one fixture (op_zoo) and the manifest entry")
     args = parser.parse_args()
+    if args.only:
+        if args.only != "op_zoo":
+            sys.exit("--only supports op_zoo")
+        manifest_path = os.path.join(FIXTURES, "MANIFEST.json")
+        manifest = json.load(open(manifest_path))
+        manifest["fixtures"]["op_zoo"] = {"kind": "tf.Module, op coverage",
+                                          **op_zoo(np.random.default_rng(SEED + 99), os.path.join(FIXTURES, "op_zoo"))}
+        manifest["script_sha256"] = hashlib.sha256(open(__file__, "rb").read()).hexdigest()
+        with open(manifest_path, "w") as f:
+            json.dump(manifest, f, indent=2, sort_keys=True)
+            f.write("\n")
+        return
     if args.bert_base or args.resnet50:
         if args.bert_base:
             bert_base(args.bert_base)
@@ -331,6 +384,8 @@ def main():
                                            **custom_module(rng, os.path.join(FIXTURES, "custom_math"))}
     manifest["fixtures"]["sharded"] = {"kind": "tf.Module, sharded checkpoint",
                                        **sharded_module(rng, os.path.join(FIXTURES, "sharded"))}
+    manifest["fixtures"]["op_zoo"] = {"kind": "tf.Module, op coverage",
+                                      **op_zoo(np.random.default_rng(SEED + 99), os.path.join(FIXTURES, "op_zoo"))}
     manifest["keras_archives"] = keras_archives(rng)
     with open(os.path.join(FIXTURES, "MANIFEST.json"), "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)

@@ -106,7 +106,11 @@ public final class Interpreter: @unchecked Sendable {
       guard let node = index[String(parts[0])] else { return nil }
       switch body.syntax {
       case .graph: return (node, parts.count > 1 ? Int(parts[1]) ?? 0 : 0)
-      case .function: return parts.count == 1 ? nil : (node, parts.count > 2 ? Int(parts[2]) ?? 0 : 0)
+      case .function:
+        guard parts.count > 1 else { return nil }
+        let index = parts.count > 2 ? Int(parts[2]) ?? 0 : 0
+        let offset = Kernels.outputArguments[body.nodes[node].op]?.firstIndex(of: String(parts[1])) ?? 0
+        return (node, offset + index)
       }
     }
     // The nodes the outputs need, in dependency order (depth-first post-order).
@@ -180,6 +184,10 @@ public final class Interpreter: @unchecked Sendable {
       return [.tensor(try variable(key))]
     case "StatefulPartitionedCall", "PartitionedCall":
       return try call(node, "f", inputs)
+    case "If", "StatelessIf":
+      guard case .tensor(let condition)? = inputs.first else { throw KernelError("The condition must be a tensor.") }
+      let truth = try Kernels.doubles(condition).first.map { $0 != 0 } ?? false
+      return try call(node, truth ? "then_branch" : "else_branch", Array(inputs.dropFirst()))
     case "While", "StatelessWhile":
       var values = inputs
       for _ in 0..<Self.iterationLimit {

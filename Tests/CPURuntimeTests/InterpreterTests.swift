@@ -9,7 +9,7 @@ import _TestSupport
 @Suite("Running SavedModels in float32")
 struct InterpreterTests {
   /// The fixtures whose every op has a kernel so far.
-  static let runnable = ["mlp", "cnn_bn", "custom_math", "sharded", "two_io", "depthwise", "attention", "lstm"]
+  static let runnable = ["mlp", "cnn_bn", "custom_math", "sharded", "two_io", "depthwise", "attention", "lstm", "op_zoo"]
 
   @Test("Outputs match TensorFlow's to 1e-5 of the output scale", arguments: runnable)
   func matchesTensorFlow(fixture: String) throws {

@@ -4,7 +4,7 @@ public import Foundation
 public enum Fixtures {
   /// The fixture SavedModels, each a folder under `Fixtures/`.
   public static let savedModels = [
-    "mlp", "cnn_bn", "depthwise", "attention", "lstm", "two_io", "custom_math", "sharded",
+    "mlp", "cnn_bn", "depthwise", "attention", "lstm", "two_io", "custom_math", "sharded", "op_zoo",
   ]
 
   /// The fixture Keras archives, each `<name>.keras` under `Fixtures/`.

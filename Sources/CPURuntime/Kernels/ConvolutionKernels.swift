@@ -11,10 +11,13 @@ enum ConvolutionKernels {
 
   /// Output size and leading padding of one spatial dimension.
   static func window(
-    size: Int, kernel: Int, stride: Int, dilation: Int, padding: String
+    size: Int, kernel: Int, stride: Int, dilation: Int, padding: String, explicit: (Int, Int) = (0, 0)
   ) throws -> (output: Int, before: Int) {
     let extent = (kernel - 1) * dilation + 1
     switch padding {
+    case "EXPLICIT":
+      let padded = size + explicit.0 + explicit.1
+      return (padded >= extent ? (padded - extent) / stride + 1 : 0, explicit.0)
     case "VALID":
       return (size >= extent ? (size - extent) / stride + 1 : 0, 0)
     case "SAME":
@@ -51,8 +54,14 @@ enum ConvolutionKernels {
     let (sh, sw) = (strides.count == 4 ? strides[1] : 1, strides.count == 4 ? strides[2] : 1)
     let (dh, dw) = (dilations.count == 4 ? dilations[1] : 1, dilations.count == 4 ? dilations[2] : 1)
     let padding = context.string("padding") ?? "VALID"
-    let rows = try window(size: height, kernel: kh, stride: sh, dilation: dh, padding: padding)
-    let columns = try window(size: width, kernel: kw, stride: sw, dilation: dw, padding: padding)
+    let explicit = context.ints("explicit_paddings")
+    guard padding != "EXPLICIT" || explicit.count == 8 else { throw KernelError("EXPLICIT padding needs 8 explicit_paddings.") }
+    let rows = try window(
+      size: height, kernel: kh, stride: sh, dilation: dh, padding: padding,
+      explicit: padding == "EXPLICIT" ? (explicit[2], explicit[3]) : (0, 0))
+    let columns = try window(
+      size: width, kernel: kw, stride: sw, dilation: dw, padding: padding,
+      explicit: padding == "EXPLICIT" ? (explicit[4], explicit[5]) : (0, 0))
     var result = [Float](repeating: 0, count: batch * rows.output * columns.output * outputs)
     for n in 0..<batch {
       for oy in 0..<rows.output {

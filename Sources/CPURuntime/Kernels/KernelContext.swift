@@ -12,6 +12,11 @@ struct KernelContext {
     return value
   }
 
+  func float(_ name: String, default value: Float) -> Float {
+    if case .f(let f)? = node.attr[name]?.value { return f }
+    return value
+  }
+
   func bool(_ name: String, default value: Bool = false) -> Bool {
     if case .b(let b)? = node.attr[name]?.value { return b }
     return value

@@ -25,6 +25,10 @@ enum Kernels {
     unary["Softplus"] = { $0 > 20 ? $0 : Foundation.log1p(Foundation.exp($0)) }
     unary["Elu"] = { $0 > 0 ? $0 : Foundation.expm1($0) }
     unary["Reciprocal"] = { 1 / $0 }
+    unary["Log1p"] = { Foundation.log1p($0) }
+    unary["Selu"] = { $0 > 0 ? 1.0507009873554805 * $0 : 1.0507009873554805 * 1.6732632423543772 * Foundation.expm1($0) }
+    unary["ZerosLike"] = { _ in 0 }
+    unary["OnesLike"] = { _ in 1 }
     for (op, function) in unary {
       table[op] = { _, inputs in
         let x = try input(inputs, 0)
@@ -41,6 +45,7 @@ enum Kernels {
       ("SquaredDifference", { ($0 - $1) * ($0 - $1) }, { ($0 &- $1) &* ($0 &- $1) }),
       ("FloorDiv", { ($0 / $1).rounded(.down) }, { a, b in b == 0 ? 0 : (a - ((a % b) + b) % b) / b }),
       ("FloorMod", { a, b in a - (a / b).rounded(.down) * b }, { a, b in b == 0 ? 0 : ((a % b) + b) % b }),
+      ("Pow", { Foundation.pow($0, $1) }, nil),
     ]
     for (op, float, integer) in binary {
       table[op] = { _, inputs in
@@ -86,6 +91,65 @@ enum Kernels {
       guard !b.isEmpty, values.count % b.count == 0 else { throw KernelError("The bias does not fit the last dimension.") }
       return [Tensor(shape: x.shape, floats: values.enumerated().map { $1 + b[$0 % b.count] })]
     }
+    table["LeakyRelu"] = { context, inputs in
+      let x = try input(inputs, 0)
+      let alpha = context.float("alpha", default: 0.2)
+      return [Tensor(shape: x.shape, floats: try x.requireFloats().map { $0 > 0 ? $0 : alpha * $0 })]
+    }
+    table["LogSoftmax"] = { _, inputs in
+      let x = try input(inputs, 0)
+      let values = try x.requireFloats()
+      let width = Swift.max(x.shape.dimensions.last ?? 1, 1)
+      var result = values
+      for row in stride(from: 0, to: values.count, by: width) {
+        let slice = values[row..<(row + width)]
+        let largest = slice.max() ?? 0
+        let logSum = Foundation.log(slice.map { Foundation.exp($0 - largest) }.reduce(0, +)) + largest
+        for offset in 0..<width { result[row + offset] = values[row + offset] - logSum }
+      }
+      return [Tensor(shape: x.shape, floats: result)]
+    }
+    table["ArgMax"] = { context, inputs in
+      let x = try input(inputs, 0)
+      let values = try doubles(x)
+      let rank = x.shape.rank
+      guard var axis = try input(inputs, 1).requireIntegers().first else { throw KernelError("No axis.") }
+      if axis < 0 { axis += rank }
+      guard (0..<rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
+      let dimensions = x.shape.dimensions
+      let (outer, size) = (dimensions.prefix(axis).reduce(1, *), dimensions[axis])
+      let inner = dimensions.dropFirst(axis + 1).reduce(1, *)
+      var indices: [Int64] = []
+      for o in 0..<outer {
+        for i in 0..<inner {
+          let candidates = (0..<size).map { values[(o * size + $0) * inner + i] }
+          indices.append(Int64(candidates.indices.max { candidates[$0] < candidates[$1] || (candidates[$0] == candidates[$1] && $0 > $1) } ?? 0))
+        }
+      }
+      let shape = Shape(dimensions.enumerated().filter { $0.offset != axis }.map(\.element))
+      return context.type("output_type") == .int32
+        ? [Tensor(dtype: .int32, shape: shape, storage: .int32(indices.map { Int32($0) }))]
+        : [Tensor(dtype: .int64, shape: shape, storage: .int64(indices))]
+    }
+    table["FusedBatchNormV3"] = { context, inputs in
+      guard !context.bool("is_training") else { throw KernelError("FusedBatchNormV3 in training mode is not supported.") }
+      try ConvolutionKernels.checkNHWC(context)
+      let x = try input(inputs, 0)
+      let values = try x.requireFloats()
+      let (scale, offset, mean, variance) = try (1...4).map { try input(inputs, $0).requireFloats() }
+        .withFour()
+      let epsilon = context.float("epsilon", default: 1e-4)
+      let channels = scale.count
+      guard channels > 0, values.count % channels == 0 else { throw KernelError("The scale does not fit the channels.") }
+      let multipliers = (0..<channels).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
+      let result = values.enumerated().map { index, value in
+        let c = index % channels
+        return (value - mean[c]) * multipliers[c] + offset[c]
+      }
+      let statistics = Tensor(shape: Shape([channels]), floats: mean)
+      return [Tensor(shape: x.shape, floats: result), statistics, Tensor(shape: Shape([channels]), floats: variance),
+              statistics, statistics, statistics]
+    }
     table["Softmax"] = { _, inputs in
       let x = try input(inputs, 0)
       let values = try x.requireFloats()
@@ -105,6 +169,14 @@ enum Kernels {
     LinearAlgebraKernels.register(in: &table)
     return table
   }()
+
+  /// The names of each output argument, in order, of ops with several: a function body refers
+  /// to `node:batch_mean:0`, which is output 1 of FusedBatchNormV3.
+  static let outputArguments: [String: [String]] = [
+    "FusedBatchNormV3": ["y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2", "reserve_space_3"],
+    "FusedBatchNormV2": ["y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2"],
+    "TopKV2": ["values", "indices"],
+  ]
 
   static func input(_ inputs: [Tensor], _ index: Int) throws -> Tensor {
     guard index < inputs.count else { throw KernelError("Expected at least \(index + 1) inputs, got \(inputs.count).") }
@@ -249,4 +321,9 @@ enum Kernels {
     }
     return Tensor(shape: Shape([m, n]), floats: result)
   }
+}
+
+extension Array {
+  /// The first four elements (the caller guarantees four).
+  fileprivate func withFour() -> (Element, Element, Element, Element) { (self[0], self[1], self[2], self[3]) }
 }

@@ -149,6 +149,73 @@ enum ShapeKernels {
         return try gather([x], order, dtype: x.dtype, shape: Shape(shape))
       }
     }
+    table["Slice"] = { _, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let begin = try Kernels.input(inputs, 1).requireIntegers()
+      let size = try Kernels.input(inputs, 2).requireIntegers()
+      let dimensions = x.shape.dimensions
+      guard begin.count == dimensions.count, size.count == dimensions.count else { throw KernelError("Slice needs one begin and size per dimension.") }
+      let ranges = try dimensions.indices.map { axis -> [Int] in
+        let length = size[axis] == -1 ? dimensions[axis] - begin[axis] : size[axis]
+        guard begin[axis] >= 0, length >= 0, begin[axis] + length <= dimensions[axis] else {
+          throw KernelError("Slice [\(begin[axis]), +\(length)) leaves dimension \(axis) of size \(dimensions[axis]).")
+        }
+        return Array(begin[axis]..<(begin[axis] + length))
+      }
+      return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))]
+    }
+    table["SplitV"] = { context, inputs in
+      let x = try Kernels.input(inputs, 0)
+      var sizes = try Kernels.input(inputs, 1).requireIntegers()
+      guard var axis = try Kernels.input(inputs, 2).requireIntegers().first else { throw KernelError("No axis.") }
+      if axis < 0 { axis += x.shape.rank }
+      guard (0..<x.shape.rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
+      let total = x.shape.dimensions[axis]
+      if let unknown = sizes.firstIndex(of: -1) {
+        sizes[unknown] = total - sizes.enumerated().filter { $0.offset != unknown }.map(\.element).reduce(0, +)
+      }
+      guard sizes.reduce(0, +) == total, sizes.allSatisfy({ $0 >= 0 }) else { throw KernelError("Split sizes \(sizes) do not add up to \(total).") }
+      var start = 0
+      return try sizes.map { size in
+        var ranges = x.shape.dimensions.map { Array(0..<$0) }
+        ranges[axis] = Array(start..<(start + size))
+        start += size
+        return try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))
+      }
+    }
+    table["Unpack"] = { context, inputs in
+      let x = try Kernels.input(inputs, 0)
+      var axis = context.int("axis")
+      if axis < 0 { axis += x.shape.rank }
+      guard (0..<x.shape.rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
+      var shape = x.shape.dimensions
+      shape.remove(at: axis)
+      return try (0..<x.shape.dimensions[axis]).map { index in
+        var ranges = x.shape.dimensions.map { Array(0..<$0) }
+        ranges[axis] = [index]
+        return try take(x, ranges: ranges, shape: Shape(shape))
+      }
+    }
+    table["Tile"] = { _, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let multiples = try Kernels.input(inputs, 1).requireIntegers()
+      guard multiples.count == x.shape.rank, multiples.allSatisfy({ $0 >= 0 }) else { throw KernelError("Tile needs one multiple per dimension.") }
+      let ranges = zip(x.shape.dimensions, multiples).map { size, times in (0..<(size * times)).map { $0 % size } }
+      return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))]
+    }
+    for op in ["Pad", "PadV2"] {
+      table[op] = { _, inputs in
+        let x = try Kernels.input(inputs, 0)
+        let paddings = try Kernels.input(inputs, 1).requireIntegers()
+        guard paddings.count == 2 * x.shape.rank, paddings.allSatisfy({ $0 >= 0 }) else { throw KernelError("Pad needs two paddings per dimension.") }
+        let fill = inputs.count > 2 ? inputs[2] : try zero(like: x)
+        // Index -1 marks a padding element, taken from `fill`.
+        let ranges = x.shape.dimensions.enumerated().map { axis, size in
+          Array(repeating: -1, count: paddings[2 * axis]) + Array(0..<size) + Array(repeating: -1, count: paddings[2 * axis + 1])
+        }
+        return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)), fill: fill)]
+      }
+    }
     table["Fill"] = { _, inputs in
       let dimensions = try Kernels.input(inputs, 0).requireIntegers()
       let value = try Kernels.input(inputs, 1)
@@ -207,49 +274,83 @@ enum ShapeKernels {
     }
   }
 
-  /// TensorFlow's StridedSlice without ellipsis or new axes.
+  /// The elements of `x` at every combination of `ranges` (one index list per dimension; -1
+  /// takes `fill`'s single element).
+  static func take(_ x: Tensor, ranges: [[Int]], shape: Shape, fill: Tensor? = nil) throws -> Tensor {
+    let strides = Kernels.strides(x.shape.dimensions)
+    var order: [(Int, Int)] = [(0, 0)]
+    for axis in ranges.indices {
+      order = order.flatMap { source, offset in
+        ranges[axis].map { index in index < 0 || source == 1 ? (1, 0) : (0, offset + index * strides[axis]) }
+      }
+    }
+    return try gather(fill.map { [x, $0] } ?? [x], order, dtype: x.dtype, shape: shape)
+  }
+
+  /// A scalar zero of `x`'s type.
+  static func zero(like x: Tensor) throws -> Tensor {
+    try Kernels.tensor([0], like: x, shape: Shape([]))
+  }
+
+  /// TensorFlow's StridedSlice: an ellipsis stands for the dimensions the other entries leave
+  /// out, a new axis inserts a dimension of size 1, a shrunk axis is indexed away.
   static func stridedSlice(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
     let x = try Kernels.input(inputs, 0)
     let begin = try Kernels.input(inputs, 1).requireIntegers()
     let end = try Kernels.input(inputs, 2).requireIntegers()
     let steps = try Kernels.input(inputs, 3).requireIntegers()
-    guard context.int("ellipsis_mask") == 0, context.int("new_axis_mask") == 0 else {
-      throw KernelError("StridedSlice with an ellipsis or new axes is not supported yet.")
-    }
     let (beginMask, endMask, shrinkMask) = (context.int("begin_mask"), context.int("end_mask"), context.int("shrink_axis_mask"))
+    let (ellipsisMask, newAxisMask) = (context.int("ellipsis_mask"), context.int("new_axis_mask"))
+    guard begin.count == end.count, begin.count == steps.count else { throw KernelError("begin, end and strides differ in length.") }
     let dimensions = x.shape.dimensions
-    var ranges: [[Int]] = []
+    // The dense spec: for each input dimension, the sparse entry that indexes it (nil: all of it),
+    // and where new axes of size 1 go in the output.
+    var entryForAxis: [Int?] = []
     var output: [Int] = []
+    var outputFromAxis: [(axis: Int, newAxes: Int)] = []
+    var pendingNewAxes = 0
+    for entry in begin.indices {
+      if ellipsisMask & (1 << entry) != 0 {
+        let later = (entry + 1..<begin.count).filter { newAxisMask & (1 << $0) == 0 }.count
+        let covered = Swift.max(0, dimensions.count - entryForAxis.count - later)
+        entryForAxis += Array(repeating: nil, count: covered)
+      } else if newAxisMask & (1 << entry) != 0 {
+        pendingNewAxes += 1
+        outputFromAxis.append((entryForAxis.count, pendingNewAxes))
+      } else {
+        entryForAxis.append(entry)
+      }
+    }
+    guard entryForAxis.count <= dimensions.count else { throw KernelError("The slice has more entries than \(x.shape) has dimensions.") }
+    entryForAxis += Array(repeating: nil, count: dimensions.count - entryForAxis.count)
+    var ranges: [[Int]] = []
     for axis in dimensions.indices {
+      output += Array(repeating: 1, count: outputFromAxis.filter { $0.axis == axis }.count)
       let size = dimensions[axis]
-      guard axis < begin.count else {
+      guard let entry = entryForAxis[axis] else {
         ranges.append(Array(0..<size))
         output.append(size)
         continue
       }
-      let step = steps[axis]
+      let step = steps[entry]
       guard step != 0 else { throw KernelError("A stride is zero.") }
       func clamp(_ value: Int) -> Int {
         let index = value < 0 ? value + size : value
         return step > 0 ? Swift.min(Swift.max(index, 0), size) : Swift.min(Swift.max(index, -1), size - 1)
       }
-      if shrinkMask & (1 << axis) != 0 {
-        let index = begin[axis] < 0 ? begin[axis] + size : begin[axis]
-        guard (0..<size).contains(index) else { throw KernelError("Index \(begin[axis]) is out of range for size \(size).") }
+      if shrinkMask & (1 << entry) != 0 {
+        let index = begin[entry] < 0 ? begin[entry] + size : begin[entry]
+        guard (0..<size).contains(index) else { throw KernelError("Index \(begin[entry]) is out of range for size \(size).") }
         ranges.append([index])
         continue
       }
-      let start = beginMask & (1 << axis) != 0 ? (step > 0 ? 0 : size - 1) : clamp(begin[axis])
-      let stop = endMask & (1 << axis) != 0 ? (step > 0 ? size : -1) : clamp(end[axis])
+      let start = beginMask & (1 << entry) != 0 ? (step > 0 ? 0 : size - 1) : clamp(begin[entry])
+      let stop = endMask & (1 << entry) != 0 ? (step > 0 ? size : -1) : clamp(end[entry])
       let indices = Array(stride(from: start, to: stop, by: step))
       ranges.append(indices)
       output.append(indices.count)
     }
-    let sx = Kernels.strides(dimensions)
-    var order: [(Int, Int)] = [(0, 0)]
-    for axis in dimensions.indices {
-      order = order.flatMap { _, offset in ranges[axis].map { (0, offset + $0 * sx[axis]) } }
-    }
-    return try gather([x], order, dtype: x.dtype, shape: Shape(output))
+    output += Array(repeating: 1, count: outputFromAxis.filter { $0.axis == dimensions.count }.count)
+    return try take(x, ranges: ranges, shape: Shape(output))
   }
 }
