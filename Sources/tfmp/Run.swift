@@ -24,6 +24,9 @@ struct Run: ParsableCommand {
   @Option(help: "Write the outputs to this .npz file.")
   var output: String?
 
+  @Option(name: .customLong("repeat"), help: "Run this many times and print the median time of one run (after one warm-up run).")
+  var repetitions: Int = 1
+
   @OptionGroup var reporting: ErrorReporting
 
   func run() throws {
@@ -38,6 +41,14 @@ struct Run: ParsableCommand {
     try reporting.reportingErrors {
       let interpreter = Interpreter(model: try SavedModel(contentsOf: model))
       let outputs = try interpreter.run(signature: signature, inputs: tensors)
+      if repetitions > 1 {
+        let clock = ContinuousClock()
+        let times = try (0..<repetitions).map { _ in
+          try clock.measure { _ = try interpreter.run(signature: signature, inputs: tensors) }
+        }.sorted()
+        let median = times[times.count / 2]
+        print("median of \(repetitions) runs: \(String(format: "%.3f", Double(median.components.attoseconds) / 1e15 + Double(median.components.seconds) * 1000)) ms")
+      }
       for (name, tensor) in outputs.sorted(by: { $0.key < $1.key }) {
         let preview = (tensor.floats ?? []).prefix(6).map { String(format: "%.6g", $0) }.joined(separator: " ")
         print("\(name): \(tensor.dtype) \(tensor.shape)  \(preview)\(tensor.shape.elementCount ?? 0 > 6 ? " ..." : "")")

@@ -3,7 +3,7 @@ internal import TensorCore
 /// NHWC convolution and pooling: Conv2D, DepthwiseConv2dNative, MaxPool, AvgPool.
 enum ConvolutionKernels {
   static func register(in table: inout [String: Kernels.Kernel]) {
-    table["Conv2D"] = { context, inputs in [try convolution(context, inputs, depthwise: false)] }
+    table["Conv2D"] = { context, inputs in [try convolutionByMatrixProduct(context, inputs)] }
     table["DepthwiseConv2dNative"] = { context, inputs in [try convolution(context, inputs, depthwise: true)] }
     table["MaxPool"] = { context, inputs in [try pool(context, inputs, average: false)] }
     table["AvgPool"] = { context, inputs in [try pool(context, inputs, average: true)] }
@@ -35,6 +35,74 @@ enum ConvolutionKernels {
     }
   }
 
+  /// Conv2D as one matrix product: every output position's receptive field becomes a row of a
+  /// [positions, KH*KW*C] patch matrix (zeros where it hangs over the padding), and the HWIO filter
+  /// already is the [KH*KW*C, O] matrix. ``convolution(_:_:depthwise:)`` is its reference.
+  static func convolutionByMatrixProduct(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    try checkNHWC(context)
+    let (x, filter) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
+    guard x.shape.rank == 4, filter.shape.rank == 4, x.shape.dimensions[3] == filter.shape.dimensions[2] else {
+      throw KernelError("The convolution needs NHWC input and a filter with matching channels, got \(x.shape) and \(filter.shape).")
+    }
+    let geometry = try Geometry(context, input: x.shape, filter: filter.shape)
+    let values = try x.requireFloats()
+    let (channels, kh, kw) = (x.shape.dimensions[3], filter.shape.dimensions[0], filter.shape.dimensions[1])
+    let patchWidth = kh * kw * channels
+    let positions = geometry.batch * geometry.rows.output * geometry.columns.output
+    var patches = [Float](repeating: 0, count: positions * patchWidth)
+    for n in 0..<geometry.batch {
+      for oy in 0..<geometry.rows.output {
+        for ox in 0..<geometry.columns.output {
+          let row = ((n * geometry.rows.output + oy) * geometry.columns.output + ox) * patchWidth
+          for ky in 0..<kh {
+            let iy = oy * geometry.strides.0 + ky * geometry.dilations.0 - geometry.rows.before
+            guard (0..<geometry.height).contains(iy) else { continue }
+            for kx in 0..<kw {
+              let ix = ox * geometry.strides.1 + kx * geometry.dilations.1 - geometry.columns.before
+              guard (0..<geometry.width).contains(ix) else { continue }
+              let source = ((n * geometry.height + iy) * geometry.width + ix) * channels
+              let target = row + (ky * kw + kx) * channels
+              for c in 0..<channels { patches[target + c] = values[source + c] }
+            }
+          }
+        }
+      }
+    }
+    let outputs = filter.shape.dimensions[3]
+    let result = Gemm.multiply(patches, try filter.requireFloats(), m: positions, k: patchWidth, n: outputs)
+    return Tensor(shape: Shape([geometry.batch, geometry.rows.output, geometry.columns.output, outputs]), floats: result)
+  }
+
+  /// The spatial geometry of a convolution: sizes, strides, dilations and padding.
+  struct Geometry {
+    var batch: Int
+    var height: Int
+    var width: Int
+    var strides: (Int, Int)
+    var dilations: (Int, Int)
+    var rows: (output: Int, before: Int)
+    var columns: (output: Int, before: Int)
+
+    init(_ context: KernelContext, input: Shape, filter: Shape) throws {
+      let d = input.dimensions
+      (batch, height, width) = (d[0], d[1], d[2])
+      let strideList = context.ints("strides")
+      let dilationList = context.ints("dilations")
+      strides = (strideList.count == 4 ? strideList[1] : 1, strideList.count == 4 ? strideList[2] : 1)
+      dilations = (dilationList.count == 4 ? dilationList[1] : 1, dilationList.count == 4 ? dilationList[2] : 1)
+      guard strides.0 > 0, strides.1 > 0, dilations.0 > 0, dilations.1 > 0 else { throw KernelError("Strides and dilations must be positive.") }
+      let padding = context.string("padding") ?? "VALID"
+      let explicit = context.ints("explicit_paddings")
+      guard padding != "EXPLICIT" || explicit.count == 8 else { throw KernelError("EXPLICIT padding needs 8 explicit_paddings.") }
+      rows = try ConvolutionKernels.window(
+        size: height, kernel: filter.dimensions[0], stride: strides.0, dilation: dilations.0, padding: padding,
+        explicit: padding == "EXPLICIT" ? (explicit[2], explicit[3]) : (0, 0))
+      columns = try ConvolutionKernels.window(
+        size: width, kernel: filter.dimensions[1], stride: strides.1, dilation: dilations.1, padding: padding,
+        explicit: padding == "EXPLICIT" ? (explicit[4], explicit[5]) : (0, 0))
+    }
+  }
+
   /// Conv2D (filter HWIO) or, with `depthwise`, DepthwiseConv2dNative (filter HWCM: each input
   /// channel c makes M outputs c*M+m from its own slice).
   static func convolution(_ context: KernelContext, _ inputs: [Tensor], depthwise: Bool) throws -> Tensor {
@@ -44,24 +112,14 @@ enum ConvolutionKernels {
       throw KernelError("The convolution needs NHWC input and a filter with matching channels, got \(x.shape) and \(filter.shape).")
     }
     let (values, weights) = (try x.requireFloats(), try filter.requireFloats())
-    let d = x.shape.dimensions
-    let (batch, height, width, channels) = (d[0], d[1], d[2], d[3])
+    let geometry = try Geometry(context, input: x.shape, filter: filter.shape)
+    let (batch, height, width, channels) = (geometry.batch, geometry.height, geometry.width, x.shape.dimensions[3])
     let f = filter.shape.dimensions
     let (kh, kw, multiplier) = (f[0], f[1], f[3])
     let outputs = depthwise ? channels * multiplier : multiplier
-    let strides = context.ints("strides")
-    let dilations = context.ints("dilations")
-    let (sh, sw) = (strides.count == 4 ? strides[1] : 1, strides.count == 4 ? strides[2] : 1)
-    let (dh, dw) = (dilations.count == 4 ? dilations[1] : 1, dilations.count == 4 ? dilations[2] : 1)
-    let padding = context.string("padding") ?? "VALID"
-    let explicit = context.ints("explicit_paddings")
-    guard padding != "EXPLICIT" || explicit.count == 8 else { throw KernelError("EXPLICIT padding needs 8 explicit_paddings.") }
-    let rows = try window(
-      size: height, kernel: kh, stride: sh, dilation: dh, padding: padding,
-      explicit: padding == "EXPLICIT" ? (explicit[2], explicit[3]) : (0, 0))
-    let columns = try window(
-      size: width, kernel: kw, stride: sw, dilation: dw, padding: padding,
-      explicit: padding == "EXPLICIT" ? (explicit[4], explicit[5]) : (0, 0))
+    let (sh, sw) = geometry.strides
+    let (dh, dw) = geometry.dilations
+    let (rows, columns) = (geometry.rows, geometry.columns)
     var result = [Float](repeating: 0, count: batch * rows.output * columns.output * outputs)
     for n in 0..<batch {
       for oy in 0..<rows.output {

@@ -225,6 +225,9 @@ enum Kernels {
     _ a: Tensor, _ b: Tensor, float: (Float, Float) -> Float, integer: ((Int64, Int64) -> Int64)?
   ) throws -> Tensor {
     guard a.dtype == b.dtype else { throw KernelError("Operands are \(a.dtype) and \(b.dtype).") }
+    if case .float(let x) = a.storage, case .float(let y) = b.storage, let result = repeating(x, a.shape, y, b.shape, float) {
+      return Tensor(dtype: a.dtype, shape: result.shape, storage: .float(result.values))
+    }
     let (shape, indices) = try broadcastIndices([a.shape, b.shape])
     switch (a.storage, b.storage) {
     case (.float(let x), .float(let y)):
@@ -238,6 +241,28 @@ enum Kernels {
     default:
       throw KernelError("The op does not support \(a.dtype) operands yet.")
     }
+  }
+
+  /// The common broadcasts without index arrays: equal shapes, and one operand repeating over the
+  /// other because its shape is the other's trailing dimensions (a scalar, a bias). `nil` for
+  /// other shapes.
+  static func repeating(
+    _ x: [Float], _ xShape: Shape, _ y: [Float], _ yShape: Shape, _ function: (Float, Float) -> Float
+  ) -> (values: [Float], shape: Shape)? {
+    func isTrailing(_ small: Shape, of large: Shape) -> Bool {
+      let dimensions = small.dimensions.drop { $0 == 1 }
+      return dimensions.count <= large.rank && Array(large.dimensions.suffix(dimensions.count)) == Array(dimensions)
+    }
+    if xShape == yShape { return (zip(x, y).map(function), xShape) }
+    if !y.isEmpty, xShape.rank >= yShape.rank, isTrailing(yShape, of: xShape) {
+      let period = y.count
+      return (x.indices.map { function(x[$0], y[$0 % period]) }, xShape)
+    }
+    if !x.isEmpty, yShape.rank >= xShape.rank, isTrailing(xShape, of: yShape) {
+      let period = x.count
+      return (y.indices.map { function(x[$0 % period], y[$0]) }, yShape)
+    }
+    return nil
   }
 
   /// Compares elementwise with broadcasting; the result is bool.
@@ -302,24 +327,15 @@ enum Kernels {
   static func matmul(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
     let (a, b) = (try input(inputs, 0), try input(inputs, 1))
     guard a.shape.rank == 2, b.shape.rank == 2 else { throw KernelError("MatMul needs matrices, got \(a.shape) and \(b.shape).") }
-    let (x, y) = (try a.requireFloats(), try b.requireFloats())
+    var (x, y) = (try a.requireFloats(), try b.requireFloats())
     let (ta, tb) = (context.bool("transpose_a"), context.bool("transpose_b"))
-    let (m, k) = ta ? (a.shape.dimensions[1], a.shape.dimensions[0]) : (a.shape.dimensions[0], a.shape.dimensions[1])
-    let (k2, n) = tb ? (b.shape.dimensions[1], b.shape.dimensions[0]) : (b.shape.dimensions[0], b.shape.dimensions[1])
+    let (ra, ca, rb, cb) = (a.shape.dimensions[0], a.shape.dimensions[1], b.shape.dimensions[0], b.shape.dimensions[1])
+    if ta { x = Gemm.transpose(x, rows: ra, columns: ca) }
+    if tb { y = Gemm.transpose(y, rows: rb, columns: cb) }
+    let (m, k) = ta ? (ca, ra) : (ra, ca)
+    let (k2, n) = tb ? (rb, cb) : (cb == 0 && rb == 0 ? (0, 0) : (rb, cb))
     guard k == k2 else { throw KernelError("MatMul inner dimensions differ: \(a.shape) and \(b.shape).") }
-    var result = [Float](repeating: 0, count: m * n)
-    for row in 0..<m {
-      for column in 0..<n {
-        var sum: Float = 0
-        for inner in 0..<k {
-          let left = ta ? x[inner * m + row] : x[row * k + inner]
-          let right = tb ? y[column * k + inner] : y[inner * n + column]
-          sum += left * right
-        }
-        result[row * n + column] = sum
-      }
-    }
-    return Tensor(shape: Shape([m, n]), floats: result)
+    return Tensor(shape: Shape([m, n]), floats: Gemm.multiply(x, y, m: m, k: k, n: n))
   }
 }
 

@@ -22,20 +22,15 @@ enum LinearAlgebraKernels {
     let (k2, n) = adjointB ? (cb, rb) : (rb, cb)
     guard k == k2 else { throw KernelError("Inner dimensions differ: \(a.shape) and \(b.shape).") }
     let (batch, pairs) = try Kernels.broadcastIndices([Shape(Array(da.dropLast(2))), Shape(Array(db.dropLast(2)))])
-    var result = [Float](repeating: 0, count: (batch.elementCount ?? 0) * m * n)
+    var result: [Float] = []
+    result.reserveCapacity((batch.elementCount ?? 0) * m * n)
     for element in 0..<(batch.elementCount ?? 0) {
-      let (offsetA, offsetB, offsetC) = (pairs[0][element] * ra * ca, pairs[1][element] * rb * cb, element * m * n)
-      for row in 0..<m {
-        for column in 0..<n {
-          var sum: Float = 0
-          for inner in 0..<k {
-            let left = adjointA ? x[offsetA + inner * ca + row] : x[offsetA + row * ca + inner]
-            let right = adjointB ? y[offsetB + column * cb + inner] : y[offsetB + inner * cb + column]
-            sum += left * right
-          }
-          result[offsetC + row * n + column] = sum
-        }
-      }
+      let (offsetA, offsetB) = (pairs[0][element] * ra * ca, pairs[1][element] * rb * cb)
+      var left = Array(x[offsetA..<(offsetA + ra * ca)])
+      var right = Array(y[offsetB..<(offsetB + rb * cb)])
+      if adjointA { left = Gemm.transpose(left, rows: ra, columns: ca) }
+      if adjointB { right = Gemm.transpose(right, rows: rb, columns: cb) }
+      result += Gemm.multiply(left, right, m: m, k: k, n: n)
     }
     return Tensor(shape: Shape(batch.dimensions + [m, n]), floats: result)
   }

@@ -37,4 +37,13 @@ typedef struct {
 tfmp_range_counts tfmp_range_counts_avx2(
     const void *source, size_t count, uint32_t overflow, uint32_t flush, uint32_t normal);
 
+/// Whether this CPU has AVX2 and FMA (checked once, at run time).
+int tfmp_has_avx2_fma(void);
+
+/// C[rows, n] = A[rows, k] x B[k, n] for rows `row_begin..<row_end` of A and C (row-major, leading
+/// dimensions k, n and n), accumulating in float32. AVX2/FMA; call only when
+/// tfmp_has_avx2_fma() is nonzero.
+void tfmp_sgemm_avx2(const float *a, const float *b, float *c, size_t k, size_t n,
+                     size_t row_begin, size_t row_end);
+
 #endif

@@ -1,0 +1,84 @@
+import Foundation
+import TFProtos
+import TensorCore
+import Testing
+import _TestSupport
+
+@testable import CPURuntime
+
+@Suite("Fast kernels against their scalar references")
+struct KernelTests {
+  private func random(_ count: Int, _ generator: inout SeededGenerator) -> [Float] {
+    (0..<count).map { _ in Float.random(in: -1...1, using: &generator) }
+  }
+
+  @Test("The AVX2 matrix product equals the triple loop", arguments: [1, 2, 3] as [UInt64])
+  func gemm(seed: UInt64) {
+    var generator = SeededGenerator(seed: seed)
+    #expect(Gemm.hasVectorKernel, "this machine has AVX2 and FMA")
+    let sizes = [0, 1, 3, 4, 5, 8, 15, 16, 17, 33, 70]
+    for _ in 0..<40 {
+      let (m, k, n) = (sizes.randomElement(using: &generator)!, sizes.randomElement(using: &generator)!, sizes.randomElement(using: &generator)!)
+      let (a, b) = (random(m * k, &generator), random(k * n, &generator))
+      let fast = Gemm.multiply(a, b, m: m, k: k, n: n)
+      let reference = Gemm.reference(a, b, m: m, k: k, n: n)
+      #expect(fast.count == m * n)
+      // Fused multiply-adds round once per step instead of twice: within k float32 ulps of 1.
+      let error = zip(fast, reference).map { abs($0 - $1) }.max() ?? 0
+      #expect(error <= Float(max(k, 1)) * 1.2e-7, "seed \(seed): \(m)x\(k)x\(n), error \(error)")
+    }
+  }
+
+  @Test("The big product splits over both cores without changing a value")
+  func gemmTwoCores() {
+    var generator = SeededGenerator(seed: 7)
+    let (m, k, n) = (203, 67, 129)
+    let (a, b) = (random(m * k, &generator), random(k * n, &generator))
+    let fast = Gemm.multiply(a, b, m: m, k: k, n: n)
+    let reference = Gemm.reference(a, b, m: m, k: k, n: n)
+    #expect(zip(fast, reference).allSatisfy { abs($0 - $1) <= 1e-5 }, "seed 7")
+  }
+
+  private func node(padding: String, strides: [Int], dilations: [Int], explicit: [Int] = []) -> Tensorflow_NodeDef {
+    var node = Tensorflow_NodeDef()
+    node.op = "Conv2D"
+    func list(_ values: [Int]) -> Tensorflow_AttrValue {
+      var value = Tensorflow_AttrValue()
+      var list = Tensorflow_AttrValue.ListValue()
+      list.i = values.map(Int64.init)
+      value.list = list
+      return value
+    }
+    var paddingValue = Tensorflow_AttrValue()
+    paddingValue.s = Array(padding.utf8).withUnsafeBytes { Data($0) }
+    node.attr["padding"] = paddingValue
+    node.attr["strides"] = list([1] + strides + [1])
+    node.attr["dilations"] = list([1] + dilations + [1])
+    if !explicit.isEmpty { node.attr["explicit_paddings"] = list(explicit) }
+    return node
+  }
+
+  @Test("Convolution by patches equals the direct loops", arguments: [4, 5] as [UInt64])
+  func convolution(seed: UInt64) throws {
+    var generator = SeededGenerator(seed: seed)
+    for _ in 0..<30 {
+      let (batch, height, width, channels, outputs) = (
+        Int.random(in: 1...2, using: &generator), Int.random(in: 1...9, using: &generator),
+        Int.random(in: 1...9, using: &generator), Int.random(in: 1...5, using: &generator),
+        Int.random(in: 1...6, using: &generator))
+      let (kh, kw) = (Int.random(in: 1...3, using: &generator), Int.random(in: 1...3, using: &generator))
+      let strides = [Int.random(in: 1...3, using: &generator), Int.random(in: 1...3, using: &generator)]
+      let dilations = [Int.random(in: 1...2, using: &generator), Int.random(in: 1...2, using: &generator)]
+      let padding = ["SAME", "VALID", "EXPLICIT"].randomElement(using: &generator)!
+      let explicit = padding == "EXPLICIT" ? [0, 0] + (0..<4).map { _ in Int.random(in: 0...2, using: &generator) } + [0, 0] : []
+      let x = Tensor(shape: Shape([batch, height, width, channels]), floats: random(batch * height * width * channels, &generator))
+      let filter = Tensor(shape: Shape([kh, kw, channels, outputs]), floats: random(kh * kw * channels * outputs, &generator))
+      let context = KernelContext(node: node(padding: padding, strides: strides, dilations: dilations, explicit: explicit))
+      let fast = try ConvolutionKernels.convolutionByMatrixProduct(context, [x, filter])
+      let reference = try ConvolutionKernels.convolution(context, [x, filter], depthwise: false)
+      #expect(fast.shape == reference.shape, "seed \(seed)")
+      let error = zip(fast.floats ?? [], reference.floats ?? []).map { abs($0 - $1) }.max() ?? 0
+      #expect(error <= 1e-5, "seed \(seed): \(x.shape) * \(filter.shape) \(padding) \(strides) \(dilations): \(error)")
+    }
+  }
+}
