@@ -133,7 +133,7 @@ public enum ModelComparison {
 
   /// Seeded random inputs fitting each input's dtype and shape.
   static func random(_ specs: [String: (dtype: DType, shape: [Int])], samples: Int, seed: UInt64) throws -> [String: Tensor] {
-    var generator = SplitMix64(seed: seed)
+    var generator = SeededGenerator(seed: seed)
     var inputs: [String: Tensor] = [:]
     for name in specs.keys.sorted() {
       guard let spec = specs[name] else { continue }
@@ -157,26 +157,6 @@ public enum ModelComparison {
       }
     }
     return inputs
-  }
-}
-
-/// SplitMix64: reproducible random numbers from a seed.
-struct SplitMix64: RandomNumberGenerator {
-  private var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-
-  /// A standard normal sample (Box-Muller).
-  mutating func normal() -> Double {
-    let u = Double(next() >> 11) / Double(1 << 53)
-    let v = Double(next() >> 11) / Double(1 << 53)
-    return (-2 * Foundation.log(max(u, 1e-300))).squareRoot() * Foundation.cos(2 * Double.pi * v)
   }
 }
 

@@ -232,11 +232,11 @@ enum Kernels {
     switch (a.storage, b.storage) {
     case (.float(let x), .float(let y)):
       return Tensor(dtype: a.dtype, shape: shape, storage: .float(zip(indices[0], indices[1]).map { float(x[$0], y[$1]) }))
-    case (.int32(let x), .int32(let y)) where integer != nil:
-      let f = integer!
+    case (.int32(let x), .int32(let y)):
+      guard let f = integer else { throw KernelError("The op does not support \(a.dtype) operands yet.") }
       return Tensor(dtype: a.dtype, shape: shape, storage: .int32(zip(indices[0], indices[1]).map { Int32(truncatingIfNeeded: f(Int64(x[$0]), Int64(y[$1]))) }))
-    case (.int64(let x), .int64(let y)) where integer != nil:
-      let f = integer!
+    case (.int64(let x), .int64(let y)):
+      guard let f = integer else { throw KernelError("The op does not support \(a.dtype) operands yet.") }
       return Tensor(dtype: a.dtype, shape: shape, storage: .int64(zip(indices[0], indices[1]).map { f(x[$0], y[$1]) }))
     default:
       throw KernelError("The op does not support \(a.dtype) operands yet.")
