@@ -82,3 +82,33 @@ struct KernelTests {
     }
   }
 }
+
+@Suite("Einsum by matrix products")
+struct EinsumTests {
+  @Test("Equals the reference loop on Keras's attention forms and others", arguments: [
+    "abc,cd->abd", "abc,cde->abde", "aecd,abcd->acbe", "acbe,aecd->abcd", "abcd,cde->abe",
+    "ij,jk->ik", "bij,bjk->bik", "ij,kj->ik", "i,i->", "ij,j->i",
+  ])
+  func matchesReference(equation: String) throws {
+    var generator = SeededGenerator(seed: 11)
+    var node = Tensorflow_NodeDef()
+    node.op = "Einsum"
+    var value = Tensorflow_AttrValue()
+    value.s = Data(equation.utf8)
+    node.attr["equation"] = value
+    let context = KernelContext(node: node)
+    let sides = equation.split(separator: "-")[0].split(separator: ",", omittingEmptySubsequences: false)
+    var sizes: [Character: Int] = [:]
+    for label in equation where label.isLetter { sizes[label] = sizes[label] ?? Int.random(in: 1...5, using: &generator) }
+    let inputs = sides.map { side -> Tensor in
+      let shape = side.map { sizes[$0] ?? 1 }
+      let count = shape.reduce(1, *)
+      return Tensor(shape: Shape(shape), floats: (0..<count).map { _ in Float.random(in: -1...1, using: &generator) })
+    }
+    let fast = try #require(try LinearAlgebraKernels.einsumByMatrixProducts(context, inputs), "\(equation) has a fast path")
+    let reference = try LinearAlgebraKernels.einsum(context, inputs)
+    #expect(fast.shape == reference.shape, "\(equation)")
+    let error = zip(fast.floats ?? [], reference.floats ?? []).map { abs($0 - $1) }.max() ?? 0
+    #expect(error <= 1e-5, "seed 11, \(equation): \(error)")
+  }
+}

@@ -6,7 +6,7 @@ enum LinearAlgebraKernels {
   static func register(in table: inout [String: Kernels.Kernel]) {
     table["BatchMatMulV2"] = { context, inputs in [try batchMatMul(context, inputs)] }
     table["BatchMatMul"] = table["BatchMatMulV2"]
-    table["Einsum"] = { context, inputs in [try einsum(context, inputs)] }
+    table["Einsum"] = { context, inputs in [try einsumByMatrixProducts(context, inputs) ?? einsum(context, inputs)] }
   }
 
   static func batchMatMul(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
@@ -33,6 +33,73 @@ enum LinearAlgebraKernels {
       result += Gemm.multiply(left, right, m: m, k: k, n: n)
     }
     return Tensor(shape: Shape(batch.dimensions + [m, n]), floats: result)
+  }
+
+  /// A two-operand Einsum as batched matrix products: labels in both operands and the output are
+  /// the batch, labels in one operand and the output are rows or columns, labels in both
+  /// operands only are contracted. The operands are transposed to [batch, rows, contracted] and
+  /// [batch, contracted, columns], multiplied, and the product transposed to the output order.
+  /// `nil` for other forms (a label summed within one operand, ellipses), which
+  /// ``einsum(_:_:)``, the reference, computes.
+  static func einsumByMatrixProducts(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor? {
+    guard inputs.count == 2, let equation = context.string("equation"), !equation.contains("."),
+      let arrow = equation.range(of: "->")
+    else { return nil }
+    let operands = equation[..<arrow.lowerBound].split(separator: ",").map { Array($0) }
+    let output = Array(equation[arrow.upperBound...])
+    guard operands.count == 2, operands[0].count == inputs[0].shape.rank, operands[1].count == inputs[1].shape.rank,
+      Set(operands[0]).count == operands[0].count, Set(operands[1]).count == operands[1].count
+    else { return nil }
+    let (left, right) = (Set(operands[0]), Set(operands[1]))
+    let outputSet = Set(output)
+    let batch = output.filter { left.contains($0) && right.contains($0) }
+    let rows = output.filter { left.contains($0) && !right.contains($0) }
+    let columns = output.filter { right.contains($0) && !left.contains($0) }
+    let contracted = operands[0].filter { right.contains($0) && !outputSet.contains($0) }
+    guard batch.count + rows.count + columns.count == output.count,
+      left.subtracting(outputSet).isSubset(of: right), right.subtracting(outputSet).isSubset(of: left)
+    else { return nil }
+    var sizes: [Character: Int] = [:]
+    for (labels, tensor) in zip(operands, inputs) {
+      for (label, size) in zip(labels, tensor.shape.dimensions) {
+        if let known = sizes[label], known != size { throw KernelError("Einsum label '\(label)' has sizes \(known) and \(size).") }
+        sizes[label] = size
+      }
+    }
+    func product(_ labels: [Character]) -> Int { labels.map { sizes[$0] ?? 1 }.reduce(1, *) }
+    let a = try permute(inputs[0], labels: operands[0], to: batch + rows + contracted)
+    let b = try permute(inputs[1], labels: operands[1], to: batch + contracted + columns)
+    let (batches, m, k, n) = (product(batch), product(rows), product(contracted), product(columns))
+    var result: [Float] = []
+    result.reserveCapacity(batches * m * n)
+    for index in 0..<batches {
+      result += Gemm.multiply(
+        Array(a[(index * m * k)..<((index + 1) * m * k)]), Array(b[(index * k * n)..<((index + 1) * k * n)]),
+        m: m, k: k, n: n)
+    }
+    let produced = batch + rows + columns
+    let tensor = Tensor(shape: Shape(produced.map { sizes[$0] ?? 1 }), floats: result)
+    return Tensor(shape: Shape(output.map { sizes[$0] ?? 1 }), floats: try permute(tensor, labels: produced, to: output))
+  }
+
+  /// The elements of `tensor`, whose dimensions carry `labels`, in the dimension order `order`.
+  static func permute(_ tensor: Tensor, labels: [Character], to order: [Character]) throws -> [Float] {
+    let values = try tensor.requireFloats()
+    let permutation = order.compactMap { labels.firstIndex(of: $0) }
+    if permutation == Array(labels.indices) { return values }
+    let dimensions = tensor.shape.dimensions
+    let outputDimensions = permutation.map { dimensions[$0] }
+    let (sourceStrides, outputStrides) = (Kernels.strides(dimensions), Kernels.strides(outputDimensions))
+    var result = [Float](repeating: 0, count: values.count)
+    for element in result.indices {
+      var (rest, source) = (element, 0)
+      for axis in outputDimensions.indices {
+        source += rest / outputStrides[axis] * sourceStrides[permutation[axis]]
+        rest %= outputStrides[axis]
+      }
+      result[element] = values[source]
+    }
+    return result
   }
 
   /// Einsum of one or two operands, explicit output, no ellipsis.
