@@ -70,4 +70,25 @@ struct ConversionTests {
     }
     return files
   }
+
+  @Test("Flipped bytes in saved_model.pb", arguments: [3, 4] as [UInt64])
+  func flippedGraph(seed: UInt64) throws {
+    let folder = TemporaryFolder()
+    let model = try folder.copyFixture("mlp")
+    let path = model + "/saved_model.pb"
+    let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    var random = SeededGenerator(seed: seed)
+    for _ in 0..<100 {
+      var bytes = original
+      for _ in 0..<3 {
+        bytes[Int.random(in: 0..<bytes.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+      }
+      try Data(bytes).write(to: URL(fileURLWithPath: path))
+      // Either an error or a model that can be summarized and converted; never a trap.
+      if let loaded = try? SavedModel(contentsOf: model) {
+        _ = try? loaded.summary()
+        _ = try? loaded.converted(with: ConversionOptions())
+      }
+    }
+  }
 }
