@@ -1,7 +1,11 @@
-// Single-precision matrix product for x86-64 with AVX2 and FMA: a 4x16 register tile
-// (eight 8-float accumulators) swept over C, B read in rows, A broadcast one element at a time.
-// Edges fall back to scalar loops. The Swift scalar kernel is the reference the tests compare with.
+// Single-precision matrix product for x86-64 with AVX2 and FMA. B is packed, 16 columns at a
+// time, into a contiguous [k][16] panel (zero-padded past n); a 6x16 register tile (twelve
+// 8-float accumulators) sweeps the rows of A over each panel. The Swift scalar kernel is the
+// reference the tests compare with.
 #include "CTFMPKernels.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -11,56 +15,58 @@ int tfmp_has_avx2_fma(void) {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
+// Stores 16 floats of a tile row, or only the first `width` of them.
+__attribute__((target("avx2")))
+static inline void store_row(float *c, __m256 low, __m256 high, size_t width) {
+  if (width == 16) {
+    _mm256_storeu_ps(c, low);
+    _mm256_storeu_ps(c + 8, high);
+    return;
+  }
+  float row[16];
+  _mm256_storeu_ps(row, low);
+  _mm256_storeu_ps(row + 8, high);
+  memcpy(c, row, width * sizeof(float));
+}
+
 __attribute__((target("avx2,fma")))
 void tfmp_sgemm_avx2(const float *a, const float *b, float *c, size_t k, size_t n,
                      size_t row_begin, size_t row_end) {
-  size_t i = row_begin;
-  for (; i + 4 <= row_end; i += 4) {
-    size_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-      __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-      __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-      __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-      __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  float *panel = malloc((k > 0 ? k : 1) * 16 * sizeof(float));
+  if (panel == NULL) return;
+  for (size_t j0 = 0; j0 < n; j0 += 16) {
+    size_t width = n - j0 < 16 ? n - j0 : 16;
+    for (size_t p = 0; p < k; p++) {
+      memcpy(panel + p * 16, b + p * n + j0, width * sizeof(float));
+      for (size_t j = width; j < 16; j++) panel[p * 16 + j] = 0;
+    }
+    size_t i = row_begin;
+    for (; i + 6 <= row_end; i += 6) {
+      __m256 acc[6][2];
+      for (int r = 0; r < 6; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+      const float *row0 = a + i * k;
       for (size_t p = 0; p < k; p++) {
-        __m256 b0 = _mm256_loadu_ps(b + p * n + j);
-        __m256 b1 = _mm256_loadu_ps(b + p * n + j + 8);
-        __m256 a0 = _mm256_broadcast_ss(a + (i + 0) * k + p);
-        __m256 a1 = _mm256_broadcast_ss(a + (i + 1) * k + p);
-        __m256 a2 = _mm256_broadcast_ss(a + (i + 2) * k + p);
-        __m256 a3 = _mm256_broadcast_ss(a + (i + 3) * k + p);
-        c00 = _mm256_fmadd_ps(a0, b0, c00); c01 = _mm256_fmadd_ps(a0, b1, c01);
-        c10 = _mm256_fmadd_ps(a1, b0, c10); c11 = _mm256_fmadd_ps(a1, b1, c11);
-        c20 = _mm256_fmadd_ps(a2, b0, c20); c21 = _mm256_fmadd_ps(a2, b1, c21);
-        c30 = _mm256_fmadd_ps(a3, b0, c30); c31 = _mm256_fmadd_ps(a3, b1, c31);
+        __m256 b0 = _mm256_loadu_ps(panel + p * 16);
+        __m256 b1 = _mm256_loadu_ps(panel + p * 16 + 8);
+        for (int r = 0; r < 6; r++) {
+          __m256 value = _mm256_broadcast_ss(row0 + r * k + p);
+          acc[r][0] = _mm256_fmadd_ps(value, b0, acc[r][0]);
+          acc[r][1] = _mm256_fmadd_ps(value, b1, acc[r][1]);
+        }
       }
-      _mm256_storeu_ps(c + (i + 0) * n + j, c00); _mm256_storeu_ps(c + (i + 0) * n + j + 8, c01);
-      _mm256_storeu_ps(c + (i + 1) * n + j, c10); _mm256_storeu_ps(c + (i + 1) * n + j + 8, c11);
-      _mm256_storeu_ps(c + (i + 2) * n + j, c20); _mm256_storeu_ps(c + (i + 2) * n + j + 8, c21);
-      _mm256_storeu_ps(c + (i + 3) * n + j, c30); _mm256_storeu_ps(c + (i + 3) * n + j + 8, c31);
+      for (int r = 0; r < 6; r++) store_row(c + (i + r) * n + j0, acc[r][0], acc[r][1], width);
     }
-    for (; j < n; j++) {
-      for (size_t r = 0; r < 4; r++) {
-        float sum = 0;
-        for (size_t p = 0; p < k; p++) sum += a[(i + r) * k + p] * b[p * n + j];
-        c[(i + r) * n + j] = sum;
+    for (; i < row_end; i++) {
+      __m256 low = _mm256_setzero_ps(), high = _mm256_setzero_ps();
+      for (size_t p = 0; p < k; p++) {
+        __m256 value = _mm256_broadcast_ss(a + i * k + p);
+        low = _mm256_fmadd_ps(value, _mm256_loadu_ps(panel + p * 16), low);
+        high = _mm256_fmadd_ps(value, _mm256_loadu_ps(panel + p * 16 + 8), high);
       }
+      store_row(c + i * n + j0, low, high, width);
     }
   }
-  for (; i < row_end; i++) {
-    size_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-      __m256 acc = _mm256_setzero_ps();
-      for (size_t p = 0; p < k; p++)
-        acc = _mm256_fmadd_ps(_mm256_broadcast_ss(a + i * k + p), _mm256_loadu_ps(b + p * n + j), acc);
-      _mm256_storeu_ps(c + i * n + j, acc);
-    }
-    for (; j < n; j++) {
-      float sum = 0;
-      for (size_t p = 0; p < k; p++) sum += a[i * k + p] * b[p * n + j];
-      c[i * n + j] = sum;
-    }
-  }
+  free(panel);
 }
 #else
 int tfmp_has_avx2_fma(void) { return 0; }

@@ -12,7 +12,7 @@ enum Gemm {
     guard hasVectorKernel, m > 0, n > 0, k > 0 else { return reference(a, b, m: m, k: k, n: n) }
     var c = [Float](repeating: 0, count: m * n)
     let parts = m * n * k >= 1 << 18 && m >= 8 ? 2 : 1
-    let rowsPerPart = (m / parts + 3) / 4 * 4
+    let rowsPerPart = (m / parts + 5) / 6 * 6
     a.withUnsafeBufferPointer { a in
       b.withUnsafeBufferPointer { b in
         c.withUnsafeMutableBufferPointer { c in
