@@ -25,6 +25,19 @@ struct KerasArchiveTests {
     #expect(try Data(contentsOf: URL(fileURLWithPath: folder.child("copy.keras"))) == original)
   }
 
+  @Test("Writing an archive over itself is refused and leaves it intact")
+  func neverOverwritesInput() throws {
+    let folder = TemporaryFolder()
+    let path = folder.child("model.keras")
+    try FileManager.default.copyItem(atPath: Fixtures.path("keras_dense.keras"), toPath: path)
+    let before = try Data(contentsOf: URL(fileURLWithPath: path))
+    let archive = try KerasArchive(contentsOf: path)
+    let error = #expect(throws: ModelFormatError.self) { try archive.write(to: path, overwrite: true) }
+    #expect(error?.code == .outputExists)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+    #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["model.keras"])
+  }
+
   @Test("Strings with escapes and non-ASCII text keep their meaning")
   func jsonEscapes() throws {
     var parser = JSONParser(Array(#"{"a": "tab\there \u00e9\ud83d\ude00", "n": -1.5e-7, "x": [true, null]}"#.utf8))
