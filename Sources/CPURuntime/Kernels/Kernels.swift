@@ -48,8 +48,11 @@ enum Kernels {
       ("Pow", { Foundation.pow($0, $1) }, nil),
     ]
     for (op, float, integer) in binary {
+      let fast = FastBinary(rawValue: op)
       table[op] = { _, inputs in
-        [try broadcast(try input(inputs, 0), try input(inputs, 1), float: float, integer: integer)]
+        let (a, b) = (try input(inputs, 0), try input(inputs, 1))
+        if let fast, let result = fast.apply(a, b) { return [result] }
+        return [try broadcast(a, b, float: float, integer: integer)]
       }
     }
     let comparisons: [(String, @Sendable (Double, Double) -> Bool)] = [
@@ -243,9 +246,28 @@ enum Kernels {
     }
   }
 
+  /// The commonest float ops on equal shapes or a trailing (bias-like) operand, in loops the
+  /// compiler inlines and vectorizes; ``broadcast(_:_:float:integer:)`` handles the rest.
+  enum FastBinary: String {
+    case addV2 = "AddV2", add = "Add", sub = "Sub", mul = "Mul", realDiv = "RealDiv"
+
+    func apply(_ a: Tensor, _ b: Tensor) -> Tensor? {
+      guard a.dtype == b.dtype, case .float(let x) = a.storage, case .float(let y) = b.storage else { return nil }
+      let result: (values: [Float], shape: Shape)?
+      switch self {
+      case .addV2, .add: result = Kernels.repeating(x, a.shape, y, b.shape, +)
+      case .sub: result = Kernels.repeating(x, a.shape, y, b.shape, -)
+      case .mul: result = Kernels.repeating(x, a.shape, y, b.shape, *)
+      case .realDiv: result = Kernels.repeating(x, a.shape, y, b.shape, /)
+      }
+      return result.map { Tensor(dtype: a.dtype, shape: $0.shape, storage: .float($0.values)) }
+    }
+  }
+
   /// The common broadcasts without index arrays: equal shapes, and one operand repeating over the
   /// other because its shape is the other's trailing dimensions (a scalar, a bias). `nil` for
   /// other shapes.
+  @inline(__always)
   static func repeating(
     _ x: [Float], _ xShape: Shape, _ y: [Float], _ yShape: Shape, _ function: (Float, Float) -> Float
   ) -> (values: [Float], shape: Shape)? {
@@ -253,14 +275,31 @@ enum Kernels {
       let dimensions = small.dimensions.drop { $0 == 1 }
       return dimensions.count <= large.rank && Array(large.dimensions.suffix(dimensions.count)) == Array(dimensions)
     }
+    /// `function(large[i], small[i % period])`, or with the operands swapped, block by block.
+    func blocks(_ large: [Float], _ small: [Float], swapped: Bool) -> [Float] {
+      let period = small.count
+      return [Float](unsafeUninitializedCapacity: large.count) { output, initialized in
+        large.withUnsafeBufferPointer { large in
+          small.withUnsafeBufferPointer { small in
+            var start = 0
+            while start < large.count {
+              for offset in 0..<period {
+                output[start + offset] =
+                  swapped ? function(small[offset], large[start + offset]) : function(large[start + offset], small[offset])
+              }
+              start += period
+            }
+          }
+        }
+        initialized = large.count
+      }
+    }
     if xShape == yShape { return (zip(x, y).map(function), xShape) }
     if !y.isEmpty, xShape.rank >= yShape.rank, isTrailing(yShape, of: xShape) {
-      let period = y.count
-      return (x.indices.map { function(x[$0], y[$0 % period]) }, xShape)
+      return (blocks(x, y, swapped: false), xShape)
     }
     if !x.isEmpty, yShape.rank >= xShape.rank, isTrailing(xShape, of: yShape) {
-      let period = x.count
-      return (y.indices.map { function(x[$0 % period], y[$0]) }, yShape)
+      return (blocks(y, x, swapped: true), yShape)
     }
     return nil
   }
