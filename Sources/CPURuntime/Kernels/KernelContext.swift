@@ -54,20 +54,22 @@ extension Tensor {
   }
 }
 
-/// Decodes stored tensors: checkpoint bytes and `Const` values.
+/// Decodes stored tensors: checkpoint bytes and `Const` values. Float values come from
+/// ModelFormats' `FloatValues`, the decoder inspection and conversion use.
 enum TensorDecoding {
+  /// The tensor types that hold their values as `Float`.
+  private static let floatTypes: Set<DType> = [.float32, .float16, .bfloat16]
+
   /// A tensor from little-endian `bytes`, or `nil` for a dtype the runtime does not hold.
   static func tensor(_ bytes: UnsafeRawBufferPointer, dtype: DType, shape: Shape) -> Tensor? {
     guard let count = shape.elementCount, let size = dtype.byteSize, bytes.count == count * size else { return nil }
     func load<T: FixedWidthInteger>(_: T.Type) -> [T] {
       (0..<count).map { T(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self)) }
     }
+    if floatTypes.contains(dtype), let values = FloatValues.decode(bytes, dtype: dtype) {
+      return Tensor(dtype: dtype, shape: shape, storage: .float(values.allValues))
+    }
     switch dtype {
-    case .float32: return Tensor(shape: shape, floats: load(UInt32.self).map(Float.init(bitPattern:)))
-    case .float16:
-      return Tensor(dtype: .float16, shape: shape, storage: .float(load(UInt16.self).map { Float(Float16(bitPattern: $0)) }))
-    case .bfloat16:
-      return Tensor(dtype: .bfloat16, shape: shape, storage: .float(load(UInt16.self).map { BFloat16(bitPattern: $0).floatValue }))
     case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(load(Int32.self)))
     case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(load(Int64.self)))
     case .bool: return Tensor(dtype: .bool, shape: shape, storage: .bool(load(UInt8.self).map { $0 != 0 }))
@@ -91,14 +93,11 @@ enum TensorDecoding {
       guard count > 0 else { return [] }
       return (0..<count).map { $0 < values.count ? values[$0] : values.last ?? zero }
     }
+    if floatTypes.contains(dtype) {
+      guard let values = FloatValues.decode(proto) else { throw KernelError("The \(dtype) constant is inconsistent.") }
+      return Tensor(dtype: dtype, shape: shape, storage: .float(values.allValues))
+    }
     switch dtype {
-    case .float32: return Tensor(shape: shape, floats: splat(proto.floatVal, zero: 0))
-    case .float16:
-      let values = proto.halfVal.map { Float(Float16(bitPattern: UInt16(truncatingIfNeeded: $0))) }
-      return Tensor(dtype: .float16, shape: shape, storage: .float(splat(values, zero: 0)))
-    case .bfloat16:
-      let values = proto.halfVal.map { BFloat16(bitPattern: UInt16(truncatingIfNeeded: $0)).floatValue }
-      return Tensor(dtype: .bfloat16, shape: shape, storage: .float(splat(values, zero: 0)))
     case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(splat(proto.intVal, zero: 0)))
     case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(splat(proto.int64Val, zero: 0)))
     case .bool: return Tensor(dtype: .bool, shape: shape, storage: .bool(splat(proto.boolVal, zero: false)))

@@ -12,6 +12,11 @@ package struct FloatValues {
   /// How many more times the last explicit value (or zero when there is none) repeats.
   package var repeatedLastCount: Int
 
+  /// Every value, the repeated last one written out.
+  package var allValues: [Float] {
+    explicitValues + Array(repeating: explicitValues.last ?? 0, count: repeatedLastCount)
+  }
+
   /// Counts what rounding these values to each reduced precision does.
   package func rangeCounts() -> [ReducedPrecision: RangeCounts] {
     var result: [ReducedPrecision: RangeCounts] = [:]
