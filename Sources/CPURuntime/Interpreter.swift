@@ -226,7 +226,9 @@ public final class Interpreter: @unchecked Sendable {
       result.dtype = .float32
       return result
     }
-    return Tensor(dtype: declared, shape: tensor.shape, storage: .float(values.map(precision.rounded)))
+    var result = values
+    precision.round(&result)
+    return Tensor(dtype: declared, shape: tensor.shape, storage: .float(result))
   }
 
   /// The most iterations a While loop may run before the model is deemed stuck.

@@ -69,6 +69,44 @@ void tfmp_float32_to_bfloat16_avx2(const void *source, void *destination, size_t
     memcpy(out + 2 * i, &result, 2);
   }
 }
+__attribute__((target("f16c,avx2")))
+void tfmp_round_to_float16_f16c(float *values, size_t count) {
+  size_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    __m128i halves = _mm256_cvtps_ph(_mm256_loadu_ps(values + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm256_storeu_ps(values + i, _mm256_cvtph_ps(halves));
+  }
+  for (; i < count; i++) {
+    __m128i half = _mm_cvtps_ph(_mm_set_ss(values[i]), _MM_FROUND_TO_NEAREST_INT);
+    values[i] = _mm_cvtss_f32(_mm_cvtph_ps(half));
+  }
+}
+
+__attribute__((target("avx2")))
+void tfmp_round_to_bfloat16_avx2(float *values, size_t count) {
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i bias = _mm256_set1_epi32(0x7FFF);
+  const __m256i high = _mm256_set1_epi32((int)0xFFFF0000u);
+  const __m256i magnitude_mask = _mm256_set1_epi32(0x7FFFFFFF);
+  const __m256i infinity = _mm256_set1_epi32(0x7F800000);
+  const __m256i quiet = _mm256_set1_epi32(0x00400000);
+  size_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    __m256i bits = _mm256_loadu_si256((const __m256i *)(values + i));
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), one);
+    __m256i rounded = _mm256_and_si256(_mm256_add_epi32(bits, _mm256_add_epi32(bias, lsb)), high);
+    __m256i nan_bits = _mm256_and_si256(_mm256_or_si256(bits, quiet), high);
+    __m256i is_nan = _mm256_cmpgt_epi32(_mm256_and_si256(bits, magnitude_mask), infinity);
+    _mm256_storeu_si256((__m256i *)(values + i), _mm256_blendv_epi8(rounded, nan_bits, is_nan));
+  }
+  for (; i < count; i++) {
+    unsigned int bits;
+    memcpy(&bits, values + i, 4);
+    bits = (unsigned int)bfloat16_bits(bits) << 16;
+    memcpy(values + i, &bits, 4);
+  }
+}
+
 __attribute__((target("avx2")))
 static inline uint64_t lane_sum(__m256i counts) {
   uint32_t lanes[8];
@@ -140,6 +178,8 @@ void tfmp_float32_to_float16_f16c(const void *source, void *destination, size_t 
 void tfmp_float32_to_bfloat16_avx2(const void *source, void *destination, size_t count) {
   (void)source; (void)destination; (void)count;
 }
+void tfmp_round_to_float16_f16c(float *values, size_t count) { (void)values; (void)count; }
+void tfmp_round_to_bfloat16_avx2(float *values, size_t count) { (void)values; (void)count; }
 tfmp_range_counts tfmp_range_counts_avx2(
     const void *source, size_t count, uint32_t overflow, uint32_t flush, uint32_t normal) {
   (void)source; (void)count; (void)overflow; (void)flush; (void)normal;

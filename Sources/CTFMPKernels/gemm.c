@@ -1,77 +1,289 @@
-// Single-precision matrix product for x86-64 with AVX2 and FMA. B is packed, 16 columns at a
-// time, into a contiguous [k][16] panel (zero-padded past n); a 6x16 register tile (twelve
-// 8-float accumulators) sweeps the rows of A over each panel. The Swift scalar kernel is the
-// reference the tests compare with.
+// Single-precision matrix product for x86-64, blocked for the caches, with an AVX-512 and an
+// AVX2/FMA register tile.
+//
+// The columns are cut into blocks of NC and the depth into blocks of KC. Each [KC][NC] block of B
+// is packed, NR columns at a time, into depth-major panels (zero past the last column) that stay
+// in L2. MR rows of A (read in place when their elements are contiguous, else copied) stay in L1
+// while the MR x NR register tile runs along the B panels.
+// The first depth block writes C, the others add to it. A product with fewer than FEW_ROWS rows
+// (a batch-1 dense layer) instead streams B once, row by row, into a few rows of C: packing would
+// move the weights twice for little arithmetic. The Swift scalar kernel is the reference the
+// tests compare every path with.
 #include "CTFMPKernels.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+enum { KC = 256, MC = 240, NC = 512, MAX_NR = 32, FEW_ROWS = 4 };
+
 int tfmp_has_avx2_fma(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-// Stores 16 floats of a tile row, or only the first `width` of them.
-__attribute__((target("avx2")))
-static inline void store_row(float *c, __m256 low, __m256 high, size_t width) {
-  if (width == 16) {
-    _mm256_storeu_ps(c, low);
-    _mm256_storeu_ps(c + 8, high);
-    return;
-  }
-  float row[16];
-  _mm256_storeu_ps(row, low);
-  _mm256_storeu_ps(row + 8, high);
-  memcpy(c, row, width * sizeof(float));
+int tfmp_has_avx512(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
 }
 
+// A register tile: C (height x width of an mr x nr tile, leading dimension ldc) = or += the A
+// panel (mr rows, row r at a + r * lda) x the packed B panel (row p at b + p * nr).
+typedef void (*tile_function)(const float *a, size_t lda, const float *b, size_t depth, float *c, size_t ldc,
+                              size_t height, size_t width, int accumulate);
+
+// Writes `rows` x `width` results held in `buffer` (row stride MAX_NR) to C, or adds them.
+static void store_partial(const float *buffer, size_t rows, size_t width, float *c, size_t ldc, int accumulate) {
+  for (size_t r = 0; r < rows; r++) {
+    float *row = c + r * ldc;
+    for (size_t j = 0; j < width; j++) row[j] = accumulate ? row[j] + buffer[r * MAX_NR + j] : buffer[r * MAX_NR + j];
+  }
+}
+
+// 6 x 16: twelve 8-float accumulators.
 __attribute__((target("avx2,fma")))
-void tfmp_sgemm_avx2(const float *a, const float *b, float *c, size_t k, size_t n,
-                     size_t row_begin, size_t row_end) {
-  float *panel = malloc((k > 0 ? k : 1) * 16 * sizeof(float));
-  if (panel == NULL) return;
-  for (size_t j0 = 0; j0 < n; j0 += 16) {
-    size_t width = n - j0 < 16 ? n - j0 : 16;
-    for (size_t p = 0; p < k; p++) {
-      memcpy(panel + p * 16, b + p * n + j0, width * sizeof(float));
-      for (size_t j = width; j < 16; j++) panel[p * 16 + j] = 0;
-    }
-    size_t i = row_begin;
-    for (; i + 6 <= row_end; i += 6) {
-      __m256 acc[6][2];
-      for (int r = 0; r < 6; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-      const float *row0 = a + i * k;
-      for (size_t p = 0; p < k; p++) {
-        __m256 b0 = _mm256_loadu_ps(panel + p * 16);
-        __m256 b1 = _mm256_loadu_ps(panel + p * 16 + 8);
-        for (int r = 0; r < 6; r++) {
-          __m256 value = _mm256_broadcast_ss(row0 + r * k + p);
-          acc[r][0] = _mm256_fmadd_ps(value, b0, acc[r][0]);
-          acc[r][1] = _mm256_fmadd_ps(value, b1, acc[r][1]);
-        }
-      }
-      for (int r = 0; r < 6; r++) store_row(c + (i + r) * n + j0, acc[r][0], acc[r][1], width);
-    }
-    for (; i < row_end; i++) {
-      __m256 low = _mm256_setzero_ps(), high = _mm256_setzero_ps();
-      for (size_t p = 0; p < k; p++) {
-        __m256 value = _mm256_broadcast_ss(a + i * k + p);
-        low = _mm256_fmadd_ps(value, _mm256_loadu_ps(panel + p * 16), low);
-        high = _mm256_fmadd_ps(value, _mm256_loadu_ps(panel + p * 16 + 8), high);
-      }
-      store_row(c + i * n + j0, low, high, width);
+static void tile_avx2(const float *a, size_t lda, const float *b, size_t depth, float *c, size_t ldc,
+                      size_t height, size_t width, int accumulate) {
+  enum { MR = 6 };
+  __m256 acc[MR][2];
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (size_t p = 0; p < depth; p++) {
+    __m256 b0 = _mm256_load_ps(b + p * 16);
+    __m256 b1 = _mm256_load_ps(b + p * 16 + 8);
+    for (int r = 0; r < MR; r++) {
+      __m256 value = _mm256_broadcast_ss(a + r * lda + p);
+      acc[r][0] = _mm256_fmadd_ps(value, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(value, b1, acc[r][1]);
     }
   }
-  free(panel);
+  if (height == MR && width == 16) {
+    for (int r = 0; r < MR; r++) {
+      float *row = c + r * ldc;
+      if (accumulate) {
+        acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(row));
+        acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(row + 8));
+      }
+      _mm256_storeu_ps(row, acc[r][0]);
+      _mm256_storeu_ps(row + 8, acc[r][1]);
+    }
+    return;
+  }
+  float buffer[MR * MAX_NR];
+  for (int r = 0; r < MR; r++) {
+    _mm256_storeu_ps(buffer + r * MAX_NR, acc[r][0]);
+    _mm256_storeu_ps(buffer + r * MAX_NR + 8, acc[r][1]);
+  }
+  store_partial(buffer, height, width, c, ldc, accumulate);
+}
+
+// 12 x 32: twenty-four 16-float accumulators.
+__attribute__((target("avx512f")))
+static void tile_avx512(const float *a, size_t lda, const float *b, size_t depth, float *c, size_t ldc,
+                        size_t height, size_t width, int accumulate) {
+  enum { MR = 12 };
+  __m512 acc[MR][2];
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (size_t p = 0; p < depth; p++) {
+    __m512 b0 = _mm512_load_ps(b + p * 32);
+    __m512 b1 = _mm512_load_ps(b + p * 32 + 16);
+    for (int r = 0; r < MR; r++) {
+      __m512 value = _mm512_set1_ps(a[r * lda + p]);
+      acc[r][0] = _mm512_fmadd_ps(value, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(value, b1, acc[r][1]);
+    }
+  }
+  if (height == MR && width == 32) {
+    for (int r = 0; r < MR; r++) {
+      float *row = c + r * ldc;
+      if (accumulate) {
+        acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(row));
+        acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(row + 16));
+      }
+      _mm512_storeu_ps(row, acc[r][0]);
+      _mm512_storeu_ps(row + 16, acc[r][1]);
+    }
+    return;
+  }
+  float buffer[MR * MAX_NR];
+  for (int r = 0; r < MR; r++) {
+    _mm512_storeu_ps(buffer + r * MAX_NR, acc[r][0]);
+    _mm512_storeu_ps(buffer + r * MAX_NR + 16, acc[r][1]);
+  }
+  store_partial(buffer, height, width, c, ldc, accumulate);
+}
+
+// Copies rows [0, rows) x depth [0, depth) of A (element (i, p) at a[i * rs + p * cs]) row by
+// row into packed[i * depth + p], and zero rows after them up to `padded` rows.
+static void pack_a(const float *a, size_t rs, size_t cs, size_t rows, size_t padded, size_t depth, float *packed) {
+  for (size_t i = 0; i < rows; i++) {
+    const float *source = a + i * rs;
+    float *target = packed + i * depth;
+    if (cs == 1) {
+      memcpy(target, source, depth * sizeof(float));
+    } else {
+      for (size_t p = 0; p < depth; p++) target[p] = source[p * cs];
+    }
+  }
+  memset(packed + rows * depth, 0, (padded - rows) * depth * sizeof(float));
+}
+
+// Packs depth [0, depth) x columns [0, columns) of B (element (p, j) at b[p * rs + j * cs]) into
+// panels of nr columns, each stored depth-major: panel[p * nr + j]. Row by row, so that
+// contiguous rows of B are read in order.
+static void pack_b(const float *b, size_t rs, size_t cs, size_t depth, size_t columns, size_t nr, float *packed) {
+  size_t panels = (columns + nr - 1) / nr;
+  for (size_t p = 0; p < depth; p++) {
+    const float *source = b + p * rs;
+    for (size_t panel = 0; panel < panels; panel++) {
+      float *target = packed + (panel * depth + p) * nr;
+      size_t j0 = panel * nr, width = columns - j0 < nr ? columns - j0 : nr;
+      if (cs == 1) {
+        memcpy(target, source + j0, width * sizeof(float));
+      } else {
+        for (size_t j = 0; j < width; j++) target[j] = source[(j0 + j) * cs];
+      }
+      for (size_t j = width; j < nr; j++) target[j] = 0;
+    }
+  }
+}
+
+// C[m, n] = A x B for m < FEW_ROWS with B's rows contiguous: each row of B is read once and
+// added, scaled, into every row of C (which stays in cache). The compiler vectorizes the inner
+// loop for the target it is instantiated with.
+#define FEW_ROWS_KERNEL(name, isa)                                                                          \
+  __attribute__((target(isa))) static void name(size_t m, size_t n, size_t k, const float *a, size_t rsa,   \
+                                                size_t csa, const float *b, size_t rsb, float *c, size_t ldc) { \
+    for (size_t i = 0; i < m; i++) memset(c + i * ldc, 0, n * sizeof(float));                               \
+    for (size_t p = 0; p < k; p++) {                                                                        \
+      const float *row = b + p * rsb;                                                                       \
+      for (size_t i = 0; i < m; i++) {                                                                      \
+        float scale = a[i * rsa + p * csa];                                                                 \
+        float *target = c + i * ldc;                                                                        \
+        for (size_t j = 0; j < n; j++) target[j] += scale * row[j];                                         \
+      }                                                                                                     \
+    }                                                                                                       \
+  }
+FEW_ROWS_KERNEL(few_rows_avx2, "avx2,fma")
+FEW_ROWS_KERNEL(few_rows_avx512, "avx512f")
+
+// Per-thread packing space, kept between calls (allocating a megabyte per product costs page
+// faults) and freed when the thread ends.
+typedef struct {
+  float *base;
+  size_t capacity;  // floats
+} scratch_space;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void free_scratch(void *space) {
+  free(((scratch_space *)space)->base);
+  free(space);
+}
+
+static void make_scratch_key(void) { pthread_key_create(&scratch_key, free_scratch); }
+
+// This thread's packing space with room for `count` floats (64-byte aligned), or NULL.
+static float *scratch(size_t count) {
+  pthread_once(&scratch_once, make_scratch_key);
+  scratch_space *space = pthread_getspecific(scratch_key);
+  if (space == NULL) {
+    space = calloc(1, sizeof(scratch_space));
+    if (space == NULL || pthread_setspecific(scratch_key, space) != 0) {
+      free(space);
+      return NULL;
+    }
+  }
+  if (space->capacity < count) {
+    free(space->base);
+    space->capacity = 0;
+    space->base = aligned_alloc(64, (count + 15) / 16 * 16 * sizeof(float));
+    if (space->base == NULL) return NULL;
+    space->capacity = count;
+  }
+  return space->base;
+}
+
+typedef void (*few_rows_function)(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa,
+                                  const float *b, size_t rsb, float *c, size_t ldc);
+
+static int sgemm(tile_function tile, few_rows_function few_rows, size_t mr, size_t nr, size_t m, size_t n,
+                 size_t k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, size_t csb, float *c,
+                 size_t ldc) {
+  if (m == 0 || n == 0) return 0;
+  if (k == 0) {
+    for (size_t i = 0; i < m; i++) memset(c + i * ldc, 0, n * sizeof(float));
+    return 0;
+  }
+  if (m < FEW_ROWS && csb == 1) {
+    few_rows(m, n, k, a, rsa, csa, b, rsb, c, ldc);
+    return 0;
+  }
+  // A's rows are read in place when contiguous; else (and for a last panel of fewer than mr
+  // rows) they are packed row by row.
+  size_t nc = n < NC ? n : NC, mc = csa == 1 ? 0 : (m < MC ? m : MC);
+  size_t b_size = (nc + nr - 1) / nr * nr * KC, a_size = (mc + mr) * KC;
+  float *packed_b = scratch(b_size + a_size);
+  if (packed_b == NULL) return -1;
+  float *packed_a = packed_b + b_size, *tail = packed_a + mc * KC;
+  for (size_t jc = 0; jc < n; jc += NC) {
+    size_t columns = n - jc < NC ? n - jc : NC;
+    for (size_t pc = 0; pc < k; pc += KC) {
+      size_t depth = k - pc < KC ? k - pc : KC;
+      pack_b(b + pc * rsb + jc * csb, rsb, csb, depth, columns, nr, packed_b);
+      for (size_t ic = 0; ic < m; ic += MC) {
+        size_t rows = m - ic < MC ? m - ic : MC;
+        const float *block_a = a + ic * rsa + pc * csa;
+        size_t lda = rsa;
+        if (csa != 1) {
+          pack_a(block_a, rsa, csa, rows, rows, depth, packed_a);
+          block_a = packed_a;
+          lda = depth;
+        }
+        for (size_t ir = 0; ir < rows; ir += mr) {
+          size_t height = rows - ir < mr ? rows - ir : mr;
+          const float *panel_a = block_a + ir * lda;
+          size_t panel_lda = lda;
+          if (height < mr) {
+            pack_a(panel_a, lda, 1, height, mr, depth, tail);
+            panel_a = tail;
+            panel_lda = depth;
+          }
+          for (size_t jr = 0; jr < columns; jr += nr) {
+            size_t width = columns - jr < nr ? columns - jr : nr;
+            tile(panel_a, panel_lda, packed_b + jr / nr * depth * nr, depth, c + (ic + ir) * ldc + jc + jr, ldc,
+                 height, width, pc > 0);
+          }
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+int tfmp_sgemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
+                    size_t rsb, size_t csb, float *c, size_t ldc) {
+  return sgemm(tile_avx2, few_rows_avx2, 6, 16, m, n, k, a, rsa, csa, b, rsb, csb, c, ldc);
+}
+
+int tfmp_sgemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
+                      size_t rsb, size_t csb, float *c, size_t ldc) {
+  return sgemm(tile_avx512, few_rows_avx512, 12, 32, m, n, k, a, rsa, csa, b, rsb, csb, c, ldc);
 }
 #else
 int tfmp_has_avx2_fma(void) { return 0; }
-void tfmp_sgemm_avx2(const float *a, const float *b, float *c, size_t k, size_t n,
-                     size_t row_begin, size_t row_end) {
-  (void)a; (void)b; (void)c; (void)k; (void)n; (void)row_begin; (void)row_end;
+int tfmp_has_avx512(void) { return 0; }
+int tfmp_sgemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
+                    size_t rsb, size_t csb, float *c, size_t ldc) {
+  (void)m; (void)n; (void)k; (void)a; (void)rsa; (void)csa; (void)b; (void)rsb; (void)csb; (void)c; (void)ldc;
+  return -1;
+}
+int tfmp_sgemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
+                      size_t rsb, size_t csb, float *c, size_t ldc) {
+  (void)m; (void)n; (void)k; (void)a; (void)rsa; (void)csa; (void)b; (void)rsb; (void)csb; (void)c; (void)ldc;
+  return -1;
 }
 #endif

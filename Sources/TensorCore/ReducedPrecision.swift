@@ -35,6 +35,22 @@ extension ReducedPrecision {
   /// Whether ``encode(float32LittleEndian:)`` uses the F16C/AVX2 kernels.
   package static let hasVectorConversion = tfmp_has_f16c() != 0
 
+  /// Rounds each of `values` to this type and back to float32, as ``rounded(_:)`` does, with
+  /// F16C/AVX2 instructions when the CPU has them.
+  public func round(_ values: inout [Float]) {
+    guard Self.hasVectorConversion else {
+      for index in values.indices { values[index] = rounded(values[index]) }
+      return
+    }
+    values.withUnsafeMutableBufferPointer { buffer in
+      guard let base = buffer.baseAddress else { return }
+      switch self {
+      case .float16: tfmp_round_to_float16_f16c(base, buffer.count)
+      case .bfloat16: tfmp_round_to_bfloat16_avx2(base, buffer.count)
+      }
+    }
+  }
+
   /// Rounds little-endian float32 values to this type and returns their little-endian bytes.
   ///
   /// Rounds to nearest, ties to even, as TensorFlow's `Cast`; values beyond the type's range

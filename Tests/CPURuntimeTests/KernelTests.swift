@@ -12,31 +12,47 @@ struct KernelTests {
     (0..<count).map { _ in Float.random(in: -1...1, using: &generator) }
   }
 
-  @Test("The AVX2 matrix product equals the triple loop", arguments: [1, 2, 3] as [UInt64])
-  func gemm(seed: UInt64) {
+  @Test(
+    "Each matrix product this CPU runs equals the triple loop",
+    arguments: Gemm.Implementation.allCases.filter(\.isAvailable), [1, 2, 3] as [UInt64])
+  func gemm(implementation: Gemm.Implementation, seed: UInt64) {
     var generator = SeededGenerator(seed: seed)
-    #expect(Gemm.hasVectorKernel, "this machine has AVX2 and FMA")
-    let sizes = [0, 1, 3, 4, 5, 8, 15, 16, 17, 33, 70]
+    let sizes = [0, 1, 3, 4, 5, 8, 11, 12, 13, 15, 16, 17, 31, 32, 33, 70, 257]
     for _ in 0..<40 {
       let (m, k, n) = (sizes.randomElement(using: &generator)!, sizes.randomElement(using: &generator)!, sizes.randomElement(using: &generator)!)
+      let (transposeA, transposeB) = (Bool.random(using: &generator), Bool.random(using: &generator))
       let (a, b) = (random(m * k, &generator), random(k * n, &generator))
-      let fast = Gemm.multiply(a, b, m: m, k: k, n: n)
-      let reference = Gemm.reference(a, b, m: m, k: k, n: n)
+      let fast = Gemm.multiply(
+        a, b, m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB, implementation: implementation)
+      let reference = Gemm.reference(
+        transposeA ? transpose(a, rows: k, columns: m) : a, transposeB ? transpose(b, rows: n, columns: k) : b,
+        m: m, k: k, n: n)
       #expect(fast.count == m * n)
       // Fused multiply-adds round once per step instead of twice: within k float32 ulps of 1.
       let error = zip(fast, reference).map { abs($0 - $1) }.max() ?? 0
-      #expect(error <= Float(max(k, 1)) * 1.2e-7, "seed \(seed): \(m)x\(k)x\(n), error \(error)")
+      #expect(
+        error <= Float(max(k, 1)) * 1.2e-7,
+        "\(implementation), seed \(seed): \(m)x\(k)x\(n), transposed \(transposeA), \(transposeB), error \(error)")
     }
   }
 
-  @Test("The big product splits over both cores without changing a value")
-  func gemmTwoCores() {
+  private func transpose(_ x: [Float], rows: Int, columns: Int) -> [Float] {
+    (0..<(rows * columns)).map { x[$0 % rows * columns + $0 / rows] }
+  }
+
+  @Test(
+    "Big products split over both cores, by columns, rows or batch, without changing a value",
+    arguments: [(1, 203, 67, 129), (1, 37, 300, 1000), (1, 500, 40, 40), (5, 30, 64, 50)])
+  func gemmTwoCores(batch: Int, m: Int, k: Int, n: Int) {
     var generator = SeededGenerator(seed: 7)
-    let (m, k, n) = (203, 67, 129)
-    let (a, b) = (random(m * k, &generator), random(k * n, &generator))
-    let fast = Gemm.multiply(a, b, m: m, k: k, n: n)
-    let reference = Gemm.reference(a, b, m: m, k: k, n: n)
-    #expect(zip(fast, reference).allSatisfy { abs($0 - $1) <= 1e-5 }, "seed 7")
+    let (a, b) = (random(batch * m * k, &generator), random(batch * k * n, &generator))
+    let offsets = (0..<batch).map { ($0 * m * k, $0 * k * n) }
+    let fast = Gemm.multiply(a, b, offsets: offsets, m: m, k: k, n: n)
+    let reference = offsets.flatMap { offsetA, offsetB in
+      Gemm.reference(Array(a[offsetA..<(offsetA + m * k)]), Array(b[offsetB..<(offsetB + k * n)]), m: m, k: k, n: n)
+    }
+    #expect(fast.count == reference.count)
+    #expect(zip(fast, reference).allSatisfy { abs($0 - $1) <= Float(k) * 1.2e-7 }, "seed 7, \(batch)x\(m)x\(k)x\(n)")
   }
 
   private func node(padding: String, strides: [Int], dilations: [Int], explicit: [Int] = []) -> Tensorflow_NodeDef {

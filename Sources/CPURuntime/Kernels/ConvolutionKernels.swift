@@ -49,24 +49,34 @@ enum ConvolutionKernels {
     let (channels, kh, kw) = (x.shape.dimensions[3], filter.shape.dimensions[0], filter.shape.dimensions[1])
     let patchWidth = kh * kw * channels
     let positions = geometry.batch * geometry.rows.output * geometry.columns.output
-    var patches = [Float](repeating: 0, count: positions * patchWidth)
-    for n in 0..<geometry.batch {
-      for oy in 0..<geometry.rows.output {
-        for ox in 0..<geometry.columns.output {
-          let row = ((n * geometry.rows.output + oy) * geometry.columns.output + ox) * patchWidth
-          for ky in 0..<kh {
-            let iy = oy * geometry.strides.0 + ky * geometry.dilations.0 - geometry.rows.before
-            guard (0..<geometry.height).contains(iy) else { continue }
-            for kx in 0..<kw {
-              let ix = ox * geometry.strides.1 + kx * geometry.dilations.1 - geometry.columns.before
-              guard (0..<geometry.width).contains(ix) else { continue }
-              let source = ((n * geometry.height + iy) * geometry.width + ix) * channels
-              let target = row + (ky * kw + kx) * channels
-              for c in 0..<channels { patches[target + c] = values[source + c] }
+    let (rows, columns) = (geometry.rows, geometry.columns)
+    let pointwise = kh == 1 && kw == 1 && geometry.strides == (1, 1) && rows.before == 0 && columns.before == 0
+      && rows.output == geometry.height && columns.output == geometry.width
+    // A 1x1 convolution over every position multiplies the input itself.
+    let patches = pointwise ? values : [Float](unsafeUninitializedCapacity: positions * patchWidth) { patches, initialized in
+      values.withUnsafeBufferPointer { values in
+        guard let source = values.baseAddress, let target = patches.baseAddress else { return }
+        for n in 0..<geometry.batch {
+          for oy in 0..<rows.output {
+            for ox in 0..<columns.output {
+              let row = target + ((n * rows.output + oy) * columns.output + ox) * patchWidth
+              for ky in 0..<kh {
+                let iy = oy * geometry.strides.0 + ky * geometry.dilations.0 - rows.before
+                for kx in 0..<kw {
+                  let ix = ox * geometry.strides.1 + kx * geometry.dilations.1 - columns.before
+                  let tap = row + (ky * kw + kx) * channels
+                  if (0..<geometry.height).contains(iy), (0..<geometry.width).contains(ix) {
+                    tap.initialize(from: source + ((n * geometry.height + iy) * geometry.width + ix) * channels, count: channels)
+                  } else {
+                    tap.initialize(repeating: 0, count: channels)
+                  }
+                }
+              }
             }
           }
         }
       }
+      initialized = positions * patchWidth
     }
     let outputs = filter.shape.dimensions[3]
     let result = Gemm.multiply(patches, try filter.requireFloats(), m: positions, k: patchWidth, n: outputs)

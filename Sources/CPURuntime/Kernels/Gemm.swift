@@ -3,34 +3,99 @@ internal import Foundation
 
 /// Row-major single-precision matrix products.
 enum Gemm {
-  /// Whether ``multiply(_:_:m:k:n:)`` uses the AVX2/FMA kernel.
-  static let hasVectorKernel = tfmp_has_avx2_fma() != 0
+  /// The implementations of the product: C kernels for x86-64 vector extensions and the scalar
+  /// reference loop.
+  enum Implementation: CaseIterable {
+    case avx512, avx2, reference
 
-  /// C[m, n] = A[m, k] x B[k, n]: the AVX2/FMA kernel with rows split over both cores when the
-  /// product is large, else ``reference(_:_:m:k:n:)``. Float32 accumulation in both.
-  static func multiply(_ a: [Float], _ b: [Float], m: Int, k: Int, n: Int) -> [Float] {
-    guard hasVectorKernel, m > 0, n > 0, k > 0 else { return reference(a, b, m: m, k: k, n: n) }
-    var c = [Float](repeating: 0, count: m * n)
-    let parts = m * n * k >= 1 << 18 && m >= 8 ? 2 : 1
-    let rowsPerPart = (m / parts + 5) / 6 * 6
-    a.withUnsafeBufferPointer { a in
-      b.withUnsafeBufferPointer { b in
-        c.withUnsafeMutableBufferPointer { c in
-          // The parts only read A and B and each writes its own rows of C.
-          nonisolated(unsafe) let (input, weights, output) = (a, b, c)
+    /// Whether this CPU can run it.
+    var isAvailable: Bool {
+      switch self {
+      case .avx512: tfmp_has_avx512() != 0
+      case .avx2: tfmp_has_avx2_fma() != 0
+      case .reference: true
+      }
+    }
+
+    /// The fastest implementation this CPU runs.
+    static let best = allCases.first { $0.isAvailable } ?? .reference
+  }
+
+  /// C[m, n] = A[m, k] x B[k, n] with float32 accumulation, where `transposeA` means `a` holds
+  /// A's transpose ([k, m]) and `transposeB` B's ([n, k]).
+  static func multiply(
+    _ a: [Float], _ b: [Float], m: Int, k: Int, n: Int, transposeA: Bool = false, transposeB: Bool = false,
+    implementation: Implementation = .best
+  ) -> [Float] {
+    multiply(
+      a, b, offsets: [(0, 0)], m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB,
+      implementation: implementation)
+  }
+
+  /// A batch of products: for each (offset into `a`, offset into `b`) pair, the product of the
+  /// matrices starting there, concatenated into a [pairs, m, n] result. Large batches are spread
+  /// over the cores, and a single large product is split by columns (or rows when it is narrow).
+  static func multiply(
+    _ a: [Float], _ b: [Float], offsets: [(Int, Int)], m: Int, k: Int, n: Int, transposeA: Bool = false,
+    transposeB: Bool = false, implementation: Implementation = .best
+  ) -> [Float] {
+    guard m > 0, n > 0 else { return [] }
+    guard k > 0 else { return [Float](repeating: 0, count: offsets.count * m * n) }
+    let (rsa, csa) = transposeA ? (1, m) : (k, 1)
+    let (rsb, csb) = transposeB ? (1, k) : (n, 1)
+    let kernel: @convention(c) (
+      Int, Int, Int, UnsafePointer<Float>?, Int, Int, UnsafePointer<Float>?, Int, Int, UnsafeMutablePointer<Float>?, Int
+    ) -> Int32
+    switch implementation {
+    case .avx512: kernel = tfmp_sgemm_avx512
+    case .avx2: kernel = tfmp_sgemm_avx2
+    case .reference:
+      return offsets.flatMap { offsetA, offsetB in
+        let left = (0..<(m * k)).map { a[offsetA + $0 / k * rsa + $0 % k * csa] }
+        let right = (0..<(k * n)).map { b[offsetB + $0 / n * rsb + $0 % n * csb] }
+        return reference(left, right, m: m, k: k, n: n)
+      }
+    }
+    precondition(implementation.isAvailable, "This CPU cannot run the \(implementation) matrix product.")
+    // Work items: (pair, first row, row count, first column, column count).
+    let cores = ProcessInfo.processInfo.activeProcessorCount
+    let large = m * n * k >= 1 << 18
+    var items: [(pair: Int, row: Int, rows: Int, column: Int, columns: Int)] = []
+    if offsets.count >= cores || !large || cores == 1 {
+      items = offsets.indices.map { ($0, 0, m, 0, n) }
+    } else if n >= 64 * cores || m < 12 * cores {
+      let step = (n / cores + 31) / 32 * 32
+      for pair in offsets.indices {
+        for column in stride(from: 0, to: n, by: step) { items.append((pair, 0, m, column, Swift.min(step, n - column))) }
+      }
+    } else {
+      let step = (m / cores + 11) / 12 * 12
+      for pair in offsets.indices {
+        for row in stride(from: 0, to: m, by: step) { items.append((pair, row, Swift.min(step, m - row), 0, n)) }
+      }
+    }
+    let work = items
+    let parts = large ? Swift.min(cores, work.count) : 1
+    // The work items together write every element of C.
+    return [Float](unsafeUninitializedCapacity: offsets.count * m * n) { c, initialized in
+      a.withUnsafeBufferPointer { a in
+        b.withUnsafeBufferPointer { b in
+          // Each work item writes its own block of C and only reads A and B.
+          nonisolated(unsafe) let (left, right, output) = (a.baseAddress!, b.baseAddress!, c.baseAddress!)
           DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let begin = min(part * rowsPerPart, m)
-            let end = part == parts - 1 ? m : min(begin + rowsPerPart, m)
-            if begin < end, let aBase = input.baseAddress, let bBase = weights.baseAddress,
-              let cBase = output.baseAddress
-            {
-              tfmp_sgemm_avx2(aBase, bBase, cBase, k, n, begin, end)
+            for item in stride(from: part, to: work.count, by: parts) {
+              let (pair, row, rows, column, columns) = work[item]
+              let (offsetA, offsetB) = offsets[pair]
+              let status = kernel(
+                rows, columns, k, left + offsetA + row * rsa, rsa, csa, right + offsetB + column * csb, rsb, csb,
+                output + pair * m * n + row * n + column, n)
+              precondition(status == 0, "Out of memory for a \(m)x\(k)x\(n) matrix product.")
             }
           }
         }
       }
+      initialized = offsets.count * m * n
     }
-    return c
   }
 
   /// The scalar triple loop: the reference the vector kernel is tested against.
@@ -44,14 +109,5 @@ enum Gemm {
       }
     }
     return c
-  }
-
-  /// The transpose of a row-major [rows, columns] matrix.
-  static func transpose(_ x: [Float], rows: Int, columns: Int) -> [Float] {
-    var result = [Float](repeating: 0, count: x.count)
-    for row in 0..<rows {
-      for column in 0..<columns { result[column * rows + row] = x[row * columns + column] }
-    }
-    return result
   }
 }

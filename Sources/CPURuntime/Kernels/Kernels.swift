@@ -8,53 +8,16 @@ enum Kernels {
   static let table: [String: Kernel] = {
     var table: [String: Kernel] = [:]
     table["Const"] = { context, _ in [try TensorDecoding.constant(context.node)] }
-    var unary: [String: @Sendable (Float) -> Float] = [:]
-    unary["Relu"] = { Swift.max($0, 0) }
-    unary["Exp"] = { Foundation.exp($0) }
-    unary["Log"] = { Foundation.log($0) }
-    unary["Sqrt"] = { $0.squareRoot() }
-    unary["Rsqrt"] = { 1 / $0.squareRoot() }
-    unary["Square"] = { $0 * $0 }
-    unary["Tanh"] = { Foundation.tanh($0) }
-    unary["Sigmoid"] = { 1 / (1 + Foundation.exp(-$0)) }
-    unary["Neg"] = { -$0 }
-    unary["Abs"] = { Swift.abs($0) }
-    unary["Relu6"] = { Swift.min(Swift.max($0, 0), 6) }
-    unary["Erf"] = { Foundation.erf($0) }
-    unary["Erfc"] = { Foundation.erfc($0) }
-    unary["Softplus"] = { $0 > 20 ? $0 : Foundation.log1p(Foundation.exp($0)) }
-    unary["Elu"] = { $0 > 0 ? $0 : Foundation.expm1($0) }
-    unary["Reciprocal"] = { 1 / $0 }
-    unary["Log1p"] = { Foundation.log1p($0) }
-    unary["Selu"] = { $0 > 0 ? 1.0507009873554805 * $0 : 1.0507009873554805 * 1.6732632423543772 * Foundation.expm1($0) }
-    unary["ZerosLike"] = { _ in 0 }
-    unary["OnesLike"] = { _ in 1 }
-    for (op, function) in unary {
-      table[op] = { _, inputs in
+    for function in UnaryFunction.allCases {
+      table[function.rawValue] = { _, inputs in
         let x = try input(inputs, 0)
-        return [Tensor(shape: x.shape, floats: try x.requireFloats().map(function))]
+        return [Tensor(dtype: x.dtype, shape: x.shape, storage: .float(function.apply(try x.requireFloats())))]
       }
     }
-    typealias FloatOp = @Sendable (Float, Float) -> Float
-    typealias IntegerOp = @Sendable (Int64, Int64) -> Int64
-    let binary: [(String, FloatOp, IntegerOp?)] = [
-      ("AddV2", { $0 + $1 }, { $0 &+ $1 }), ("Add", { $0 + $1 }, { $0 &+ $1 }),
-      ("Sub", { $0 - $1 }, { $0 &- $1 }), ("Mul", { $0 * $1 }, { $0 &* $1 }),
-      ("RealDiv", { $0 / $1 }, nil), ("Maximum", { Swift.max($0, $1) }, { Swift.max($0, $1) }),
-      ("Minimum", { Swift.min($0, $1) }, { Swift.min($0, $1) }),
-      ("SquaredDifference", { ($0 - $1) * ($0 - $1) }, { ($0 &- $1) &* ($0 &- $1) }),
-      ("FloorDiv", { ($0 / $1).rounded(.down) }, { a, b in b == 0 ? 0 : (a - ((a % b) + b) % b) / b }),
-      ("FloorMod", { a, b in a - (a / b).rounded(.down) * b }, { a, b in b == 0 ? 0 : ((a % b) + b) % b }),
-      ("Pow", { Foundation.pow($0, $1) }, nil),
-    ]
-    for (op, float, integer) in binary {
-      let fast = FastBinary(rawValue: op)
-      table[op] = { _, inputs in
-        let (a, b) = (try input(inputs, 0), try input(inputs, 1))
-        if let fast, let result = fast.apply(a, b) { return [result] }
-        return [try broadcast(a, b, float: float, integer: integer)]
-      }
+    for function in BinaryFunction.allCases {
+      table[function.rawValue] = { _, inputs in [try function.apply(try input(inputs, 0), try input(inputs, 1))] }
     }
+    table["Add"] = table["AddV2"]
     let comparisons: [(String, @Sendable (Double, Double) -> Bool)] = [
       ("Less", { $0 < $1 }), ("LessEqual", { $0 <= $1 }), ("Greater", { $0 > $1 }),
       ("GreaterEqual", { $0 >= $1 }), ("Equal", { $0 == $1 }), ("NotEqual", { $0 != $1 }),
@@ -67,8 +30,8 @@ enum Kernels {
       table[op] = { _, inputs in
         let (a, b) = (try input(inputs, 0), try input(inputs, 1))
         guard case .bool(let x) = a.storage, case .bool(let y) = b.storage else { throw KernelError("Expected bool inputs.") }
-        let (shape, indices) = try broadcastIndices([a.shape, b.shape])
-        return [Tensor(dtype: .bool, shape: shape, storage: .bool(zip(indices[0], indices[1]).map { function(x[$0], y[$1]) }))]
+        let (shape, walk) = try StridedWalk.broadcast([a.shape, b.shape])
+        return [Tensor(dtype: .bool, shape: shape, storage: .bool(walk.map(x, y, function)))]
       }
     }
     table["LogicalNot"] = { _, inputs in
@@ -89,10 +52,10 @@ enum Kernels {
     table["MatMul"] = { context, inputs in [try matmul(context, inputs)] }
     table["BiasAdd"] = { _, inputs in
       let (x, bias) = (try input(inputs, 0), try input(inputs, 1))
-      let values = try x.requireFloats()
-      let b = try bias.requireFloats()
-      guard !b.isEmpty, values.count % b.count == 0 else { throw KernelError("The bias does not fit the last dimension.") }
-      return [Tensor(shape: x.shape, floats: values.enumerated().map { $1 + b[$0 % b.count] })]
+      guard bias.shape.rank == 1, x.shape.rank >= 1, bias.shape.dimensions[0] == x.shape.dimensions.last else {
+        throw KernelError("The bias \(bias.shape) does not fit the last dimension of \(x.shape).")
+      }
+      return [try BinaryFunction.add.apply(x, bias)]
     }
     table["LeakyRelu"] = { context, inputs in
       let x = try input(inputs, 0)
@@ -143,11 +106,14 @@ enum Kernels {
         .withFour()
       let epsilon = context.float("epsilon", default: 1e-4)
       let channels = scale.count
-      guard channels > 0, values.count % channels == 0 else { throw KernelError("The scale does not fit the channels.") }
+      guard channels > 0, values.count % channels == 0, [offset, mean, variance].allSatisfy({ $0.count == channels })
+      else { throw KernelError("The scale, offset, mean and variance do not fit the \(x.shape) input's channels.") }
       let multipliers = (0..<channels).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
-      let result = values.enumerated().map { index, value in
-        let c = index % channels
-        return (value - mean[c]) * multipliers[c] + offset[c]
+      let result = [Float](unsafeUninitializedCapacity: values.count) { output, initialized in
+        for row in stride(from: 0, to: values.count, by: channels) {
+          for c in 0..<channels { output[row + c] = (values[row + c] - mean[c]) * multipliers[c] + offset[c] }
+        }
+        initialized = values.count
       }
       let statistics = Tensor(shape: Shape([channels]), floats: mean)
       return [Tensor(shape: x.shape, floats: result), statistics, Tensor(shape: Shape([channels]), floats: variance),
@@ -186,129 +152,10 @@ enum Kernels {
     return inputs[index]
   }
 
-  /// Row-major strides of `dimensions`.
-  static func strides(_ dimensions: [Int]) -> [Int] {
-    var strides = [Int](repeating: 1, count: dimensions.count)
-    for axis in dimensions.indices.dropLast().reversed() { strides[axis] = strides[axis + 1] * dimensions[axis + 1] }
-    return strides
-  }
-
-  /// The broadcast shape of `shapes` (NumPy rules) and, for each output element, the element
-  /// index it reads in each input.
-  static func broadcastIndices(_ shapes: [Shape]) throws -> (shape: Shape, indices: [[Int]]) {
-    let rank = shapes.map(\.rank).max() ?? 0
-    let padded = shapes.map { [Int](repeating: 1, count: rank - $0.rank) + $0.dimensions }
-    var output: [Int] = []
-    for axis in 0..<rank {
-      let sizes = Set(padded.map { $0[axis] }).subtracting([1])
-      guard sizes.count <= 1 else {
-        throw KernelError("Shapes \(shapes.map(\.description).joined(separator: " and ")) do not broadcast.")
-      }
-      output.append(sizes.first ?? (padded.contains { $0[axis] == 0 } ? 0 : 1))
-    }
-    let inputStrides = padded.map(strides)
-    let outputStrides = strides(output)
-    let count = output.reduce(1, *)
-    var indices = shapes.map { _ in [Int](repeating: 0, count: count) }
-    for element in 0..<count {
-      var rest = element
-      for axis in 0..<rank {
-        let coordinate = rest / outputStrides[axis]
-        rest %= outputStrides[axis]
-        for input in padded.indices where padded[input][axis] != 1 {
-          indices[input][element] += coordinate * inputStrides[input][axis]
-        }
-      }
-    }
-    return (Shape(output), indices)
-  }
-
-  /// Applies `function` elementwise with NumPy broadcasting, on floats or integers.
-  static func broadcast(
-    _ a: Tensor, _ b: Tensor, float: (Float, Float) -> Float, integer: ((Int64, Int64) -> Int64)?
-  ) throws -> Tensor {
-    guard a.dtype == b.dtype else { throw KernelError("Operands are \(a.dtype) and \(b.dtype).") }
-    if case .float(let x) = a.storage, case .float(let y) = b.storage, let result = repeating(x, a.shape, y, b.shape, float) {
-      return Tensor(dtype: a.dtype, shape: result.shape, storage: .float(result.values))
-    }
-    let (shape, indices) = try broadcastIndices([a.shape, b.shape])
-    switch (a.storage, b.storage) {
-    case (.float(let x), .float(let y)):
-      return Tensor(dtype: a.dtype, shape: shape, storage: .float(zip(indices[0], indices[1]).map { float(x[$0], y[$1]) }))
-    case (.int32(let x), .int32(let y)):
-      guard let f = integer else { throw KernelError("The op does not support \(a.dtype) operands yet.") }
-      return Tensor(dtype: a.dtype, shape: shape, storage: .int32(zip(indices[0], indices[1]).map { Int32(truncatingIfNeeded: f(Int64(x[$0]), Int64(y[$1]))) }))
-    case (.int64(let x), .int64(let y)):
-      guard let f = integer else { throw KernelError("The op does not support \(a.dtype) operands yet.") }
-      return Tensor(dtype: a.dtype, shape: shape, storage: .int64(zip(indices[0], indices[1]).map { f(x[$0], y[$1]) }))
-    default:
-      throw KernelError("The op does not support \(a.dtype) operands yet.")
-    }
-  }
-
-  /// The commonest float ops on equal shapes or a trailing (bias-like) operand, in loops the
-  /// compiler inlines and vectorizes; ``broadcast(_:_:float:integer:)`` handles the rest.
-  enum FastBinary: String {
-    case addV2 = "AddV2", add = "Add", sub = "Sub", mul = "Mul", realDiv = "RealDiv"
-
-    func apply(_ a: Tensor, _ b: Tensor) -> Tensor? {
-      guard a.dtype == b.dtype, case .float(let x) = a.storage, case .float(let y) = b.storage else { return nil }
-      let result: (values: [Float], shape: Shape)?
-      switch self {
-      case .addV2, .add: result = Kernels.repeating(x, a.shape, y, b.shape, +)
-      case .sub: result = Kernels.repeating(x, a.shape, y, b.shape, -)
-      case .mul: result = Kernels.repeating(x, a.shape, y, b.shape, *)
-      case .realDiv: result = Kernels.repeating(x, a.shape, y, b.shape, /)
-      }
-      return result.map { Tensor(dtype: a.dtype, shape: $0.shape, storage: .float($0.values)) }
-    }
-  }
-
-  /// The common broadcasts without index arrays: equal shapes, and one operand repeating over the
-  /// other because its shape is the other's trailing dimensions (a scalar, a bias). `nil` for
-  /// other shapes.
-  @inline(__always)
-  static func repeating(
-    _ x: [Float], _ xShape: Shape, _ y: [Float], _ yShape: Shape, _ function: (Float, Float) -> Float
-  ) -> (values: [Float], shape: Shape)? {
-    func isTrailing(_ small: Shape, of large: Shape) -> Bool {
-      let dimensions = small.dimensions.drop { $0 == 1 }
-      return dimensions.count <= large.rank && Array(large.dimensions.suffix(dimensions.count)) == Array(dimensions)
-    }
-    /// `function(large[i], small[i % period])`, or with the operands swapped, block by block.
-    func blocks(_ large: [Float], _ small: [Float], swapped: Bool) -> [Float] {
-      let period = small.count
-      return [Float](unsafeUninitializedCapacity: large.count) { output, initialized in
-        large.withUnsafeBufferPointer { large in
-          small.withUnsafeBufferPointer { small in
-            var start = 0
-            while start < large.count {
-              for offset in 0..<period {
-                output[start + offset] =
-                  swapped ? function(small[offset], large[start + offset]) : function(large[start + offset], small[offset])
-              }
-              start += period
-            }
-          }
-        }
-        initialized = large.count
-      }
-    }
-    if xShape == yShape { return (zip(x, y).map(function), xShape) }
-    if !y.isEmpty, xShape.rank >= yShape.rank, isTrailing(yShape, of: xShape) {
-      return (blocks(x, y, swapped: false), xShape)
-    }
-    if !x.isEmpty, yShape.rank >= xShape.rank, isTrailing(xShape, of: yShape) {
-      return (blocks(y, x, swapped: true), yShape)
-    }
-    return nil
-  }
-
   /// Compares elementwise with broadcasting; the result is bool.
   static func compare(_ a: Tensor, _ b: Tensor, _ predicate: (Double, Double) -> Bool) throws -> Tensor {
-    let (shape, indices) = try broadcastIndices([a.shape, b.shape])
-    let (x, y) = (try doubles(a), try doubles(b))
-    return Tensor(dtype: .bool, shape: shape, storage: .bool(zip(indices[0], indices[1]).map { predicate(x[$0], y[$1]) }))
+    let (shape, walk) = try StridedWalk.broadcast([a.shape, b.shape])
+    return Tensor(dtype: .bool, shape: shape, storage: .bool(walk.map(try doubles(a), try doubles(b), predicate)))
   }
 
   /// The elements of a numeric tensor as doubles (exact for float32 and 32-bit integers).
@@ -325,6 +172,7 @@ enum Kernels {
 
   /// Reduces input 0 over the axes in input 1 (attribute `keep_dims`), accumulating in double
   /// precision and storing the result in the input's type.
+  @inline(__always)
   static func reduce(
     _ context: KernelContext, _ inputs: [Tensor], initial: Double, _ combine: (Double, Double) -> Double
   ) throws -> Tensor {
@@ -335,16 +183,24 @@ enum Kernels {
     guard axes.allSatisfy({ (0..<rank).contains($0) }) else { throw KernelError("A reduction axis is out of range.") }
     let dimensions = x.shape.dimensions
     let kept = dimensions.enumerated().map { axes.contains($0) ? 1 : $1 }
-    let (sx, sk) = (strides(dimensions), strides(kept))
+    // The input walked in order; each element lands on its kept coordinates in the result.
+    let targets = zip(kept, StridedWalk.contiguous(kept)).map { size, stride in size == 1 ? 0 : stride }
+    let walk = StridedWalk(dimensions: dimensions, strides: [StridedWalk.contiguous(dimensions), targets])
+    let (length, step) = (walk.runLength, walk.runStrides)
     var result = [Double](repeating: initial, count: kept.reduce(1, *))
-    for index in values.indices {
-      var (target, rest) = (0, index)
-      for axis in 0..<rank {
-        let coordinate = rest / sx[axis]
-        rest %= sx[axis]
-        if !axes.contains(axis) { target += coordinate * sk[axis] }
+    values.withUnsafeBufferPointer { values in
+      result.withUnsafeMutableBufferPointer { result in
+        walk.forEachRun { offsets in
+          let (source, target) = (offsets[0], offsets[1])
+          if step[1] == 0 {
+            var total = result[target]
+            for i in 0..<length { total = combine(total, values[source + i * step[0]]) }
+            result[target] = total
+          } else {
+            for i in 0..<length { result[target + i] = combine(result[target + i], values[source + i * step[0]]) }
+          }
+        }
       }
-      result[target] = combine(result[target], values[index])
     }
     let shape = Shape(
       context.bool("keep_dims") ? kept : dimensions.enumerated().filter { !axes.contains($0.offset) }.map(\.element))
@@ -366,15 +222,13 @@ enum Kernels {
   static func matmul(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
     let (a, b) = (try input(inputs, 0), try input(inputs, 1))
     guard a.shape.rank == 2, b.shape.rank == 2 else { throw KernelError("MatMul needs matrices, got \(a.shape) and \(b.shape).") }
-    var (x, y) = (try a.requireFloats(), try b.requireFloats())
+    let (x, y) = (try a.requireFloats(), try b.requireFloats())
     let (ta, tb) = (context.bool("transpose_a"), context.bool("transpose_b"))
     let (ra, ca, rb, cb) = (a.shape.dimensions[0], a.shape.dimensions[1], b.shape.dimensions[0], b.shape.dimensions[1])
-    if ta { x = Gemm.transpose(x, rows: ra, columns: ca) }
-    if tb { y = Gemm.transpose(y, rows: rb, columns: cb) }
     let (m, k) = ta ? (ca, ra) : (ra, ca)
-    let (k2, n) = tb ? (rb, cb) : (cb == 0 && rb == 0 ? (0, 0) : (rb, cb))
+    let (k2, n) = tb ? (cb, rb) : (rb, cb)
     guard k == k2 else { throw KernelError("MatMul inner dimensions differ: \(a.shape) and \(b.shape).") }
-    return Tensor(shape: Shape([m, n]), floats: Gemm.multiply(x, y, m: m, k: k, n: n))
+    return Tensor(shape: Shape([m, n]), floats: Gemm.multiply(x, y, m: m, k: k, n: n, transposeA: ta, transposeB: tb))
   }
 }
 

@@ -21,17 +21,10 @@ enum LinearAlgebraKernels {
     let (m, k) = adjointA ? (ca, ra) : (ra, ca)
     let (k2, n) = adjointB ? (cb, rb) : (rb, cb)
     guard k == k2 else { throw KernelError("Inner dimensions differ: \(a.shape) and \(b.shape).") }
-    let (batch, pairs) = try Kernels.broadcastIndices([Shape(Array(da.dropLast(2))), Shape(Array(db.dropLast(2)))])
-    var result: [Float] = []
-    result.reserveCapacity((batch.elementCount ?? 0) * m * n)
-    for element in 0..<(batch.elementCount ?? 0) {
-      let (offsetA, offsetB) = (pairs[0][element] * ra * ca, pairs[1][element] * rb * cb)
-      var left = Array(x[offsetA..<(offsetA + ra * ca)])
-      var right = Array(y[offsetB..<(offsetB + rb * cb)])
-      if adjointA { left = Gemm.transpose(left, rows: ra, columns: ca) }
-      if adjointB { right = Gemm.transpose(right, rows: rb, columns: cb) }
-      result += Gemm.multiply(left, right, m: m, k: k, n: n)
-    }
+    let (batch, walk) = try StridedWalk.broadcast([Shape(Array(da.dropLast(2))), Shape(Array(db.dropLast(2)))])
+    let pairs = walk.indices()
+    let offsets = (0..<(batch.elementCount ?? 0)).map { (pairs[0][$0] * ra * ca, pairs[1][$0] * rb * cb) }
+    let result = Gemm.multiply(x, y, offsets: offsets, m: m, k: k, n: n, transposeA: adjointA, transposeB: adjointB)
     return Tensor(shape: Shape(batch.dimensions + [m, n]), floats: result)
   }
 
@@ -70,13 +63,8 @@ enum LinearAlgebraKernels {
     let a = try permute(inputs[0], labels: operands[0], to: batch + rows + contracted)
     let b = try permute(inputs[1], labels: operands[1], to: batch + contracted + columns)
     let (batches, m, k, n) = (product(batch), product(rows), product(contracted), product(columns))
-    var result: [Float] = []
-    result.reserveCapacity(batches * m * n)
-    for index in 0..<batches {
-      result += Gemm.multiply(
-        Array(a[(index * m * k)..<((index + 1) * m * k)]), Array(b[(index * k * n)..<((index + 1) * k * n)]),
-        m: m, k: k, n: n)
-    }
+    let offsets = (0..<batches).map { ($0 * m * k, $0 * k * n) }
+    let result = Gemm.multiply(a, b, offsets: offsets, m: m, k: k, n: n)
     let produced = batch + rows + columns
     let tensor = Tensor(shape: Shape(produced.map { sizes[$0] ?? 1 }), floats: result)
     return Tensor(shape: Shape(output.map { sizes[$0] ?? 1 }), floats: try permute(tensor, labels: produced, to: output))
@@ -86,20 +74,7 @@ enum LinearAlgebraKernels {
   static func permute(_ tensor: Tensor, labels: [Character], to order: [Character]) throws -> [Float] {
     let values = try tensor.requireFloats()
     let permutation = order.compactMap { labels.firstIndex(of: $0) }
-    if permutation == Array(labels.indices) { return values }
-    let dimensions = tensor.shape.dimensions
-    let outputDimensions = permutation.map { dimensions[$0] }
-    let (sourceStrides, outputStrides) = (Kernels.strides(dimensions), Kernels.strides(outputDimensions))
-    var result = [Float](repeating: 0, count: values.count)
-    for element in result.indices {
-      var (rest, source) = (element, 0)
-      for axis in outputDimensions.indices {
-        source += rest / outputStrides[axis] * sourceStrides[permutation[axis]]
-        rest %= outputStrides[axis]
-      }
-      result[element] = values[source]
-    }
-    return result
+    return permutation == Array(labels.indices) ? values : ShapeKernels.transpose(values, tensor.shape.dimensions, permutation)
   }
 
   /// Einsum of one or two operands, explicit output, no ellipsis.
@@ -129,7 +104,7 @@ enum LinearAlgebraKernels {
     let operands = try inputs.map { try $0.requireFloats() }
     // For each operand, the stride of each label in `all` (0 when the operand lacks it).
     let labelStrides = zip(operandLabels, inputs).map { labels, tensor -> [Int] in
-      let strides = Kernels.strides(tensor.shape.dimensions)
+      let strides = StridedWalk.contiguous(tensor.shape.dimensions)
       return all.map { label in labels.firstIndex(of: label).map { strides[$0] } ?? 0 }
     }
     let outputCount = outputLabels.map { sizes[$0] ?? 0 }.reduce(1, *)

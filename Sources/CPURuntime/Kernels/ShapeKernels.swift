@@ -63,17 +63,14 @@ enum ShapeKernels {
       guard permutation.sorted() == Array(dimensions.indices) else {
         throw KernelError("The permutation \(permutation) does not fit shape \(x.shape).")
       }
-      let output = permutation.map { dimensions[$0] }
-      let (sx, so) = (Kernels.strides(dimensions), Kernels.strides(output))
-      let order = (0..<(x.shape.elementCount ?? 0)).map { element -> (Int, Int) in
-        var (rest, source) = (element, 0)
-        for axis in output.indices {
-          source += rest / so[axis] * sx[permutation[axis]]
-          rest %= so[axis]
-        }
-        return (0, source)
+      let shape = Shape(permutation.map { dimensions[$0] })
+      switch x.storage {
+      case .float(let values): return [Tensor(dtype: x.dtype, shape: shape, storage: .float(transpose(values, dimensions, permutation)))]
+      case .int32(let values): return [Tensor(dtype: x.dtype, shape: shape, storage: .int32(transpose(values, dimensions, permutation)))]
+      case .int64(let values): return [Tensor(dtype: x.dtype, shape: shape, storage: .int64(transpose(values, dimensions, permutation)))]
+      case .bool(let values): return [Tensor(dtype: x.dtype, shape: shape, storage: .bool(transpose(values, dimensions, permutation)))]
+      default: throw KernelError("\(x.dtype) tensors cannot be transposed yet.")
       }
-      return [try gather([x], order, dtype: x.dtype, shape: Shape(output))]
     }
     table["ConcatV2"] = { _, inputs in
       guard inputs.count >= 2 else { throw KernelError("ConcatV2 needs values and an axis.") }
@@ -124,7 +121,8 @@ enum ShapeKernels {
       guard case .bool(let flags) = condition.storage, a.dtype == b.dtype else {
         throw KernelError("SelectV2 needs a bool condition and two values of one dtype.")
       }
-      let (shape, indices) = try Kernels.broadcastIndices([condition.shape, a.shape, b.shape])
+      let (shape, walk) = try StridedWalk.broadcast([condition.shape, a.shape, b.shape])
+      let indices = walk.indices()
       let order = (0..<(shape.elementCount ?? 0)).map { flags[indices[0][$0]] ? (0, indices[1][$0]) : (1, indices[2][$0]) }
       return [try gather([a, b], order, dtype: a.dtype, shape: shape)]
     }
@@ -254,6 +252,23 @@ enum ShapeKernels {
     }
   }
 
+  /// The elements of a row-major array of `dimensions` with its axes reordered: axis i of the
+  /// result is axis `permutation[i]` of the input.
+  static func transpose<Element>(_ values: [Element], _ dimensions: [Int], _ permutation: [Int]) -> [Element] {
+    let strides = StridedWalk.contiguous(dimensions)
+    let output = permutation.map { dimensions[$0] }
+    let walk = StridedWalk(dimensions: output, strides: [StridedWalk.contiguous(output), permutation.map { strides[$0] }])
+    let (length, step) = (walk.runLength, walk.runStrides[1])
+    return [Element](unsafeUninitializedCapacity: values.count) { result, initialized in
+      values.withUnsafeBufferPointer { values in
+        walk.forEachRun { offsets in
+          for i in 0..<length { (result.baseAddress! + offsets[0] + i).initialize(to: values[offsets[1] + i * step]) }
+        }
+      }
+      initialized = values.count
+    }
+  }
+
   /// Elements picked from `inputs` by (input, index) pairs.
   static func gather(_ inputs: [Tensor], _ order: [(Int, Int)], dtype: DType, shape: Shape) throws -> Tensor {
     switch inputs[0].storage {
@@ -277,7 +292,7 @@ enum ShapeKernels {
   /// The elements of `x` at every combination of `ranges` (one index list per dimension; -1
   /// takes `fill`'s single element).
   static func take(_ x: Tensor, ranges: [[Int]], shape: Shape, fill: Tensor? = nil) throws -> Tensor {
-    let strides = Kernels.strides(x.shape.dimensions)
+    let strides = StridedWalk.contiguous(x.shape.dimensions)
     var order: [(Int, Int)] = [(0, 0)]
     for axis in ranges.indices {
       order = order.flatMap { source, offset in

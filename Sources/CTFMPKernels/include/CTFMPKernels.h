@@ -22,6 +22,14 @@ void tfmp_float32_to_float16_f16c(const void *source, void *destination, size_t 
 /// quiet NaN with its sign) with AVX2. Call only when tfmp_has_f16c() returns nonzero.
 void tfmp_float32_to_bfloat16_avx2(const void *source, void *destination, size_t count);
 
+/// Rounds `count` float32 values in place to the nearest float16 (ties to even) and back, with
+/// F16C: the values a float16 tensor holds. Call only when tfmp_has_f16c() returns nonzero.
+void tfmp_round_to_float16_f16c(float *values, size_t count);
+
+/// Rounds `count` float32 values in place to the nearest bfloat16 (ties to even; NaN stays a
+/// quiet NaN with its sign) and back, with AVX2. Call only when tfmp_has_f16c() returns nonzero.
+void tfmp_round_to_bfloat16_avx2(float *values, size_t count);
+
 /// Counts of float32 values by the class rounding gives them (see TensorCore's RangeCounts).
 typedef struct {
   uint64_t overflow;
@@ -40,10 +48,17 @@ tfmp_range_counts tfmp_range_counts_avx2(
 /// Whether this CPU has AVX2 and FMA (checked once, at run time).
 int tfmp_has_avx2_fma(void);
 
-/// C[rows, n] = A[rows, k] x B[k, n] for rows `row_begin..<row_end` of A and C (row-major, leading
-/// dimensions k, n and n), accumulating in float32. AVX2/FMA; call only when
-/// tfmp_has_avx2_fma() is nonzero.
-void tfmp_sgemm_avx2(const float *a, const float *b, float *c, size_t k, size_t n,
-                     size_t row_begin, size_t row_end);
+/// Whether this CPU has AVX-512F (checked once, at run time).
+int tfmp_has_avx512(void);
+
+/// C[m, n] = A[m, k] x B[k, n], accumulating in float32. Element (i, p) of A is at
+/// a[i * rsa + p * csa], element (p, j) of B at b[p * rsb + j * csb] (so either operand may be
+/// transposed in place); C is row-major with leading dimension ldc. Returns 0, or -1 when
+/// scratch memory could not be allocated (C is then incomplete). The AVX2/FMA form may be called
+/// only when tfmp_has_avx2_fma() is nonzero, the AVX-512 form when tfmp_has_avx512() is.
+int tfmp_sgemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
+                    size_t rsb, size_t csb, float *c, size_t ldc);
+int tfmp_sgemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
+                      size_t rsb, size_t csb, float *c, size_t ldc);
 
 #endif

@@ -1,0 +1,112 @@
+internal import TensorCore
+internal import Foundation
+
+/// Elementwise float functions of one tensor. Each case's loop is written out with its function
+/// inline, so the compiler vectorizes what it can instead of calling through a closure per element.
+enum UnaryFunction: String, CaseIterable {
+  case relu = "Relu", exp = "Exp", log = "Log", sqrt = "Sqrt", rsqrt = "Rsqrt", square = "Square"
+  case tanh = "Tanh", sigmoid = "Sigmoid", neg = "Neg", abs = "Abs", relu6 = "Relu6", erf = "Erf"
+  case erfc = "Erfc", softplus = "Softplus", elu = "Elu", reciprocal = "Reciprocal", log1p = "Log1p"
+  case selu = "Selu", zerosLike = "ZerosLike", onesLike = "OnesLike"
+
+  func apply(_ x: [Float]) -> [Float] {
+    switch self {
+    case .relu: map(x) { Swift.max($0, 0) }
+    case .exp: map(x) { Foundation.exp($0) }
+    case .log: map(x) { Foundation.log($0) }
+    case .sqrt: map(x) { $0.squareRoot() }
+    case .rsqrt: map(x) { 1 / $0.squareRoot() }
+    case .square: map(x) { $0 * $0 }
+    case .tanh: map(x) { Foundation.tanh($0) }
+    case .sigmoid: map(x) { 1 / (1 + Foundation.exp(-$0)) }
+    case .neg: map(x) { -$0 }
+    case .abs: map(x) { Swift.abs($0) }
+    case .relu6: map(x) { Swift.min(Swift.max($0, 0), 6) }
+    case .erf: map(x) { Foundation.erf($0) }
+    case .erfc: map(x) { Foundation.erfc($0) }
+    case .softplus: map(x) { $0 > 20 ? $0 : Foundation.log1p(Foundation.exp($0)) }
+    case .elu: map(x) { $0 > 0 ? $0 : Foundation.expm1($0) }
+    case .reciprocal: map(x) { 1 / $0 }
+    case .log1p: map(x) { Foundation.log1p($0) }
+    case .selu: map(x) { $0 > 0 ? 1.0507009873554805 * $0 : 1.0507009873554805 * 1.6732632423543772 * Foundation.expm1($0) }
+    case .zerosLike: [Float](repeating: 0, count: x.count)
+    case .onesLike: [Float](repeating: 1, count: x.count)
+    }
+  }
+
+  /// `function` of each element, in a loop over pointers that the compiler vectorizes where the
+  /// function allows (`Array.map` appends one element at a time).
+  @inline(__always)
+  private func map(_ x: [Float], _ function: (Float) -> Float) -> [Float] {
+    [Float](unsafeUninitializedCapacity: x.count) { output, initialized in
+      x.withUnsafeBufferPointer { x in
+        guard let source = x.baseAddress, let target = output.baseAddress else { return }
+        for i in 0..<x.count { (target + i).initialize(to: function(source[i])) }
+      }
+      initialized = x.count
+    }
+  }
+}
+
+/// Elementwise arithmetic of two tensors with NumPy broadcasting, on floats and (where defined)
+/// integers, each case's loop written out with its function inline.
+enum BinaryFunction: String, CaseIterable {
+  case add = "AddV2", sub = "Sub", mul = "Mul", realDiv = "RealDiv", maximum = "Maximum", minimum = "Minimum"
+  case squaredDifference = "SquaredDifference", floorDiv = "FloorDiv", floorMod = "FloorMod", pow = "Pow"
+
+  func apply(_ walk: StridedWalk, _ x: [Float], _ y: [Float]) -> [Float] {
+    switch self {
+    case .add: walk.map(x, y) { $0 + $1 }
+    case .sub: walk.map(x, y) { $0 - $1 }
+    case .mul: walk.map(x, y) { $0 * $1 }
+    case .realDiv: walk.map(x, y) { $0 / $1 }
+    case .maximum: walk.map(x, y) { Swift.max($0, $1) }
+    case .minimum: walk.map(x, y) { Swift.min($0, $1) }
+    case .squaredDifference: walk.map(x, y) { ($0 - $1) * ($0 - $1) }
+    case .floorDiv: walk.map(x, y) { ($0 / $1).rounded(.down) }
+    case .floorMod: walk.map(x, y) { a, b in a - (a / b).rounded(.down) * b }
+    case .pow: walk.map(x, y) { Foundation.pow($0, $1) }
+    }
+  }
+
+  /// The integer form, wrapping on overflow as TensorFlow does; `nil` for functions TensorFlow
+  /// does not define on integers. Division by zero gives 0 instead of trapping.
+  func apply<T: FixedWidthInteger>(_ walk: StridedWalk, _ x: [T], _ y: [T]) -> [T]? {
+    switch self {
+    case .add: walk.map(x, y) { $0 &+ $1 }
+    case .sub: walk.map(x, y) { $0 &- $1 }
+    case .mul: walk.map(x, y) { $0 &* $1 }
+    case .maximum: walk.map(x, y) { Swift.max($0, $1) }
+    case .minimum: walk.map(x, y) { Swift.min($0, $1) }
+    case .squaredDifference: walk.map(x, y) { ($0 &- $1) &* ($0 &- $1) }
+    case .floorDiv:
+      walk.map(x, y) { a, b in
+        guard b != 0, !(b == -1 && a == T.min) else { return b == 0 ? 0 : a &* b }
+        let (quotient, remainder) = a.quotientAndRemainder(dividingBy: b)
+        return remainder != 0 && (remainder < 0) != (b < 0) ? quotient - 1 : quotient
+      }
+    case .floorMod:
+      walk.map(x, y) { a, b in
+        guard b != 0, !(b == -1 && a == T.min) else { return 0 }
+        let remainder = a % b
+        return remainder != 0 && (remainder < 0) != (b < 0) ? remainder + b : remainder
+      }
+    case .realDiv, .pow: nil
+    }
+  }
+
+  /// Applies the function to `a` and `b`, broadcasting.
+  func apply(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+    guard a.dtype == b.dtype else { throw KernelError("Operands are \(a.dtype) and \(b.dtype).") }
+    let (shape, walk) = try StridedWalk.broadcast([a.shape, b.shape])
+    let storage: Tensor.Storage?
+    switch (a.storage, b.storage) {
+    case (.float(let x), .float(let y)): storage = .float(apply(walk, x, y))
+    case (.int32(let x), .int32(let y)): storage = apply(walk, x, y).map { .int32($0) }
+    case (.int64(let x), .int64(let y)): storage = apply(walk, x, y).map { .int64($0) }
+    default: storage = nil
+    }
+    guard let storage else { throw KernelError("The op does not support \(a.dtype) operands yet.") }
+    return Tensor(dtype: a.dtype, shape: shape, storage: storage)
+  }
+}
