@@ -10,18 +10,24 @@ internal import Foundation
 /// first use. Only the nodes an output needs are evaluated, in dependency order (control
 /// dependencies carry no data in inference graphs and are not followed).
 public final class Interpreter: @unchecked Sendable {
-  // Sendable: the variable cache is guarded by `lock`; everything else is immutable.
+  // Sendable: the variable and constant caches are guarded by `lock`; everything else is immutable.
 
   private let model: SavedModel
   private let graph: Tensorflow_GraphDef
   private let functions: [String: Tensorflow_FunctionDef]
   private let variableKeys: [String: String]
   private var variables: [String: Tensor] = [:]
+  /// Decoded `Const` values by function and node name.
+  private var constants: [String: Tensor] = [:]
   private let lock = NSLock()
 
-  /// Prepares `model` for running.
-  public init(model: SavedModel) {
+  /// Where the time of each op type goes, when profiling.
+  public let profile: OpProfile?
+
+  /// Prepares `model` for running; with `profiling`, ``profile`` collects each kernel's time.
+  public init(model: SavedModel, profiling: Bool = false) {
     self.model = model
+    profile = profiling ? OpProfile() : nil
     graph = model.proto.metaGraphs[0].graphDef
     functions = Dictionary(
       graph.library.function.map { ($0.signature.name, $0) }, uniquingKeysWith: { first, _ in first })
@@ -150,7 +156,8 @@ public final class Interpreter: @unchecked Sendable {
       }
       let inputs = try definition.input.filter { !$0.hasPrefix("^") }.map { try value($0, for: definition) }
       do {
-        results[node] = try execute(definition, inputs: inputs)
+        results[node] = definition.op == "Const"
+          ? [.tensor(try constant(definition, in: body.name))] : try execute(definition, inputs: inputs)
       } catch let error as KernelError {
         throw RuntimeError(function: body.name, node: definition.name, message: error.message)
       }
@@ -208,28 +215,45 @@ public final class Interpreter: @unchecked Sendable {
         guard case .tensor(let tensor) = value else { throw KernelError("Expected a tensor input, got a variable handle.") }
         return tensor
       }
-      return try kernel(KernelContext(node: node), tensors).map { .tensor(Self.rounded($0, for: node)) }
+      let start = profile.map { _ in ContinuousClock.now }
+      var outputs = try kernel(KernelContext(node: node), tensors)
+      // Ops that only move elements pass reduced-precision values through unchanged.
+      let exact = Self.movesElements.contains(node.op) && !tensors.contains(where: { $0.dtype == .float32 })
+      for index in outputs.indices { Self.round(&outputs[index], for: node, alreadyExact: exact) }
+      if let profile, let start { profile.add(node.op, ContinuousClock.now - start) }
+      return outputs.map { .tensor($0) }
     }
   }
 
-  /// A kernel's float result in the type the node declares for it: kernels compute in float32,
-  /// and an op typed float16 or bfloat16 rounds its results to that type (to nearest, ties to
-  /// even), as a GPU's Tensor Cores do with float32 accumulation.
-  static func rounded(_ tensor: Tensor, for node: Tensorflow_NodeDef) -> Tensor {
-    guard case .float(let values) = tensor.storage else { return tensor }
+  /// Puts a kernel's float result in the type the node declares for it: kernels compute in
+  /// float32, and an op typed float16 or bfloat16 rounds its results to that type (to nearest,
+  /// ties to even), as a GPU's Tensor Cores do with float32 accumulation.
+  /// With `alreadyExact`, the values are known to be in the declared type and are only labelled.
+  static func round(_ tensor: inout Tensor, for node: Tensorflow_NodeDef, alreadyExact: Bool = false) {
+    guard case .float(var values) = tensor.storage else { return }
     let declared = ["DstT", "T", "Tparams", "dtype"].lazy.compactMap { name -> DType? in
       if case .type(let type)? = node.attr[name]?.value { return DType(rawValue: type.rawValue) }
       return nil
     }.first
     guard let declared, let precision = ReducedPrecision(declared) else {
-      var result = tensor
-      result.dtype = .float32
-      return result
+      tensor.dtype = .float32
+      return
     }
-    var result = values
-    precision.round(&result)
-    return Tensor(dtype: declared, shape: tensor.shape, storage: .float(result))
+    if alreadyExact {
+      tensor.dtype = declared
+      return
+    }
+    tensor.storage = .float([])  // so that `values` is the only reference and rounds in place
+    precision.round(&values)
+    tensor = Tensor(dtype: declared, shape: tensor.shape, storage: .float(values))
   }
+
+  /// Ops whose outputs are elements of their inputs: with float16 or bfloat16 inputs their
+  /// outputs need no rounding.
+  static let movesElements: Set<String> = [
+    "Reshape", "Squeeze", "ExpandDims", "Transpose", "ConcatV2", "Pack", "Unpack", "Split", "SplitV", "Slice",
+    "StridedSlice", "GatherV2", "Tile", "Pad", "SelectV2", "Relu", "MaxPool", "Neg", "Abs", "Maximum", "Minimum",
+  ]
 
   /// The most iterations a While loop may run before the model is deemed stuck.
   static let iterationLimit = 10_000_000
@@ -244,6 +268,16 @@ public final class Interpreter: @unchecked Sendable {
     let outputs = function.signature.outputArg.map { function.ret[$0.name] ?? "" }
     return try evaluate(
       Body(name: callee.name, nodes: function.nodeDef, syntax: .function), arguments: arguments, outputs: outputs)
+  }
+
+  /// The value of `Const` node `node` of function `function`, decoded once.
+  private func constant(_ node: Tensorflow_NodeDef, in function: String) throws -> Tensor {
+    let key = function + "/" + node.name
+    if let cached = lock.withLock({ constants[key] }) { return cached }
+    var tensor = try TensorDecoding.constant(node)
+    Self.round(&tensor, for: node)
+    lock.withLock { constants[key] = tensor }
+    return tensor
   }
 
   /// A variable's value, read from the checkpoint once.
@@ -295,5 +329,30 @@ public final class Interpreter: @unchecked Sendable {
       }
     }
     return keys
+  }
+}
+
+/// The time spent in each op type's kernel (rounding to float16 or bfloat16 included), summed
+/// over the runs since it was created.
+public final class OpProfile: @unchecked Sendable {
+  // Sendable: `entries` is guarded by `lock`.
+  private var entries: [String: (count: Int, time: Duration)] = [:]
+  private let lock = NSLock()
+
+  func add(_ op: String, _ time: Duration) {
+    lock.withLock {
+      let entry = entries[op, default: (0, .zero)]
+      entries[op] = (entry.count + 1, entry.time + time)
+    }
+  }
+
+  /// Each op type with its number of kernel calls and their total time, the most time first.
+  public var totals: [(op: String, count: Int, time: Duration)] {
+    lock.withLock { entries.map { ($0.key, $0.value.count, $0.value.time) } }.sorted { $0.time > $1.time }
+  }
+
+  /// Forgets what was collected.
+  public func reset() {
+    lock.withLock { entries = [:] }
   }
 }

@@ -10,6 +10,7 @@
 // move the weights twice for little arithmetic. The Swift scalar kernel is the reference the
 // tests compare every path with.
 #include "CTFMPKernels.h"
+#include "denormals.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-enum { KC = 256, MC = 240, NC = 512, MAX_NR = 32, FEW_ROWS = 4 };
+enum { KC = 256, MC = 240, NC = 512, MAX_NR = 32, FEW_ROWS = 4, PREFETCH_ROWS = 4 };
 
 int tfmp_has_avx2_fma(void) {
   __builtin_cpu_init();
@@ -137,6 +138,10 @@ static void pack_b(const float *b, size_t rs, size_t cs, size_t depth, size_t co
   size_t panels = (columns + nr - 1) / nr;
   for (size_t p = 0; p < depth; p++) {
     const float *source = b + p * rs;
+    // Weights usually come from memory, not cache: ask for the row PREFETCH_ROWS ahead now.
+    if (cs == 1 && p + PREFETCH_ROWS < depth) {
+      for (size_t j = 0; j < columns; j += 16) __builtin_prefetch(source + PREFETCH_ROWS * rs + j);
+    }
     for (size_t panel = 0; panel < panels; panel++) {
       float *target = packed + (panel * depth + p) * nr;
       size_t j0 = panel * nr, width = columns - j0 < nr ? columns - j0 : nr;
@@ -266,12 +271,18 @@ static int sgemm(tile_function tile, few_rows_function few_rows, size_t mr, size
 
 int tfmp_sgemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
                     size_t rsb, size_t csb, float *c, size_t ldc) {
-  return sgemm(tile_avx2, few_rows_avx2, 6, 16, m, n, k, a, rsa, csa, b, rsb, csb, c, ldc);
+  unsigned int mode = tfmp_enter_flush_mode();
+  int status = sgemm(tile_avx2, few_rows_avx2, 6, 16, m, n, k, a, rsa, csa, b, rsb, csb, c, ldc);
+  tfmp_leave_flush_mode(mode);
+  return status;
 }
 
 int tfmp_sgemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
                       size_t rsb, size_t csb, float *c, size_t ldc) {
-  return sgemm(tile_avx512, few_rows_avx512, 12, 32, m, n, k, a, rsa, csa, b, rsb, csb, c, ldc);
+  unsigned int mode = tfmp_enter_flush_mode();
+  int status = sgemm(tile_avx512, few_rows_avx512, 12, 32, m, n, k, a, rsa, csa, b, rsb, csb, c, ldc);
+  tfmp_leave_flush_mode(mode);
+  return status;
 }
 #else
 int tfmp_has_avx2_fma(void) { return 0; }

@@ -172,29 +172,42 @@ enum ConvolutionKernels {
     let padding = context.string("padding") ?? "VALID"
     let rows = try window(size: height, kernel: size[1], stride: strides[1], dilation: 1, padding: padding)
     let columns = try window(size: width, kernel: size[2], stride: strides[2], dilation: 1, padding: padding)
-    var result = [Float](repeating: 0, count: batch * rows.output * columns.output * channels)
-    for n in 0..<batch {
-      for oy in 0..<rows.output {
-        for ox in 0..<columns.output {
-          for c in 0..<channels {
-            var best = -Float.infinity
-            var (sum, count): (Float, Float) = (0, 0)
-            for ky in 0..<size[1] {
-              let iy = oy * strides[1] + ky - rows.before
-              guard (0..<height).contains(iy) else { continue }
-              for kx in 0..<size[2] {
-                let ix = ox * strides[2] + kx - columns.before
-                guard (0..<width).contains(ix) else { continue }
-                let value = values[((n * height + iy) * width + ix) * channels + c]
-                best = Swift.max(best, value)
-                sum += value
-                count += 1
+    // Per output position, the taps inside the input are combined channel by channel (the
+    // contiguous, vectorizable dimension); AvgPool divides by the number of such taps.
+    let count = batch * rows.output * columns.output * channels
+    let result = [Float](unsafeUninitializedCapacity: count) { result, initialized in
+      values.withUnsafeBufferPointer { values in
+        guard let source = values.baseAddress, let target = result.baseAddress else { return }
+        for n in 0..<batch {
+          for oy in 0..<rows.output {
+            for ox in 0..<columns.output {
+              let output = target + ((n * rows.output + oy) * columns.output + ox) * channels
+              output.initialize(repeating: average ? 0 : -.infinity, count: channels)
+              var taps = 0
+              for ky in 0..<size[1] {
+                let iy = oy * strides[1] + ky - rows.before
+                guard (0..<height).contains(iy) else { continue }
+                for kx in 0..<size[2] {
+                  let ix = ox * strides[2] + kx - columns.before
+                  guard (0..<width).contains(ix) else { continue }
+                  let input = source + ((n * height + iy) * width + ix) * channels
+                  taps += 1
+                  if average {
+                    for c in 0..<channels { output[c] += input[c] }
+                  } else {
+                    for c in 0..<channels { output[c] = Swift.max(output[c], input[c]) }
+                  }
+                }
+              }
+              if average {
+                let divisor = Float(Swift.max(taps, 1))
+                for c in 0..<channels { output[c] /= divisor }
               }
             }
-            result[((n * rows.output + oy) * columns.output + ox) * channels + c] = average ? sum / Swift.max(count, 1) : best
           }
         }
       }
+      initialized = count
     }
     return Tensor(shape: Shape([batch, rows.output, columns.output, channels]), floats: result)
   }

@@ -1,3 +1,4 @@
+internal import CTFMPKernels
 internal import TensorCore
 internal import Foundation
 
@@ -12,18 +13,18 @@ enum UnaryFunction: String, CaseIterable {
   func apply(_ x: [Float]) -> [Float] {
     switch self {
     case .relu: map(x) { Swift.max($0, 0) }
-    case .exp: map(x) { Foundation.exp($0) }
+    case .exp: vector(x, tfmp_exp_f32)
     case .log: map(x) { Foundation.log($0) }
     case .sqrt: map(x) { $0.squareRoot() }
     case .rsqrt: map(x) { 1 / $0.squareRoot() }
     case .square: map(x) { $0 * $0 }
     case .tanh: map(x) { Foundation.tanh($0) }
-    case .sigmoid: map(x) { 1 / (1 + Foundation.exp(-$0)) }
+    case .sigmoid: map(vector(map(x) { -$0 }, tfmp_exp_f32)) { 1 / (1 + $0) }
     case .neg: map(x) { -$0 }
     case .abs: map(x) { Swift.abs($0) }
     case .relu6: map(x) { Swift.min(Swift.max($0, 0), 6) }
-    case .erf: map(x) { Foundation.erf($0) }
-    case .erfc: map(x) { Foundation.erfc($0) }
+    case .erf: vector(x, tfmp_erf_f32)
+    case .erfc: vector(x, tfmp_erfc_f32)
     case .softplus: map(x) { $0 > 20 ? $0 : Foundation.log1p(Foundation.exp($0)) }
     case .elu: map(x) { $0 > 0 ? $0 : Foundation.expm1($0) }
     case .reciprocal: map(x) { 1 / $0 }
@@ -31,6 +32,15 @@ enum UnaryFunction: String, CaseIterable {
     case .selu: map(x) { $0 > 0 ? 1.0507009873554805 * $0 : 1.0507009873554805 * 1.6732632423543772 * Foundation.expm1($0) }
     case .zerosLike: [Float](repeating: 0, count: x.count)
     case .onesLike: [Float](repeating: 1, count: x.count)
+    }
+  }
+
+  /// One of the C library's vectorized functions of each element (see `vector_math.c` for
+  /// their accuracy).
+  private func vector(_ x: [Float], _ function: (UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int) -> Void) -> [Float] {
+    [Float](unsafeUninitializedCapacity: x.count) { output, initialized in
+      x.withUnsafeBufferPointer { function($0.baseAddress, output.baseAddress, x.count) }
+      initialized = x.count
     }
   }
 

@@ -8,14 +8,17 @@ enum Gemm {
   enum Implementation: CaseIterable {
     case avx512, avx2, reference
 
-    /// Whether this CPU can run it.
+    /// Whether this CPU can run it (asked once).
     var isAvailable: Bool {
       switch self {
-      case .avx512: tfmp_has_avx512() != 0
-      case .avx2: tfmp_has_avx2_fma() != 0
+      case .avx512: Self.hasAVX512
+      case .avx2: Self.hasAVX2
       case .reference: true
       }
     }
+
+    private static let hasAVX512 = tfmp_has_avx512() != 0
+    private static let hasAVX2 = tfmp_has_avx2_fma() != 0
 
     /// The fastest implementation this CPU runs.
     static let best = allCases.first { $0.isAvailable } ?? .reference

@@ -1,3 +1,4 @@
+internal import CTFMPKernels
 internal import TensorCore
 internal import Foundation
 
@@ -7,7 +8,6 @@ enum Kernels {
 
   static let table: [String: Kernel] = {
     var table: [String: Kernel] = [:]
-    table["Const"] = { context, _ in [try TensorDecoding.constant(context.node)] }
     for function in UnaryFunction.allCases {
       table[function.rawValue] = { _, inputs in
         let x = try input(inputs, 0)
@@ -39,13 +39,13 @@ enum Kernels {
       guard case .bool(let x) = a.storage else { throw KernelError("Expected a bool input.") }
       return [Tensor(dtype: .bool, shape: a.shape, storage: .bool(x.map { !$0 }))]
     }
-    table["Sum"] = { context, inputs in [try reduce(context, inputs, initial: 0) { $0 + $1 }] }
-    table["Max"] = { context, inputs in [try reduce(context, inputs, initial: -.infinity) { Swift.max($0, $1) }] }
-    table["Min"] = { context, inputs in [try reduce(context, inputs, initial: .infinity) { Swift.min($0, $1) }] }
-    table["Prod"] = { context, inputs in [try reduce(context, inputs, initial: 1) { $0 * $1 }] }
+    table["Sum"] = { context, inputs in [try reduce(context, inputs, .sum)] }
+    table["Max"] = { context, inputs in [try reduce(context, inputs, .max)] }
+    table["Min"] = { context, inputs in [try reduce(context, inputs, .min)] }
+    table["Prod"] = { context, inputs in [try reduce(context, inputs, .product)] }
     table["Mean"] = { context, inputs in
       let x = try input(inputs, 0)
-      let sum = try reduce(context, inputs, initial: 0) { $0 + $1 }
+      let sum = try reduce(context, inputs, .sum)
       let divisor = Double((x.shape.elementCount ?? 0) / Swift.max(1, sum.shape.elementCount ?? 1))
       return [try tensor(try doubles(sum).map { $0 / Swift.max(divisor, 1) }, like: x, shape: sum.shape)]
     }
@@ -62,19 +62,7 @@ enum Kernels {
       let alpha = context.float("alpha", default: 0.2)
       return [Tensor(shape: x.shape, floats: try x.requireFloats().map { $0 > 0 ? $0 : alpha * $0 })]
     }
-    table["LogSoftmax"] = { _, inputs in
-      let x = try input(inputs, 0)
-      let values = try x.requireFloats()
-      let width = Swift.max(x.shape.dimensions.last ?? 1, 1)
-      var result = values
-      for row in stride(from: 0, to: values.count, by: width) {
-        let slice = values[row..<(row + width)]
-        let largest = slice.max() ?? 0
-        let logSum = Foundation.log(slice.map { Foundation.exp($0 - largest) }.reduce(0, +)) + largest
-        for offset in 0..<width { result[row + offset] = values[row + offset] - logSum }
-      }
-      return [Tensor(shape: x.shape, floats: result)]
-    }
+    table["LogSoftmax"] = { _, inputs in [try softmax(try input(inputs, 0), logarithm: true)] }
     table["ArgMax"] = { context, inputs in
       let x = try input(inputs, 0)
       let values = try doubles(x)
@@ -119,20 +107,7 @@ enum Kernels {
       return [Tensor(shape: x.shape, floats: result), statistics, Tensor(shape: Shape([channels]), floats: variance),
               statistics, statistics, statistics]
     }
-    table["Softmax"] = { _, inputs in
-      let x = try input(inputs, 0)
-      let values = try x.requireFloats()
-      let width = x.shape.dimensions.last ?? 1
-      var result = values
-      for row in stride(from: 0, to: values.count, by: Swift.max(width, 1)) {
-        let slice = values[row..<(row + width)]
-        let largest = slice.max() ?? 0
-        let exps = slice.map { Foundation.exp($0 - largest) }
-        let total = exps.reduce(0, +)
-        for (offset, value) in exps.enumerated() { result[row + offset] = value / total }
-      }
-      return [Tensor(shape: x.shape, floats: result)]
-    }
+    table["Softmax"] = { _, inputs in [try softmax(try input(inputs, 0), logarithm: false)] }
     ShapeKernels.register(in: &table)
     ConvolutionKernels.register(in: &table)
     LinearAlgebraKernels.register(in: &table)
@@ -150,6 +125,45 @@ enum Kernels {
   static func input(_ inputs: [Tensor], _ index: Int) throws -> Tensor {
     guard index < inputs.count else { throw KernelError("Expected at least \(index + 1) inputs, got \(inputs.count).") }
     return inputs[index]
+  }
+
+  /// Softmax (or its logarithm) over the last dimension: exponentials of the differences from
+  /// the row's largest value, summed in float32.
+  static func softmax(_ x: Tensor, logarithm: Bool) throws -> Tensor {
+    let values = try x.requireFloats()
+    let width = x.shape.dimensions.last ?? 1
+    let result = [Float](unsafeUninitializedCapacity: values.count) { result, initialized in
+      values.withUnsafeBufferPointer { values in
+        guard width > 0, let source = values.baseAddress, let target = result.baseAddress else { return }
+        for row in stride(from: 0, to: values.count, by: width) {
+          let (input, output) = (source + row, target + row)
+          var largest = -Float.infinity
+          for i in 0..<width where input[i] > largest { largest = input[i] }
+          for i in 0..<width { output.advanced(by: i).initialize(to: input[i] - largest) }
+          tfmp_exp_f32(output, output, width)
+          // Eight running sums, so the additions do not wait for each other.
+          var sums = SIMD8<Float>()
+          var i = 0
+          while i + 8 <= width {
+            sums += UnsafeRawPointer(output + i).loadUnaligned(as: SIMD8<Float>.self)
+            i += 8
+          }
+          var total = sums.sum()
+          while i < width {
+            total += output[i]
+            i += 1
+          }
+          if logarithm {
+            let logSum = Foundation.log(total) + largest
+            for i in 0..<width { output[i] = input[i] - logSum }
+          } else {
+            for i in 0..<width { output[i] /= total }
+          }
+        }
+      }
+      initialized = values.count
+    }
+    return Tensor(shape: x.shape, floats: result)
   }
 
   /// Compares elementwise with broadcasting; the result is bool.
@@ -170,14 +184,48 @@ enum Kernels {
     }
   }
 
+  /// How a reduction combines elements.
+  enum Reduction {
+    case sum, max, min, product
+
+    var initial: Double {
+      switch self {
+      case .sum: 0
+      case .max: -.infinity
+      case .min: .infinity
+      case .product: 1
+      }
+    }
+
+    /// Combines `length` elements at `source` (step `stride`) into `target[0]` when `along`,
+    /// else into `target[0..<length]` element by element; each case's loop written out.
+    @inline(__always)
+    func combine<T: BinaryFloatingPoint>(
+      _ source: UnsafePointer<T>, stride: Int, _ length: Int, into target: UnsafeMutablePointer<Double>, along: Bool
+    ) {
+      @inline(__always)
+      func run(_ function: (Double, Double) -> Double) {
+        if along {
+          var total = target.pointee
+          for i in 0..<length { total = function(total, Double(source[i &* stride])) }
+          target.pointee = total
+        } else {
+          for i in 0..<length { target[i] = function(target[i], Double(source[i &* stride])) }
+        }
+      }
+      switch self {
+      case .sum: run { $0 + $1 }
+      case .max: run { Swift.max($0, $1) }
+      case .min: run { Swift.min($0, $1) }
+      case .product: run { $0 * $1 }
+      }
+    }
+  }
+
   /// Reduces input 0 over the axes in input 1 (attribute `keep_dims`), accumulating in double
   /// precision and storing the result in the input's type.
-  @inline(__always)
-  static func reduce(
-    _ context: KernelContext, _ inputs: [Tensor], initial: Double, _ combine: (Double, Double) -> Double
-  ) throws -> Tensor {
+  static func reduce(_ context: KernelContext, _ inputs: [Tensor], _ reduction: Reduction) throws -> Tensor {
     let x = try input(inputs, 0)
-    let values = try doubles(x)
     let rank = x.shape.rank
     let axes = Set(try input(inputs, 1).requireIntegers().map { $0 < 0 ? $0 + rank : $0 })
     guard axes.allSatisfy({ (0..<rank).contains($0) }) else { throw KernelError("A reduction axis is out of range.") }
@@ -187,21 +235,19 @@ enum Kernels {
     let targets = zip(kept, StridedWalk.contiguous(kept)).map { size, stride in size == 1 ? 0 : stride }
     let walk = StridedWalk(dimensions: dimensions, strides: [StridedWalk.contiguous(dimensions), targets])
     let (length, step) = (walk.runLength, walk.runStrides)
-    var result = [Double](repeating: initial, count: kept.reduce(1, *))
-    values.withUnsafeBufferPointer { values in
-      result.withUnsafeMutableBufferPointer { result in
-        walk.forEachRun { offsets in
-          let (source, target) = (offsets[0], offsets[1])
-          if step[1] == 0 {
-            var total = result[target]
-            for i in 0..<length { total = combine(total, values[source + i * step[0]]) }
-            result[target] = total
-          } else {
-            for i in 0..<length { result[target + i] = combine(result[target + i], values[source + i * step[0]]) }
+    var result = [Double](repeating: reduction.initial, count: kept.reduce(1, *))
+    func accumulate<T: BinaryFloatingPoint>(_ values: [T]) {
+      values.withUnsafeBufferPointer { values in
+        result.withUnsafeMutableBufferPointer { result in
+          walk.forEachRun { offsets in
+            reduction.combine(
+              values.baseAddress! + offsets[0], stride: step[0], length, into: result.baseAddress! + offsets[1],
+              along: step[1] == 0)
           }
         }
       }
     }
+    if case .float(let values) = x.storage { accumulate(values) } else { accumulate(try doubles(x)) }
     let shape = Shape(
       context.bool("keep_dims") ? kept : dimensions.enumerated().filter { !axes.contains($0.offset) }.map(\.element))
     return try tensor(result, like: x, shape: shape)
@@ -212,8 +258,8 @@ enum Kernels {
     switch prototype.storage {
     case .float: return Tensor(dtype: prototype.dtype, shape: shape, storage: .float(values.map { Float($0) }))
     case .double: return Tensor(dtype: prototype.dtype, shape: shape, storage: .double(values))
-    case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(values.map { Int32(clamping: Int64($0)) }))
-    case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(values.map { Int64($0) }))
+    case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(values.map(ShapeKernels.truncated)))
+    case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(values.map(ShapeKernels.truncated)))
     default: throw KernelError("\(prototype.dtype) values cannot be reduced.")
     }
   }

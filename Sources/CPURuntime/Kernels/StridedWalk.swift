@@ -45,23 +45,37 @@ struct StridedWalk {
 
   /// Calls `body` with each operand's offset at the start of every run, in row-major order.
   @inline(__always)
-  func forEachRun(_ body: ([Int]) -> Void) {
+  func forEachRun(_ body: (UnsafeBufferPointer<Int>) -> Void) {
     guard !dimensions.contains(0) else { return }
-    let outer = dimensions.count - 1
-    var offsets = [Int](repeating: 0, count: strides.count)
-    var counter = [Int](repeating: 0, count: outer)
-    while true {
-      body(offsets)
-      var axis = outer - 1
-      while axis >= 0 {
-        counter[axis] += 1
-        for operand in strides.indices { offsets[operand] += strides[operand][axis] }
-        if counter[axis] < dimensions[axis] { break }
-        for operand in strides.indices { offsets[operand] -= strides[operand][axis] * dimensions[axis] }
-        counter[axis] = 0
-        axis -= 1
+    let (operands, outer) = (strides.count, dimensions.count - 1)
+    // Scratch in one allocation: offsets, then the counter of each outer axis, then each outer
+    // axis's sizes and strides (operand-major per axis), so the loop touches no array.
+    withUnsafeTemporaryAllocation(of: Int.self, capacity: operands + outer * (2 + operands)) { scratch in
+      let base = scratch.baseAddress!
+      let offsets = base, counter = base + operands, sizes = counter + outer, steps = sizes + outer
+      offsets.initialize(repeating: 0, count: operands)
+      counter.initialize(repeating: 0, count: outer)
+      for axis in 0..<outer {
+        (sizes + axis).initialize(to: dimensions[axis])
+        for operand in 0..<operands { (steps + axis * operands + operand).initialize(to: strides[operand][axis]) }
       }
-      if axis < 0 { return }
+      let current = UnsafeBufferPointer(start: offsets, count: operands)
+      while true {
+        body(current)
+        var axis = outer - 1
+        while axis >= 0 {
+          counter[axis] += 1
+          let step = steps + axis * operands
+          if counter[axis] < sizes[axis] {
+            for operand in 0..<operands { offsets[operand] &+= step[operand] }
+            break
+          }
+          for operand in 0..<operands { offsets[operand] &-= step[operand] &* (sizes[axis] - 1) }
+          counter[axis] = 0
+          axis -= 1
+        }
+        if axis < 0 { return }
+      }
     }
   }
 

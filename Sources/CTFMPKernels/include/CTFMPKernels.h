@@ -61,4 +61,13 @@ int tfmp_sgemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t rsa, si
 int tfmp_sgemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
                       size_t rsb, size_t csb, float *c, size_t ldc);
 
+/// y[i] = e^x[i] for `count` float32 values (within 2 ulps; infinity on overflow, 0 below
+/// -104, NaN stays NaN), vectorized for the widest instruction set this CPU has.
+void tfmp_exp_f32(const float *x, float *y, size_t count);
+
+/// y[i] = erf(x[i]) and erfc(x[i]) for `count` float32 values (absolute error below 2e-7),
+/// vectorized like tfmp_exp_f32.
+void tfmp_erf_f32(const float *x, float *y, size_t count);
+void tfmp_erfc_f32(const float *x, float *y, size_t count);
+
 #endif
