@@ -10,7 +10,8 @@ internal import Foundation
 /// first use. Only the nodes an output needs are evaluated, in dependency order (control
 /// dependencies carry no data in inference graphs and are not followed).
 public final class Interpreter: @unchecked Sendable {
-  // Sendable: the variable and constant caches are guarded by `lock`; everything else is immutable.
+  // Sendable: the variable, constant and plan caches are guarded by `lock`; everything else is
+  // immutable.
 
   private let model: SavedModel
   private let graph: Tensorflow_GraphDef
@@ -19,6 +20,8 @@ public final class Interpreter: @unchecked Sendable {
   private var variables: [String: Tensor] = [:]
   /// Decoded `Const` values by function and node name.
   private var constants: [String: Tensor] = [:]
+  /// Evaluation plans by body, outputs and argument names.
+  private var plans: [String: Plan] = [:]
   private let lock = NSLock()
 
   /// Where the time of each op type goes, when profiling.
@@ -104,71 +107,261 @@ public final class Interpreter: @unchecked Sendable {
     var syntax: Syntax
   }
 
+  /// How one body is evaluated for given arguments and outputs, worked out once: the nodes the
+  /// outputs need in dependency order, where each input comes from, and after which step each
+  /// result is no longer needed (so its memory is freed while the body still runs).
+  struct Plan {
+    enum Source {
+      case node(Int, output: Int, reference: String)
+      case argument(String)
+      case undefined(String)
+    }
+    struct Step {
+      var node: Int
+      /// Set when the node is a fed placeholder of the top-level graph.
+      var fed: String?
+      var inputs: [Source]
+      /// Elementwise nodes applied in place to the node's result, in order (see ``Fused``).
+      var fused: [Fused] = []
+      /// Nodes whose results are last read by this step.
+      var releases: [Int] = []
+      /// The node whose result the step stores: the last fused one, else `node`.
+      var result: Int { fused.last?.node ?? node }
+    }
+    /// An elementwise node whose one input is the result of the node before it, which nothing
+    /// else reads: it updates that result in place instead of writing a new tensor, saving
+    /// memory traffic (a convolution's BiasAdd, batch-norm Mul and AddV2, and Relu become
+    /// updates of its output).
+    struct Fused {
+      enum Operation {
+        case binary(BinaryFunction, side: Source, valuesFirst: Bool)
+        case relu, relu6
+      }
+      var node: Int
+      var operation: Operation
+    }
+    var steps: [Step]
+    var outputs: [Source]
+
+    init(_ body: Body, arguments: Set<String>, outputs: [String]) {
+      let index = Dictionary(body.nodes.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+      func source(_ reference: String) -> Source {
+        let parts = reference.split(separator: ":", omittingEmptySubsequences: false)
+        guard let node = index[String(parts[0])] else {
+          return arguments.contains(reference) ? .argument(reference) : .undefined(reference)
+        }
+        switch body.syntax {
+        case .graph: return .node(node, output: parts.count > 1 ? Int(parts[1]) ?? 0 : 0, reference: reference)
+        case .function:
+          guard parts.count > 1 else { return arguments.contains(reference) ? .argument(reference) : .undefined(reference) }
+          let position = parts.count > 2 ? Int(parts[2]) ?? 0 : 0
+          let offset = Kernels.outputArguments[body.nodes[node].op]?.firstIndex(of: String(parts[1])) ?? 0
+          return .node(node, output: offset + position, reference: reference)
+        }
+      }
+      func producer(_ source: Source) -> Int? {
+        if case .node(let node, _, _) = source { return node }
+        return nil
+      }
+      let sources = body.nodes.map { $0.input.filter { !$0.hasPrefix("^") }.map(source) }
+      // The nodes the outputs need, in dependency order (depth-first post-order).
+      var order: [Int] = []
+      var state = [UInt8](repeating: 0, count: body.nodes.count)  // 0 new, 1 open, 2 done
+      self.outputs = outputs.map(source)
+      var stack = self.outputs.compactMap(producer).map { ($0, false) }
+      while let (node, expanded) = stack.popLast() {
+        if expanded {
+          if state[node] != 2 { state[node] = 2; order.append(node) }
+          continue
+        }
+        guard state[node] == 0 else { continue }
+        state[node] = 1
+        stack.append((node, true))
+        for input in sources[node] {
+          if let producer = producer(input), state[producer] == 0 { stack.append((producer, false)) }
+        }
+      }
+      var consumers = [Int](repeating: 0, count: body.nodes.count)
+      for node in order { for input in sources[node] { if let producer = producer(input) { consumers[producer] += 1 } } }
+      for output in self.outputs { if let producer = producer(output) { consumers[producer] += 1 } }
+      // Steps in order; a node fuses into the step whose result is its only-read input when its
+      // other input is computed before that step began.
+      var steps: [Step] = []
+      var stepOf = [Int](repeating: -1, count: body.nodes.count)
+      func fusion(_ node: Int) -> (step: Int, operation: Fused.Operation)? {
+        let (op, inputs) = (body.nodes[node].op, sources[node])
+        func chain(_ input: Source) -> Int? {
+          guard case .node(let producer, 0, _) = input, consumers[producer] == 1, stepOf[producer] >= 0,
+            steps[stepOf[producer]].result == producer
+          else { return nil }
+          return stepOf[producer]
+        }
+        func availableBefore(_ step: Int, _ input: Source) -> Bool {
+          switch input {
+          case .node(let producer, _, _): stepOf[producer] >= 0 && stepOf[producer] < step
+          case .argument: true
+          case .undefined: false
+          }
+        }
+        if op == "Relu" || op == "Relu6", inputs.count == 1, let step = chain(inputs[0]) {
+          return (step, op == "Relu" ? .relu : .relu6)
+        }
+        let functions: [String: BinaryFunction] = [
+          "BiasAdd": .add, "AddV2": .add, "Add": .add, "Sub": .sub, "Mul": .mul, "RealDiv": .realDiv,
+          "Maximum": .maximum, "Minimum": .minimum,
+        ]
+        guard let function = functions[op], inputs.count == 2 else { return nil }
+        for (chained, side) in op == "BiasAdd" ? [(0, 1)] : [(0, 1), (1, 0)] {
+          if let step = chain(inputs[chained]), availableBefore(step, inputs[side]) {
+            return (step, .binary(function, side: inputs[side], valuesFirst: chained == 0))
+          }
+        }
+        return nil
+      }
+      for node in order {
+        let name = body.nodes[node].name
+        let fed = body.syntax == .graph && arguments.contains(name) ? name : nil
+        if fed == nil, let (step, operation) = fusion(node) {
+          steps[step].fused.append(Fused(node: node, operation: operation))
+          stepOf[node] = step
+          continue
+        }
+        steps.append(Step(node: node, fed: fed, inputs: sources[node]))
+        stepOf[node] = steps.count - 1
+      }
+      // Each result is released after the last step that reads it (body outputs never).
+      var lastUse = [Int](repeating: -1, count: body.nodes.count)
+      for (position, step) in steps.enumerated() {
+        var reads = step.inputs
+        for fused in step.fused { if case .binary(_, let side, _) = fused.operation { reads.append(side) } }
+        for input in reads { if let producer = producer(input) { lastUse[producer] = position } }
+      }
+      for output in self.outputs { if let producer = producer(output) { lastUse[producer] = steps.count } }
+      for (node, position) in lastUse.enumerated() where position >= 0 && position < steps.count {
+        steps[position].releases.append(node)
+      }
+      self.steps = steps
+    }
+  }
+
+  /// The plan for `body` with these arguments and outputs, made on first use.
+  private func plan(_ body: Body, arguments: [String: Value], outputs: [String]) -> Plan {
+    let key = body.name + "\u{0}" + outputs.joined(separator: ",") + "\u{0}" + arguments.keys.sorted().joined(separator: ",")
+    if let plan = lock.withLock({ plans[key] }) { return plan }
+    let plan = Plan(body, arguments: Set(arguments.keys), outputs: outputs)
+    lock.withLock { plans[key] = plan }
+    return plan
+  }
+
   /// Evaluates the nodes of `body` that `outputs` need and returns those outputs.
   func evaluate(_ body: Body, arguments: [String: Value], outputs: [String]) throws -> [Value] {
-    let index = Dictionary(body.nodes.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
-    func source(_ reference: String) -> (node: Int, output: Int)? {
-      let parts = reference.split(separator: ":", omittingEmptySubsequences: false)
-      guard let node = index[String(parts[0])] else { return nil }
-      switch body.syntax {
-      case .graph: return (node, parts.count > 1 ? Int(parts[1]) ?? 0 : 0)
-      case .function:
-        guard parts.count > 1 else { return nil }
-        let index = parts.count > 2 ? Int(parts[2]) ?? 0 : 0
-        let offset = Kernels.outputArguments[body.nodes[node].op]?.firstIndex(of: String(parts[1])) ?? 0
-        return (node, offset + index)
-      }
-    }
-    // The nodes the outputs need, in dependency order (depth-first post-order).
-    var order: [Int] = []
-    var state = [UInt8](repeating: 0, count: body.nodes.count)  // 0 new, 1 open, 2 done
-    var stack = outputs.compactMap { source($0)?.node }.map { ($0, false) }
-    while let (node, expanded) = stack.popLast() {
-      if expanded {
-        if state[node] != 2 { state[node] = 2; order.append(node) }
-        continue
-      }
-      guard state[node] == 0 else { continue }
-      state[node] = 1
-      stack.append((node, true))
-      for input in body.nodes[node].input where !input.hasPrefix("^") {
-        if let (producer, _) = source(input), state[producer] == 0 { stack.append((producer, false)) }
-      }
-    }
+    let plan = plan(body, arguments: arguments, outputs: outputs)
     var results: [[Value]] = Array(repeating: [], count: body.nodes.count)
-    func value(_ reference: String, for node: Tensorflow_NodeDef) throws -> Value {
-      if let (producer, output) = source(reference) {
+    func value(_ source: Plan.Source, for node: String) throws -> Value {
+      switch source {
+      case .node(let producer, let output, let reference):
         guard output < results[producer].count else {
-          throw RuntimeError(
-            function: body.name, node: node.name,
-            message: "Input '\(reference)' has no output \(output).")
+          throw RuntimeError(function: body.name, node: node, message: "Input '\(reference)' has no output \(output).")
         }
         return results[producer][output]
-      }
-      if let argument = arguments[reference] { return argument }
-      throw RuntimeError(function: body.name, node: node.name, message: "Input '\(reference)' is not defined.")
-    }
-    for node in order {
-      let definition = body.nodes[node]
-      if let fed = arguments[definition.name], body.syntax == .graph {
-        results[node] = [fed]
-        continue
-      }
-      let inputs = try definition.input.filter { !$0.hasPrefix("^") }.map { try value($0, for: definition) }
-      do {
-        results[node] = definition.op == "Const"
-          ? [.tensor(try constant(definition, in: body.name))] : try execute(definition, inputs: inputs)
-      } catch let error as KernelError {
-        throw RuntimeError(function: body.name, node: definition.name, message: error.message)
+      case .argument(let name):
+        guard let argument = arguments[name] else { preconditionFailure("the plan's arguments are the call's") }
+        return argument
+      case .undefined(let reference):
+        throw RuntimeError(function: body.name, node: node, message: "Input '\(reference)' is not defined.")
       }
     }
-    return try outputs.map { reference in
-      guard let (producer, output) = source(reference), output < results[producer].count else {
-        if let argument = arguments[reference] { return argument }
+    for step in plan.steps {
+      let definition = body.nodes[step.node]
+      if let fed = step.fed, let argument = arguments[fed] {
+        results[step.node] = [argument]
+      } else {
+        let inputs = try step.inputs.map { try value($0, for: definition.name) }
+        do {
+          results[step.node] = definition.op == "Const"
+            ? [.tensor(try constant(definition, in: body.name))] : try execute(definition, inputs: inputs)
+        } catch let error as KernelError {
+          throw RuntimeError(function: body.name, node: definition.name, message: error.message)
+        }
+        var current = step.node
+        for fused in step.fused {
+          let member = body.nodes[fused.node]
+          // Taken out of `results`, so that the update can happen in place.
+          var operand = results[current].first
+          results[current] = []
+          do {
+            results[fused.node] = [try apply(fused.operation, of: member, to: &operand, value)]
+          } catch let error as KernelError {
+            throw RuntimeError(function: body.name, node: member.name, message: error.message)
+          }
+          current = fused.node
+        }
+      }
+      for node in step.releases { results[node] = [] }
+    }
+    return try plan.outputs.map { source in
+      if case .node(let producer, let output, let reference) = source, output >= results[producer].count {
         throw RuntimeError(function: body.name, node: reference, message: "The output '\(reference)' was not computed.")
       }
-      return results[producer][output]
+      return try value(source, for: "<outputs>")
     }
+  }
+
+  /// Applies fused node `node` to `input`, the result of the node before it, in place when it is
+  /// a float tensor and the other operand a scalar or repeats along its last dimensions (a bias,
+  /// a per-channel scale); else runs the node's kernel.
+  private func apply(
+    _ operation: Plan.Fused.Operation, of node: Tensorflow_NodeDef, to input: inout Value?,
+    _ value: (Plan.Source, String) throws -> Value
+  ) throws -> Value {
+    guard let chained = input else { throw KernelError("The fused input has no value.") }
+    input = nil
+    var (side, valuesFirst): (Value?, Bool) = (nil, true)
+    if case .binary(_, let source, let first) = operation { (side, valuesFirst) = (try value(source, node.name), first) }
+    guard case .tensor(var tensor) = chained, case .float = tensor.storage,
+      let period = side.map({ Self.repeatingPeriod(of: $0, over: tensor, for: node) }) ?? 1
+    else {
+      // Not an in-place update: the node's own kernel, with its operands in their order.
+      let inputs = side.map { valuesFirst ? [chained, $0] : [$0, chained] } ?? [chained]
+      guard let result = try execute(node, inputs: inputs).first else { throw KernelError("The kernel gave no result.") }
+      return result
+    }
+    let start = profile.map { _ in ContinuousClock.now }
+    guard case .float(var values) = tensor.storage else { throw KernelError("Expected a float tensor input.") }
+    tensor.storage = .float([])  // so that `values` is the only reference and updates in place
+    values.withUnsafeMutableBufferPointer { buffer in
+      guard let base = buffer.baseAddress else { return }
+      switch operation {
+      case .binary(let function, _, _):
+        guard case .tensor(let operand)? = side, case .float(let operand) = operand.storage else { return }
+        operand.withUnsafeBufferPointer {
+          function.applyInPlace(base, count: buffer.count, side: $0.baseAddress!, period: period, phase: 0, valuesFirst: valuesFirst)
+        }
+      case .relu: for i in buffer.indices { buffer[i] = Swift.max(buffer[i], 0) }
+      case .relu6: for i in buffer.indices { buffer[i] = Swift.min(Swift.max(buffer[i], 0), 6) }
+      }
+    }
+    tensor.storage = .float(values)
+    Self.round(&tensor, for: node, alreadyExact: Self.movesElements.contains(node.op))
+    if let profile, let start { profile.add(node.op, ContinuousClock.now - start) }
+    return .tensor(tensor)
+  }
+
+  /// The number of elements after which `side` repeats when broadcast over `tensor` (1 for a
+  /// scalar, its size when its shape is `tensor`'s last dimensions), or `nil` when it is not a
+  /// float tensor of `tensor`'s type that broadcasting repeats that way (or, for BiasAdd, not a
+  /// vector as long as the last dimension).
+  static func repeatingPeriod(of side: Value, over tensor: Tensor, for node: Tensorflow_NodeDef) -> Int? {
+    guard case .tensor(let side) = side, side.dtype == tensor.dtype, case .float(let operand) = side.storage,
+      !operand.isEmpty
+    else { return nil }
+    if node.op == "BiasAdd", side.shape.rank != 1 || side.shape.dimensions.last != tensor.shape.dimensions.last {
+      return nil
+    }
+    let dimensions = Array(side.shape.dimensions.drop { $0 == 1 })
+    guard side.shape.rank <= tensor.shape.rank, Array(tensor.shape.dimensions.suffix(dimensions.count)) == dimensions
+    else { return nil }
+    return operand.count
   }
 
   private func execute(_ node: Tensorflow_NodeDef, inputs: [Value]) throws -> [Value] {

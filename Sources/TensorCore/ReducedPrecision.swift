@@ -38,16 +38,19 @@ extension ReducedPrecision {
   /// Rounds each of `values` to this type and back to float32, as ``rounded(_:)`` does, with
   /// F16C/AVX2 instructions when the CPU has them.
   public func round(_ values: inout [Float]) {
+    values.withUnsafeMutableBufferPointer { round($0) }
+  }
+
+  /// Rounds each of `values` in place, as ``round(_:)-([Float])`` does.
+  public func round(_ values: UnsafeMutableBufferPointer<Float>) {
+    guard let base = values.baseAddress else { return }
     guard Self.hasVectorConversion else {
       for index in values.indices { values[index] = rounded(values[index]) }
       return
     }
-    values.withUnsafeMutableBufferPointer { buffer in
-      guard let base = buffer.baseAddress else { return }
-      switch self {
-      case .float16: tfmp_round_to_float16_f16c(base, buffer.count)
-      case .bfloat16: tfmp_round_to_bfloat16_avx2(base, buffer.count)
-      }
+    switch self {
+    case .float16: tfmp_round_to_float16_f16c(base, values.count)
+    case .bfloat16: tfmp_round_to_bfloat16_avx2(base, values.count)
     }
   }
 

@@ -120,3 +120,49 @@ enum BinaryFunction: String, CaseIterable {
     return Tensor(dtype: a.dtype, shape: shape, storage: storage)
   }
 }
+
+extension BinaryFunction {
+  /// values[i] = f(values[i], side[(phase + i) % period]) (or with the operands swapped when
+  /// `valuesFirst` is false), in place, one period-long run at a time so the loops vectorize.
+  func applyInPlace(
+    _ values: UnsafeMutablePointer<Float>, count: Int, side: UnsafePointer<Float>, period: Int, phase: Int,
+    valuesFirst: Bool
+  ) {
+    @inline(__always)
+    func run(_ function: (Float, Float) -> Float) {
+      if period == 1 {
+        let value = side.pointee
+        if valuesFirst {
+          for i in 0..<count { values[i] = function(values[i], value) }
+        } else {
+          for i in 0..<count { values[i] = function(value, values[i]) }
+        }
+        return
+      }
+      var (start, offset) = (0, phase)
+      while start < count {
+        let length = Swift.min(period - offset, count - start)
+        let (target, operand) = (values + start, side + offset)
+        if valuesFirst {
+          for i in 0..<length { target[i] = function(target[i], operand[i]) }
+        } else {
+          for i in 0..<length { target[i] = function(operand[i], target[i]) }
+        }
+        start += length
+        offset = 0
+      }
+    }
+    switch self {
+    case .add: run { $0 + $1 }
+    case .sub: run { $0 - $1 }
+    case .mul: run { $0 * $1 }
+    case .realDiv: run { $0 / $1 }
+    case .maximum: run { Swift.max($0, $1) }
+    case .minimum: run { Swift.min($0, $1) }
+    case .squaredDifference: run { ($0 - $1) * ($0 - $1) }
+    case .floorDiv: run { ($0 / $1).rounded(.down) }
+    case .floorMod: run { a, b in a - (a / b).rounded(.down) * b }
+    case .pow: run { Foundation.pow($0, $1) }
+    }
+  }
+}
