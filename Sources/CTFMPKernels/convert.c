@@ -70,6 +70,15 @@ void tfmp_float32_to_bfloat16_avx2(const void *source, void *destination, size_t
   }
 }
 __attribute__((target("f16c,avx2")))
+void tfmp_float16_to_float32_f16c(const uint16_t *source, float *destination, size_t count) {
+  size_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    _mm256_storeu_ps(destination + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(source + i))));
+  }
+  for (; i < count; i++) destination[i] = _cvtsh_ss(source[i]);
+}
+
+__attribute__((target("f16c,avx2")))
 void tfmp_round_to_float16_f16c(float *values, size_t count) {
   size_t i = 0;
   for (; i + 8 <= count; i += 8) {
@@ -176,6 +185,9 @@ void tfmp_float32_to_float16_f16c(const void *source, void *destination, size_t 
   (void)source; (void)destination; (void)count;
 }
 void tfmp_float32_to_bfloat16_avx2(const void *source, void *destination, size_t count) {
+  (void)source; (void)destination; (void)count;
+}
+void tfmp_float16_to_float32_f16c(const uint16_t *source, float *destination, size_t count) {
   (void)source; (void)destination; (void)count;
 }
 void tfmp_round_to_float16_f16c(float *values, size_t count) { (void)values; (void)count; }

@@ -155,6 +155,31 @@ static void pack_b(const float *b, size_t rs, size_t cs, size_t depth, size_t co
   }
 }
 
+// pack_b for B held as float16 bits, widened exactly with F16C while packing: weights stored in
+// float16 cross the memory bus at half the bytes.
+__attribute__((target("f16c,avx2")))
+static void pack_b_half(const uint16_t *b, size_t rs, size_t cs, size_t depth, size_t columns, size_t nr,
+                        float *packed) {
+  size_t panels = (columns + nr - 1) / nr;
+  for (size_t p = 0; p < depth; p++) {
+    const uint16_t *source = b + p * rs;
+    if (cs == 1 && p + PREFETCH_ROWS < depth) {
+      for (size_t j = 0; j < columns; j += 32) __builtin_prefetch(source + PREFETCH_ROWS * rs + j);
+    }
+    for (size_t panel = 0; panel < panels; panel++) {
+      float *target = packed + (panel * depth + p) * nr;
+      size_t j0 = panel * nr, width = columns - j0 < nr ? columns - j0 : nr, j = 0;
+      if (cs == 1) {
+        for (; j + 8 <= width; j += 8) {
+          _mm256_storeu_ps(target + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(source + j0 + j))));
+        }
+      }
+      for (; j < width; j++) target[j] = _cvtsh_ss(source[(j0 + j) * cs]);
+      for (j = width; j < nr; j++) target[j] = 0;
+    }
+  }
+}
+
 // C[m, n] = A x B for m < FEW_ROWS with B's rows contiguous: each row of B is read once and
 // added, scaled, into every row of C (which stays in cache). The compiler vectorizes the inner
 // loop for the target it is instantiated with.
@@ -216,14 +241,14 @@ typedef void (*few_rows_function)(size_t m, size_t n, size_t k, const float *a, 
                                   const float *b, size_t rsb, float *c, size_t ldc);
 
 static int sgemm(tile_function tile, few_rows_function few_rows, size_t mr, size_t nr, size_t m, size_t n,
-                 size_t k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, size_t csb, float *c,
-                 size_t ldc) {
+                 size_t k, const float *a, size_t rsa, size_t csa, const void *b, int b_half, size_t rsb, size_t csb,
+                 float *c, size_t ldc) {
   if (m == 0 || n == 0) return 0;
   if (k == 0) {
     for (size_t i = 0; i < m; i++) memset(c + i * ldc, 0, n * sizeof(float));
     return 0;
   }
-  if (m < FEW_ROWS && csb == 1) {
+  if (m < FEW_ROWS && csb == 1 && !b_half) {
     few_rows(m, n, k, a, rsa, csa, b, rsb, c, ldc);
     return 0;
   }
@@ -238,7 +263,11 @@ static int sgemm(tile_function tile, few_rows_function few_rows, size_t mr, size
     size_t columns = n - jc < NC ? n - jc : NC;
     for (size_t pc = 0; pc < k; pc += KC) {
       size_t depth = k - pc < KC ? k - pc : KC;
-      pack_b(b + pc * rsb + jc * csb, rsb, csb, depth, columns, nr, packed_b);
+      if (b_half) {
+        pack_b_half((const uint16_t *)b + pc * rsb + jc * csb, rsb, csb, depth, columns, nr, packed_b);
+      } else {
+        pack_b((const float *)b + pc * rsb + jc * csb, rsb, csb, depth, columns, nr, packed_b);
+      }
       for (size_t ic = 0; ic < m; ic += MC) {
         size_t rows = m - ic < MC ? m - ic : MC;
         const float *block_a = a + ic * rsa + pc * csa;
@@ -269,32 +298,34 @@ static int sgemm(tile_function tile, few_rows_function few_rows, size_t mr, size
   return 0;
 }
 
-int tfmp_sgemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
-                    size_t rsb, size_t csb, float *c, size_t ldc) {
+int tfmp_sgemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const void *b,
+                    int b_half, size_t rsb, size_t csb, float *c, size_t ldc) {
   unsigned int mode = tfmp_enter_flush_mode();
-  int status = sgemm(tile_avx2, few_rows_avx2, 6, 16, m, n, k, a, rsa, csa, b, rsb, csb, c, ldc);
+  int status = sgemm(tile_avx2, few_rows_avx2, 6, 16, m, n, k, a, rsa, csa, b, b_half, rsb, csb, c, ldc);
   tfmp_leave_flush_mode(mode);
   return status;
 }
 
-int tfmp_sgemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
-                      size_t rsb, size_t csb, float *c, size_t ldc) {
+int tfmp_sgemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const void *b,
+                      int b_half, size_t rsb, size_t csb, float *c, size_t ldc) {
   unsigned int mode = tfmp_enter_flush_mode();
-  int status = sgemm(tile_avx512, few_rows_avx512, 12, 32, m, n, k, a, rsa, csa, b, rsb, csb, c, ldc);
+  int status = sgemm(tile_avx512, few_rows_avx512, 12, 32, m, n, k, a, rsa, csa, b, b_half, rsb, csb, c, ldc);
   tfmp_leave_flush_mode(mode);
   return status;
 }
 #else
 int tfmp_has_avx2_fma(void) { return 0; }
 int tfmp_has_avx512(void) { return 0; }
-int tfmp_sgemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
+int tfmp_sgemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const void *b, int b_half,
                     size_t rsb, size_t csb, float *c, size_t ldc) {
-  (void)m; (void)n; (void)k; (void)a; (void)rsa; (void)csa; (void)b; (void)rsb; (void)csb; (void)c; (void)ldc;
+  (void)m; (void)n; (void)k; (void)a; (void)rsa; (void)csa; (void)b; (void)b_half; (void)rsb; (void)csb; (void)c;
+  (void)ldc;
   return -1;
 }
-int tfmp_sgemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
-                      size_t rsb, size_t csb, float *c, size_t ldc) {
-  (void)m; (void)n; (void)k; (void)a; (void)rsa; (void)csa; (void)b; (void)rsb; (void)csb; (void)c; (void)ldc;
+int tfmp_sgemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const void *b,
+                      int b_half, size_t rsb, size_t csb, float *c, size_t ldc) {
+  (void)m; (void)n; (void)k; (void)a; (void)rsa; (void)csa; (void)b; (void)b_half; (void)rsb; (void)csb; (void)c;
+  (void)ldc;
   return -1;
 }
 #endif

@@ -54,6 +54,15 @@ extension ReducedPrecision {
     }
   }
 
+  /// The float32 values of float16 `bits` (exact), with F16C when the CPU has it.
+  public static func widen(float16Bits bits: [UInt16]) -> [Float] {
+    guard hasVectorConversion else { return bits.map { Float(Float16(bitPattern: $0)) } }
+    return [Float](unsafeUninitializedCapacity: bits.count) { output, initialized in
+      bits.withUnsafeBufferPointer { tfmp_float16_to_float32_f16c($0.baseAddress, output.baseAddress, bits.count) }
+      initialized = bits.count
+    }
+  }
+
   /// Rounds little-endian float32 values to this type and returns their little-endian bytes.
   ///
   /// Rounds to nearest, ties to even, as TensorFlow's `Cast`; values beyond the type's range

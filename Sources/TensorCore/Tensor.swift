@@ -18,7 +18,14 @@ public struct Tensor: Sendable, Equatable {
   /// The dimensions; every one is known.
   public var shape: Shape
   /// The elements, row-major.
-  public var storage: Storage
+  public var storage: Storage {
+    didSet { float16Bits = nil }
+  }
+
+  /// For a float16 tensor read from a file, the IEEE binary16 bits of its elements, kept next to
+  /// the floats so that kernels streaming weights read half the bytes; `nil` otherwise, and
+  /// dropped whenever `storage` changes.
+  public private(set) var float16Bits: [UInt16]?
 
   /// Creates a tensor.
   /// - Precondition: the storage holds `shape.elementCount` elements of a kind that fits `dtype`.
@@ -27,6 +34,19 @@ public struct Tensor: Sendable, Equatable {
     self.dtype = dtype
     self.shape = shape
     self.storage = storage
+  }
+
+  /// A float16 tensor from the bits of its elements, which it keeps (see ``float16Bits``).
+  /// - Precondition: `bits` holds `shape.elementCount` elements.
+  public init(shape: Shape, float16Bits bits: [UInt16]) {
+    self.init(dtype: .float16, shape: shape, storage: .float(ReducedPrecision.widen(float16Bits: bits)))
+    float16Bits = bits
+  }
+
+  /// Tensors are equal when their types, shapes and elements are (``float16Bits`` is a copy of
+  /// the elements).
+  public static func == (left: Tensor, right: Tensor) -> Bool {
+    left.dtype == right.dtype && left.shape == right.shape && left.storage == right.storage
   }
 
   /// A float32 tensor.

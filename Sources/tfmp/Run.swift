@@ -42,6 +42,7 @@ struct Run: ParsableCommand {
       tensors[parts[0]] = try reporting.reportingErrors { try NumPyFile.readArray(at: parts[1]) }
     }
     try reporting.reportingErrors {
+      Interpreter.keepFreedMemoryForReuse()
       let interpreter = Interpreter(model: try SavedModel(contentsOf: model), profiling: profile)
       let outputs = try interpreter.run(signature: signature, inputs: tensors)
       if repetitions > 1 {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CPURuntime
 import Foundation
 import ModelFormats
 import TensorCore
@@ -44,6 +45,7 @@ struct Validate: ParsableCommand {
   @OptionGroup var reporting: ErrorReporting
 
   func run() throws {
+    Interpreter.keepFreedMemoryForReuse()
     let report = try reporting.reportingErrors {
       try ModelComparison.compare(
         reference: SavedModel(contentsOf: reference), candidate: SavedModel(contentsOf: candidate),

@@ -55,6 +55,48 @@ struct KernelTests {
     #expect(zip(fast, reference).allSatisfy { abs($0 - $1) <= Float(k) * 1.2e-7 }, "seed 7, \(batch)x\(m)x\(k)x\(n)")
   }
 
+  @Test(
+    "Float16 weights read as their bits give exactly the product of their float values",
+    arguments: Gemm.Implementation.allCases.filter { $0 != .reference && $0.isAvailable })
+  func gemmHalfWeights(implementation: Gemm.Implementation) {
+    var generator = SeededGenerator(seed: 21)
+    for (m, k, n, transposeB) in [(1, 70, 33, false), (5, 300, 100, false), (40, 257, 65, true), (128, 64, 1000, false)] {
+      let a = random(m * k, &generator)
+      let bits = random(k * n, &generator).map { Float16($0).bitPattern }
+      let weights = Tensor(shape: Shape([transposeB ? n : k, transposeB ? k : n]), float16Bits: bits)
+      let b = weights.floats ?? []
+      #expect(b == bits.map { Float(Float16(bitPattern: $0)) })
+      let fromBits = Gemm.multiply(a, b, m: m, k: k, n: n, transposeB: transposeB, halfB: bits, implementation: implementation)
+      let fromFloats = Gemm.multiply(a, b, m: m, k: k, n: n, transposeB: transposeB, implementation: implementation)
+      #expect(fromBits == fromFloats, "\(implementation), seed 21: \(m)x\(k)x\(n), transposed \(transposeB)")
+    }
+  }
+
+  @Test("The vectorized exp, erf and erfc are within their stated errors", arguments: [5, 6] as [UInt64])
+  func vectorMath(seed: UInt64) {
+    var generator = SeededGenerator(seed: seed)
+    let wide = (0..<20_000).map { _ in Float.random(in: -110...90, using: &generator) }
+    let narrow = (0..<20_000).map { _ in Float.random(in: -6...6, using: &generator) }
+      + [0, -0, 0.49999, -0.5, 0.5, 1e-30, -1e-30, .infinity, -.infinity]
+    let exp = UnaryFunction.exp.apply(wide)
+    for (x, y) in zip(wide, exp) {
+      let exact = Foundation.exp(Double(x))
+      if exact > Double(Float.greatestFiniteMagnitude) {
+        #expect(y == .infinity, "seed \(seed): exp(\(x))")
+      } else if exact < Double(Float.leastNormalMagnitude) {
+        #expect(y == 0 || abs(Double(y) - exact) <= Double(Float.leastNormalMagnitude), "seed \(seed): exp(\(x)) = \(y)")
+      } else {
+        #expect(abs(Double(y) - exact) <= 2 * exact * 0x1p-23, "seed \(seed): exp(\(x)) = \(y), not \(exact)")
+      }
+    }
+    for (function, exact) in [(UnaryFunction.erf, { Foundation.erf($0) }), (.erfc, { Foundation.erfc($0) })] as [(UnaryFunction, (Double) -> Double)] {
+      for (x, y) in zip(narrow, function.apply(narrow)) {
+        #expect(abs(Double(y) - exact(Double(x))) <= 3e-7, "seed \(seed): \(function)(\(x)) = \(y)")
+      }
+    }
+    #expect(UnaryFunction.exp.apply([.nan])[0].isNaN && UnaryFunction.erf.apply([.nan])[0].isNaN)
+  }
+
   private func node(padding: String, strides: [Int], dilations: [Int], explicit: [Int] = []) -> Tensorflow_NodeDef {
     var node = Tensorflow_NodeDef()
     node.op = "Conv2D"

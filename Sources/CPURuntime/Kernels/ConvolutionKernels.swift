@@ -79,7 +79,8 @@ enum ConvolutionKernels {
       initialized = positions * patchWidth
     }
     let outputs = filter.shape.dimensions[3]
-    let result = Gemm.multiply(patches, try filter.requireFloats(), m: positions, k: patchWidth, n: outputs)
+    let result = Gemm.multiply(
+      patches, try filter.requireFloats(), m: positions, k: patchWidth, n: outputs, halfB: filter.float16Bits)
     return Tensor(shape: Shape([geometry.batch, geometry.rows.output, geometry.columns.output, outputs]), floats: result)
   }
 

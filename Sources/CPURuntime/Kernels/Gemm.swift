@@ -1,5 +1,6 @@
 internal import CTFMPKernels
 internal import Foundation
+internal import TensorCore
 
 /// Row-major single-precision matrix products.
 enum Gemm {
@@ -25,13 +26,15 @@ enum Gemm {
   }
 
   /// C[m, n] = A[m, k] x B[k, n] with float32 accumulation, where `transposeA` means `a` holds
-  /// A's transpose ([k, m]) and `transposeB` B's ([n, k]).
+  /// A's transpose ([k, m]) and `transposeB` B's ([n, k]). `halfB`, when given, holds B's
+  /// elements as float16 bits (a float16 weight's ``Tensor/float16Bits``): the vector kernels then
+  /// read it instead of `b`, half the bytes, with the same result.
   static func multiply(
     _ a: [Float], _ b: [Float], m: Int, k: Int, n: Int, transposeA: Bool = false, transposeB: Bool = false,
-    implementation: Implementation = .best
+    halfB: [UInt16]? = nil, implementation: Implementation = .best
   ) -> [Float] {
     multiply(
-      a, b, offsets: [(0, 0)], m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB,
+      a, b, offsets: [(0, 0)], m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB, halfB: halfB,
       implementation: implementation)
   }
 
@@ -40,14 +43,14 @@ enum Gemm {
   /// over the cores, and a single large product is split by columns (or rows when it is narrow).
   static func multiply(
     _ a: [Float], _ b: [Float], offsets: [(Int, Int)], m: Int, k: Int, n: Int, transposeA: Bool = false,
-    transposeB: Bool = false, implementation: Implementation = .best
+    transposeB: Bool = false, halfB: [UInt16]? = nil, implementation: Implementation = .best
   ) -> [Float] {
     guard m > 0, n > 0 else { return [] }
     guard k > 0 else { return [Float](repeating: 0, count: offsets.count * m * n) }
     let (rsa, csa) = transposeA ? (1, m) : (k, 1)
     let (rsb, csb) = transposeB ? (1, k) : (n, 1)
     let kernel: @convention(c) (
-      Int, Int, Int, UnsafePointer<Float>?, Int, Int, UnsafePointer<Float>?, Int, Int, UnsafeMutablePointer<Float>?, Int
+      Int, Int, Int, UnsafePointer<Float>?, Int, Int, UnsafeRawPointer?, Int32, Int, Int, UnsafeMutablePointer<Float>?, Int
     ) -> Int32
     switch implementation {
     case .avx512: kernel = tfmp_sgemm_avx512
@@ -81,18 +84,23 @@ enum Gemm {
     let parts = large ? Swift.min(cores, work.count) : 1
     // The work items together write every element of C.
     return [Float](unsafeUninitializedCapacity: offsets.count * m * n) { c, initialized in
+      let half = ReducedPrecision.hasVectorConversion && halfB?.count == b.count ? halfB : nil
       a.withUnsafeBufferPointer { a in
         b.withUnsafeBufferPointer { b in
-          // Each work item writes its own block of C and only reads A and B.
-          nonisolated(unsafe) let (left, right, output) = (a.baseAddress!, b.baseAddress!, c.baseAddress!)
-          DispatchQueue.concurrentPerform(iterations: parts) { part in
-            for item in stride(from: part, to: work.count, by: parts) {
-              let (pair, row, rows, column, columns) = work[item]
-              let (offsetA, offsetB) = offsets[pair]
-              let status = kernel(
-                rows, columns, k, left + offsetA + row * rsa, rsa, csa, right + offsetB + column * csb, rsb, csb,
-                output + pair * m * n + row * n + column, n)
-              precondition(status == 0, "Out of memory for a \(m)x\(k)x\(n) matrix product.")
+          (half ?? []).withUnsafeBufferPointer { halfB in
+            // Each work item writes its own block of C and only reads A and B.
+            nonisolated(unsafe) let (left, output) = (a.baseAddress!, c.baseAddress!)
+            nonisolated(unsafe) let right = half == nil ? UnsafeRawPointer(b.baseAddress!) : UnsafeRawPointer(halfB.baseAddress!)
+            let (elementSize, isHalf): (Int, Int32) = half == nil ? (4, 0) : (2, 1)
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+              for item in stride(from: part, to: work.count, by: parts) {
+                let (pair, row, rows, column, columns) = work[item]
+                let (offsetA, offsetB) = offsets[pair]
+                let status = kernel(
+                  rows, columns, k, left + offsetA + row * rsa, rsa, csa, right + (offsetB + column * csb) * elementSize,
+                  isHalf, rsb, csb, output + pair * m * n + row * n + column, n)
+                precondition(status == 0, "Out of memory for a \(m)x\(k)x\(n) matrix product.")
+              }
             }
           }
         }

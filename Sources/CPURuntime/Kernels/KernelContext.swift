@@ -66,6 +66,9 @@ enum TensorDecoding {
     func load<T: FixedWidthInteger>(_: T.Type) -> [T] {
       (0..<count).map { T(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self)) }
     }
+    if dtype == .float16 {
+      return Tensor(shape: shape, float16Bits: load(UInt16.self))
+    }
     if floatTypes.contains(dtype), let values = FloatValues.decode(bytes, dtype: dtype) {
       return Tensor(dtype: dtype, shape: shape, storage: .float(values.allValues))
     }

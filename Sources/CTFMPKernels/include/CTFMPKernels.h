@@ -22,6 +22,10 @@ void tfmp_float32_to_float16_f16c(const void *source, void *destination, size_t 
 /// quiet NaN with its sign) with AVX2. Call only when tfmp_has_f16c() returns nonzero.
 void tfmp_float32_to_bfloat16_avx2(const void *source, void *destination, size_t count);
 
+/// Widens `count` float16 values (their bits) to float32, exactly, with F16C. Call only when
+/// tfmp_has_f16c() returns nonzero.
+void tfmp_float16_to_float32_f16c(const uint16_t *source, float *destination, size_t count);
+
 /// Rounds `count` float32 values in place to the nearest float16 (ties to even) and back, with
 /// F16C: the values a float16 tensor holds. Call only when tfmp_has_f16c() returns nonzero.
 void tfmp_round_to_float16_f16c(float *values, size_t count);
@@ -53,13 +57,18 @@ int tfmp_has_avx512(void);
 
 /// C[m, n] = A[m, k] x B[k, n], accumulating in float32. Element (i, p) of A is at
 /// a[i * rsa + p * csa], element (p, j) of B at b[p * rsb + j * csb] (so either operand may be
-/// transposed in place); C is row-major with leading dimension ldc. Returns 0, or -1 when
+/// transposed in place); B holds float32 values, or with `b_half` nonzero float16 bits (widened
+/// exactly; needs F16C). C is row-major with leading dimension ldc. Returns 0, or -1 when
 /// scratch memory could not be allocated (C is then incomplete). The AVX2/FMA form may be called
 /// only when tfmp_has_avx2_fma() is nonzero, the AVX-512 form when tfmp_has_avx512() is.
-int tfmp_sgemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
-                    size_t rsb, size_t csb, float *c, size_t ldc);
-int tfmp_sgemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const float *b,
-                      size_t rsb, size_t csb, float *c, size_t ldc);
+int tfmp_sgemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const void *b,
+                    int b_half, size_t rsb, size_t csb, float *c, size_t ldc);
+int tfmp_sgemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const void *b,
+                      int b_half, size_t rsb, size_t csb, float *c, size_t ldc);
+
+/// Makes glibc's allocator serve every block from its heap and keep freed memory for reuse
+/// (no mmap per large block, no trimming), process-wide; does nothing on other C libraries.
+void tfmp_keep_freed_memory(void);
 
 /// y[i] = e^x[i] for `count` float32 values (within 2 ulps; infinity on overflow, 0 below
 /// -104, NaN stays NaN), vectorized for the widest instruction set this CPU has.
