@@ -301,19 +301,10 @@ public final class Interpreter: @unchecked Sendable {
       }
       for node in step.releasesAfterNode { results[node] = [] }
       if !step.fused.isEmpty {
-        var current = step.node
-        for fused in step.fused {
-          let member = body.nodes[fused.node]
-          // Taken out of `results`, so that the update can happen in place.
-          var operand = results[current].first
-          results[current] = []
-          do {
-            results[fused.node] = [try apply(fused.operation, of: member, to: &operand, value)]
-          } catch let error as KernelError {
-            throw RuntimeError(function: body.name, node: member.name, message: error.message)
-          }
-          current = fused.node
-        }
+        // Taken out of `results`, so that the updates can happen in place.
+        var operand = results[step.node].first
+        results[step.node] = []
+        results[step.result] = [try applyFused(step.fused, in: body, to: &operand, value)]
       }
       for node in step.releases { results[node] = [] }
     }
@@ -325,50 +316,122 @@ public final class Interpreter: @unchecked Sendable {
     }
   }
 
-  /// Applies fused node `node` to `input`, the result of the node before it, in place when it is
-  /// a float tensor and the other operand a scalar or repeats along its last dimensions (a bias,
-  /// a per-channel scale); else runs the node's kernel.
-  private func apply(
-    _ operation: Plan.Fused.Operation, of node: Tensorflow_NodeDef, to input: inout Value?,
-    _ value: (Plan.Source, String) throws -> Value
+  /// One in-place update of a run of fused nodes.
+  private struct Update {
+    var node: String
+    var op: String
+    var operation: Plan.Fused.Operation
+    var side: [Float]
+    var period: Int
+    var precision: ReducedPrecision?
+  }
+
+  /// Applies the fused nodes in turn to `input`, the result of the node before them. Runs of
+  /// nodes whose other operand is a scalar or repeats along the last dimensions (a bias, a
+  /// per-channel scale) update the float elements in place, all of a run on one block of memory
+  /// before the next and the blocks spread over the cores; any other node runs its own kernel.
+  private func applyFused(
+    _ fused: [Plan.Fused], in body: Body, to input: inout Value?, _ value: (Plan.Source, String) throws -> Value
   ) throws -> Value {
-    // The value moves out of `input` and, below, out of `chained` and `tensor`, so that the
-    // update finds its elements uniquely referenced and happens in place.
-    guard var chained = input else { throw KernelError("The fused input has no value.") }
-    input = nil
-    var (side, valuesFirst): (Value?, Bool) = (nil, true)
-    if case .binary(_, let source, let first) = operation { (side, valuesFirst) = (try value(source, node.name), first) }
-    guard case .tensor(var tensor) = chained, case .float = tensor.storage,
-      let period = side.map({ Self.repeatingPeriod(of: $0, over: tensor, for: node) }) ?? 1
-    else {
-      // Not an in-place update: the node's own kernel, with its operands in their order.
-      let inputs = side.map { valuesFirst ? [chained, $0] : [$0, chained] } ?? [chained]
-      guard let result = try execute(node, inputs: inputs).first else { throw KernelError("The kernel gave no result.") }
-      return result
+    guard var current = input else { throw KernelError("The fused input has no value.") }
+    input = nil  // the value moves out of `input`, `current` and `tensor` so that it is only in `values`
+    var index = 0
+    while index < fused.count {
+      var updates: [Update] = []
+      var sides: [Value] = []  // the other operands fetched so far
+      if case .tensor(let tensor) = current, case .float = tensor.storage {
+        while index + updates.count < fused.count {
+          let member = fused[index + updates.count]
+          let node = body.nodes[member.node]
+          var update = Update(
+            node: node.name, op: node.op, operation: member.operation, side: [], period: 1,
+            precision: Self.movesElements.contains(node.op) ? nil : Self.declaredType(of: node).flatMap(ReducedPrecision.init))
+          if case .binary(_, let source, _) = member.operation {
+            let side = try runtimeErrors(body, node) { try value(source, node.name) }
+            sides.append(side)
+            guard let period = Self.repeatingPeriod(of: side, over: tensor, for: node), case .tensor(let operand) = side,
+              case .float(let elements) = operand.storage
+            else { break }
+            (update.side, update.period) = (elements, period)
+          }
+          updates.append(update)
+        }
+      }
+      guard !updates.isEmpty else {
+        // Not an in-place update: the node's own kernel, with its operands in their order.
+        let member = fused[index]
+        let node = body.nodes[member.node]
+        var inputs = [current]
+        if case .binary(_, let source, let valuesFirst) = member.operation {
+          let side = try sides.first ?? runtimeErrors(body, node) { try value(source, node.name) }
+          inputs = valuesFirst ? [current, side] : [side, current]
+        }
+        current = try runtimeErrors(body, node) {
+          guard let result = try execute(node, inputs: inputs).first else { throw KernelError("The kernel gave no result.") }
+          return result
+        }
+        index += 1
+        continue
+      }
+      guard case .tensor(var tensor) = current, case .float(var values) = tensor.storage else { break }
+      current = .list([])
+      tensor.storage = .float([])
+      let start = profile.map { _ in ContinuousClock.now }
+      Self.update(&values, updates)
+      if let profile, let start {
+        let share = (ContinuousClock.now - start) / updates.count
+        for update in updates { profile.add(update.op, share) }
+      }
+      tensor.storage = .float(values)
+      tensor.dtype = Self.declaredType(of: body.nodes[fused[index + updates.count - 1].node]) ?? .float32
+      current = .tensor(tensor)
+      index += updates.count
     }
-    chained = .list([])
-    let start = profile.map { _ in ContinuousClock.now }
-    guard case .float(var values) = tensor.storage else { throw KernelError("Expected a float tensor input.") }
-    tensor.storage = .float([])
+    return current
+  }
+
+  /// Runs `body`, reporting a kernel's complaint as a runtime error at `node`.
+  private func runtimeErrors<T>(_ function: Body, _ node: Tensorflow_NodeDef, _ body: () throws -> T) throws -> T {
+    do {
+      return try body()
+    } catch let error as KernelError {
+      throw RuntimeError(function: function.name, node: node.name, message: error.message)
+    }
+  }
+
+  /// Applies `updates` in order to `values` in place, block by block (each block stays in cache
+  /// through all of them), on both cores for large tensors; each update's result is rounded to
+  /// its reduced type, when it has one.
+  private static func update(_ values: inout [Float], _ updates: [Update]) {
+    let count = values.count
+    let blockSize = 16_384
+    let blocks = (count + blockSize - 1) / blockSize
+    let parts = count >= 1 << 20 ? ProcessInfo.processInfo.activeProcessorCount : 1
     values.withUnsafeMutableBufferPointer { buffer in
       guard let base = buffer.baseAddress else { return }
-      switch operation {
-      case .binary(let function, _, _):
-        guard case .tensor(let operand)? = side, case .float(let operand) = operand.storage else { return }
-        operand.withUnsafeBufferPointer {
-          function.applyInPlace(base, count: buffer.count, side: $0.baseAddress!, period: period, phase: 0, valuesFirst: valuesFirst)
+      // Each part updates its own blocks.
+      nonisolated(unsafe) let elements = base
+      DispatchQueue.concurrentPerform(iterations: parts) { part in
+        for block in stride(from: part, to: blocks, by: parts) {
+          let start = block * blockSize
+          let length = Swift.min(blockSize, count - start)
+          let target = elements + start
+          for update in updates {
+            switch update.operation {
+            case .binary(let function, _, let valuesFirst):
+              update.side.withUnsafeBufferPointer {
+                function.applyInPlace(
+                  target, count: length, side: $0.baseAddress!, period: update.period, phase: start % update.period,
+                  valuesFirst: valuesFirst)
+              }
+            case .relu: for i in 0..<length { target[i] = Swift.max(target[i], 0) }
+            case .relu6: for i in 0..<length { target[i] = Swift.min(Swift.max(target[i], 0), 6) }
+            }
+            update.precision?.round(UnsafeMutableBufferPointer(start: target, count: length))
+          }
         }
-      case .relu: for i in buffer.indices { buffer[i] = Swift.max(buffer[i], 0) }
-      case .relu6: for i in buffer.indices { buffer[i] = Swift.min(Swift.max(buffer[i], 0), 6) }
-      }
-      if let precision = Self.declaredType(of: node).flatMap(ReducedPrecision.init), !Self.movesElements.contains(node.op) {
-        precision.round(buffer)
       }
     }
-    tensor.storage = .float(values)
-    tensor.dtype = Self.declaredType(of: node) ?? .float32
-    if let profile, let start { profile.add(node.op, ContinuousClock.now - start) }
-    return .tensor(tensor)
   }
 
   /// The number of elements after which `side` repeats when broadcast over `tensor` (1 for a

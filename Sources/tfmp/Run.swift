@@ -61,7 +61,8 @@ struct Run: ParsableCommand {
         for (op, count, time) in totals.prefix(15) {
           let milliseconds = Double(time.components.attoseconds) / 1e15 + Double(time.components.seconds) * 1000
           let share = all == .zero ? 0 : 100 * (time / all)
-          print("  \(op.padding(toLength: 24, withPad: " ", startingAt: 0)) \(String(format: "%9.2f ms %5.1f%%  %d calls", milliseconds / Double(runs), share, count / runs))")
+          let calls = count / runs
+          print("  \(op.padding(toLength: 24, withPad: " ", startingAt: 0)) \(String(format: "%9.2f ms %5.1f%%  %d call%@", milliseconds / Double(runs), share, calls, calls == 1 ? "" : "s"))")
         }
       }
       for (name, tensor) in outputs.sorted(by: { $0.key < $1.key }) {

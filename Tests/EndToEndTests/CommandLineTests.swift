@@ -120,6 +120,12 @@ struct CommandLineTests {
     let result = try run(["run", example + "/digits", "--input", "image=\(example)/digits-sample.npy"])
     #expect(result.status == 0, "\(result.standardError)")
     #expect(result.standardOutput.hasPrefix("output_0: float32 [8, 10]"))
+    let profiled = try run(["run", example + "/digits", "--input", "image=\(example)/digits-sample.npy", "--repeat", "3", "--profile"])
+    let lines = profiled.standardOutput.split(separator: "\n").map(String.init)
+    #expect(lines.first?.hasPrefix("median of 3 runs: ") == true, "\(profiled.standardOutput)")
+    #expect(lines.dropFirst().first == "kernel time per run by op type (3 runs):")
+    // The digits CNN has two convolutions per run, whatever fused into them.
+    #expect(lines.contains { $0.hasPrefix("  Conv2D ") && $0.hasSuffix(" 2 calls") }, "\(profiled.standardOutput)")
     // The MLP with its Relu replaced by an op tfmp has no kernel for.
     let folder = TemporaryFolder()
     var model = try SavedModel(contentsOf: Fixtures.path("mlp"))

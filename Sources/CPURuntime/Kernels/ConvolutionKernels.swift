@@ -1,4 +1,5 @@
 internal import TensorCore
+internal import Foundation
 
 /// NHWC convolution and pooling: Conv2D, DepthwiseConv2dNative, MaxPool, AvgPool.
 enum ConvolutionKernels {
@@ -56,17 +57,22 @@ enum ConvolutionKernels {
     let patches = pointwise ? values : [Float](unsafeUninitializedCapacity: positions * patchWidth) { patches, initialized in
       values.withUnsafeBufferPointer { values in
         guard let source = values.baseAddress, let target = patches.baseAddress else { return }
-        for n in 0..<geometry.batch {
-          for oy in 0..<rows.output {
+        // Rows of output positions (one image row each) are spread over the cores.
+        nonisolated(unsafe) let (input, output) = (source, target)
+        let imageRows = geometry.batch * rows.output
+        let parts = positions * patchWidth >= 1 << 20 ? ProcessInfo.processInfo.activeProcessorCount : 1
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+          for imageRow in stride(from: part, to: imageRows, by: parts) {
+            let (n, oy) = imageRow.quotientAndRemainder(dividingBy: rows.output)
             for ox in 0..<columns.output {
-              let row = target + ((n * rows.output + oy) * columns.output + ox) * patchWidth
+              let row = output + ((n * rows.output + oy) * columns.output + ox) * patchWidth
               for ky in 0..<kh {
                 let iy = oy * geometry.strides.0 + ky * geometry.dilations.0 - rows.before
                 for kx in 0..<kw {
                   let ix = ox * geometry.strides.1 + kx * geometry.dilations.1 - columns.before
                   let tap = row + (ky * kw + kx) * channels
                   if (0..<geometry.height).contains(iy), (0..<geometry.width).contains(ix) {
-                    tap.initialize(from: source + ((n * geometry.height + iy) * geometry.width + ix) * channels, count: channels)
+                    tap.initialize(from: input + ((n * geometry.height + iy) * geometry.width + ix) * channels, count: channels)
                   } else {
                     tap.initialize(repeating: 0, count: channels)
                   }

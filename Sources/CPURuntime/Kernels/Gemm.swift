@@ -69,7 +69,9 @@ enum Gemm {
     var items: [(pair: Int, row: Int, rows: Int, column: Int, columns: Int)] = []
     if offsets.count >= cores || !large || cores == 1 {
       items = offsets.indices.map { ($0, 0, m, 0, n) }
-    } else if n >= 64 * cores || m < 12 * cores {
+    } else if m < n || m < 12 * cores {
+      // Each core reads all of A and its share of B: for the short, wide products of a
+      // transformer's dense layers. Tall products (convolutions) split A instead.
       let step = (n / cores + 31) / 32 * 32
       for pair in offsets.indices {
         for column in stride(from: 0, to: n, by: step) { items.append((pair, 0, m, column, Swift.min(step, n - column))) }
