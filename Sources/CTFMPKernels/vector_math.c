@@ -71,41 +71,34 @@ static inline float erf_small(float x) {
   return -1.12837916709551257f * x * p;  // 2 / sqrt(pi)
 }
 
-// Each function computes blocks of 64 into a local buffer, so that the loop vectorizes even when
-// y is x (the compiler cannot rule out a partial overlap of two pointers).
-#define VECTOR_MATH(suffix, attributes)                                                                \
-  attributes static void exp_##suffix(const float *x, float *y, size_t count) {                       \
+static inline float erf_one(float v) {
+  float tail = erfc_tail(v), small = erf_small(v);
+  float large = v < 0 ? tail - 1.0f : 1.0f - tail;
+  return (v < 0.5f && v > -0.5f) || v != v ? small : large;
+}
+
+static inline float erfc_one(float v) {
+  float tail = erfc_tail(v), small = 1.0f - erf_small(v);
+  float large = v < 0 ? 2.0f - tail : tail;
+  return v != v ? v : (v < 0.5f && v > -0.5f ? small : large);
+}
+
+// y = f(x) elementwise, 64 values at a time into a local buffer, so that the loop vectorizes even
+// when y is x (the compiler cannot rule out a partial overlap of two pointers).
+#define BLOCKED(name, function, attributes)                                                            \
+  attributes static void name(const float *x, float *y, size_t count) {                               \
     float block[64];                                                                                   \
     for (size_t start = 0; start < count; start += 64) {                                              \
       size_t length = count - start < 64 ? count - start : 64;                                         \
-      for (size_t i = 0; i < length; i++) block[i] = exp_one(x[start + i]);                            \
-      memcpy(y + start, block, length * sizeof(float));                                                \
-    }                                                                                                  \
-  }                                                                                                    \
-  attributes static void erf_##suffix(const float *x, float *y, size_t count) {                       \
-    float block[64];                                                                                   \
-    for (size_t start = 0; start < count; start += 64) {                                              \
-      size_t length = count - start < 64 ? count - start : 64;                                         \
-      for (size_t i = 0; i < length; i++) {                                                            \
-        float v = x[start + i], tail = erfc_tail(v), small = erf_small(v);                             \
-        float large = v < 0 ? tail - 1.0f : 1.0f - tail;                                               \
-        block[i] = (v < 0.5f && v > -0.5f) || v != v ? small : large;                                  \
-      }                                                                                                \
-      memcpy(y + start, block, length * sizeof(float));                                                \
-    }                                                                                                  \
-  }                                                                                                    \
-  attributes static void erfc_##suffix(const float *x, float *y, size_t count) {                      \
-    float block[64];                                                                                   \
-    for (size_t start = 0; start < count; start += 64) {                                              \
-      size_t length = count - start < 64 ? count - start : 64;                                         \
-      for (size_t i = 0; i < length; i++) {                                                            \
-        float v = x[start + i], tail = erfc_tail(v), small = 1.0f - erf_small(v);                      \
-        float large = v < 0 ? 2.0f - tail : tail;                                                      \
-        block[i] = v != v ? v : (v < 0.5f && v > -0.5f ? small : large);                               \
-      }                                                                                                \
+      for (size_t i = 0; i < length; i++) block[i] = function(x[start + i]);                           \
       memcpy(y + start, block, length * sizeof(float));                                                \
     }                                                                                                  \
   }
+
+#define VECTOR_MATH(suffix, attributes)         \
+  BLOCKED(exp_##suffix, exp_one, attributes)    \
+  BLOCKED(erf_##suffix, erf_one, attributes)    \
+  BLOCKED(erfc_##suffix, erfc_one, attributes)
 
 #if defined(__x86_64__)
 VECTOR_MATH(avx512, __attribute__((target("avx512f"))))
