@@ -1,11 +1,12 @@
 // Single-precision matrix product for x86-64, blocked for the caches, with an AVX-512 and an
 // AVX2/FMA register tile.
 //
-// The columns are cut into blocks of NC and the depth into blocks of KC. Each [KC][NC] block of B
-// is packed, NR columns at a time, into depth-major panels (zero past the last column) that stay
-// in L2. MR rows of A (read in place when their elements are contiguous, else copied) stay in L1
-// while the MR x NR register tile runs along the B panels.
-// The first depth block writes C, the others add to it. A product with fewer than FEW_ROWS rows
+// The depth is cut into blocks of KC (not cut when it is at most MAX_KC: each row of A then
+// streams through once, which matters for the tall products of convolutions) and the columns
+// into blocks small enough that a packed block of B stays in L2. Each block of B is packed, NR
+// columns at a time, into depth-major panels (zero past the last column). MR rows of A (read in
+// place when their elements are contiguous, else copied) stay in L1 while the MR x NR register
+// tile runs along the B panels. The first depth block writes C, the others add to it. A product with fewer than FEW_ROWS rows
 // (a batch-1 dense layer) instead streams B once, row by row, into a few rows of C: packing would
 // move the weights twice for little arithmetic. The Swift scalar kernel is the reference the
 // tests compare every path with.
@@ -19,7 +20,9 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-enum { KC = 256, MC = 240, NC = 512, MAX_NR = 32, FEW_ROWS = 4, PREFETCH_ROWS = 4 };
+enum {
+  KC = 256, MAX_KC = 1152, L2_FLOATS = 262144, MC = 240, NC = 512, MAX_NR = 32, FEW_ROWS = 4, PREFETCH_ROWS = 4
+};
 
 int tfmp_has_avx2_fma(void) {
   __builtin_cpu_init();
@@ -254,15 +257,20 @@ static int sgemm(tile_function tile, few_rows_function few_rows, size_t mr, size
   }
   // A's rows are read in place when contiguous; else (and for a last panel of fewer than mr
   // rows) they are packed row by row.
-  size_t nc = n < NC ? n : NC, mc = csa == 1 ? 0 : (m < MC ? m : MC);
-  size_t b_size = (nc + nr - 1) / nr * nr * KC, a_size = (mc + mr) * KC;
+  // The whole depth in one block when it is short (each row of A then streams through once);
+  // the block of B narrowed so that it stays within L2.
+  size_t kc = k <= MAX_KC ? k : KC;
+  size_t block_columns = L2_FLOATS / kc / nr * nr;
+  size_t nc_limit = block_columns < nr ? nr : (block_columns > NC ? NC : block_columns);
+  size_t nc = n < nc_limit ? n : nc_limit, mc = csa == 1 ? 0 : (m < MC ? m : MC);
+  size_t b_size = (nc + nr - 1) / nr * nr * kc, a_size = (mc + mr) * kc;
   float *packed_b = scratch(b_size + a_size);
   if (packed_b == NULL) return -1;
-  float *packed_a = packed_b + b_size, *tail = packed_a + mc * KC;
-  for (size_t jc = 0; jc < n; jc += NC) {
-    size_t columns = n - jc < NC ? n - jc : NC;
-    for (size_t pc = 0; pc < k; pc += KC) {
-      size_t depth = k - pc < KC ? k - pc : KC;
+  float *packed_a = packed_b + b_size, *tail = packed_a + mc * kc;
+  for (size_t jc = 0; jc < n; jc += nc_limit) {
+    size_t columns = n - jc < nc_limit ? n - jc : nc_limit;
+    for (size_t pc = 0; pc < k; pc += kc) {
+      size_t depth = k - pc < kc ? k - pc : kc;
       if (b_half) {
         pack_b_half((const uint16_t *)b + pc * rsb + jc * csb, rsb, csb, depth, columns, nr, packed_b);
       } else {
