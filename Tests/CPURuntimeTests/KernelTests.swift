@@ -41,12 +41,13 @@ struct KernelTests {
   }
 
   @Test(
-    "Big products split over both cores, by columns, rows or batch, without changing a value",
-    arguments: [(1, 203, 67, 129), (1, 37, 300, 1000), (1, 500, 40, 40), (5, 30, 64, 50)])
-  func gemmTwoCores(batch: Int, m: Int, k: Int, n: Int) {
+    "Big products split over both cores, by columns, rows or batch, or stack a batch sharing B, without changing a value",
+    arguments: [(1, 203, 67, 129, false), (1, 37, 300, 1000, false), (1, 500, 40, 40, false), (5, 30, 64, 50, false),
+                (4, 50, 33, 70, true)])
+  func gemmTwoCores(batch: Int, m: Int, k: Int, n: Int, sharedB: Bool) {
     var generator = SeededGenerator(seed: 7)
-    let (a, b) = (random(batch * m * k, &generator), random(batch * k * n, &generator))
-    let offsets = (0..<batch).map { ($0 * m * k, $0 * k * n) }
+    let (a, b) = (random(batch * m * k, &generator), random((sharedB ? 1 : batch) * k * n, &generator))
+    let offsets = (0..<batch).map { ($0 * m * k, sharedB ? 0 : $0 * k * n) }
     let fast = Gemm.multiply(a, b, offsets: offsets, m: m, k: k, n: n)
     let reference = offsets.flatMap { offsetA, offsetB in
       Gemm.reference(Array(a[offsetA..<(offsetA + m * k)]), Array(b[offsetB..<(offsetB + k * n)]), m: m, k: k, n: n)

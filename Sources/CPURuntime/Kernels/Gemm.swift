@@ -47,6 +47,15 @@ enum Gemm {
   ) -> [Float] {
     guard m > 0, n > 0 else { return [] }
     guard k > 0 else { return [Float](repeating: 0, count: offsets.count * m * n) }
+    // Consecutive matrices of A times one B (a dense layer on a batch of sequences) are one
+    // product with their rows stacked.
+    if offsets.count > 1, !transposeA, let first = offsets.first,
+      offsets.enumerated().allSatisfy({ $1.0 == first.0 + $0 * m * k && $1.1 == first.1 })
+    {
+      return multiply(
+        a, b, offsets: [first], m: offsets.count * m, k: k, n: n, transposeB: transposeB, halfB: halfB,
+        implementation: implementation)
+    }
     let (rsa, csa) = transposeA ? (1, m) : (k, 1)
     let (rsb, csb) = transposeB ? (1, k) : (n, 1)
     let kernel: @convention(c) (
