@@ -144,11 +144,11 @@ public final class Interpreter: @unchecked Sendable {
     /// An elementwise node whose one input is the result of the node before it, which nothing
     /// else reads: it updates that result in place instead of writing a new tensor, saving
     /// memory traffic (a convolution's BiasAdd, batch-norm Mul and AddV2, and Relu become
-    /// updates of its output).
+    /// updates of its output; so do activations and other unary math).
     struct Fused {
       enum Operation {
         case binary(BinaryFunction, side: Source, valuesFirst: Bool)
-        case relu, relu6
+        case unary(UnaryFunction)
       }
       var node: Int
       var operation: Operation
@@ -216,8 +216,8 @@ public final class Interpreter: @unchecked Sendable {
           case .undefined: false
           }
         }
-        if op == "Relu" || op == "Relu6", inputs.count == 1, let step = chain(inputs[0]) {
-          return (step, op == "Relu" ? .relu : .relu6)
+        if let function = UnaryFunction(rawValue: op), inputs.count == 1, let step = chain(inputs[0]) {
+          return (step, .unary(function))
         }
         let functions: [String: BinaryFunction] = [
           "BiasAdd": .add, "AddV2": .add, "Add": .add, "Sub": .sub, "Mul": .mul, "RealDiv": .realDiv,
@@ -424,8 +424,7 @@ public final class Interpreter: @unchecked Sendable {
                   target, count: length, side: $0.baseAddress!, period: update.period, phase: start % update.period,
                   valuesFirst: valuesFirst)
               }
-            case .relu: for i in 0..<length { target[i] = Swift.max(target[i], 0) }
-            case .relu6: for i in 0..<length { target[i] = Swift.min(Swift.max(target[i], 0), 6) }
+            case .unary(let function): function.apply(target, target, length)
             }
             update.precision?.round(UnsafeMutableBufferPointer(start: target, count: length))
           }

@@ -11,49 +11,44 @@ enum UnaryFunction: String, CaseIterable {
   case selu = "Selu", zerosLike = "ZerosLike", onesLike = "OnesLike"
 
   func apply(_ x: [Float]) -> [Float] {
-    switch self {
-    case .relu: map(x) { Swift.max($0, 0) }
-    case .exp: vector(x, tfmp_exp_f32)
-    case .log: map(x) { Foundation.log($0) }
-    case .sqrt: map(x) { $0.squareRoot() }
-    case .rsqrt: map(x) { 1 / $0.squareRoot() }
-    case .square: map(x) { $0 * $0 }
-    case .tanh: map(x) { Foundation.tanh($0) }
-    case .sigmoid: map(vector(map(x) { -$0 }, tfmp_exp_f32)) { 1 / (1 + $0) }
-    case .neg: map(x) { -$0 }
-    case .abs: map(x) { Swift.abs($0) }
-    case .relu6: map(x) { Swift.min(Swift.max($0, 0), 6) }
-    case .erf: vector(x, tfmp_erf_f32)
-    case .erfc: vector(x, tfmp_erfc_f32)
-    case .softplus: map(x) { $0 > 20 ? $0 : Foundation.log1p(Foundation.exp($0)) }
-    case .elu: map(x) { $0 > 0 ? $0 : Foundation.expm1($0) }
-    case .reciprocal: map(x) { 1 / $0 }
-    case .log1p: map(x) { Foundation.log1p($0) }
-    case .selu: map(x) { $0 > 0 ? 1.0507009873554805 * $0 : 1.0507009873554805 * 1.6732632423543772 * Foundation.expm1($0) }
-    case .zerosLike: [Float](repeating: 0, count: x.count)
-    case .onesLike: [Float](repeating: 1, count: x.count)
-    }
-  }
-
-  /// One of the C library's vectorized functions of each element (see `vector_math.c` for
-  /// their accuracy).
-  private func vector(_ x: [Float], _ function: (UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int) -> Void) -> [Float] {
-    [Float](unsafeUninitializedCapacity: x.count) { output, initialized in
-      x.withUnsafeBufferPointer { function($0.baseAddress, output.baseAddress, x.count) }
-      initialized = x.count
-    }
-  }
-
-  /// `function` of each element, in a loop over pointers that the compiler vectorizes where the
-  /// function allows (`Array.map` appends one element at a time).
-  @inline(__always)
-  private func map(_ x: [Float], _ function: (Float) -> Float) -> [Float] {
     [Float](unsafeUninitializedCapacity: x.count) { output, initialized in
       x.withUnsafeBufferPointer { x in
-        guard let source = x.baseAddress, let target = output.baseAddress else { return }
-        for i in 0..<x.count { (target + i).initialize(to: function(source[i])) }
+        if let source = x.baseAddress, let target = output.baseAddress { apply(source, target, x.count) }
       }
       initialized = x.count
+    }
+  }
+
+  /// target[i] = f(source[i]) for `count` elements; `target` may be `source` (an update in place).
+  func apply(_ source: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Float>, _ count: Int) {
+    @inline(__always)
+    func map(_ function: (Float) -> Float) {
+      for i in 0..<count { target[i] = function(source[i]) }
+    }
+    switch self {
+    case .relu: map { Swift.max($0, 0) }
+    case .exp: tfmp_exp_f32(source, target, count)
+    case .log: map { Foundation.log($0) }
+    case .sqrt: map { $0.squareRoot() }
+    case .rsqrt: map { 1 / $0.squareRoot() }
+    case .square: map { $0 * $0 }
+    case .tanh: map { Foundation.tanh($0) }
+    case .sigmoid:
+      map { -$0 }
+      tfmp_exp_f32(target, target, count)
+      for i in 0..<count { target[i] = 1 / (1 + target[i]) }
+    case .neg: map { -$0 }
+    case .abs: map { Swift.abs($0) }
+    case .relu6: map { Swift.min(Swift.max($0, 0), 6) }
+    case .erf: tfmp_erf_f32(source, target, count)
+    case .erfc: tfmp_erfc_f32(source, target, count)
+    case .softplus: map { $0 > 20 ? $0 : Foundation.log1p(Foundation.exp($0)) }
+    case .elu: map { $0 > 0 ? $0 : Foundation.expm1($0) }
+    case .reciprocal: map { 1 / $0 }
+    case .log1p: map { Foundation.log1p($0) }
+    case .selu: map { $0 > 0 ? 1.0507009873554805 * $0 : 1.0507009873554805 * 1.6732632423543772 * Foundation.expm1($0) }
+    case .zerosLike: map { _ in 0 }
+    case .onesLike: map { _ in 1 }
     }
   }
 }
