@@ -318,7 +318,6 @@ public final class Interpreter: @unchecked Sendable {
 
   /// One in-place update of a run of fused nodes.
   private struct Update {
-    var node: String
     var op: String
     var operation: Plan.Fused.Operation
     var side: [Float]
@@ -344,7 +343,7 @@ public final class Interpreter: @unchecked Sendable {
           let member = fused[index + updates.count]
           let node = body.nodes[member.node]
           var update = Update(
-            node: node.name, op: node.op, operation: member.operation, side: [], period: 1,
+            op: node.op, operation: member.operation, side: [], period: 1,
             precision: Self.movesElements.contains(node.op) ? nil : Self.declaredType(of: node).flatMap(ReducedPrecision.init))
           if case .binary(_, let source, _) = member.operation {
             let side = try runtimeErrors(body, node) { try value(source, node.name) }
