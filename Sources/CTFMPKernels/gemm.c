@@ -134,50 +134,36 @@ static void pack_a(const float *a, size_t rs, size_t cs, size_t rows, size_t pad
   memset(packed + rows * depth, 0, (padded - rows) * depth * sizeof(float));
 }
 
-// Packs depth [0, depth) x columns [0, columns) of B (element (p, j) at b[p * rs + j * cs]) into
-// panels of nr columns, each stored depth-major: panel[p * nr + j]. Row by row, so that
-// contiguous rows of B are read in order.
-static void pack_b(const float *b, size_t rs, size_t cs, size_t depth, size_t columns, size_t nr, float *packed) {
-  size_t panels = (columns + nr - 1) / nr;
+// Packs depth [0, depth) x columns [0, columns) of B (element (p, j) at b[p * rs + j * cs],
+// float32 values, or float16 bits when `half`) into panels of nr columns, each stored
+// depth-major: panel[p * nr + j]. Row by row, so that contiguous rows of B are read in order.
+// Float16 weights are widened exactly with F16C here, so they cross the memory bus at half the
+// bytes. Both GEMM forms run on CPUs with AVX2, which all have F16C; the float16 form is used
+// only when tfmp_has_f16c() is nonzero.
+__attribute__((target("avx2,f16c")))
+static void pack_b(const void *b, int half, size_t rs, size_t cs, size_t depth, size_t columns, size_t nr,
+                   float *packed) {
+  size_t panels = (columns + nr - 1) / nr, element = half ? 2 : 4;
   for (size_t p = 0; p < depth; p++) {
-    const float *source = b + p * rs;
+    const char *row = (const char *)b + p * rs * element;
     // Weights usually come from memory, not cache: ask for the row PREFETCH_ROWS ahead now.
     if (cs == 1 && p + PREFETCH_ROWS < depth) {
-      for (size_t j = 0; j < columns; j += 16) __builtin_prefetch(source + PREFETCH_ROWS * rs + j);
-    }
-    for (size_t panel = 0; panel < panels; panel++) {
-      float *target = packed + (panel * depth + p) * nr;
-      size_t j0 = panel * nr, width = columns - j0 < nr ? columns - j0 : nr;
-      if (cs == 1) {
-        memcpy(target, source + j0, width * sizeof(float));
-      } else {
-        for (size_t j = 0; j < width; j++) target[j] = source[(j0 + j) * cs];
-      }
-      for (size_t j = width; j < nr; j++) target[j] = 0;
-    }
-  }
-}
-
-// pack_b for B held as float16 bits, widened exactly with F16C while packing: weights stored in
-// float16 cross the memory bus at half the bytes.
-__attribute__((target("f16c,avx2")))
-static void pack_b_half(const uint16_t *b, size_t rs, size_t cs, size_t depth, size_t columns, size_t nr,
-                        float *packed) {
-  size_t panels = (columns + nr - 1) / nr;
-  for (size_t p = 0; p < depth; p++) {
-    const uint16_t *source = b + p * rs;
-    if (cs == 1 && p + PREFETCH_ROWS < depth) {
-      for (size_t j = 0; j < columns; j += 32) __builtin_prefetch(source + PREFETCH_ROWS * rs + j);
+      for (size_t j = 0; j < columns * element; j += 64) __builtin_prefetch(row + PREFETCH_ROWS * rs * element + j);
     }
     for (size_t panel = 0; panel < panels; panel++) {
       float *target = packed + (panel * depth + p) * nr;
       size_t j0 = panel * nr, width = columns - j0 < nr ? columns - j0 : nr, j = 0;
-      if (cs == 1) {
-        for (; j + 8 <= width; j += 8) {
+      if (half) {
+        const uint16_t *source = (const uint16_t *)row;
+        for (; cs == 1 && j + 8 <= width; j += 8) {
           _mm256_storeu_ps(target + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(source + j0 + j))));
         }
+        for (; j < width; j++) target[j] = _cvtsh_ss(source[(j0 + j) * cs]);
+      } else if (cs == 1) {
+        memcpy(target, (const float *)row + j0, width * sizeof(float));
+      } else {
+        for (; j < width; j++) target[j] = ((const float *)row)[(j0 + j) * cs];
       }
-      for (; j < width; j++) target[j] = _cvtsh_ss(source[(j0 + j) * cs]);
       for (j = width; j < nr; j++) target[j] = 0;
     }
   }
@@ -271,11 +257,8 @@ static int sgemm(tile_function tile, few_rows_function few_rows, size_t mr, size
     size_t columns = n - jc < nc_limit ? n - jc : nc_limit;
     for (size_t pc = 0; pc < k; pc += kc) {
       size_t depth = k - pc < kc ? k - pc : kc;
-      if (b_half) {
-        pack_b_half((const uint16_t *)b + pc * rsb + jc * csb, rsb, csb, depth, columns, nr, packed_b);
-      } else {
-        pack_b((const float *)b + pc * rsb + jc * csb, rsb, csb, depth, columns, nr, packed_b);
-      }
+      size_t element = b_half ? 2 : 4;
+      pack_b((const char *)b + (pc * rsb + jc * csb) * element, b_half, rsb, csb, depth, columns, nr, packed_b);
       for (size_t ic = 0; ic < m; ic += MC) {
         size_t rows = m - ic < MC ? m - ic : MC;
         const float *block_a = a + ic * rsa + pc * csa;

@@ -51,12 +51,10 @@ package struct FloatValues {
                 littleEndian: bytes.loadUnaligned(fromByteOffset: 8 * index, as: UInt64.self))))
         }
       case .float16:
-        for index in 0..<count {
-          output[index] = Float(
-            Float16(
-              bitPattern: UInt16(
-                littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * index, as: UInt16.self))))
+        let bits = (0..<count).map {
+          UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))
         }
+        _ = output.initialize(from: ReducedPrecision.widen(float16Bits: bits))
       default:
         for index in 0..<count {
           output[index] = BFloat16(
