@@ -23,6 +23,8 @@ public final class Interpreter: @unchecked Sendable {
   private var constants: [String: Tensor] = [:]
   /// Evaluation plans by body, outputs and argument names.
   private var plans: [String: Plan] = [:]
+  /// Weights packed for matrix products.
+  private let packs = PackedWeights()
   private let lock = NSLock()
 
   /// Where the time of each op type goes, when profiling.
@@ -138,6 +140,9 @@ public final class Interpreter: @unchecked Sendable {
       var releasesAfterNode: [Int] = []
       /// Nodes whose results are last read by the fused nodes.
       var releases: [Int] = []
+      /// Whether input 1 is a weight (a constant or variable, see ``Interpreter/sharesInput``), whose packing matrix
+      /// products keep.
+      var weightInput = false
       /// The node whose result the step stores: the last fused one, else `node`.
       var result: Int { fused.last?.node ?? node }
     }
@@ -231,6 +236,13 @@ public final class Interpreter: @unchecked Sendable {
         }
         return nil
       }
+      // Results that are the same array on every run: constants and variables, reshaped or not.
+      var isWeight = [Bool](repeating: false, count: body.nodes.count)
+      for node in order {
+        let op = body.nodes[node].op
+        isWeight[node] = ["Const", "ReadVariableOp"].contains(op)
+          || (Interpreter.sharesInput.contains(op) && sources[node].first.flatMap(producer).map { isWeight[$0] } == true)
+      }
       for node in order {
         let name = body.nodes[node].name
         let fed = body.syntax == .graph && arguments.contains(name) ? name : nil
@@ -239,7 +251,8 @@ public final class Interpreter: @unchecked Sendable {
           stepOf[node] = step
           continue
         }
-        steps.append(Step(node: node, fed: fed, inputs: sources[node]))
+        let weightInput = sources[node].count > 1 && producer(sources[node][1]).map { isWeight[$0] } == true
+        steps.append(Step(node: node, fed: fed, inputs: sources[node], weightInput: weightInput))
         stepOf[node] = steps.count - 1
       }
       // Each result is released after the last node that reads it (body outputs never): the
@@ -294,7 +307,8 @@ public final class Interpreter: @unchecked Sendable {
         do {
           let inputs = try step.inputs.map { try value($0, for: definition.name) }
           results[step.node] = definition.op == "Const"
-            ? [.tensor(try constant(definition, in: body.name))] : try execute(definition, inputs: inputs)
+            ? [.tensor(try constant(definition, in: body.name))]
+            : try execute(definition, inputs: inputs, weightInput: step.weightInput)
         } catch let error as KernelError {
           throw RuntimeError(function: body.name, node: definition.name, message: error.message)
         }
@@ -449,7 +463,8 @@ public final class Interpreter: @unchecked Sendable {
     return operand.count
   }
 
-  private func execute(_ node: Tensorflow_NodeDef, inputs: [Value]) throws -> [Value] {
+  /// Runs `node`'s kernel on `inputs`; `weightInput` says that input 1 is a weight.
+  private func execute(_ node: Tensorflow_NodeDef, inputs: [Value], weightInput: Bool = false) throws -> [Value] {
     switch node.op {
     case "NoOp": return []
     case "Identity", "Snapshot", "StopGradient", "PreventGradient":
@@ -494,7 +509,7 @@ public final class Interpreter: @unchecked Sendable {
         return tensor
       }
       let start = profile.map { _ in ContinuousClock.now }
-      var outputs = try kernel(KernelContext(node: node), tensors)
+      var outputs = try kernel(KernelContext(node: node, weightPacks: weightInput ? packs : nil), tensors)
       // Ops that only move elements pass reduced-precision values through unchanged.
       let exact = Self.movesElements.contains(node.op) && !tensors.contains(where: { $0.dtype == .float32 })
       for index in outputs.indices { Self.round(&outputs[index], for: node, alreadyExact: exact) }
@@ -529,6 +544,10 @@ public final class Interpreter: @unchecked Sendable {
       return nil
     }.first
   }
+
+  /// Ops whose result holds the elements array of their first input itself (the same buffer):
+  /// applied to a constant or a variable, they give a weight too.
+  static let sharesInput: Set<String> = ["Identity", "Snapshot", "StopGradient", "Reshape", "Squeeze", "ExpandDims"]
 
   /// Ops whose outputs are elements of their inputs: with float16 or bfloat16 inputs their
   /// outputs need no rounding.

@@ -12,8 +12,8 @@
 // tests compare every path with.
 #include "CTFMPKernels.h"
 #include "denormals.h"
+#include "scratch.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,44 +188,6 @@ static void pack_b(const void *b, int half, size_t rs, size_t cs, size_t depth, 
 FEW_ROWS_KERNEL(few_rows_avx2, "avx2,fma")
 FEW_ROWS_KERNEL(few_rows_avx512, "avx512f")
 
-// Per-thread packing space, kept between calls (allocating a megabyte per product costs page
-// faults) and freed when the thread ends.
-typedef struct {
-  float *base;
-  size_t capacity;  // floats
-} scratch_space;
-
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-
-static void free_scratch(void *space) {
-  free(((scratch_space *)space)->base);
-  free(space);
-}
-
-static void make_scratch_key(void) { pthread_key_create(&scratch_key, free_scratch); }
-
-// This thread's packing space with room for `count` floats (64-byte aligned), or NULL.
-static float *scratch(size_t count) {
-  pthread_once(&scratch_once, make_scratch_key);
-  scratch_space *space = pthread_getspecific(scratch_key);
-  if (space == NULL) {
-    space = calloc(1, sizeof(scratch_space));
-    if (space == NULL || pthread_setspecific(scratch_key, space) != 0) {
-      free(space);
-      return NULL;
-    }
-  }
-  if (space->capacity < count) {
-    free(space->base);
-    space->capacity = 0;
-    space->base = aligned_alloc(64, (count + 15) / 16 * 16 * sizeof(float));
-    if (space->base == NULL) return NULL;
-    space->capacity = count;
-  }
-  return space->base;
-}
-
 typedef void (*few_rows_function)(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa,
                                   const float *b, size_t rsb, float *c, size_t ldc);
 
@@ -250,7 +212,7 @@ static int sgemm(tile_function tile, few_rows_function few_rows, size_t mr, size
   size_t nc_limit = block_columns < nr ? nr : (block_columns > NC ? NC : block_columns);
   size_t nc = n < nc_limit ? n : nc_limit, mc = csa == 1 ? 0 : (m < MC ? m : MC);
   size_t b_size = (nc + nr - 1) / nr * nr * kc, a_size = (mc + mr) * kc;
-  float *packed_b = scratch(b_size + a_size);
+  float *packed_b = tfmp_scratch((b_size + a_size) * sizeof(float));
   if (packed_b == NULL) return -1;
   float *packed_a = packed_b + b_size, *tail = packed_a + mc * kc;
   for (size_t jc = 0; jc < n; jc += nc_limit) {

@@ -12,28 +12,88 @@ struct KernelTests {
     (0..<count).map { _ in Float.random(in: -1...1, using: &generator) }
   }
 
+  /// Each available implementation with the operand types it takes (`nil`: float32).
+  static let implementations: [(Gemm.Implementation, ReducedPrecision?)] = Gemm.Implementation.allCases.filter(\.isAvailable)
+    .flatMap { implementation in
+      implementation.takesFloat32 ? [(implementation, nil)] : ReducedPrecision.allCases.map { (implementation, $0) }
+    }
+
   @Test(
     "Each matrix product this CPU runs equals the triple loop",
-    arguments: Gemm.Implementation.allCases.filter(\.isAvailable), [1, 2, 3] as [UInt64])
-  func gemm(implementation: Gemm.Implementation, seed: UInt64) {
+    arguments: implementations, [1, 2, 3] as [UInt64])
+  func gemm(implementation: (Gemm.Implementation, ReducedPrecision?), seed: UInt64) {
+    let (implementation, precision) = implementation
     var generator = SeededGenerator(seed: seed)
     let sizes = [0, 1, 3, 4, 5, 8, 11, 12, 13, 15, 16, 17, 31, 32, 33, 70, 257]
     for _ in 0..<40 {
       let (m, k, n) = (sizes.randomElement(using: &generator)!, sizes.randomElement(using: &generator)!, sizes.randomElement(using: &generator)!)
       let (transposeA, transposeB) = (Bool.random(using: &generator), Bool.random(using: &generator))
-      let (a, b) = (random(m * k, &generator), random(k * n, &generator))
+      var (a, b) = (random(m * k, &generator), random(k * n, &generator))
+      if let precision { (a, b) = (a.map(precision.rounded), b.map(precision.rounded)) }
       let fast = Gemm.multiply(
-        a, b, m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB, implementation: implementation)
+        a, b, m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB, precision: precision,
+        implementation: implementation)
       let reference = Gemm.reference(
         transposeA ? transpose(a, rows: k, columns: m) : a, transposeB ? transpose(b, rows: n, columns: k) : b,
         m: m, k: k, n: n)
       #expect(fast.count == m * n)
-      // Fused multiply-adds round once per step instead of twice: within k float32 ulps of 1.
+      // Each product is exact (float16 and bfloat16 products too) and the sums round at other
+      // steps than the loop's: within k float32 ulps of 1.
       let error = zip(fast, reference).map { abs($0 - $1) }.max() ?? 0
       #expect(
         error <= Float(max(k, 1)) * 1.2e-7,
-        "\(implementation), seed \(seed): \(m)x\(k)x\(n), transposed \(transposeA), \(transposeB), error \(error)")
+        "\(implementation) \(precision?.rawValue ?? "float32"), seed \(seed): \(m)x\(k)x\(n), transposed \(transposeA), \(transposeB), error \(error)")
     }
+  }
+
+  @Test(
+    "On AMX, each product of two float16 values is exact, and operands that are not finite take the float32 kernel",
+    .enabled(if: Gemm.Implementation.amx.isAvailable))
+  func amxFloat16Products() {
+    var generator = SeededGenerator(seed: 31)
+    // Every finite float16 value is as likely: subnormals, the largest, both signs.
+    func value() -> Float {
+      var bits: UInt16
+      repeat { bits = UInt16.random(in: 0...UInt16.max, using: &generator) } while bits & 0x7c00 == 0x7c00
+      return Float(Float16(bitPattern: bits))
+    }
+    let (m, n) = (40, 37)
+    let (a, b) = ((0..<m).map { _ in value() }, (0..<n).map { _ in value() })
+    let outer = Gemm.multiply(a, b, m: m, k: 1, n: n, precision: .float16, implementation: .amx)
+    let exact = a.flatMap { x in b.map { x * $0 } }
+    let inexact = zip(outer, exact).filter { $0.bitPattern != $1.bitPattern }.count
+    #expect(inexact == 0, "seed 31: \(inexact) of \(m * n) products of float16 values differ from float32's")
+    // Infinities and NaN, in A or in B, give what float32 arithmetic gives (inf x 0 = NaN only
+    // where a real product is one).
+    let k = 5
+    var (left, right) = (random(m * k, &generator).map(ReducedPrecision.float16.rounded), random(k * n, &generator).map(ReducedPrecision.float16.rounded))
+    for (aValue, bValue) in [(Float.infinity, nil), (nil, -Float.infinity), (Float.nan, nil), (Float.infinity, Float.infinity)] as [(Float?, Float?)] {
+      if let aValue { left[7] = aValue; left[40] = 0 }
+      if let bValue { right[3] = bValue; right[100] = 0; right[3 + n] = 1 }
+      let amx = Gemm.multiply(left, right, m: m, k: k, n: n, precision: .float16, implementation: .amx)
+      let float32 = Gemm.multiply(left, right, m: m, k: k, n: n, implementation: .avx512)
+      let differing = zip(amx, float32).filter { $0.bitPattern != $1.bitPattern }.count
+      #expect(differing == 0, "seed 31: with \(String(describing: aValue)) in A, \(String(describing: bValue)) in B")
+      #expect(amx.contains { $0.isInfinite } || amx.contains { $0.isNaN })
+    }
+  }
+
+  @Test("A weight's AMX packing is reused, and a changed copy of the weight is packed anew", .enabled(if: Gemm.Implementation.amx.isAvailable))
+  func amxPackedWeights() {
+    var generator = SeededGenerator(seed: 32)
+    let (m, k, n) = (64, 48, 80)
+    let a = random(m * k, &generator).map(ReducedPrecision.bfloat16.rounded)
+    var weight = random(k * n, &generator).map(ReducedPrecision.bfloat16.rounded)
+    let packs = PackedWeights()
+    let first = Gemm.multiply(a, weight, m: m, k: k, n: n, precision: .bfloat16, packs: packs)
+    let kept = weight
+    weight[0] = 100  // a copy: `kept` and the cache still hold the packed elements
+    let changed = Gemm.multiply(a, weight, m: m, k: k, n: n, precision: .bfloat16, packs: packs)
+    let again = Gemm.multiply(a, kept, m: m, k: k, n: n, precision: .bfloat16, packs: packs)
+    #expect(again == first)
+    #expect(changed == Gemm.multiply(a, weight, m: m, k: k, n: n, precision: .bfloat16, implementation: .amx))
+    #expect(changed != first)
+    #expect(packs.count == 2)
   }
 
   private func transpose(_ x: [Float], rows: Int, columns: Int) -> [Float] {
@@ -58,7 +118,7 @@ struct KernelTests {
 
   @Test(
     "Float16 weights read as their bits give exactly the product of their float values",
-    arguments: Gemm.Implementation.allCases.filter { $0 != .reference && $0.isAvailable })
+    arguments: Gemm.Implementation.allCases.filter { $0 != .reference && $0.takesFloat32 && $0.isAvailable })
   func gemmHalfWeights(implementation: Gemm.Implementation) {
     var generator = SeededGenerator(seed: 21)
     for (m, k, n, transposeB) in [(1, 70, 33, false), (5, 300, 100, false), (40, 257, 65, true), (128, 64, 1000, false)] {

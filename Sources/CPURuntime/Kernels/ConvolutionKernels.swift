@@ -86,7 +86,8 @@ enum ConvolutionKernels {
     }
     let outputs = filter.shape.dimensions[3]
     let result = Gemm.multiply(
-      patches, try filter.requireFloats(), m: positions, k: patchWidth, n: outputs, halfB: filter.float16Bits)
+      patches, try filter.requireFloats(), m: positions, k: patchWidth, n: outputs, halfB: filter.float16Bits,
+      precision: Gemm.sharedPrecision(x, filter), packs: context.weightPacks)
     return Tensor(shape: Shape([geometry.batch, geometry.rows.output, geometry.columns.output, outputs]), floats: result)
   }
 

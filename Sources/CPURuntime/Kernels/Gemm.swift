@@ -4,46 +4,71 @@ internal import TensorCore
 
 /// Row-major single-precision matrix products.
 enum Gemm {
-  /// The implementations of the product: C kernels for x86-64 vector extensions and the scalar
-  /// reference loop.
+  /// The implementations of the product: C kernels for x86-64 vector extensions and AMX, and
+  /// the scalar reference loop.
   enum Implementation: CaseIterable {
-    case avx512, avx2, reference
+    case amx, avx512, avx2, reference
 
     /// Whether this CPU can run it (asked once).
     var isAvailable: Bool {
       switch self {
+      case .amx: Self.hasAMX
       case .avx512: Self.hasAVX512
       case .avx2: Self.hasAVX2
       case .reference: true
       }
     }
 
+    /// Whether it multiplies any float32 values. AMX multiplies float16 and bfloat16 values only
+    /// (``multiply(_:_:offsets:m:k:n:transposeA:transposeB:halfB:precision:packs:implementation:)``'s
+    /// `precision`).
+    var takesFloat32: Bool { self != .amx }
+
+    private static let hasAMX = tfmp_has_amx() != 0
     private static let hasAVX512 = tfmp_has_avx512() != 0
     private static let hasAVX2 = tfmp_has_avx2_fma() != 0
 
-    /// The fastest implementation this CPU runs.
-    static let best = allCases.first { $0.isAvailable } ?? .reference
+    /// The fastest implementation this CPU runs for float32 operands.
+    static let best = allCases.first { $0.isAvailable && $0.takesFloat32 } ?? .reference
+
+    /// The fastest implementation for a product of `rows` rows whose operands hold `precision`
+    /// values (float32 when `nil`). AMX works on blocks of 32 rows, so fewer take the vector kernel.
+    static func best(for precision: ReducedPrecision?, rows: Int) -> Implementation {
+      precision != nil && rows >= 32 && amx.isAvailable ? .amx : best
+    }
   }
 
   /// C[m, n] = A[m, k] x B[k, n] with float32 accumulation, where `transposeA` means `a` holds
-  /// A's transpose ([k, m]) and `transposeB` B's ([n, k]). `halfB`, when given, holds B's
-  /// elements as float16 bits (a float16 weight's ``Tensor/float16Bits``): the vector kernels then
-  /// read it instead of `b`, half the bytes, with the same result.
+  /// A's transpose ([k, m]) and `transposeB` B's ([n, k]).
+  ///
+  /// - `halfB`, when given, holds B's elements as float16 bits (a float16 weight's
+  ///   ``Tensor/float16Bits``): the float32 vector kernels then read it instead of `b`, half the
+  ///   bytes, with the same result.
+  /// - `precision`, when given, says that both operands hold values of that type (float16 or
+  ///   bfloat16 tensors). The product may then run on AMX: bfloat16 values as they are, float16
+  ///   values each split exactly into two bfloat16 halves; either way every product of two
+  ///   elements is exact and the sums are float32, as on a GPU's Tensor Cores.
+  /// - `packs`, when given, keeps B's AMX packing for the next call: for a weight, whose
+  ///   elements never change.
+  /// - `implementation`: by default the fastest for the operands.
   static func multiply(
     _ a: [Float], _ b: [Float], m: Int, k: Int, n: Int, transposeA: Bool = false, transposeB: Bool = false,
-    halfB: [UInt16]? = nil, implementation: Implementation = .best
+    halfB: [UInt16]? = nil, precision: ReducedPrecision? = nil, packs: PackedWeights? = nil,
+    implementation: Implementation? = nil
   ) -> [Float] {
     multiply(
       a, b, offsets: [(0, 0)], m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB, halfB: halfB,
-      implementation: implementation)
+      precision: precision, packs: packs, implementation: implementation)
   }
 
   /// A batch of products: for each (offset into `a`, offset into `b`) pair, the product of the
   /// matrices starting there, concatenated into a [pairs, m, n] result. Large batches are spread
   /// over the cores, and a single large product is split by columns (or rows when it is narrow).
+  /// The other arguments are those of ``multiply(_:_:m:k:n:transposeA:transposeB:halfB:precision:packs:implementation:)``.
   static func multiply(
     _ a: [Float], _ b: [Float], offsets: [(Int, Int)], m: Int, k: Int, n: Int, transposeA: Bool = false,
-    transposeB: Bool = false, halfB: [UInt16]? = nil, implementation: Implementation = .best
+    transposeB: Bool = false, halfB: [UInt16]? = nil, precision: ReducedPrecision? = nil,
+    packs: PackedWeights? = nil, implementation: Implementation? = nil
   ) -> [Float] {
     guard m > 0, n > 0 else { return [] }
     guard k > 0 else { return [Float](repeating: 0, count: offsets.count * m * n) }
@@ -54,17 +79,12 @@ enum Gemm {
     {
       return multiply(
         a, b, offsets: [first], m: offsets.count * m, k: k, n: n, transposeB: transposeB, halfB: halfB,
-        implementation: implementation)
+        precision: precision, packs: packs, implementation: implementation)
     }
+    let implementation = implementation ?? .best(for: precision, rows: m)
     let (rsa, csa) = transposeA ? (1, m) : (k, 1)
     let (rsb, csb) = transposeB ? (1, k) : (n, 1)
-    let kernel: @convention(c) (
-      Int, Int, Int, UnsafePointer<Float>?, Int, Int, UnsafeRawPointer?, Int32, Int, Int, UnsafeMutablePointer<Float>?, Int
-    ) -> Int32
-    switch implementation {
-    case .avx512: kernel = tfmp_sgemm_avx512
-    case .avx2: kernel = tfmp_sgemm_avx2
-    case .reference:
+    if implementation == .reference {
       return offsets.flatMap { offsetA, offsetB in
         let left = (0..<(m * k)).map { a[offsetA + $0 / k * rsa + $0 % k * csa] }
         let right = (0..<(k * n)).map { b[offsetB + $0 / n * rsb + $0 % n * csb] }
@@ -72,13 +92,15 @@ enum Gemm {
       }
     }
     precondition(implementation.isAvailable, "This CPU cannot run the \(implementation) matrix product.")
+    precondition(implementation.takesFloat32 || precision != nil, "AMX multiplies float16 or bfloat16 values only.")
     // Work items: (pair, first row, row count, first column, column count).
     let cores = ProcessInfo.processInfo.activeProcessorCount
     let large = m * n * k >= 1 << 18
+    let rowBlock = implementation == .amx ? 32 : 12
     var items: [(pair: Int, row: Int, rows: Int, column: Int, columns: Int)] = []
     if offsets.count >= cores || !large || cores == 1 {
       items = offsets.indices.map { ($0, 0, m, 0, n) }
-    } else if m < n || m < 12 * cores {
+    } else if m < n || m < rowBlock * cores {
       // Each core reads all of A and its share of B: for the short, wide products of a
       // transformer's dense layers. Tall products (convolutions) split A instead.
       let step = (n / cores + 31) / 32 * 32
@@ -86,13 +108,16 @@ enum Gemm {
         for column in stride(from: 0, to: n, by: step) { items.append((pair, 0, m, column, Swift.min(step, n - column))) }
       }
     } else {
-      let step = (m / cores + 11) / 12 * 12
+      let step = (m / cores + rowBlock - 1) / rowBlock * rowBlock
       for pair in offsets.indices {
         for row in stride(from: 0, to: m, by: step) { items.append((pair, row, Swift.min(step, m - row), 0, n)) }
       }
     }
     let work = items
     let parts = large ? Swift.min(cores, work.count) : 1
+    let packed = implementation == .amx
+      ? packedB(b, offsets: offsets.map(\.1), k: k, n: n, rsb: rsb, csb: csb, split: precision == .float16, packs: packs, parts: parts)
+      : []
     // The work items together write every element of C.
     return [Float](unsafeUninitializedCapacity: offsets.count * m * n) { c, initialized in
       let half = ReducedPrecision.hasVectorConversion && halfB?.count == b.count ? halfB : nil
@@ -107,9 +132,21 @@ enum Gemm {
               for item in stride(from: part, to: work.count, by: parts) {
                 let (pair, row, rows, column, columns) = work[item]
                 let (offsetA, offsetB) = offsets[pair]
-                let status = kernel(
-                  rows, columns, k, left + offsetA + row * rsa, rsa, csa, right + (offsetB + column * csb) * elementSize,
-                  isHalf, rsb, csb, output + pair * m * n + row * n + column, n)
+                let (first, target) = (left + offsetA + row * rsa, output + pair * m * n + row * n + column)
+                // AMX declines operands that are not all finite (status 1); the float32 kernel
+                // (AVX-512, which every AMX CPU has) then computes the item.
+                var status: Int32 = 1
+                if implementation == .amx, let tiles = packed[packed.count == 1 ? 0 : pair] {
+                  let split: Int32 = precision == .float16 ? 1 : 0
+                  status = tiles.withUnsafeBufferPointer {
+                    tfmp_gemm_amx(rows, columns, k, first, rsa, csa, $0.baseAddress! + tfmp_amx_packed_b_count(k, column, split), split, target, n)
+                  }
+                }
+                if status == 1 {
+                  status = (implementation == .avx2 ? tfmp_sgemm_avx2 : tfmp_sgemm_avx512)(
+                    rows, columns, k, first, rsa, csa, right + (offsetB + column * csb) * elementSize, isHalf, rsb, csb,
+                    target, n)
+                }
                 precondition(status == 0, "Out of memory for a \(m)x\(k)x\(n) matrix product.")
               }
             }
@@ -118,6 +155,31 @@ enum Gemm {
       }
       initialized = offsets.count * m * n
     }
+  }
+
+  /// B packed for AMX: one packing per pair (a single one when every pair has the same B), taken
+  /// from `packs` when given, packed on `parts` cores otherwise; `nil` for a B AMX cannot take.
+  private static func packedB(
+    _ b: [Float], offsets: [Int], k: Int, n: Int, rsb: Int, csb: Int, split: Bool, packs: PackedWeights?, parts: Int
+  ) -> [[UInt16]?] {
+    let distinct = offsets.allSatisfy { $0 == offsets[0] } ? [offsets[0]] : offsets
+    let layouts = distinct.map { PackedWeights.Layout(offset: $0, k: k, n: n, rsb: rsb, csb: csb, split: split) }
+    if let packs { return layouts.map { packs.packing(of: b, $0) } }
+    return [[UInt16]?](unsafeUninitializedCapacity: distinct.count) { packings, initialized in
+      // Each part initializes its own elements.
+      nonisolated(unsafe) let target = packings.baseAddress!
+      DispatchQueue.concurrentPerform(iterations: Swift.min(parts, distinct.count)) { part in
+        for index in stride(from: part, to: distinct.count, by: parts) {
+          (target + index).initialize(to: PackedWeights.pack(b, layouts[index]))
+        }
+      }
+      initialized = distinct.count
+    }
+  }
+
+  /// The reduced type both `a` and `b` hold, when they hold the same one.
+  static func sharedPrecision(_ a: Tensor, _ b: Tensor) -> ReducedPrecision? {
+    a.dtype == b.dtype ? ReducedPrecision(a.dtype) : nil
   }
 
   /// The scalar triple loop: the reference the vector kernel is tested against.

@@ -6,6 +6,9 @@ internal import Foundation
 /// What a kernel sees of its node: the attributes.
 struct KernelContext {
   let node: Tensorflow_NodeDef
+  /// Set when input 1 is a weight, a value whose elements are the same on every run (a constant
+  /// or a variable, perhaps reshaped): matrix products keep their packing of it here.
+  var weightPacks: PackedWeights? = nil
 
   func int(_ name: String, default value: Int = 0) -> Int {
     if case .i(let i)? = node.attr[name]?.value { return Int(i) }

@@ -274,7 +274,9 @@ enum Kernels {
     let (m, k) = ta ? (ca, ra) : (ra, ca)
     let (k2, n) = tb ? (cb, rb) : (rb, cb)
     guard k == k2 else { throw KernelError("MatMul inner dimensions differ: \(a.shape) and \(b.shape).") }
-    return Tensor(shape: Shape([m, n]), floats: Gemm.multiply(x, y, m: m, k: k, n: n, transposeA: ta, transposeB: tb, halfB: b.float16Bits))
+    return Tensor(shape: Shape([m, n]), floats: Gemm.multiply(
+        x, y, m: m, k: k, n: n, transposeA: ta, transposeB: tb, halfB: b.float16Bits,
+        precision: Gemm.sharedPrecision(a, b), packs: context.weightPacks))
   }
 }
 

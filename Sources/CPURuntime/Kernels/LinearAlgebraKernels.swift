@@ -25,7 +25,8 @@ enum LinearAlgebraKernels {
     let pairs = walk.indices()
     let offsets = (0..<(batch.elementCount ?? 0)).map { (pairs[0][$0] * ra * ca, pairs[1][$0] * rb * cb) }
     let result = Gemm.multiply(
-      x, y, offsets: offsets, m: m, k: k, n: n, transposeA: adjointA, transposeB: adjointB, halfB: b.float16Bits)
+      x, y, offsets: offsets, m: m, k: k, n: n, transposeA: adjointA, transposeB: adjointB, halfB: b.float16Bits,
+      precision: Gemm.sharedPrecision(a, b), packs: context.weightPacks)
     return Tensor(shape: Shape(batch.dimensions + [m, n]), floats: result)
   }
 
@@ -63,10 +64,13 @@ enum LinearAlgebraKernels {
     func product(_ labels: [Character]) -> Int { labels.map { sizes[$0] ?? 1 }.reduce(1, *) }
     let a = try permute(inputs[0], labels: operands[0], to: batch + rows + contracted)
     let b = try permute(inputs[1], labels: operands[1], to: batch + contracted + columns)
-    let halfB = operands[1] == batch + contracted + columns ? inputs[1].float16Bits : nil
+    // B is the second operand's own elements when it needs no transposing.
+    let inPlace = operands[1] == batch + contracted + columns
     let (batches, m, k, n) = (product(batch), product(rows), product(contracted), product(columns))
     let offsets = (0..<batches).map { ($0 * m * k, $0 * k * n) }
-    let result = Gemm.multiply(a, b, offsets: offsets, m: m, k: k, n: n, halfB: halfB)
+    let result = Gemm.multiply(
+      a, b, offsets: offsets, m: m, k: k, n: n, halfB: inPlace ? inputs[1].float16Bits : nil,
+      precision: Gemm.sharedPrecision(inputs[0], inputs[1]), packs: inPlace ? context.weightPacks : nil)
     let produced = batch + rows + columns
     let tensor = Tensor(shape: Shape(produced.map { sizes[$0] ?? 1 }), floats: result)
     return Tensor(shape: Shape(output.map { sizes[$0] ?? 1 }), floats: try permute(tensor, labels: produced, to: output))

@@ -66,6 +66,29 @@ int tfmp_sgemm_avx2(size_t m, size_t n, size_t k, const float *a, size_t rsa, si
 int tfmp_sgemm_avx512(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const void *b,
                       int b_half, size_t rsb, size_t csb, float *c, size_t ldc);
 
+/// Whether this CPU has AMX with bfloat16 tiles (and AVX-512BW) and the process may use it (on
+/// Linux the tile state is requested from the kernel here). Call once, before the functions below.
+int tfmp_has_amx(void);
+
+/// The number of uint16 elements tfmp_amx_pack_b writes for a k x n B: whole 16-column blocks,
+/// so the blocks of columns [j, n) for j a multiple of 16 start at tfmp_amx_packed_b_count(k, j, split).
+size_t tfmp_amx_packed_b_count(size_t k, size_t n, int split);
+
+/// Packs B (element (p, j) at b[p * rsb + j * csb]) into bfloat16 tiles for tfmp_gemm_amx: as
+/// bfloat16 (rounded to nearest even), or with `split` nonzero as exact hi/lo bfloat16 pairs of
+/// values that are float16 values (any float32 value is then within 2^-16 relative). Returns 1
+/// when split and some value is not finite: the packing must not be used (a product with an
+/// infinity needs the float32 kernels); else 0.
+int tfmp_amx_pack_b(size_t k, size_t n, const float *b, size_t rsb, size_t csb, int split, uint16_t *packed);
+
+/// C[m, n] = A[m, k] x B with float32 accumulation on AMX, B packed by tfmp_amx_pack_b for this k
+/// and `split` (starting at the first of these n columns, a multiple of 16 into the packed B). A
+/// (element (i, p) at a[i * rsa + p * csa]) is rounded to bfloat16, or split like B. Returns 0;
+/// 1 when split and a value of A is not finite (C is then incomplete: use the float32 kernels);
+/// -1 when scratch memory could not be allocated. Call only when tfmp_has_amx() returned 1.
+int tfmp_gemm_amx(size_t m, size_t n, size_t k, const float *a, size_t rsa, size_t csa, const uint16_t *packed_b,
+                  int split, float *c, size_t ldc);
+
 /// Makes glibc's allocator serve every block from its heap and keep freed memory for reuse
 /// (no mmap per large block, no trimming), process-wide; does nothing on other C libraries.
 void tfmp_keep_freed_memory(void);
