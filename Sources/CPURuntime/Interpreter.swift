@@ -133,8 +133,11 @@ public final class Interpreter: @unchecked Sendable {
       /// Set when the node is a fed placeholder of the top-level graph.
       var fed: String?
       var inputs: [Source]
-      /// Elementwise nodes applied in place to the node's result, in order (see ``Fused``).
+      /// Elementwise nodes computed from the node's result, in order (see ``Fused``).
       var fused: [Fused] = []
+      /// Members (0 the node, i the i-th fused node) other than the last whose results are read
+      /// after the step, so kept as tensors of their own.
+      var exports: [Int] = []
       /// Nodes whose results are last read by the node, freed before the fused nodes run (a
       /// Reshape's input shares its elements, which the fused nodes then update in place).
       var releasesAfterNode: [Int] = []
@@ -146,17 +149,28 @@ public final class Interpreter: @unchecked Sendable {
       /// The node whose result the step stores: the last fused one, else `node`.
       var result: Int { fused.last?.node ?? node }
     }
-    /// An elementwise node whose one input is the result of the node before it, which nothing
-    /// else reads: it updates that result in place instead of writing a new tensor, saving
-    /// memory traffic (a convolution's BiasAdd, batch-norm Mul and AddV2, and Relu become
-    /// updates of its output; so do activations and other unary math).
+    /// An elementwise node that reads the result of a member of a step (the step's node or one
+    /// of its fused nodes) and otherwise only values computed before the step began. The step
+    /// computes its members block by block into the node's result, each block staying in cache
+    /// through all of them, instead of writing and reading a tensor per node (a dense layer's
+    /// BiasAdd and GELU, a layer normalization's scale and shift; see ``Interpreter/Segment``).
     struct Fused {
       enum Operation {
-        case binary(BinaryFunction, side: Source, valuesFirst: Bool)
         case unary(UnaryFunction)
+        case binary(BinaryFunction)
+        /// A cast between float types: the values, rounded to the target type.
+        case cast
+      }
+      /// Where an operand comes from: member `i` of the step (0 its node, i its i-th fused
+      /// node), or a value computed before the step.
+      enum Operand {
+        case member(Int)
+        case outside(Source)
       }
       var node: Int
       var operation: Operation
+      /// The node's inputs, in order.
+      var operands: [Operand]
     }
     var steps: [Step]
     var outputs: [Source]
@@ -199,43 +213,8 @@ public final class Interpreter: @unchecked Sendable {
           if let producer = producer(input), state[producer] == 0 { stack.append((producer, false)) }
         }
       }
-      var consumers = [Int](repeating: 0, count: body.nodes.count)
-      for node in order { for input in sources[node] { if let producer = producer(input) { consumers[producer] += 1 } } }
-      for output in self.outputs { if let producer = producer(output) { consumers[producer] += 1 } }
-      // Steps in order; a node fuses into the step whose result is its only-read input when its
-      // other input is computed before that step began.
-      var steps: [Step] = []
-      var stepOf = [Int](repeating: -1, count: body.nodes.count)
-      func fusion(_ node: Int) -> (step: Int, operation: Fused.Operation)? {
-        let (op, inputs) = (body.nodes[node].op, sources[node])
-        func chain(_ input: Source) -> Int? {
-          guard case .node(let producer, 0, _) = input, consumers[producer] == 1, stepOf[producer] >= 0,
-            steps[stepOf[producer]].result == producer
-          else { return nil }
-          return stepOf[producer]
-        }
-        func availableBefore(_ step: Int, _ input: Source) -> Bool {
-          switch input {
-          case .node(let producer, _, _): stepOf[producer] >= 0 && stepOf[producer] < step
-          case .argument: true
-          case .undefined: false
-          }
-        }
-        if let function = UnaryFunction(rawValue: op), inputs.count == 1, let step = chain(inputs[0]) {
-          return (step, .unary(function))
-        }
-        let functions: [String: BinaryFunction] = [
-          "BiasAdd": .add, "AddV2": .add, "Add": .add, "Sub": .sub, "Mul": .mul, "RealDiv": .realDiv,
-          "Maximum": .maximum, "Minimum": .minimum,
-        ]
-        guard let function = functions[op], inputs.count == 2 else { return nil }
-        for (chained, side) in op == "BiasAdd" ? [(0, 1)] : [(0, 1), (1, 0)] {
-          if let step = chain(inputs[chained]), availableBefore(step, inputs[side]) {
-            return (step, .binary(function, side: inputs[side], valuesFirst: chained == 0))
-          }
-        }
-        return nil
-      }
+      // Constants first: they are then ready for any fused node that reads one.
+      order = order.filter { body.nodes[$0].op == "Const" } + order.filter { body.nodes[$0].op != "Const" }
       // Results that are the same array on every run: constants and variables, reshaped or not.
       var isWeight = [Bool](repeating: false, count: body.nodes.count)
       for node in order {
@@ -243,17 +222,67 @@ public final class Interpreter: @unchecked Sendable {
         isWeight[node] = ["Const", "ReadVariableOp"].contains(op)
           || (Interpreter.sharesInput.contains(op) && sources[node].first.flatMap(producer).map { isWeight[$0] } == true)
       }
+      // Steps in order; an elementwise node joins the latest step one of whose members it reads,
+      // when its other inputs were computed before that step began.
+      var steps: [Step] = []
+      var stepOf = [Int](repeating: -1, count: body.nodes.count)
+      var member = [Int](repeating: 0, count: body.nodes.count)  // position in its step
+      // Nodes with other outputs read too (a Split) do not start fused steps (a step keeps one
+      // result), nor do constants (a scale or bias is an operand, not what a step computes on).
+      var anchors = body.nodes.map { $0.op != "Const" }
+      for inputs in sources { for case .node(let producer, let output, _) in inputs where output > 0 { anchors[producer] = false } }
+      func fusion(_ node: Int) -> (step: Int, fused: Fused)? {
+        let definition = body.nodes[node]
+        let inputs = sources[node]
+        guard let operation = Self.elementwiseOperation(definition, inputs: inputs.count) else { return nil }
+        func step(_ input: Source) -> Int? {
+          guard case .node(let producer, 0, _) = input, stepOf[producer] >= 0, anchors[producer] else { return nil }
+          return stepOf[producer]
+        }
+        guard let target = inputs.compactMap(step).max() else { return nil }
+        var operands: [Fused.Operand] = []
+        for input in inputs {
+          if step(input) == target, case .node(let producer, _, _) = input {
+            operands.append(.member(member[producer]))
+            continue
+          }
+          switch input {
+          case .node(let producer, _, _): guard stepOf[producer] >= 0, stepOf[producer] < target else { return nil }
+          case .argument: break
+          case .undefined: return nil
+          }
+          operands.append(.outside(input))
+        }
+        return (target, Fused(node: node, operation: operation, operands: operands))
+      }
       for node in order {
         let name = body.nodes[node].name
         let fed = body.syntax == .graph && arguments.contains(name) ? name : nil
-        if fed == nil, let (step, operation) = fusion(node) {
-          steps[step].fused.append(Fused(node: node, operation: operation))
+        if fed == nil, let (step, fused) = fusion(node) {
+          steps[step].fused.append(fused)
           stepOf[node] = step
+          member[node] = steps[step].fused.count
           continue
         }
         let weightInput = sources[node].count > 1 && producer(sources[node][1]).map { isWeight[$0] } == true
         steps.append(Step(node: node, fed: fed, inputs: sources[node], weightInput: weightInput))
         stepOf[node] = steps.count - 1
+      }
+      // A member read outside its step (by a later step, another step's fused node, or as an
+      // output) is exported; the last member is the step's result anyway.
+      var readOutside = [Bool](repeating: false, count: body.nodes.count)
+      for (position, step) in steps.enumerated() {
+        for input in step.inputs { if let producer = producer(input) { readOutside[producer] = true } }
+        for fused in step.fused {
+          for case .outside(let input) in fused.operands {
+            if let producer = producer(input), stepOf[producer] != position { readOutside[producer] = true }
+          }
+        }
+      }
+      for output in self.outputs { if let producer = producer(output) { readOutside[producer] = true } }
+      for index in steps.indices where !steps[index].fused.isEmpty {
+        let members = [steps[index].node] + steps[index].fused.map(\.node)
+        steps[index].exports = members.indices.dropLast().filter { readOutside[members[$0]] }
       }
       // Each result is released after the last node that reads it (body outputs never): the
       // last use of a node is (step, 0) when it is the step's node, (step, 1) a fused node.
@@ -261,7 +290,9 @@ public final class Interpreter: @unchecked Sendable {
       for (position, step) in steps.enumerated() {
         for input in step.inputs { if let producer = producer(input) { lastUse[producer] = (position, 0) } }
         for fused in step.fused {
-          if case .binary(_, let side, _) = fused.operation, let producer = producer(side) { lastUse[producer] = (position, 1) }
+          for case .outside(let input) in fused.operands {
+            if let producer = producer(input), stepOf[producer] != position { lastUse[producer] = (position, 1) }
+          }
         }
       }
       for output in self.outputs { if let producer = producer(output) { lastUse[producer] = (steps.count, 0) } }
@@ -269,6 +300,24 @@ public final class Interpreter: @unchecked Sendable {
         if use.fused == 0 { steps[use.step].releasesAfterNode.append(node) } else { steps[use.step].releases.append(node) }
       }
       self.steps = steps
+    }
+
+    /// How `node` is computed as a fused member, when it is an elementwise op of one float
+    /// tensor (unary math, casts between float types) or of two (arithmetic).
+    static func elementwiseOperation(_ node: Tensorflow_NodeDef, inputs: Int) -> Fused.Operation? {
+      if inputs == 1, let function = UnaryFunction(rawValue: node.op) { return .unary(function) }
+      let floats: [DType] = [.float32, .float16, .bfloat16]
+      if inputs == 1, node.op == "Cast", let source = KernelContext(node: node).type("SrcT"), floats.contains(source),
+        let target = KernelContext(node: node).type("DstT"), floats.contains(target)
+      {
+        return .cast
+      }
+      let functions: [String: BinaryFunction] = [
+        "BiasAdd": .add, "AddV2": .add, "Add": .add, "Sub": .sub, "Mul": .mul, "RealDiv": .realDiv,
+        "Maximum": .maximum, "Minimum": .minimum, "SquaredDifference": .squaredDifference,
+      ]
+      if inputs == 2, let function = functions[node.op] { return .binary(function) }
+      return nil
     }
   }
 
@@ -315,10 +364,12 @@ public final class Interpreter: @unchecked Sendable {
       }
       for node in step.releasesAfterNode { results[node] = [] }
       if !step.fused.isEmpty {
-        // Taken out of `results`, so that the updates can happen in place.
-        var operand = results[step.node].first
+        // Taken out of `results`, so that the members can be computed in place.
+        var root = results[step.node].first
         results[step.node] = []
-        results[step.result] = [try applyFused(step.fused, in: body, to: &operand, value)]
+        for (member, result) in try runFused(step, in: body, root: &root, value) {
+          results[member] = [result]
+        }
       }
       for node in step.releases { results[node] = [] }
     }
@@ -330,81 +381,8 @@ public final class Interpreter: @unchecked Sendable {
     }
   }
 
-  /// One in-place update of a run of fused nodes.
-  private struct Update {
-    var op: String
-    var operation: Plan.Fused.Operation
-    var side: [Float]
-    var period: Int
-    var precision: ReducedPrecision?
-  }
-
-  /// Applies the fused nodes in turn to `input`, the result of the node before them. Runs of
-  /// nodes whose other operand is a scalar or repeats along the last dimensions (a bias, a
-  /// per-channel scale) update the float elements in place, all of a run on one block of memory
-  /// before the next and the blocks spread over the cores; any other node runs its own kernel.
-  private func applyFused(
-    _ fused: [Plan.Fused], in body: Body, to input: inout Value?, _ value: (Plan.Source, String) throws -> Value
-  ) throws -> Value {
-    guard var current = input else { throw KernelError("The fused input has no value.") }
-    input = nil  // the value moves out of `input`, `current` and `tensor` so that it is only in `values`
-    var index = 0
-    while index < fused.count {
-      var updates: [Update] = []
-      var sides: [Value] = []  // the other operands fetched so far
-      if case .tensor(let tensor) = current, case .float = tensor.storage {
-        while index + updates.count < fused.count {
-          let member = fused[index + updates.count]
-          let node = body.nodes[member.node]
-          var update = Update(
-            op: node.op, operation: member.operation, side: [], period: 1,
-            precision: Self.movesElements.contains(node.op) ? nil : Self.declaredType(of: node).flatMap(ReducedPrecision.init))
-          if case .binary(_, let source, _) = member.operation {
-            let side = try runtimeErrors(body, node) { try value(source, node.name) }
-            sides.append(side)
-            guard let period = Self.repeatingPeriod(of: side, over: tensor, for: node), case .tensor(let operand) = side,
-              case .float(let elements) = operand.storage
-            else { break }
-            (update.side, update.period) = (elements, period)
-          }
-          updates.append(update)
-        }
-      }
-      guard !updates.isEmpty else {
-        // Not an in-place update: the node's own kernel, with its operands in their order.
-        let member = fused[index]
-        let node = body.nodes[member.node]
-        var inputs = [current]
-        if case .binary(_, let source, let valuesFirst) = member.operation {
-          let side = try sides.first ?? runtimeErrors(body, node) { try value(source, node.name) }
-          inputs = valuesFirst ? [current, side] : [side, current]
-        }
-        current = try runtimeErrors(body, node) {
-          guard let result = try execute(node, inputs: inputs).first else { throw KernelError("The kernel gave no result.") }
-          return result
-        }
-        index += 1
-        continue
-      }
-      guard case .tensor(var tensor) = current, case .float(var values) = tensor.storage else { break }
-      current = .list([])
-      tensor.storage = .float([])
-      let start = profile.map { _ in ContinuousClock.now }
-      Self.update(&values, updates)
-      if let profile, let start {
-        let share = (ContinuousClock.now - start) / updates.count
-        for update in updates { profile.add(update.op, share) }
-      }
-      tensor.storage = .float(values)
-      tensor.dtype = Self.declaredType(of: body.nodes[fused[index + updates.count - 1].node]) ?? .float32
-      current = .tensor(tensor)
-      index += updates.count
-    }
-    return current
-  }
-
   /// Runs `body`, reporting a kernel's complaint as a runtime error at `node`.
-  private func runtimeErrors<T>(_ function: Body, _ node: Tensorflow_NodeDef, _ body: () throws -> T) throws -> T {
+  func runtimeErrors<T>(_ function: Body, _ node: Tensorflow_NodeDef, _ body: () throws -> T) throws -> T {
     do {
       return try body()
     } catch let error as KernelError {
@@ -412,59 +390,8 @@ public final class Interpreter: @unchecked Sendable {
     }
   }
 
-  /// Applies `updates` in order to `values` in place, block by block (each block stays in cache
-  /// through all of them), on both cores for large tensors; each update's result is rounded to
-  /// its reduced type, when it has one.
-  private static func update(_ values: inout [Float], _ updates: [Update]) {
-    let count = values.count
-    let blockSize = 16_384
-    let blocks = (count + blockSize - 1) / blockSize
-    let parts = count >= 1 << 20 ? ProcessInfo.processInfo.activeProcessorCount : 1
-    values.withUnsafeMutableBufferPointer { buffer in
-      guard let base = buffer.baseAddress else { return }
-      // Each part updates its own blocks.
-      nonisolated(unsafe) let elements = base
-      DispatchQueue.concurrentPerform(iterations: parts) { part in
-        for block in stride(from: part, to: blocks, by: parts) {
-          let start = block * blockSize
-          let length = Swift.min(blockSize, count - start)
-          let target = elements + start
-          for update in updates {
-            switch update.operation {
-            case .binary(let function, _, let valuesFirst):
-              update.side.withUnsafeBufferPointer {
-                function.applyInPlace(
-                  target, count: length, side: $0.baseAddress!, period: update.period, phase: start % update.period,
-                  valuesFirst: valuesFirst)
-              }
-            case .unary(let function): function.apply(target, target, length)
-            }
-            update.precision?.round(UnsafeMutableBufferPointer(start: target, count: length))
-          }
-        }
-      }
-    }
-  }
-
-  /// The number of elements after which `side` repeats when broadcast over `tensor` (1 for a
-  /// scalar, its size when its shape is `tensor`'s last dimensions), or `nil` when it is not a
-  /// float tensor of `tensor`'s type that broadcasting repeats that way (or, for BiasAdd, not a
-  /// vector as long as the last dimension).
-  static func repeatingPeriod(of side: Value, over tensor: Tensor, for node: Tensorflow_NodeDef) -> Int? {
-    guard case .tensor(let side) = side, side.dtype == tensor.dtype, case .float(let operand) = side.storage,
-      !operand.isEmpty
-    else { return nil }
-    if node.op == "BiasAdd", side.shape.rank != 1 || side.shape.dimensions.last != tensor.shape.dimensions.last {
-      return nil
-    }
-    let dimensions = Array(side.shape.dimensions.drop { $0 == 1 })
-    guard side.shape.rank <= tensor.shape.rank, Array(tensor.shape.dimensions.suffix(dimensions.count)) == dimensions
-    else { return nil }
-    return operand.count
-  }
-
   /// Runs `node`'s kernel on `inputs`; `weightInput` says that input 1 is a weight.
-  private func execute(_ node: Tensorflow_NodeDef, inputs: [Value], weightInput: Bool = false) throws -> [Value] {
+  func execute(_ node: Tensorflow_NodeDef, inputs: [Value], weightInput: Bool = false) throws -> [Value] {
     switch node.op {
     case "NoOp": return []
     case "Identity", "Snapshot", "StopGradient", "PreventGradient":

@@ -13,6 +13,7 @@
 #include "CTFMPKernels.h"
 #include "denormals.h"
 
+#include <math.h>
 #include <string.h>
 
 static inline float bits_to_float(unsigned int bits) {
@@ -95,10 +96,41 @@ static inline float erfc_one(float v) {
     }                                                                                                  \
   }
 
+// Softmax (or log-softmax) of `rows` rows of `width` values: the row's largest value, taken
+// out before exp; partial maxima and sums in 16 lanes, so that the loops vectorize. A NaN in a
+// row makes the whole row NaN.
+#define SOFTMAX(name, attributes)                                                                     \
+  attributes static void name(const float *restrict x, float *restrict y, size_t rows, size_t width, \
+                              int logarithm) {                                                       \
+    for (size_t row = 0; row < rows; row++, x += width, y += width) {                                \
+      float lanes[16], largest = -__builtin_inff(), total = 0.0f;                                    \
+      size_t i = 0;                                                                                  \
+      for (int l = 0; l < 16; l++) lanes[l] = -__builtin_inff();                                     \
+      for (; i + 16 <= width; i += 16)                                                               \
+        for (int l = 0; l < 16; l++) lanes[l] = x[i + l] > lanes[l] ? x[i + l] : lanes[l];           \
+      for (; i < width; i++) largest = x[i] > largest ? x[i] : largest;                              \
+      for (int l = 0; l < 16; l++) largest = lanes[l] > largest ? lanes[l] : largest;                \
+      for (i = 0; i < width; i++) y[i] = exp_one(x[i] - largest);                                   \
+      for (int l = 0; l < 16; l++) lanes[l] = 0.0f;                                                  \
+      for (i = 0; i + 16 <= width; i += 16)                                                          \
+        for (int l = 0; l < 16; l++) lanes[l] += y[i + l];                                           \
+      for (; i < width; i++) total += y[i];                                                          \
+      for (int l = 0; l < 16; l++) total += lanes[l];                                                \
+      if (logarithm) {                                                                               \
+        float shift = logf(total) + largest;                                                         \
+        for (i = 0; i < width; i++) y[i] = x[i] - shift;                                             \
+      } else {                                                                                       \
+        float scale = 1.0f / total;                                                                  \
+        for (i = 0; i < width; i++) y[i] *= scale;                                                   \
+      }                                                                                              \
+    }                                                                                                \
+  }
+
 #define VECTOR_MATH(suffix, attributes)         \
   BLOCKED(exp_##suffix, exp_one, attributes)    \
   BLOCKED(erf_##suffix, erf_one, attributes)    \
-  BLOCKED(erfc_##suffix, erfc_one, attributes)
+  BLOCKED(erfc_##suffix, erfc_one, attributes)  \
+  SOFTMAX(softmax_##suffix, attributes)
 
 #if defined(__x86_64__)
 VECTOR_MATH(avx512, __attribute__((target("avx512f"))))
@@ -126,13 +158,29 @@ static vector_function choose(vector_function avx512, vector_function avx2, vect
 #define CHOOSE(name) choose(name##_baseline, name##_baseline, name##_baseline)
 #endif
 
+typedef void (*softmax_function)(const float *, float *, size_t, size_t, int);
+
 // Chosen once, when the library loads (asking the CPU on every call costs a virtual machine exit).
 static vector_function chosen_exp, chosen_erf, chosen_erfc;
+static softmax_function chosen_softmax;
 
 __attribute__((constructor)) static void choose_vector_math(void) {
   chosen_exp = CHOOSE(exp);
   chosen_erf = CHOOSE(erf);
   chosen_erfc = CHOOSE(erfc);
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  chosen_softmax = __builtin_cpu_supports("avx512f") ? softmax_avx512
+      : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? softmax_avx2 : softmax_baseline);
+#else
+  chosen_softmax = softmax_baseline;
+#endif
+}
+
+void tfmp_softmax_f32(const float *x, float *y, size_t rows, size_t width, int logarithm) {
+  unsigned int mode = tfmp_enter_flush_mode();
+  chosen_softmax(x, y, rows, width, logarithm);
+  tfmp_leave_flush_mode(mode);
 }
 
 void tfmp_exp_f32(const float *x, float *y, size_t count) {

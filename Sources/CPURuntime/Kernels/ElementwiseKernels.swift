@@ -117,34 +117,25 @@ enum BinaryFunction: String, CaseIterable {
 }
 
 extension BinaryFunction {
-  /// values[i] = f(values[i], side[(phase + i) % period]) (or with the operands swapped when
-  /// `valuesFirst` is false), in place, one period-long run at a time so the loops vectorize.
-  func applyInPlace(
-    _ values: UnsafeMutablePointer<Float>, count: Int, side: UnsafePointer<Float>, period: Int, phase: Int,
-    valuesFirst: Bool
+  /// output[i] = f(a[i * aStride], b[i * bStride]) for `count` elements, each stride 1 or 0 (one
+  /// value for all); `output` may be `a` or `b` (an update in place).
+  func apply(
+    _ a: UnsafePointer<Float>, _ aStride: Int, _ b: UnsafePointer<Float>, _ bStride: Int,
+    into output: UnsafeMutablePointer<Float>, count: Int
   ) {
     @inline(__always)
     func run(_ function: (Float, Float) -> Float) {
-      if period == 1 {
-        let value = side.pointee
-        if valuesFirst {
-          for i in 0..<count { values[i] = function(values[i], value) }
-        } else {
-          for i in 0..<count { values[i] = function(value, values[i]) }
-        }
-        return
-      }
-      var (start, offset) = (0, phase)
-      while start < count {
-        let length = Swift.min(period - offset, count - start)
-        let (target, operand) = (values + start, side + offset)
-        if valuesFirst {
-          for i in 0..<length { target[i] = function(target[i], operand[i]) }
-        } else {
-          for i in 0..<length { target[i] = function(operand[i], target[i]) }
-        }
-        start += length
-        offset = 0
+      switch (aStride, bStride) {
+      case (1, 1): for i in 0..<count { output[i] = function(a[i], b[i]) }
+      case (1, _):
+        let y = b.pointee
+        for i in 0..<count { output[i] = function(a[i], y) }
+      case (_, 1):
+        let x = a.pointee
+        for i in 0..<count { output[i] = function(x, b[i]) }
+      default:
+        let value = function(a.pointee, b.pointee)
+        output.update(repeating: value, count: count)
       }
     }
     switch self {

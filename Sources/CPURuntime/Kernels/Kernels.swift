@@ -132,33 +132,16 @@ enum Kernels {
   static func softmax(_ x: Tensor, logarithm: Bool) throws -> Tensor {
     let values = try x.requireFloats()
     let width = x.shape.dimensions.last ?? 1
+    let rows = width > 0 ? values.count / width : 0
     let result = [Float](unsafeUninitializedCapacity: values.count) { result, initialized in
       values.withUnsafeBufferPointer { values in
-        guard width > 0, let source = values.baseAddress, let target = result.baseAddress else { return }
-        for row in stride(from: 0, to: values.count, by: width) {
-          let (input, output) = (source + row, target + row)
-          var largest = -Float.infinity
-          for i in 0..<width where input[i] > largest { largest = input[i] }
-          for i in 0..<width { output.advanced(by: i).initialize(to: input[i] - largest) }
-          tfmp_exp_f32(output, output, width)
-          // Eight running sums, so the additions do not wait for each other.
-          var sums = SIMD8<Float>()
-          var i = 0
-          while i + 8 <= width {
-            sums += UnsafeRawPointer(output + i).loadUnaligned(as: SIMD8<Float>.self)
-            i += 8
-          }
-          var total = sums.sum()
-          while i < width {
-            total += output[i]
-            i += 1
-          }
-          if logarithm {
-            let logSum = Foundation.log(total) + largest
-            for i in 0..<width { output[i] = input[i] - logSum }
-          } else {
-            for i in 0..<width { output[i] /= total }
-          }
+        guard rows > 0, let source = values.baseAddress, let target = result.baseAddress else { return }
+        // Rows are independent: large inputs (attention scores) are spread over the cores.
+        nonisolated(unsafe) let (input, output) = (source, target)
+        let parts = values.count >= 1 << 16 ? ProcessInfo.processInfo.activeProcessorCount : 1
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+          let first = part * rows / parts
+          tfmp_softmax_f32(input + first * width, output + first * width, (part + 1) * rows / parts - first, width, logarithm ? 1 : 0)
         }
       }
       initialized = values.count
@@ -203,6 +186,23 @@ enum Kernels {
     func combine<T: BinaryFloatingPoint>(
       _ source: UnsafePointer<T>, stride: Int, _ length: Int, into target: UnsafeMutablePointer<Double>, along: Bool
     ) {
+      if along, stride == 1, self == .sum, T.self == Float.self {
+        // Eight partial sums, so the additions do not wait for each other.
+        var lanes = SIMD8<Double>()
+        let raw = UnsafeRawPointer(source)
+        var i = 0
+        while i + 8 <= length {
+          lanes += SIMD8<Double>(raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+          i += 8
+        }
+        var total = target.pointee + lanes.sum()
+        while i < length {
+          total += Double(source[i])
+          i += 1
+        }
+        target.pointee = total
+        return
+      }
       @inline(__always)
       func run(_ function: (Double, Double) -> Double) {
         if along {
@@ -247,7 +247,26 @@ enum Kernels {
         }
       }
     }
-    if case .float(let values) = x.storage { accumulate(values) } else { accumulate(try doubles(x)) }
+    // Rows reduced each to its own result (the last axes reduced: a mean over channels), when
+    // there are many, are spread over the cores.
+    let rows = walk.dimensions.count == 2 && walk.strides == [[length, 1], [1, 0]] ? walk.dimensions[0] : 0
+    if case .float(let values) = x.storage, rows > 1, values.count >= 1 << 18 {
+      values.withUnsafeBufferPointer { values in
+        result.withUnsafeMutableBufferPointer { result in
+          nonisolated(unsafe) let (source, target) = (values.baseAddress!, result.baseAddress!)
+          let parts = ProcessInfo.processInfo.activeProcessorCount
+          DispatchQueue.concurrentPerform(iterations: parts) { part in
+            for row in (part * rows / parts)..<((part + 1) * rows / parts) {
+              reduction.combine(source + row * length, stride: 1, length, into: target + row, along: true)
+            }
+          }
+        }
+      }
+    } else if case .float(let values) = x.storage {
+      accumulate(values)
+    } else {
+      accumulate(try doubles(x))
+    }
     let shape = Shape(
       context.bool("keep_dims") ? kept : dimensions.enumerated().filter { !axes.contains($0.offset) }.map(\.element))
     return try tensor(result, like: x, shape: shape)

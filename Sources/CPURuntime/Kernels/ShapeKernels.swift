@@ -63,6 +63,8 @@ enum ShapeKernels {
       guard permutation.sorted() == Array(dimensions.indices) else {
         throw KernelError("The permutation \(permutation) does not fit shape \(x.shape).")
       }
+      // The identity permutation (Tensordot's, for one) moves nothing.
+      if permutation == Array(dimensions.indices) { return [x] }
       let shape = Shape(permutation.map { dimensions[$0] })
       switch x.storage {
       case .float(let values): return [Tensor(dtype: x.dtype, shape: shape, storage: .float(transpose(values, dimensions, permutation)))]

@@ -102,4 +102,8 @@ void tfmp_exp_f32(const float *x, float *y, size_t count);
 void tfmp_erf_f32(const float *x, float *y, size_t count);
 void tfmp_erfc_f32(const float *x, float *y, size_t count);
 
+/// The softmax over each of `rows` rows of `width` float32 values (with `logarithm` nonzero, the
+/// log-softmax), vectorized like tfmp_exp_f32. `x` and `y` must not overlap.
+void tfmp_softmax_f32(const float *x, float *y, size_t rows, size_t width, int logarithm);
+
 #endif
