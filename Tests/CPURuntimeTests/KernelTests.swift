@@ -206,9 +206,22 @@ struct KernelTests {
 struct EinsumTests {
   @Test("Equals the reference loop on Keras's attention forms and others", arguments: [
     "abc,cd->abd", "abc,cde->abde", "aecd,abcd->acbe", "acbe,aecd->abcd", "abcd,cde->abe",
-    "ij,jk->ik", "bij,bjk->bik", "ij,kj->ik", "i,i->", "ij,j->i",
+    "ij,jk->ik", "bij,bjk->bik", "ij,kj->ik", "i,i->", "ij,j->i", "ij,jk->ki", "bij,bkj->ikb",
   ])
   func matchesReference(equation: String) throws {
+    try check(equation, sizes: [:], precision: nil)
+  }
+
+  @Test(
+    "Keras's attention forms on float16 and bfloat16 values, large enough for AMX where the CPU has it",
+    arguments: ["BTNH,BSNH->BNTS", "BNTS,BSNH->BTNH"], ReducedPrecision.allCases)
+  func reducedPrecision(equation: String, precision: ReducedPrecision) throws {
+    try check(equation, sizes: ["B": 2, "T": 40, "S": 33, "N": 3, "H": 20], precision: precision)
+  }
+
+  /// Compares the fast path with the reference loop on random operands, sizes 1 to 5 where not
+  /// given, values rounded to `precision`.
+  private func check(_ equation: String, sizes given: [Character: Int], precision: ReducedPrecision?) throws {
     var generator = SeededGenerator(seed: 11)
     var node = Tensorflow_NodeDef()
     node.op = "Einsum"
@@ -217,12 +230,13 @@ struct EinsumTests {
     node.attr["equation"] = value
     let context = KernelContext(node: node)
     let sides = equation.split(separator: "-")[0].split(separator: ",", omittingEmptySubsequences: false)
-    var sizes: [Character: Int] = [:]
+    var sizes = given
     for label in equation where label.isLetter { sizes[label] = sizes[label] ?? Int.random(in: 1...5, using: &generator) }
     let inputs = sides.map { side -> Tensor in
       let shape = side.map { sizes[$0] ?? 1 }
-      let count = shape.reduce(1, *)
-      return Tensor(shape: Shape(shape), floats: (0..<count).map { _ in Float.random(in: -1...1, using: &generator) })
+      let values = (0..<shape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) }
+      guard let precision else { return Tensor(shape: Shape(shape), floats: values) }
+      return Tensor(dtype: precision.dtype, shape: Shape(shape), storage: .float(values.map(precision.rounded)))
     }
     let fast = try #require(try LinearAlgebraKernels.einsumByMatrixProducts(context, inputs), "\(equation) has a fast path")
     let reference = try LinearAlgebraKernels.einsum(context, inputs)

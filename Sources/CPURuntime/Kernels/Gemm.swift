@@ -81,15 +81,45 @@ enum Gemm {
         a, b, offsets: [first], m: offsets.count * m, k: k, n: n, transposeB: transposeB, halfB: halfB,
         precision: precision, packs: packs, implementation: implementation)
     }
+    let layout = Layout(
+      rsa: transposeA ? 1 : k, csa: transposeA ? m : 1, rsb: transposeB ? 1 : n, csb: transposeB ? k : 1, ldc: n)
+    return multiply(
+      a, b, pairs: offsets.enumerated().map { ($1.0, $1.1, $0 * m * n) }, m: m, k: k, n: n, layout: layout,
+      count: offsets.count * m * n, halfB: halfB, precision: precision, packs: packs, implementation: implementation)
+  }
+
+  /// Where the elements of a batch's matrices are, from each pair's offsets: element (i, p) of A
+  /// at `i * rsa + p * csa`, (p, j) of B at `p * rsb + j * csb`, (i, j) of C at `i * ldc + j`.
+  struct Layout {
+    var rsa: Int
+    var csa: Int
+    var rsb: Int
+    var csb: Int
+    var ldc: Int
+  }
+
+  /// The general form: for each pair of offsets into `a`, `b` and the result, C = A x B laid out
+  /// as `layout` says, in a result of `count` elements that the pairs' C matrices cover. The
+  /// other arguments are those of
+  /// ``multiply(_:_:m:k:n:transposeA:transposeB:halfB:precision:packs:implementation:)``.
+  static func multiply(
+    _ a: [Float], _ b: [Float], pairs: [(a: Int, b: Int, c: Int)], m: Int, k: Int, n: Int, layout: Layout,
+    count: Int, halfB: [UInt16]? = nil, precision: ReducedPrecision? = nil, packs: PackedWeights? = nil,
+    implementation: Implementation? = nil
+  ) -> [Float] {
+    guard m > 0, n > 0, k > 0 else { return [Float](repeating: 0, count: count) }
     let implementation = implementation ?? .best(for: precision, rows: m)
-    let (rsa, csa) = transposeA ? (1, m) : (k, 1)
-    let (rsb, csb) = transposeB ? (1, k) : (n, 1)
+    let (rsa, csa, rsb, csb, ldc) = (layout.rsa, layout.csa, layout.rsb, layout.csb, layout.ldc)
     if implementation == .reference {
-      return offsets.flatMap { offsetA, offsetB in
+      var c = [Float](repeating: 0, count: count)
+      for (offsetA, offsetB, offsetC) in pairs {
         let left = (0..<(m * k)).map { a[offsetA + $0 / k * rsa + $0 % k * csa] }
         let right = (0..<(k * n)).map { b[offsetB + $0 / n * rsb + $0 % n * csb] }
-        return reference(left, right, m: m, k: k, n: n)
+        for (index, value) in reference(left, right, m: m, k: k, n: n).enumerated() {
+          c[offsetC + index / n * ldc + index % n] = value
+        }
       }
+      return c
     }
     precondition(implementation.isAvailable, "This CPU cannot run the \(implementation) matrix product.")
     precondition(implementation.takesFloat32 || precision != nil, "AMX multiplies float16 or bfloat16 values only.")
@@ -98,28 +128,28 @@ enum Gemm {
     let large = m * n * k >= 1 << 18
     let rowBlock = implementation == .amx ? 32 : 12
     var items: [(pair: Int, row: Int, rows: Int, column: Int, columns: Int)] = []
-    if offsets.count >= cores || !large || cores == 1 {
-      items = offsets.indices.map { ($0, 0, m, 0, n) }
+    if pairs.count >= cores || !large || cores == 1 {
+      items = pairs.indices.map { ($0, 0, m, 0, n) }
     } else if m < n || m < rowBlock * cores {
       // Each core reads all of A and its share of B: for the short, wide products of a
       // transformer's dense layers. Tall products (convolutions) split A instead.
       let step = (n / cores + 31) / 32 * 32
-      for pair in offsets.indices {
+      for pair in pairs.indices {
         for column in stride(from: 0, to: n, by: step) { items.append((pair, 0, m, column, Swift.min(step, n - column))) }
       }
     } else {
       let step = (m / cores + rowBlock - 1) / rowBlock * rowBlock
-      for pair in offsets.indices {
+      for pair in pairs.indices {
         for row in stride(from: 0, to: m, by: step) { items.append((pair, row, Swift.min(step, m - row), 0, n)) }
       }
     }
     let work = items
     let parts = large ? Swift.min(cores, work.count) : 1
     let packed = implementation == .amx
-      ? packedB(b, offsets: offsets.map(\.1), k: k, n: n, rsb: rsb, csb: csb, split: precision == .float16, packs: packs, parts: parts)
+      ? packedB(b, offsets: pairs.map(\.b), k: k, n: n, rsb: rsb, csb: csb, split: precision == .float16, packs: packs, parts: parts)
       : []
     // The work items together write every element of C.
-    return [Float](unsafeUninitializedCapacity: offsets.count * m * n) { c, initialized in
+    return [Float](unsafeUninitializedCapacity: count) { c, initialized in
       let half = ReducedPrecision.hasVectorConversion && halfB?.count == b.count ? halfB : nil
       a.withUnsafeBufferPointer { a in
         b.withUnsafeBufferPointer { b in
@@ -131,21 +161,21 @@ enum Gemm {
             DispatchQueue.concurrentPerform(iterations: parts) { part in
               for item in stride(from: part, to: work.count, by: parts) {
                 let (pair, row, rows, column, columns) = work[item]
-                let (offsetA, offsetB) = offsets[pair]
-                let (first, target) = (left + offsetA + row * rsa, output + pair * m * n + row * n + column)
+                let (offsetA, offsetB, offsetC) = pairs[pair]
+                let (first, target) = (left + offsetA + row * rsa, output + offsetC + row * ldc + column)
                 // AMX declines operands that are not all finite (status 1); the float32 kernel
                 // (AVX-512, which every AMX CPU has) then computes the item.
                 var status: Int32 = 1
                 if implementation == .amx, let tiles = packed[packed.count == 1 ? 0 : pair] {
                   let split: Int32 = precision == .float16 ? 1 : 0
                   status = tiles.withUnsafeBufferPointer {
-                    tfmp_gemm_amx(rows, columns, k, first, rsa, csa, $0.baseAddress! + tfmp_amx_packed_b_count(k, column, split), split, target, n)
+                    tfmp_gemm_amx(rows, columns, k, first, rsa, csa, $0.baseAddress! + tfmp_amx_packed_b_count(k, column, split), split, target, ldc)
                   }
                 }
                 if status == 1 {
                   status = (implementation == .avx2 ? tfmp_sgemm_avx2 : tfmp_sgemm_avx512)(
                     rows, columns, k, first, rsa, csa, right + (offsetB + column * csb) * elementSize, isHalf, rsb, csb,
-                    target, n)
+                    target, ldc)
                 }
                 precondition(status == 0, "Out of memory for a \(m)x\(k)x\(n) matrix product.")
               }
@@ -153,7 +183,7 @@ enum Gemm {
           }
         }
       }
-      initialized = offsets.count * m * n
+      initialized = count
     }
   }
 

@@ -62,6 +62,41 @@ enum LinearAlgebraKernels {
       }
     }
     func product(_ labels: [Character]) -> Int { labels.map { sizes[$0] ?? 1 }.reduce(1, *) }
+    let outputShape = Shape(output.map { sizes[$0] ?? 1 })
+    let precision = Gemm.sharedPrecision(inputs[0], inputs[1])
+    // Read in place: each group of labels is one stride in its operands and the output (Keras's
+    // attention forms), the columns contiguous in the output.
+    let layouts = [operands[0], operands[1], output].map { labels in
+      (labels, StridedWalk.contiguous(labels.map { sizes[$0] ?? 1 }))
+    }
+    func stride(_ group: [Character], in layout: Int) -> Int? {
+      let (labels, strides) = layouts[layout]
+      let positions = group.compactMap { labels.firstIndex(of: $0) }
+      guard positions.count == group.count else { return nil }
+      guard let last = positions.last else { return 0 }
+      for (outer, inner) in zip(positions, positions.dropFirst()) where strides[outer] != strides[inner] * (sizes[labels[inner]] ?? 1) {
+        return nil
+      }
+      return strides[last]
+    }
+    if let rsa = stride(rows, in: 0), let csa = stride(contracted, in: 0), let rsb = stride(contracted, in: 1),
+      let csb = stride(columns, in: 1), let ldc = stride(rows, in: 2), stride(columns, in: 2) == 1 || columns.isEmpty
+    {
+      let (a, b) = (try inputs[0].requireFloats(), try inputs[1].requireFloats())
+      // Each batch coordinate's offsets, the last batch label fastest.
+      var pairs = [(a: 0, b: 0, c: 0)]
+      for label in batch {
+        let steps = (0..<3).map { layout in layouts[layout].1[layouts[layout].0.firstIndex(of: label) ?? 0] }
+        pairs = pairs.flatMap { pair in
+          (0..<(sizes[label] ?? 1)).map { (pair.a + $0 * steps[0], pair.b + $0 * steps[1], pair.c + $0 * steps[2]) }
+        }
+      }
+      let result = Gemm.multiply(
+        a, b, pairs: pairs, m: product(rows), k: product(contracted), n: product(columns),
+        layout: Gemm.Layout(rsa: rsa, csa: csa, rsb: rsb, csb: csb, ldc: ldc), count: outputShape.elementCount ?? 0,
+        halfB: inputs[1].float16Bits, precision: precision, packs: context.weightPacks)
+      return Tensor(shape: outputShape, floats: result)
+    }
     let a = try permute(inputs[0], labels: operands[0], to: batch + rows + contracted)
     let b = try permute(inputs[1], labels: operands[1], to: batch + contracted + columns)
     // B is the second operand's own elements when it needs no transposing.
@@ -70,10 +105,10 @@ enum LinearAlgebraKernels {
     let offsets = (0..<batches).map { ($0 * m * k, $0 * k * n) }
     let result = Gemm.multiply(
       a, b, offsets: offsets, m: m, k: k, n: n, halfB: inPlace ? inputs[1].float16Bits : nil,
-      precision: Gemm.sharedPrecision(inputs[0], inputs[1]), packs: inPlace ? context.weightPacks : nil)
+      precision: precision, packs: inPlace ? context.weightPacks : nil)
     let produced = batch + rows + columns
     let tensor = Tensor(shape: Shape(produced.map { sizes[$0] ?? 1 }), floats: result)
-    return Tensor(shape: Shape(output.map { sizes[$0] ?? 1 }), floats: try permute(tensor, labels: produced, to: output))
+    return Tensor(shape: outputShape, floats: try permute(tensor, labels: produced, to: output))
   }
 
   /// The elements of `tensor`, whose dimensions carry `labels`, in the dimension order `order`.
