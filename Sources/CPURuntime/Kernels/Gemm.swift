@@ -31,10 +31,13 @@ enum Gemm {
     /// The fastest implementation this CPU runs for float32 operands.
     static let best = allCases.first { $0.isAvailable && $0.takesFloat32 } ?? .reference
 
-    /// The fastest implementation for a product of `rows` rows whose operands hold `precision`
-    /// values (float32 when `nil`). AMX works on blocks of 32 rows, so fewer take the vector kernel.
-    static func best(for precision: ReducedPrecision?, rows: Int) -> Implementation {
-      precision != nil && rows >= 32 && amx.isAvailable ? .amx : best
+    /// The fastest implementation for a product of `rows` x `columns` whose operands hold
+    /// `precision` values (float32 when `nil`). AMX works on blocks of 32 rows and packs every
+    /// row of A (split float16 values take twice its bytes): below about 512 columns the packing
+    /// costs what AMX saves (measured on ResNet50's convolutions and attention's products), so
+    /// narrower products take the vector kernel.
+    static func best(for precision: ReducedPrecision?, rows: Int, columns: Int) -> Implementation {
+      precision != nil && rows >= 32 && columns >= 512 && amx.isAvailable ? .amx : best
     }
   }
 
@@ -108,7 +111,7 @@ enum Gemm {
     implementation: Implementation? = nil
   ) -> [Float] {
     guard m > 0, n > 0, k > 0 else { return [Float](repeating: 0, count: count) }
-    let implementation = implementation ?? .best(for: precision, rows: m)
+    let implementation = implementation ?? .best(for: precision, rows: m, columns: n)
     let (rsa, csa, rsb, csb, ldc) = (layout.rsa, layout.csa, layout.rsb, layout.csb, layout.ldc)
     if implementation == .reference {
       var c = [Float](repeating: 0, count: count)
