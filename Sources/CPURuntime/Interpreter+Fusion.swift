@@ -212,7 +212,7 @@ extension Interpreter {
     let start = profile.map { _ in ContinuousClock.now }
     let blockSize = 8192
     let blocks = (count + blockSize - 1) / blockSize
-    let parts = count >= 1 << 20 ? ProcessInfo.processInfo.activeProcessorCount : 1
+    let parts = count >= 1 << 18 ? ProcessInfo.processInfo.activeProcessorCount : 1
     // Where each instruction writes a block: the last into the result, an exported one into its
     // export, the others into a register of their own (by position, -1 for none).
     let exportOf = instructions.indices.map { exports.firstIndex(of: $0) ?? -1 }
