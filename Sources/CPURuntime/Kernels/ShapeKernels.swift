@@ -106,17 +106,26 @@ enum ShapeKernels {
       let dimensions = params.shape.dimensions
       let outer = dimensions.prefix(axis).reduce(1, *)
       let inner = dimensions.dropFirst(axis + 1).reduce(1, *)
-      var order: [(Int, Int)] = []
-      for o in 0..<outer {
-        for index in indices {
-          guard (0..<dimensions[axis]).contains(index) else {
-            throw KernelError("Index \(index) is outside [0, \(dimensions[axis])).")
-          }
-          order += (0..<inner).map { (0, (o * dimensions[axis] + index) * inner + $0) }
-        }
+      if let index = indices.first(where: { !(0..<dimensions[axis]).contains($0) }) {
+        throw KernelError("Index \(index) is outside [0, \(dimensions[axis])).")
       }
-      let shape = Array(dimensions.prefix(axis)) + indicesTensor.shape.dimensions + Array(dimensions.dropFirst(axis + 1))
-      return [try gather([params], order, dtype: params.dtype, shape: Shape(shape))]
+      let shape = Shape(Array(dimensions.prefix(axis)) + indicesTensor.shape.dimensions + Array(dimensions.dropFirst(axis + 1)))
+      // Float rows (an embedding lookup) are copied whole.
+      if case .float(let values) = params.storage {
+        var result: [Float] = []
+        result.reserveCapacity(outer * indices.count * inner)
+        for o in 0..<outer {
+          for index in indices {
+            let start = (o * dimensions[axis] + index) * inner
+            result.append(contentsOf: values[start..<(start + inner)])
+          }
+        }
+        return [Tensor(dtype: params.dtype, shape: shape, storage: .float(result))]
+      }
+      let order = (0..<outer).flatMap { o in
+        indices.flatMap { index in (0..<inner).map { (0, (o * dimensions[axis] + index) * inner + $0) } }
+      }
+      return [try gather([params], order, dtype: params.dtype, shape: shape)]
     }
     table["SelectV2"] = { _, inputs in
       let (condition, a, b) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2))
