@@ -59,7 +59,7 @@ let package = Package(
       swiftSettings: strictSettings),
     .target(
       name: "_TestSupport",
-      dependencies: ["TensorCore"],
+      dependencies: ["TensorCore", "TFProtos"],
       path: "Tests/_TestSupport",
       resources: [.copy("Fixtures")],
       swiftSettings: strictSettings),

@@ -16,40 +16,16 @@ private struct GraphBuilder {
     node.name = name
     node.op = op
     node.input = inputs
-    node.attr = ["T": Self.type(.dtFloat)].merging(attributes) { _, given in given }
+    node.attr = ["T": GraphProtos.type(.dtFloat)].merging(attributes) { _, given in given }
     nodes.append(node)
   }
 
   mutating func constant(_ name: String, _ values: [Float], shape: [Int]) {
-    var tensor = Tensorflow_TensorProto()
-    tensor.dtype = .dtFloat
-    tensor.tensorShape.dim = shape.map { size in
-      var dimension = Tensorflow_TensorShapeProto.Dim()
-      dimension.size = Int64(size)
-      return dimension
-    }
-    tensor.floatVal = values
-    var value = Tensorflow_AttrValue()
-    value.tensor = tensor
-    add(name, "Const", [], attributes: ["dtype": Self.type(.dtFloat), "value": value])
+    nodes.append(GraphProtos.constant(name, GraphProtos.tensor(values, shape: shape)))
   }
 
   mutating func integers(_ name: String, _ values: [Int32]) {
-    var tensor = Tensorflow_TensorProto()
-    tensor.dtype = .dtInt32
-    var dimension = Tensorflow_TensorShapeProto.Dim()
-    dimension.size = Int64(values.count)
-    tensor.tensorShape.dim = [dimension]
-    tensor.intVal = values
-    var value = Tensorflow_AttrValue()
-    value.tensor = tensor
-    add(name, "Const", [], attributes: ["dtype": Self.type(.dtInt32), "value": value])
-  }
-
-  static func type(_ type: Tensorflow_DataType) -> Tensorflow_AttrValue {
-    var value = Tensorflow_AttrValue()
-    value.type = type
-    return value
+    nodes.append(GraphProtos.constant(name, GraphProtos.tensor(values)))
   }
 
   static func flag(_ flag: Bool) -> Tensorflow_AttrValue {
@@ -71,7 +47,7 @@ struct FusionTests {
   /// output feeds a unary function, and a round trip through float16, as one signature.
   private func model(batch: Int, rows: Int, width: Int, gamma: [Float], beta: [Float]) throws -> SavedModel {
     var graph = GraphBuilder()
-    graph.add("x", "Placeholder", [], attributes: ["dtype": GraphBuilder.type(.dtFloat)])
+    graph.add("x", "Placeholder", [], attributes: ["dtype": GraphProtos.type(.dtFloat)])
     graph.constant("gamma", gamma, shape: [width])
     graph.constant("beta", beta, shape: [width])
     graph.constant("epsilon", [1e-3], shape: [])
@@ -79,7 +55,7 @@ struct FusionTests {
     graph.constant("scale", [Float(0.5).squareRoot()], shape: [])
     graph.integers("axis", [2])
     graph.integers("split_axis", [2])
-    let keep = ["keep_dims": GraphBuilder.flag(true), "Tidx": GraphBuilder.type(.dtInt32)]
+    let keep = ["keep_dims": GraphBuilder.flag(true), "Tidx": GraphProtos.type(.dtInt32)]
     graph.add("mean", "Mean", ["x", "axis"], attributes: keep)
     graph.add("stop", "StopGradient", ["mean"])
     graph.add("squares", "SquaredDifference", ["x", "stop"])
@@ -99,8 +75,8 @@ struct FusionTests {
     graph.add("gelu", "Mul", ["gelu_half", "gelu_erfc"])
     graph.add("split", "Split", ["split_axis", "gelu"], attributes: ["num_split": GraphBuilder.integer(2)])
     graph.add("tanh", "Tanh", ["split:1"])
-    graph.add("to_half", "Cast", ["gelu"], attributes: ["SrcT": GraphBuilder.type(.dtFloat), "DstT": GraphBuilder.type(.dtHalf)])
-    graph.add("from_half", "Cast", ["to_half"], attributes: ["SrcT": GraphBuilder.type(.dtHalf), "DstT": GraphBuilder.type(.dtFloat)])
+    graph.add("to_half", "Cast", ["gelu"], attributes: ["SrcT": GraphProtos.type(.dtFloat), "DstT": GraphProtos.type(.dtHalf)])
+    graph.add("from_half", "Cast", ["to_half"], attributes: ["SrcT": GraphProtos.type(.dtHalf), "DstT": GraphProtos.type(.dtFloat)])
     var model = try SavedModel(contentsOf: Fixtures.path("mlp"))
     model.proto.metaGraphs[0].graphDef.node = graph.nodes
     var signature = Tensorflow_SignatureDef()

@@ -2,6 +2,7 @@ import Foundation
 import TFProtos
 import TensorCore
 import Testing
+import _TestSupport
 
 @testable import MixedPrecision
 
@@ -24,22 +25,7 @@ struct BodyBuilder {
   }
 
   mutating func constant(_ name: String, _ values: [Float]) {
-    var tensor = Tensorflow_TensorProto()
-    tensor.dtype = .dtFloat
-    var dimension = Tensorflow_TensorShapeProto.Dim()
-    dimension.size = Int64(values.count)
-    tensor.tensorShape.dim = [dimension]
-    tensor.floatVal = values
-    var node = Tensorflow_NodeDef()
-    node.name = name
-    node.op = "Const"
-    var dtype = Tensorflow_AttrValue()
-    dtype.type = .dtFloat
-    node.attr["dtype"] = dtype
-    var value = Tensorflow_AttrValue()
-    value.tensor = tensor
-    node.attr["value"] = value
-    nodes.append(node)
+    nodes.append(GraphProtos.constant(name, GraphProtos.tensor(values)))
   }
 
   func body(returning sinks: [String: String]) -> GraphBody {
