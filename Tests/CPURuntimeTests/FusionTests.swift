@@ -77,6 +77,11 @@ struct FusionTests {
     graph.add("tanh", "Tanh", ["split:1"])
     graph.add("to_half", "Cast", ["gelu"], attributes: ["SrcT": GraphProtos.type(.dtFloat), "DstT": GraphProtos.type(.dtHalf)])
     graph.add("from_half", "Cast", ["to_half"], attributes: ["SrcT": GraphProtos.type(.dtHalf), "DstT": GraphProtos.type(.dtFloat)])
+    return try Self.model(graph, outputs: ["normalized", "mul", "gelu", "tanh", "from_half"])
+  }
+
+  /// A SavedModel whose signature "fused" feeds `x` and returns the nodes `outputs`.
+  private static func model(_ graph: GraphBuilder, outputs: [String]) throws -> SavedModel {
     var model = try SavedModel(contentsOf: Fixtures.path("mlp"))
     model.proto.metaGraphs[0].graphDef.node = graph.nodes
     var signature = Tensorflow_SignatureDef()
@@ -84,7 +89,7 @@ struct FusionTests {
     input.name = "x:0"
     input.dtype = .dtFloat
     signature.inputs["x"] = input
-    for name in ["normalized", "mul", "gelu", "tanh", "from_half"] {
+    for name in outputs {
       var output = Tensorflow_TensorInfo()
       output.name = name + ":0"
       output.dtype = .dtFloat
@@ -137,5 +142,55 @@ struct FusionTests {
     #expect(error("tanh", tanh) <= 1e-5, "seed 41: the second output of a Split")
     #expect(error("from_half", gelu.map { Float(Float16($0)) }) <= 2e-3, "seed 41: through float16")
     #expect(outputs["from_half"]?.floats?.allSatisfy { Float(Float16($0)) == $0 } == true, "seed 41: float16 values")
+  }
+
+  @Test("Broadcast patterns: scalars, trailing and leading runs, ones inside; other layouts are refused")
+  func broadcastPatterns() {
+    let shape = Shape([2, 3, 4])
+    let cases: [([Int], (Int, Int)?)] = [
+      ([], (1, 1)), ([1], (1, 1)), ([4], (1, 4)), ([3, 4], (1, 12)), ([2, 3, 4], (1, 24)), ([2, 3, 1], (4, 6)),
+      ([2, 1, 1], (12, 2)), ([1, 3, 1], (4, 3)), ([3, 1], (4, 3)), ([2, 1, 4], nil), ([5], nil), ([1, 2, 3, 4], nil),
+      ([3], nil),
+    ]
+    for (side, expected) in cases {
+      let pattern = Interpreter.broadcastPattern(of: Shape(side), over: shape)
+      #expect(pattern?.repeatCount == expected?.0 && pattern?.period == expected?.1, "\(side) over \(shape)")
+    }
+    #expect(Interpreter.broadcastPattern(of: Shape([1, 3, 1]), over: Shape([2, 3, 1]))! == (1, 3))
+  }
+
+  @Test("Fused segments equal the kernels run one by one: random shapes (empty ones too), operands broadcast any way", arguments: [51, 52] as [UInt64])
+  func matchesKernels(seed: UInt64) throws {
+    var generator = SeededGenerator(seed: seed)
+    for _ in 0..<25 {
+      let dimensions = (0..<3).map { _ in [0, 1, 2, 3, 5, 40].randomElement(using: &generator)! }
+      // Each side keeps some of the dimensions (others 1), perhaps dropping leading ones.
+      func sideShape() -> [Int] {
+        let kept = dimensions.map { Bool.random(using: &generator) ? $0 : 1 }
+        return Array(kept.dropFirst(Int.random(in: 0...2, using: &generator)))
+      }
+      let (first, second) = (sideShape(), sideShape())
+      func values(_ shape: [Int]) -> [Float] { (0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &generator) } }
+      let (x, s1, s2) = (values(dimensions), values(first), values(second))
+      var graph = GraphBuilder()
+      graph.add("x", "Placeholder", [], attributes: ["dtype": GraphProtos.type(.dtFloat)])
+      graph.constant("s1", s1, shape: first)
+      graph.constant("s2", s2, shape: second)
+      graph.add("scaled", "Mul", ["x", "s1"])
+      graph.add("relu", "Relu", ["scaled"])
+      graph.add("residual", "AddV2", ["relu", "x"])
+      graph.add("out", "SquaredDifference", ["s2", "residual"])
+      let interpreter = Interpreter(model: try Self.model(graph, outputs: ["relu", "out"]))
+      let input = Tensor(shape: Shape(dimensions), floats: x)
+      let outputs = try interpreter.run(signature: "fused", inputs: ["x": input])
+      // The same nodes through their own kernels.
+      let scaled = try BinaryFunction.mul.apply(input, Tensor(shape: Shape(first), floats: s1))
+      let relu = Tensor(shape: scaled.shape, floats: UnaryFunction.relu.apply(scaled.floats ?? []))
+      let residual = try BinaryFunction.add.apply(relu, input)
+      let out = try BinaryFunction.squaredDifference.apply(Tensor(shape: Shape(second), floats: s2), residual)
+      let context = "seed \(seed): x \(dimensions), sides \(first) and \(second)"
+      let (sameRelu, sameOut) = (outputs["relu"] == relu, outputs["out"] == out)
+      #expect(sameRelu && sameOut, "\(context)")
+    }
   }
 }
