@@ -537,24 +537,13 @@ public final class Interpreter: @unchecked Sendable {
     guard let call = metaGraph.graphDef.node.first(where: { $0.name == saveNode }),
       case .func(let callee)? = call.attr["f"]?.value, let save = functions[callee.name]
     else { return [:] }
-    let nodes = Dictionary(save.nodeDef.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     let callInputs = call.input.filter { !$0.hasPrefix("^") }
     var keys: [String: String] = [:]
-    for saveV2 in save.nodeDef where saveV2.op == "SaveV2" {
-      let dataInputs = saveV2.input.filter { !$0.hasPrefix("^") }
-      guard dataInputs.count > 1,
-        case .tensor(let namesTensor)? = nodes[nodeName(dataInputs[1])]?.attr["value"]?.value
+    for saved in SavedVariables.slots(in: save.nodeDef) {
+      guard let argument = save.nodeDef[saved.read].input.first,
+        let position = save.signature.inputArg.firstIndex(where: { $0.name == argument }), position < callInputs.count
       else { continue }
-      let names = namesTensor.stringVal.map { String(decoding: $0, as: UTF8.self) }
-      for (slot, input) in dataInputs.dropFirst(3).enumerated() where slot < names.count {
-        var current = nodes[nodeName(input)]
-        while let node = current, node.op == "Identity" { current = nodes[nodeName(node.input.first ?? "")] }
-        guard let read = current, read.op == "ReadVariableOp", let argument = read.input.first,
-          let position = save.signature.inputArg.firstIndex(where: { $0.name == argument }),
-          position < callInputs.count
-        else { continue }
-        keys[nodeName(callInputs[position])] = names[slot]
-      }
+      keys[nodeName(callInputs[position])] = saved.key
     }
     return keys
   }

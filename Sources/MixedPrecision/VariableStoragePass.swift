@@ -118,31 +118,26 @@ struct VariableStoragePass {
     // 2. Saver plumbing: checkpoint keys, and writes that copy one variable into another.
     var saverEdits: [Place: [(body: Int, node: Int, attribute: String, listIndex: Int?)]] = [:]
     for body in bodies.indices {
-      for (index, node) in bodies[body].nodes.enumerated() where node.op == "SaveV2" || node.op == "RestoreV2" {
-        let names = tensorNames(bodies[body], node: index)
-        if node.op == "SaveV2" {
-          for input in bodies[body].inputs[index] where input.position >= 3 {
-            let slot = input.position - 3
-            guard slot < names.count,
-              let (read, chain) = traceBack(bodies[body], input.source, to: "ReadVariableOp"),
-              let source = bodies[body].inputs[read].first?.source, let place = handle(body, source)
-            else { continue }
-            keys[place, default: []].append(names[slot])
-            saverEdits[place, default: []] += [(body, index, "dtypes", slot)]
-              + chain.map { (body, $0, "T", nil) }
-          }
-        } else {
-          for (assign, definition) in bodies[body].nodes.enumerated() where definition.op == "AssignVariableOp" {
-            let inputs = bodies[body].inputs[assign]
-            guard inputs.count == 2, let place = handle(body, inputs[0].source),
-              let (restore, chain) = traceBack(bodies[body], inputs[1].source, to: "RestoreV2"),
-              restore == index, case .output(_, _, let slot)? = chainEnd(bodies[body], inputs[1].source),
-              slot < names.count
-            else { continue }
-            keys[place, default: []].append(names[slot])
-            saverEdits[place, default: []] += [(body, index, "dtypes", slot)]
-              + chain.map { (body, $0, "T", nil) }
-          }
+      for saved in SavedVariables.slots(in: bodies[body].nodes) {
+        guard let source = bodies[body].inputs[saved.read].first?.source, let place = handle(body, source) else { continue }
+        keys[place, default: []].append(saved.key)
+        saverEdits[place, default: []] += [(body, saved.save, "dtypes", saved.slot)]
+          + saved.identities.map { (body, $0, "T", nil) }
+      }
+      for (index, node) in bodies[body].nodes.enumerated() where node.op == "RestoreV2" {
+        let names = SavedVariables.tensorNames(node, nodes: bodies[body].nodes) {
+          bodies[body].index(of: SavedVariables.nodeName($0))
+        }
+        for (assign, definition) in bodies[body].nodes.enumerated() where definition.op == "AssignVariableOp" {
+          let inputs = bodies[body].inputs[assign]
+          guard inputs.count == 2, let place = handle(body, inputs[0].source),
+            let (restore, chain) = traceBack(bodies[body], inputs[1].source, to: "RestoreV2"),
+            restore == index, case .output(_, _, let slot)? = chainEnd(bodies[body], inputs[1].source),
+            slot < names.count
+          else { continue }
+          keys[place, default: []].append(names[slot])
+          saverEdits[place, default: []] += [(body, index, "dtypes", slot)]
+            + chain.map { (body, $0, "T", nil) }
         }
       }
       // Keras exports initialize one variable from another: Assign(B, Read(A)) joins A and B.
@@ -231,15 +226,6 @@ struct VariableStoragePass {
     default:
       return nil
     }
-  }
-
-  /// The string values of a SaveV2/RestoreV2 node's `tensor_names` constant.
-  private func tensorNames(_ body: GraphBody, node: Int) -> [String] {
-    guard let input = body.inputs[node].first(where: { $0.position == 1 }),
-      case .output(let constant, _, _) = input.source,
-      case .tensor(let tensor)? = body.nodes[constant].attr["value"]?.value
-    else { return [] }
-    return tensor.stringVal.map { String(decoding: $0, as: UTF8.self) }
   }
 
   /// Follows `source` back through Identity nodes to a node of op `op`; returns it and the
