@@ -52,7 +52,10 @@ extension Interpreter {
       if case .tensor(let tensor)? = values[base], case .float = tensor.storage { shape = tensor.shape }
       var ownShape = false
       for attempt in [false, true] where instructions.isEmpty {
-        if attempt { (shape, ownShape) = (try broadcastShape(of: step.fused[next - 1], in: body, values: values, value), true) }
+        if attempt {
+          shape = try broadcastShape(of: step.fused[next - 1], in: body, values: values, value)
+          ownShape = true
+        }
         guard let shape else { continue }
         while next + instructions.count < members.count,
           let instruction = try instruction(
@@ -69,13 +72,17 @@ extension Interpreter {
         let inputs = try fused.operands.map { operand -> Value in
           switch operand {
           case .member(let index):
-            guard let value = values[index] else { throw RuntimeError(function: body.name, node: node.name, message: "A fused input has no value.") }
+            guard let value = values[index] else {
+              throw RuntimeError(function: body.name, node: node.name, message: "A fused input has no value.")
+            }
             return value
           case .outside(let source): return try value(source, node.name)
           }
         }
         values[next] = try runtimeErrors(body, node) {
-          guard let result = try execute(node, inputs: inputs).first else { throw KernelError("The kernel gave no result.") }
+          guard let result = try execute(node, inputs: inputs).first else {
+            throw KernelError("The kernel gave no result.")
+          }
           return result
         }
         base = next
@@ -234,7 +241,8 @@ extension Interpreter {
                   : exportOf[position] >= 0 ? exportTargets[exportOf[position]] + offset : scratch + position * blockSize
               }
               Self.runBlock(
-                instructions, base: input + offset, targets: targets, offset: offset, length: Swift.min(blockSize, count - offset))
+                instructions, base: input + offset, targets: targets, offset: offset,
+                length: Swift.min(blockSize, count - offset))
             }
           }
         }
@@ -272,13 +280,12 @@ extension Interpreter {
         // In runs over which each operand is contiguous or one repeated value.
         var start = 0
         while start < length {
-          let (first, second) = (
-            span(instruction.operands[0], at: offset + start, block: block), span(instruction.operands[1], at: offset + start, block: block)
-          )
+          let first = span(instruction.operands[0], at: offset + start, block: block)
+          let second = span(instruction.operands[1], at: offset + start, block: block)
           let run = Swift.min(length - start, first.limit, second.limit)
           function.apply(
-            first.pointer + (first.stride == 1 && first.isRegister ? start : 0), first.stride,
-            second.pointer + (second.stride == 1 && second.isRegister ? start : 0), second.stride, into: output + start, count: run)
+            first.pointer + (first.isRegister ? start : 0), first.stride,
+            second.pointer + (second.isRegister ? start : 0), second.stride, into: output + start, count: run)
           start += run
         }
       default: preconditionFailure("unary functions and casts read a member")

@@ -230,7 +230,9 @@ public final class Interpreter: @unchecked Sendable {
       // Nodes with other outputs read too (a Split) do not start fused steps (a step keeps one
       // result), nor do constants (a scale or bias is an operand, not what a step computes on).
       var anchors = body.nodes.map { $0.op != "Const" }
-      for inputs in sources { for case .node(let producer, let output, _) in inputs where output > 0 { anchors[producer] = false } }
+      for inputs in sources {
+        for case .node(let producer, let output, _) in inputs where output > 0 { anchors[producer] = false }
+      }
       func fusion(_ node: Int) -> (step: Int, fused: Fused)? {
         let definition = body.nodes[node]
         let inputs = sources[node]
