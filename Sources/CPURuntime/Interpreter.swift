@@ -143,11 +143,9 @@ public final class Interpreter: @unchecked Sendable {
       var releasesAfterNode: [Int] = []
       /// Nodes whose results are last read by the fused nodes.
       var releases: [Int] = []
-      /// Whether input 1 is a weight (a constant or variable, see ``Interpreter/sharesInput``), whose packing matrix
-      /// products keep.
+      /// Whether input 1 is a weight (a constant or variable, see ``Interpreter/sharesInput``),
+      /// whose packing matrix products keep.
       var weightInput = false
-      /// The node whose result the step stores: the last fused one, else `node`.
-      var result: Int { fused.last?.node ?? node }
     }
     /// An elementwise node that reads the result of a member of a step (the step's node or one
     /// of its fused nodes) and otherwise only values computed before the step began. The step
@@ -273,12 +271,10 @@ public final class Interpreter: @unchecked Sendable {
       // A member read outside its step (by a later step, another step's fused node, or as an
       // output) is exported; the last member is the step's result anyway.
       var readOutside = [Bool](repeating: false, count: body.nodes.count)
-      for (position, step) in steps.enumerated() {
+      for step in steps {
         for input in step.inputs { if let producer = producer(input) { readOutside[producer] = true } }
         for fused in step.fused {
-          for case .outside(let input) in fused.operands {
-            if let producer = producer(input), stepOf[producer] != position { readOutside[producer] = true }
-          }
+          for case .outside(let input) in fused.operands { if let producer = producer(input) { readOutside[producer] = true } }
         }
       }
       for output in self.outputs { if let producer = producer(output) { readOutside[producer] = true } }
@@ -292,9 +288,7 @@ public final class Interpreter: @unchecked Sendable {
       for (position, step) in steps.enumerated() {
         for input in step.inputs { if let producer = producer(input) { lastUse[producer] = (position, 0) } }
         for fused in step.fused {
-          for case .outside(let input) in fused.operands {
-            if let producer = producer(input), stepOf[producer] != position { lastUse[producer] = (position, 1) }
-          }
+          for case .outside(let input) in fused.operands { if let producer = producer(input) { lastUse[producer] = (position, 1) } }
         }
       }
       for output in self.outputs { if let producer = producer(output) { lastUse[producer] = (steps.count, 0) } }
