@@ -234,10 +234,11 @@ extension Interpreter {
           var registers = [Float](repeating: 0, count: instructions.count * blockSize)
           registers.withUnsafeMutableBufferPointer { registers in
             let scratch = registers.baseAddress!
+            var targets = [UnsafeMutablePointer<Float>](repeating: output, count: instructions.count)
             for block in stride(from: part, to: blocks, by: parts) {
               let offset = block * blockSize
-              let targets = instructions.indices.map { position in
-                position == instructions.count - 1 ? output + offset
+              for position in instructions.indices {
+                targets[position] = position == instructions.count - 1 ? output + offset
                   : exportOf[position] >= 0 ? exportTargets[exportOf[position]] + offset : scratch + position * blockSize
               }
               Self.runBlock(
