@@ -14,7 +14,8 @@ let package = Package(
   products: [
     .executable(name: "tfmp", targets: ["tfmp"]),
     .library(
-      name: "TFMP", targets: ["TensorCore", "ModelFormats", "MixedPrecision", "CPURuntime", "Validation"]),
+      name: "TFMP",
+      targets: ["TensorCore", "GraphIR", "ModelFormats", "MixedPrecision", "CPURuntime", "Validation"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
@@ -26,10 +27,11 @@ let package = Package(
       dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
     .target(name: "CTFMPKernels"),
     .target(name: "TensorCore", dependencies: ["CTFMPKernels"], swiftSettings: strictSettings),
+    .target(name: "GraphIR", dependencies: ["TensorCore"], swiftSettings: strictSettings),
     .target(
       name: "ModelFormats",
       dependencies: [
-        "TensorCore", "TFProtos", "CTFMPKernels",
+        "TensorCore", "GraphIR", "TFProtos", "CTFMPKernels",
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
       swiftSettings: strictSettings),
@@ -39,7 +41,7 @@ let package = Package(
       swiftSettings: strictSettings),
     .target(
       name: "CPURuntime",
-      dependencies: ["ModelFormats", "TensorCore", "TFProtos"],
+      dependencies: ["GraphIR", "ModelFormats", "TensorCore"],
       swiftSettings: strictSettings),
     .target(
       name: "Validation",
@@ -68,8 +70,12 @@ let package = Package(
       dependencies: ["TensorCore", "_TestSupport"],
       swiftSettings: strictSettings),
     .testTarget(
+      name: "GraphIRTests",
+      dependencies: ["GraphIR", "TensorCore", "_TestSupport"],
+      swiftSettings: strictSettings),
+    .testTarget(
       name: "ModelFormatsTests",
-      dependencies: ["ModelFormats", "TensorCore", "TFProtos", "_TestSupport"],
+      dependencies: ["GraphIR", "ModelFormats", "TensorCore", "TFProtos", "_TestSupport"],
       exclude: ["Snapshots"],
       swiftSettings: strictSettings),
     .testTarget(
@@ -79,7 +85,7 @@ let package = Package(
       swiftSettings: strictSettings),
     .testTarget(
       name: "CPURuntimeTests",
-      dependencies: ["CPURuntime", "ModelFormats", "TensorCore", "TFProtos", "_TestSupport"],
+      dependencies: ["CPURuntime", "GraphIR", "ModelFormats", "TensorCore", "TFProtos", "_TestSupport"],
       swiftSettings: strictSettings),
     .testTarget(
       name: "ValidationTests",

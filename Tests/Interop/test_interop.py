@@ -77,7 +77,10 @@ def test_resaved_model_gives_identical_outputs_in_both_loaders(resaved, name):
         assert sorted(after) == sorted(recorded), loader.__name__
         for key in recorded:
             np.testing.assert_array_equal(after[key], before[key], err_msg=f"{loader.__name__} {key}")
-            np.testing.assert_allclose(after[key], recorded[key], rtol=1e-5, atol=1e-6,
+            # The recording may come from another CPU, whose kernels sum in another order:
+            # float32 roundoff is relative to the output's scale, not to each element.
+            scale = max(1.0, float(np.abs(recorded[key]).max()))
+            np.testing.assert_allclose(after[key], recorded[key], rtol=1e-5, atol=1e-6 * scale,
                                        err_msg=f"{loader.__name__} {key} vs recorded")
 
 
