@@ -1,5 +1,5 @@
 internal import TensorCore
-internal import TFProtos
+internal import GraphIR
 internal import Foundation
 
 extension Interpreter {
@@ -28,7 +28,7 @@ extension Interpreter {
   /// large tensors, into the base's elements. A member that cannot join (other shapes or types)
   /// runs its own kernel and becomes the next base.
   func runFused(
-    _ step: Plan.Step, in body: Body, root: inout Value?, _ value: (Plan.Source, String) throws -> Value
+    _ step: Plan.Step, in function: Function, root: inout Value?, _ value: (Plan.Source, String) throws -> Value
   ) throws -> [(node: Int, value: Value)] {
     let members = [step.node] + step.fused.map(\.node)
     var values = [Value?](repeating: nil, count: members.count)
@@ -53,13 +53,13 @@ extension Interpreter {
       var ownShape = false
       for attempt in [false, true] where instructions.isEmpty {
         if attempt {
-          shape = try broadcastShape(of: step.fused[next - 1], in: body, values: values, value)
+          shape = try broadcastShape(of: step.fused[next - 1], in: function, values: values, value)
           ownShape = true
         }
         guard let shape else { continue }
         while next + instructions.count < members.count,
           let instruction = try instruction(
-            for: next + instructions.count, of: step, in: body, base: base, shape: shape, ownShape: ownShape,
+            for: next + instructions.count, of: step, in: function, base: base, shape: shape, ownShape: ownShape,
             values: values, value)
         {
           instructions.append(instruction)
@@ -68,19 +68,20 @@ extension Interpreter {
       if instructions.isEmpty {
         // Not computable block by block: the member's own kernel, on its operands' values.
         let fused = step.fused[next - 1]
-        let node = body.nodes[fused.node]
+        let node = function.nodes[fused.node]
         let inputs = try fused.operands.map { operand -> Value in
           switch operand {
           case .member(let index):
             guard let value = values[index] else {
-              throw RuntimeError(function: body.name, node: node.name, message: "A fused input has no value.")
+              throw RuntimeError(
+                code: .malformedGraph, function: function.name, node: node.name, message: "A fused input has no value.")
             }
             return value
           case .outside(let source): return try value(source, node.name)
           }
         }
-        values[next] = try runtimeErrors(body, node) {
-          guard let result = try execute(node, inputs: inputs).first else {
+        values[next] = try runtimeErrors(function, node) {
+          guard let result = try execute(node, id: NodeID(fused.node), in: function, inputs: inputs).first else {
             throw KernelError("The kernel gave no result.")
           }
           return result
@@ -90,7 +91,7 @@ extension Interpreter {
       } else {
         let end = next + instructions.count
         let exports = (next..<(end - 1)).filter { needed($0, from: end) }
-        let dtypes = (next..<end).map { Self.declaredType(of: body.nodes[members[$0]]) ?? .float32 }
+        let dtypes = (next..<end).map { Rounding.declaredType(of: function.nodes[members[$0]]) ?? .float32 }
         let computed: [Value]
         if ownShape {
           var none: Value? = nil
@@ -115,11 +116,11 @@ extension Interpreter {
   /// `base` (whose elements the segment starts from, unless it has its `ownShape`), or `nil`
   /// when it cannot be computed block by block there.
   private func instruction(
-    for index: Int, of step: Plan.Step, in body: Body, base: Int, shape: Shape, ownShape: Bool, values: [Value?],
+    for index: Int, of step: Plan.Step, in function: Function, base: Int, shape: Shape, ownShape: Bool, values: [Value?],
     _ value: (Plan.Source, String) throws -> Value
   ) throws -> Instruction? {
     let fused = step.fused[index - 1]
-    let node = body.nodes[fused.node]
+    let node = function.nodes[fused.node]
     var operands: [Instruction.Operand] = []
     for (position, operand) in fused.operands.enumerated() {
       let side: Value
@@ -131,7 +132,7 @@ extension Interpreter {
         guard let earlier = values[member] else { return nil }
         side = earlier
       case .outside(let source):
-        side = try runtimeErrors(body, node) { try value(source, node.name) }
+        side = try runtimeErrors(function, node) { try value(source, node.name) }
       }
       guard case .tensor(let tensor) = side, case .float(let elements) = tensor.storage,
         let (repeatCount, period) = Self.broadcastPattern(of: tensor.shape, over: shape),
@@ -144,14 +145,14 @@ extension Interpreter {
     let connected = operands.contains { if case .register = $0 { true } else { false } }
     guard connected || (ownShape && index == base + 1 && operands.count == 2) else { return nil }
     if case .side? = operands.first, operands.count == 1 { return nil }
-    let precision = Self.movesElements.contains(node.op) ? nil : Self.declaredType(of: node).flatMap(ReducedPrecision.init)
+    let precision = movesElements(node.op) ? nil : Rounding.declaredType(of: node).flatMap(ReducedPrecision.init)
     return Instruction(op: node.op, operation: fused.operation, operands: operands, precision: precision)
   }
 
   /// The shape member `fused`'s operands broadcast to, when they are all float tensors computed
   /// before it (its own segment's shape).
   private func broadcastShape(
-    of fused: Plan.Fused, in body: Body, values: [Value?], _ value: (Plan.Source, String) throws -> Value
+    of fused: Plan.Fused, in function: Function, values: [Value?], _ value: (Plan.Source, String) throws -> Value
   ) throws -> Shape? {
     guard fused.operands.count == 2 else { return nil }
     var shapes: [Shape] = []
@@ -159,7 +160,7 @@ extension Interpreter {
       let operandValue: Value?
       switch operand {
       case .member(let member): operandValue = values[member]
-      case .outside(let source): operandValue = try value(source, body.nodes[fused.node].name)
+      case .outside(let source): operandValue = try value(source, function.nodes[fused.node].name)
       }
       guard case .tensor(let tensor)? = operandValue, case .float = tensor.storage else { return nil }
       shapes.append(tensor.shape)

@@ -98,3 +98,19 @@ public struct TensorLiteral: Hashable, Sendable {
     self.shape = shape
   }
 }
+
+extension TensorLiteral {
+  /// The number of elements the shape holds; `nil` for an unknown or negative dimension, an
+  /// unknown rank, or a product that overflows.
+  public var elementCount: Int? {
+    guard !shape.unknownRank else { return nil }
+    var count = 1
+    for dimension in shape.dimensions {
+      guard dimension >= 0, dimension <= Int64(Int.max) else { return nil }
+      let (product, overflow) = count.multipliedReportingOverflow(by: Int(dimension))
+      guard !overflow else { return nil }
+      count = product
+    }
+    return count
+  }
+}

@@ -121,3 +121,8 @@ public protocol OpSchemaSource: Sendable {
   /// The schema of `op`, or `nil` when tfmp does not know the op.
   func schema(for op: String) -> OpSchema?
 }
+
+extension OpSchema.Argument: ExpressibleByStringLiteral {
+  /// An argument holding one tensor, named by the literal.
+  public init(stringLiteral name: String) { self.init(name) }
+}

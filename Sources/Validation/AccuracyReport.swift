@@ -70,8 +70,8 @@ public enum ModelComparison {
     reference: SavedModel, candidate: SavedModel, signature: String, inputs: [String: Tensor]?,
     samples: Int = 8, seed: UInt64 = 0, rtol: Double, atol: Double
   ) throws -> AccuracyReport {
-    let referenceRunner = Interpreter(model: reference)
-    let candidateRunner = Interpreter(model: candidate)
+    let referenceRunner = try Interpreter(model: reference)
+    let candidateRunner = try Interpreter(model: candidate)
     let specs = try referenceRunner.inputSpecs(signature: signature)
     let candidateSpecs = try candidateRunner.inputSpecs(signature: signature)
     let given = try inputs ?? random(specs, samples: samples, seed: seed)

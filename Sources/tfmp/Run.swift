@@ -43,7 +43,7 @@ struct Run: ParsableCommand {
     }
     try reporting.reportingErrors {
       Interpreter.keepFreedMemoryForReuse()
-      let interpreter = Interpreter(model: try SavedModel(contentsOf: model), profiling: profile)
+      let interpreter = try Interpreter(model: try SavedModel(contentsOf: model), profiling: profile)
       let outputs = try interpreter.run(signature: signature, inputs: tensors)
       if repetitions > 1 {
         interpreter.profile?.reset()

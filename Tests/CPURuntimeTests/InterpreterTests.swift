@@ -50,7 +50,7 @@ struct InterpreterTests {
 
   @Test("A missing or mistyped input is refused")
   func badInputs() throws {
-    let interpreter = Interpreter(model: try SavedModel(contentsOf: Fixtures.path("mlp")))
+    let interpreter = try Interpreter(model: try SavedModel(contentsOf: Fixtures.path("mlp")))
     #expect(throws: RuntimeError.self) { _ = try interpreter.run(signature: "serving_default", inputs: [:]) }
     let ints = Tensor(dtype: .int32, shape: Shape([1, 20]), storage: .int32(Array(repeating: 0, count: 20)))
     let error = #expect(throws: RuntimeError.self) {

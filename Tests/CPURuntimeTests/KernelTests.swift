@@ -1,5 +1,5 @@
 import Foundation
-import TFProtos
+import GraphIR
 import TensorCore
 import Testing
 import _TestSupport
@@ -159,22 +159,17 @@ struct KernelTests {
     #expect(UnaryFunction.exp.apply([.nan])[0].isNaN && UnaryFunction.erf.apply([.nan])[0].isNaN)
   }
 
-  private func node(padding: String, strides: [Int], dilations: [Int], explicit: [Int] = []) -> Tensorflow_NodeDef {
-    var node = Tensorflow_NodeDef()
-    node.op = "Conv2D"
-    func list(_ values: [Int]) -> Tensorflow_AttrValue {
-      var value = Tensorflow_AttrValue()
-      var list = Tensorflow_AttrValue.ListValue()
-      list.i = values.map(Int64.init)
-      value.list = list
-      return value
+  private func node(padding: String, strides: [Int], dilations: [Int], explicit: [Int] = []) -> Node {
+    func list(_ values: [Int]) -> AttrValue {
+      var list = AttrList()
+      list.ints = values.map(Int64.init)
+      return .list(list)
     }
-    var paddingValue = Tensorflow_AttrValue()
-    paddingValue.s = Array(padding.utf8).withUnsafeBytes { Data($0) }
-    node.attr["padding"] = paddingValue
-    node.attr["strides"] = list([1] + strides + [1])
-    node.attr["dilations"] = list([1] + dilations + [1])
-    if !explicit.isEmpty { node.attr["explicit_paddings"] = list(explicit) }
+    var node = Node(name: "conv", op: "Conv2D")
+    node.attributes["padding"] = .bytes(Data(padding.utf8))
+    node.attributes["strides"] = list([1] + strides + [1])
+    node.attributes["dilations"] = list([1] + dilations + [1])
+    if !explicit.isEmpty { node.attributes["explicit_paddings"] = list(explicit) }
     return node
   }
 
@@ -227,12 +222,7 @@ struct EinsumTests {
   /// given, values rounded to `precision`.
   private func check(_ equation: String, sizes given: [Character: Int], precision: ReducedPrecision?) throws {
     var generator = SeededGenerator(seed: 11)
-    var node = Tensorflow_NodeDef()
-    node.op = "Einsum"
-    var value = Tensorflow_AttrValue()
-    value.s = Data(equation.utf8)
-    node.attr["equation"] = value
-    let context = KernelContext(node: node)
+    let context = KernelContext(node: Node(name: "einsum", op: "Einsum", attributes: ["equation": .bytes(Data(equation.utf8))]))
     let sides = equation.split(separator: "-")[0].split(separator: ",", omittingEmptySubsequences: false)
     var sizes = given
     for label in equation where label.isLetter { sizes[label] = sizes[label] ?? Int.random(in: 1...5, using: &generator) }

@@ -1,13 +1,14 @@
+internal import GraphIR
 internal import TensorCore
 internal import Foundation
 
 /// NHWC convolution and pooling: Conv2D, DepthwiseConv2dNative, MaxPool, AvgPool.
 enum ConvolutionKernels {
-  static func register(in table: inout [String: Kernels.Kernel]) {
-    table["Conv2D"] = { context, inputs in [try convolutionByMatrixProduct(context, inputs)] }
-    table["DepthwiseConv2dNative"] = { context, inputs in [try convolution(context, inputs, depthwise: true)] }
-    table["MaxPool"] = { context, inputs in [try pool(context, inputs, average: false)] }
-    table["AvgPool"] = { context, inputs in [try pool(context, inputs, average: true)] }
+  static func register(in registry: inout OpRegistry) {
+    registry.add("Conv2D", inputs: ["input", "filter"], outputs: ["output"]) { context, inputs in [try convolutionByMatrixProduct(context, inputs)] }
+    registry.add("DepthwiseConv2dNative", inputs: ["input", "filter"], outputs: ["output"]) { context, inputs in [try convolution(context, inputs, depthwise: true)] }
+    registry.add("MaxPool", inputs: ["input"], outputs: ["output"], traits: .movesElements) { context, inputs in [try pool(context, inputs, average: false)] }
+    registry.add("AvgPool", inputs: ["value"], outputs: ["output"]) { context, inputs in [try pool(context, inputs, average: true)] }
   }
 
   /// Output size and leading padding of one spatial dimension.

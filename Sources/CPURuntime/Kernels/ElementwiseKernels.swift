@@ -1,6 +1,73 @@
 internal import CTFMPKernels
 internal import TensorCore
 internal import Foundation
+internal import GraphIR
+
+/// The elementwise family: unary math and activations, broadcasting arithmetic, comparisons,
+/// logical ops, `BiasAdd`, `LeakyRelu`, `IsFinite`.
+enum ElementwiseKernels {
+  static func register(in registry: inout OpRegistry) {
+    for function in UnaryFunction.allCases {
+      let (input, output): (OpSchema.Argument, OpSchema.Argument) = function.isActivation ? ("features", "activations") : ("x", "y")
+      let moves: OpSchema.Traits = [.relu, .neg, .abs].contains(function) ? .movesElements : []
+      registry.add(function.rawValue, inputs: [input], outputs: [output], traits: [.elementwise, moves], fusion: .unary(function)) { _, inputs in
+        let x = try Kernels.input(inputs, 0)
+        return [Tensor(dtype: x.dtype, shape: x.shape, storage: .float(function.apply(try x.requireFloats())))]
+      }
+    }
+    for function in BinaryFunction.allCases {
+      let moves: OpSchema.Traits = [.maximum, .minimum].contains(function) ? .movesElements : []
+      let fuses = ![.floorDiv, .floorMod, .pow].contains(function)
+      registry.add(
+        function.rawValue, inputs: ["x", "y"], outputs: ["z"], traits: [.elementwise, moves],
+        fusion: fuses ? .binary(function) : nil
+      ) { _, inputs in
+        [try function.apply(try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))]
+      }
+    }
+    registry.alias("Add", of: "AddV2")
+    let comparisons: [(String, @Sendable (Double, Double) -> Bool)] = [
+      ("Less", { $0 < $1 }), ("LessEqual", { $0 <= $1 }), ("Greater", { $0 > $1 }),
+      ("GreaterEqual", { $0 >= $1 }), ("Equal", { $0 == $1 }), ("NotEqual", { $0 != $1 }),
+    ]
+    for (op, predicate) in comparisons {
+      registry.add(op, inputs: ["x", "y"], outputs: ["z"], traits: .elementwise) { _, inputs in
+        [try Kernels.compare(try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), predicate)]
+      }
+    }
+    let logical: [(String, @Sendable (Bool, Bool) -> Bool)] = [("LogicalAnd", { $0 && $1 }), ("LogicalOr", { $0 || $1 })]
+    for (op, function) in logical {
+      registry.add(op, inputs: ["x", "y"], outputs: ["z"], traits: .elementwise) { _, inputs in
+        let (a, b) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
+        guard case .bool(let x) = a.storage, case .bool(let y) = b.storage else { throw KernelError("Expected bool inputs.") }
+        let (shape, walk) = try StridedWalk.broadcast([a.shape, b.shape])
+        return [Tensor(dtype: .bool, shape: shape, storage: .bool(walk.map(x, y, function)))]
+      }
+    }
+    registry.add("LogicalNot", inputs: ["x"], outputs: ["y"], traits: .elementwise) { _, inputs in
+      let a = try Kernels.input(inputs, 0)
+      guard case .bool(let x) = a.storage else { throw KernelError("Expected a bool input.") }
+      return [Tensor(dtype: .bool, shape: a.shape, storage: .bool(x.map { !$0 }))]
+    }
+    registry.add("IsFinite", inputs: ["x"], outputs: ["y"], traits: .elementwise) { _, inputs in
+      let x = try Kernels.input(inputs, 0)
+      return [Tensor(dtype: .bool, shape: x.shape, storage: .bool(try x.requireFloats().map(\.isFinite)))]
+    }
+    registry.add("BiasAdd", inputs: ["value", "bias"], outputs: ["output"], traits: .elementwise, fusion: .binary(.add)) {
+      _, inputs in
+      let (x, bias) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
+      guard bias.shape.rank == 1, x.shape.rank >= 1, bias.shape.dimensions[0] == x.shape.dimensions.last else {
+        throw KernelError("The bias \(bias.shape) does not fit the last dimension of \(x.shape).")
+      }
+      return [try BinaryFunction.add.apply(x, bias)]
+    }
+    registry.add("LeakyRelu", inputs: ["features"], outputs: ["activations"], traits: .elementwise) { context, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let alpha = context.float("alpha", default: 0.2)
+      return [Tensor(shape: x.shape, floats: try x.requireFloats().map { $0 > 0 ? $0 : alpha * $0 })]
+    }
+  }
+}
 
 /// Elementwise float functions of one tensor. Each case's loop is written out with its function
 /// inline, so the compiler vectorizes what it can instead of calling through a closure per element.
@@ -8,7 +75,11 @@ enum UnaryFunction: String, CaseIterable {
   case relu = "Relu", exp = "Exp", log = "Log", sqrt = "Sqrt", rsqrt = "Rsqrt", square = "Square"
   case tanh = "Tanh", sigmoid = "Sigmoid", neg = "Neg", abs = "Abs", relu6 = "Relu6", erf = "Erf"
   case erfc = "Erfc", softplus = "Softplus", elu = "Elu", reciprocal = "Reciprocal", log1p = "Log1p"
-  case selu = "Selu", zerosLike = "ZerosLike", onesLike = "OnesLike"
+  case selu = "Selu", zerosLike = "ZerosLike", onesLike = "OnesLike", sin = "Sin", cos = "Cos", sign = "Sign"
+
+  /// Whether TensorFlow names the argument `features` and the result `activations` (the
+  /// activation functions) rather than `x` and `y`.
+  var isActivation: Bool { [.relu, .relu6, .softplus, .elu, .selu].contains(self) }
 
   func apply(_ x: [Float]) -> [Float] {
     [Float](unsafeUninitializedCapacity: x.count) { output, initialized in
@@ -49,6 +120,10 @@ enum UnaryFunction: String, CaseIterable {
     case .selu: map { $0 > 0 ? 1.0507009873554805 * $0 : 1.0507009873554805 * 1.6732632423543772 * Foundation.expm1($0) }
     case .zerosLike: map { _ in 0 }
     case .onesLike: map { _ in 1 }
+    case .sin: map { Foundation.sin($0) }
+    case .cos: map { Foundation.cos($0) }
+    // NaN stays NaN; both zeros give +0, as in TensorFlow (Eigen's `(x > 0) - (x < 0)`).
+    case .sign: map { $0.isNaN ? $0 : $0 > 0 ? 1 : $0 < 0 ? -1 : 0 }
     }
   }
 }

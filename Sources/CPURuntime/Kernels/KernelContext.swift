@@ -1,43 +1,58 @@
-internal import TFProtos
+internal import GraphIR
 internal import TensorCore
 internal import ModelFormats
 internal import Foundation
 
-/// What a kernel sees of its node: the attributes.
+/// What the interpreter offers kernels that work on values: calling functions, variables.
+protocol KernelHost: Sendable {
+  /// Runs the function named by attribute `attribute` of the context's node on `inputs`.
+  func call(_ attribute: String, of context: KernelContext, _ inputs: [Value]) throws -> [Value]
+  /// The checkpoint key of the variable whose handle the context's node makes.
+  func variableKey(of context: KernelContext) -> String?
+  /// A variable's value.
+  func variable(_ key: String) throws -> Tensor
+}
+
+/// What a kernel sees of its node: the attributes, decoded once when the model was read.
 struct KernelContext {
-  let node: Tensorflow_NodeDef
+  let node: Node
+  /// The node's place in its function, and the function's name.
+  var id = NodeID(0)
+  var function = ""
   /// Set when input 1 is a weight, a value whose elements are the same on every run (a constant
   /// or a variable, perhaps reshaped): matrix products keep their packing of it here.
   var weightPacks: PackedWeights? = nil
+  /// Set for value kernels (calls, loops, variables).
+  var host: (any KernelHost)? = nil
 
   func int(_ name: String, default value: Int = 0) -> Int {
-    if case .i(let i)? = node.attr[name]?.value { return Int(i) }
+    if case .int(let i)? = node.attributes[name] { return Int(clamping: i) }
     return value
   }
 
   func float(_ name: String, default value: Float) -> Float {
-    if case .f(let f)? = node.attr[name]?.value { return f }
+    if case .float(let f)? = node.attributes[name] { return f }
     return value
   }
 
   func bool(_ name: String, default value: Bool = false) -> Bool {
-    if case .b(let b)? = node.attr[name]?.value { return b }
+    if case .bool(let b)? = node.attributes[name] { return b }
     return value
   }
 
-  func string(_ name: String) -> String? {
-    if case .s(let s)? = node.attr[name]?.value { return String(decoding: s, as: UTF8.self) }
-    return nil
-  }
+  func string(_ name: String) -> String? { node.attributes[name]?.text }
 
   func ints(_ name: String) -> [Int] {
-    if case .list(let list)? = node.attr[name]?.value { return list.i.map(Int.init) }
+    if case .list(let list)? = node.attributes[name] { return list.ints.map { Int(clamping: $0) } }
     return []
   }
 
-  func type(_ name: String) -> DType? {
-    if case .type(let type)? = node.attr[name]?.value { return DType(rawValue: type.rawValue) }
-    return nil
+  func type(_ name: String) -> DType? { node.type(name) }
+
+  /// The interpreter, for value kernels.
+  func requireHost() throws -> any KernelHost {
+    guard let host else { throw KernelError("The \(node.op) kernel needs the interpreter.") }
+    return host
   }
 }
 
@@ -84,13 +99,15 @@ enum TensorDecoding {
   }
 
   /// The value of a `Const` node (TensorFlow's splat rule: missing values repeat the last).
-  static func constant(_ node: Tensorflow_NodeDef) throws -> Tensor {
-    guard case .tensor(let proto)? = node.attr["value"]?.value, let dtype = DType(rawValue: proto.dtype.rawValue)
-    else { throw KernelError("The constant has no value.") }
-    let shape = Shape(proto.tensorShape.dim.map { Int($0.size) })
-    guard let count = shape.elementCount else { throw KernelError("The constant's shape \(shape) is invalid.") }
-    if !proto.tensorContent.isEmpty {
-      guard let tensor = proto.tensorContent.withUnsafeBytes({ tensor($0, dtype: dtype, shape: shape) }) else {
+  static func constant(_ node: Node) throws -> Tensor {
+    guard case .tensor(let literal)? = node.attributes["value"] else {
+      throw KernelError("The constant has no value tfmp can read.")
+    }
+    let dtype = literal.dtype
+    guard let count = literal.elementCount else { throw KernelError("The constant's shape \(literal.shape.dimensions) is invalid.") }
+    let shape = Shape(literal.shape.dimensions.map { Int($0) })
+    if !literal.content.isEmpty {
+      guard let tensor = literal.content.withUnsafeBytes({ tensor($0, dtype: dtype, shape: shape) }) else {
         throw KernelError("The \(dtype) constant cannot be decoded by tfmp yet.")
       }
       return tensor
@@ -100,15 +117,15 @@ enum TensorDecoding {
       return (0..<count).map { $0 < values.count ? values[$0] : values.last ?? zero }
     }
     if floatTypes.contains(dtype) {
-      guard let values = FloatValues.decode(proto) else { throw KernelError("The \(dtype) constant is inconsistent.") }
+      guard let values = FloatValues.decode(literal) else { throw KernelError("The \(dtype) constant is inconsistent.") }
       return Tensor(dtype: dtype, shape: shape, storage: .float(values.allValues))
     }
     switch dtype {
-    case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(splat(proto.intVal, zero: 0)))
-    case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(splat(proto.int64Val, zero: 0)))
-    case .bool: return Tensor(dtype: .bool, shape: shape, storage: .bool(splat(proto.boolVal, zero: false)))
+    case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(splat(literal.intValues, zero: 0)))
+    case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(splat(literal.int64Values, zero: 0)))
+    case .bool: return Tensor(dtype: .bool, shape: shape, storage: .bool(splat(literal.boolValues, zero: false)))
     case .string:
-      return Tensor(dtype: .string, shape: shape, storage: .string(splat(proto.stringVal.map { [UInt8]($0) }, zero: [])))
+      return Tensor(dtype: .string, shape: shape, storage: .string(splat(literal.stringValues.map { [UInt8]($0) }, zero: [])))
     default: throw KernelError("The \(dtype) constant cannot be decoded by tfmp yet.")
     }
   }

@@ -1,12 +1,14 @@
+internal import GraphIR
 internal import TensorCore
 internal import Foundation
 
 /// Batched matrix products: BatchMatMulV2 and Einsum (float32 accumulation).
 enum LinearAlgebraKernels {
-  static func register(in table: inout [String: Kernels.Kernel]) {
-    table["BatchMatMulV2"] = { context, inputs in [try batchMatMul(context, inputs)] }
-    table["BatchMatMul"] = table["BatchMatMulV2"]
-    table["Einsum"] = { context, inputs in [try einsumByMatrixProducts(context, inputs) ?? einsum(context, inputs)] }
+  static func register(in registry: inout OpRegistry) {
+    registry.add("BatchMatMulV2", inputs: ["x", "y"], outputs: ["output"]) { context, inputs in [try batchMatMul(context, inputs)] }
+    registry.alias("BatchMatMul", of: "BatchMatMulV2")
+    registry.add("MatMul", inputs: ["a", "b"], outputs: ["product"]) { context, inputs in [try matmul(context, inputs)] }
+    registry.add("Einsum", inputs: [.init("inputs", .number("N"))], outputs: ["output"]) { context, inputs in [try einsumByMatrixProducts(context, inputs) ?? einsum(context, inputs)] }
   }
 
   static func batchMatMul(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
@@ -176,5 +178,20 @@ enum LinearAlgebraKernels {
       result[element] = sum
     }
     return Tensor(shape: Shape(outputLabels.map { sizes[$0] ?? 0 }), floats: result)
+  }
+
+  /// A matrix product with float32 accumulation (attributes `transpose_a`, `transpose_b`).
+  static func matmul(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    let (a, b) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
+    guard a.shape.rank == 2, b.shape.rank == 2 else { throw KernelError("MatMul needs matrices, got \(a.shape) and \(b.shape).") }
+    let (x, y) = (try a.requireFloats(), try b.requireFloats())
+    let (ta, tb) = (context.bool("transpose_a"), context.bool("transpose_b"))
+    let (ra, ca, rb, cb) = (a.shape.dimensions[0], a.shape.dimensions[1], b.shape.dimensions[0], b.shape.dimensions[1])
+    let (m, k) = ta ? (ca, ra) : (ra, ca)
+    let (k2, n) = tb ? (cb, rb) : (rb, cb)
+    guard k == k2 else { throw KernelError("MatMul inner dimensions differ: \(a.shape) and \(b.shape).") }
+    return Tensor(shape: Shape([m, n]), floats: Gemm.multiply(
+        x, y, m: m, k: k, n: n, transposeA: ta, transposeB: tb, halfB: b.float16Bits,
+        precision: Gemm.sharedPrecision(a, b), packs: context.weightPacks))
   }
 }

@@ -1,16 +1,17 @@
+internal import GraphIR
 internal import TensorCore
 
-/// Shape kernels: Shape, Reshape, Squeeze, ExpandDims, Pack, StridedSlice, Cast.
+/// The shape family: ops that reshape, slice, join, gather, pad, fill and cast.
 enum ShapeKernels {
-  static func register(in table: inout [String: Kernels.Kernel]) {
-    table["Shape"] = { context, inputs in
+  static func register(in registry: inout OpRegistry) {
+    registry.add("Shape", inputs: ["input"], outputs: ["output"]) { context, inputs in
       let dimensions = try Kernels.input(inputs, 0).shape.dimensions
       let shape = Shape([dimensions.count])
       return context.type("out_type") == .int64
         ? [Tensor(dtype: .int64, shape: shape, storage: .int64(dimensions.map(Int64.init)))]
         : [Tensor(dtype: .int32, shape: shape, storage: .int32(dimensions.map(Int32.init)))]
     }
-    table["Reshape"] = { _, inputs in
+    registry.add("Reshape", inputs: ["tensor", "shape"], outputs: ["output"], traits: [.movesElements, .sharesInput]) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       var target = try Kernels.input(inputs, 1).requireIntegers()
       let count = x.shape.elementCount ?? 0
@@ -22,7 +23,7 @@ enum ShapeKernels {
       guard Shape(target).elementCount == count else { throw KernelError("Cannot reshape \(x.shape) to \(target).") }
       return [Tensor(dtype: x.dtype, shape: Shape(target), storage: x.storage)]
     }
-    table["Squeeze"] = { context, inputs in
+    registry.add("Squeeze", inputs: ["input"], outputs: ["output"], traits: [.movesElements, .sharesInput]) { context, inputs in
       let x = try Kernels.input(inputs, 0)
       let rank = x.shape.rank
       let axes = Set(context.ints("squeeze_dims").map { $0 < 0 ? $0 + rank : $0 })
@@ -31,7 +32,7 @@ enum ShapeKernels {
       }.map(\.element)
       return [Tensor(dtype: x.dtype, shape: Shape(kept), storage: x.storage)]
     }
-    table["ExpandDims"] = { _, inputs in
+    registry.add("ExpandDims", inputs: ["input", "dim"], outputs: ["output"], traits: [.movesElements, .sharesInput]) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       let rank = x.shape.rank
       guard var axis = try Kernels.input(inputs, 1).requireIntegers().first else { throw KernelError("No axis.") }
@@ -41,7 +42,7 @@ enum ShapeKernels {
       dimensions.insert(1, at: axis)
       return [Tensor(dtype: x.dtype, shape: Shape(dimensions), storage: x.storage)]
     }
-    table["Pack"] = { context, inputs in
+    registry.add("Pack", inputs: [.init("values", .number("N"))], outputs: ["output"], traits: .movesElements) { context, inputs in
       guard let first = inputs.first else { throw KernelError("Pack needs inputs.") }
       guard inputs.allSatisfy({ $0.shape == first.shape && $0.dtype == first.dtype }) else {
         throw KernelError("Pack needs inputs of one shape and dtype.")
@@ -55,8 +56,8 @@ enum ShapeKernels {
       let order = (0..<outer).flatMap { o in inputs.indices.flatMap { i in (0..<inner).map { (i, o * inner + $0) } } }
       return [try gather(inputs, order, dtype: first.dtype, shape: Shape(dimensions))]
     }
-    table["StridedSlice"] = { context, inputs in [try stridedSlice(context, inputs)] }
-    table["Transpose"] = { _, inputs in
+    registry.add("StridedSlice", inputs: ["input", "begin", "end", "strides"], outputs: ["output"], traits: .movesElements) { context, inputs in [try stridedSlice(context, inputs)] }
+    registry.add("Transpose", inputs: ["x", "perm"], outputs: ["y"], traits: .movesElements) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       let permutation = try Kernels.input(inputs, 1).requireIntegers()
       let dimensions = x.shape.dimensions
@@ -74,7 +75,7 @@ enum ShapeKernels {
       default: throw KernelError("\(x.dtype) tensors cannot be transposed yet.")
       }
     }
-    table["ConcatV2"] = { _, inputs in
+    registry.add("ConcatV2", inputs: [.init("values", .number("N")), "axis"], outputs: ["output"], traits: .movesElements) { _, inputs in
       guard inputs.count >= 2 else { throw KernelError("ConcatV2 needs values and an axis.") }
       let values = Array(inputs.dropLast())
       let rank = values[0].shape.rank
@@ -95,7 +96,7 @@ enum ShapeKernels {
       dimensions[axis] = values.map { $0.shape.dimensions[axis] }.reduce(0, +)
       return [try gather(values, order, dtype: values[0].dtype, shape: Shape(dimensions))]
     }
-    table["GatherV2"] = { context, inputs in
+    registry.add("GatherV2", inputs: ["params", "indices", "axis"], outputs: ["output"], traits: .movesElements) { context, inputs in
       let (params, indicesTensor) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
       let indices = try indicesTensor.requireIntegers()
       let rank = params.shape.rank
@@ -127,7 +128,7 @@ enum ShapeKernels {
       }
       return [try gather([params], order, dtype: params.dtype, shape: shape)]
     }
-    table["SelectV2"] = { _, inputs in
+    registry.add("SelectV2", inputs: ["condition", "t", "e"], outputs: ["output"], traits: .movesElements) { _, inputs in
       let (condition, a, b) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2))
       guard case .bool(let flags) = condition.storage, a.dtype == b.dtype else {
         throw KernelError("SelectV2 needs a bool condition and two values of one dtype.")
@@ -137,7 +138,7 @@ enum ShapeKernels {
       let order = (0..<(shape.elementCount ?? 0)).map { flags[indices[0][$0]] ? (0, indices[1][$0]) : (1, indices[2][$0]) }
       return [try gather([a, b], order, dtype: a.dtype, shape: shape)]
     }
-    table["Split"] = { context, inputs in
+    registry.add("Split", inputs: ["split_dim", "value"], outputs: [.init("output", .number("num_split"))], traits: .movesElements) { context, inputs in
       let x = try Kernels.input(inputs, 1)
       let pieces = context.int("num_split", default: 1)
       guard var axis = try Kernels.input(inputs, 0).requireIntegers().first else { throw KernelError("No axis.") }
@@ -158,7 +159,7 @@ enum ShapeKernels {
         return try gather([x], order, dtype: x.dtype, shape: Shape(shape))
       }
     }
-    table["Slice"] = { _, inputs in
+    registry.add("Slice", inputs: ["input", "begin", "size"], outputs: ["output"], traits: .movesElements) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       let begin = try Kernels.input(inputs, 1).requireIntegers()
       let size = try Kernels.input(inputs, 2).requireIntegers()
@@ -173,7 +174,7 @@ enum ShapeKernels {
       }
       return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))]
     }
-    table["SplitV"] = { context, inputs in
+    registry.add("SplitV", inputs: ["value", "size_splits", "split_dim"], outputs: [.init("output", .number("num_split"))], traits: .movesElements) { context, inputs in
       let x = try Kernels.input(inputs, 0)
       var sizes = try Kernels.input(inputs, 1).requireIntegers()
       guard var axis = try Kernels.input(inputs, 2).requireIntegers().first else { throw KernelError("No axis.") }
@@ -192,7 +193,7 @@ enum ShapeKernels {
         return try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))
       }
     }
-    table["Unpack"] = { context, inputs in
+    registry.add("Unpack", inputs: ["value"], outputs: [.init("output", .number("num"))], traits: .movesElements) { context, inputs in
       let x = try Kernels.input(inputs, 0)
       var axis = context.int("axis")
       if axis < 0 { axis += x.shape.rank }
@@ -205,15 +206,18 @@ enum ShapeKernels {
         return try take(x, ranges: ranges, shape: Shape(shape))
       }
     }
-    table["Tile"] = { _, inputs in
+    registry.add("Tile", inputs: ["input", "multiples"], outputs: ["output"], traits: .movesElements) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       let multiples = try Kernels.input(inputs, 1).requireIntegers()
       guard multiples.count == x.shape.rank, multiples.allSatisfy({ $0 >= 0 }) else { throw KernelError("Tile needs one multiple per dimension.") }
       let ranges = zip(x.shape.dimensions, multiples).map { size, times in (0..<(size * times)).map { $0 % size } }
       return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))]
     }
-    for op in ["Pad", "PadV2"] {
-      table[op] = { _, inputs in
+    let pads: [(String, [OpSchema.Argument], OpSchema.Traits)] = [
+      ("Pad", ["input", "paddings"], .movesElements), ("PadV2", ["input", "paddings", "constant_values"], []),
+    ]
+    for (op, arguments, traits) in pads {
+      registry.add(op, inputs: arguments, outputs: ["output"], traits: traits) { _, inputs in
         let x = try Kernels.input(inputs, 0)
         let paddings = try Kernels.input(inputs, 1).requireIntegers()
         guard paddings.count == 2 * x.shape.rank, paddings.allSatisfy({ $0 >= 0 }) else { throw KernelError("Pad needs two paddings per dimension.") }
@@ -225,7 +229,22 @@ enum ShapeKernels {
         return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)), fill: fill)]
       }
     }
-    table["Fill"] = { _, inputs in
+    registry.add("BroadcastTo", inputs: ["input", "shape"], outputs: ["output"], traits: .movesElements) { _, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let target = try Kernels.input(inputs, 1).requireIntegers()
+      guard target.allSatisfy({ $0 >= 0 }), target.count >= x.shape.rank,
+        let broadcast = try? StridedWalk.broadcast([x.shape, Shape(target)]), broadcast.shape.dimensions == target
+      else {
+        throw KernelError("Shape \(x.shape) cannot be broadcast to \(target).")
+      }
+      let shape = Shape(target)
+      // Dimensions added on the left and dimensions of 1 repeat element 0.
+      let sizes = Array(repeating: 1, count: target.count - x.shape.rank) + x.shape.dimensions
+      let ranges = zip(sizes, target).map { size, wanted in size == wanted ? Array(0..<wanted) : Array(repeating: 0, count: wanted) }
+      let source = Tensor(dtype: x.dtype, shape: Shape(sizes), storage: x.storage)
+      return [try take(source, ranges: ranges, shape: shape)]
+    }
+    registry.add("Fill", inputs: ["dims", "value"], outputs: ["output"]) { _, inputs in
       let dimensions = try Kernels.input(inputs, 0).requireIntegers()
       let value = try Kernels.input(inputs, 1)
       guard value.shape.elementCount == 1, let count = Shape(dimensions).elementCount else {
@@ -233,14 +252,14 @@ enum ShapeKernels {
       }
       return [try gather([value], Array(repeating: (0, 0), count: count), dtype: value.dtype, shape: Shape(dimensions))]
     }
-    table["Range"] = { _, inputs in
+    registry.add("Range", inputs: ["start", "limit", "delta"], outputs: ["output"]) { _, inputs in
       let (start, limit, delta) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2))
       let (a, b, d) = (try Kernels.doubles(start)[0], try Kernels.doubles(limit)[0], try Kernels.doubles(delta)[0])
       guard d != 0 else { throw KernelError("Range needs a nonzero delta.") }
       let values = Array(stride(from: a, to: b, by: d))
       return [try Kernels.tensor(values, like: start, shape: Shape([values.count]))]
     }
-    table["Cast"] = { context, inputs in
+    registry.add("Cast", inputs: ["x"], outputs: ["y"], fusion: .floatCast) { context, inputs in
       let x = try Kernels.input(inputs, 0)
       guard let target = context.type("DstT") else { throw KernelError("Cast needs DstT.") }
       if case .float(let values) = x.storage, [.float32, .float16, .bfloat16].contains(target) {

@@ -1,10 +1,24 @@
 internal import TensorCore
-internal import TFProtos
+internal import GraphIR
 
 /// TensorList ops, as `tf.while_loop` uses them to collect per-step values: a list is an array
 /// of optional tensors (unset elements are nil).
 enum TensorListKernels {
-  static func execute(_ context: KernelContext, _ inputs: [Interpreter.Value]) throws -> [Interpreter.Value] {
+  static func register(in registry: inout OpRegistry) {
+    let schemas: [(String, [OpSchema.Argument], OpSchema.Argument)] = [
+      ("TensorListReserve", ["element_shape", "num_elements"], "handle"),
+      ("TensorListFromTensor", ["tensor", "element_shape"], "output_handle"),
+      ("TensorListGetItem", ["input_handle", "index", "element_shape"], "item"),
+      ("TensorListSetItem", ["input_handle", "index", "item"], "output_handle"),
+      ("TensorListLength", ["input_handle"], "length"),
+      ("TensorListStack", ["input_handle", "element_shape"], "tensor"),
+    ]
+    for (op, inputs, output) in schemas {
+      registry.add(op, inputs: inputs, outputs: [output], .values(execute))
+    }
+  }
+
+  static func execute(_ context: KernelContext, _ inputs: [Value]) throws -> [Value] {
     func tensor(_ index: Int) throws -> Tensor {
       guard index < inputs.count, case .tensor(let value) = inputs[index] else {
         throw KernelError("Input \\(index) must be a tensor.")

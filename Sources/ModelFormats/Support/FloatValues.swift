@@ -1,5 +1,6 @@
 package import TensorCore
 package import TFProtos
+package import GraphIR
 internal import Foundation
 
 /// The float values of a stored tensor, decoded lazily from little-endian bytes, with a count of
@@ -70,20 +71,24 @@ package struct FloatValues {
   /// Decodes the value of a float `TensorProto` (a `Const` node's `value`); `nil` for other
   /// dtypes or when the proto is inconsistent (its size does not match its shape).
   package static func decode(_ proto: Tensorflow_TensorProto) -> FloatValues? {
-    guard let dtype = DType(rawValue: proto.dtype.rawValue), dtype.isFloatingPoint,
-      let elementCount = Shape(proto.tensorShape.dim.map { Int($0.size) }).elementCount,
-      let size = dtype.byteSize
-    else { return nil }
-    if !proto.tensorContent.isEmpty {
-      guard proto.tensorContent.count == elementCount * size else { return nil }
-      return proto.tensorContent.withUnsafeBytes { decode($0, dtype: dtype) }
+    AttrValueCoding.decode(proto).flatMap(decode)
+  }
+
+  /// Decodes a float tensor literal; `nil` for other dtypes or when the literal is inconsistent
+  /// (its size does not match its shape).
+  package static func decode(_ literal: TensorLiteral) -> FloatValues? {
+    let dtype = literal.dtype
+    guard dtype.isFloatingPoint, let elementCount = literal.elementCount, let size = dtype.byteSize else { return nil }
+    if !literal.content.isEmpty {
+      guard literal.content.count == elementCount * size else { return nil }
+      return literal.content.withUnsafeBytes { decode($0, dtype: dtype) }
     }
     let explicit: [Float] =
       switch dtype {
-      case .float32: proto.floatVal
-      case .float64: proto.doubleVal.map { Float($0) }
-      case .float16: proto.halfVal.map { Float(Float16(bitPattern: UInt16(truncatingIfNeeded: $0))) }
-      default: proto.halfVal.map { BFloat16(bitPattern: UInt16(truncatingIfNeeded: $0)).floatValue }
+      case .float32: literal.floatValues
+      case .float64: literal.doubleValues.map { Float($0) }
+      case .float16: literal.halfValues.map { Float(Float16(bitPattern: UInt16(truncatingIfNeeded: $0))) }
+      default: literal.halfValues.map { BFloat16(bitPattern: UInt16(truncatingIfNeeded: $0)).floatValue }
       }
     guard explicit.count <= elementCount else { return nil }
     return FloatValues(

@@ -1,0 +1,90 @@
+public import GraphIR
+internal import TensorCore
+
+/// A value flowing along an edge: a tensor, a variable (resource) handle, or a TensorList.
+enum Value {
+  case tensor(Tensor)
+  case variable(key: String)
+  case list([Tensor?])
+}
+
+/// How a node computes its outputs.
+enum Kernel: Sendable {
+  /// From tensors to tensors, in float32 for float types (the executor rounds the results).
+  case tensors(@Sendable (KernelContext, [Tensor]) throws -> [Tensor])
+  /// From values to values (handles, TensorLists, calls), with the interpreter at hand.
+  case values(@Sendable (KernelContext, [Value]) throws -> [Value])
+}
+
+/// How an elementwise op joins a fused segment that the executor computes block by block.
+enum FusionRule: Sendable {
+  case unary(UnaryFunction)
+  case binary(BinaryFunction)
+  /// A `Cast` between float types (only those fuse; the plan checks the attributes).
+  case floatCast
+}
+
+/// Everything tfmp knows about one op type: its schema, its kernel, and how it fuses.
+struct OpDefinition: Sendable {
+  var schema: OpSchema
+  var kernel: Kernel
+  var fusion: FusionRule?
+}
+
+/// The op registry: one ``OpDefinition`` per op type the runtime runs, registered by the file of
+/// its op family (`Kernels/*Kernels.swift`), each with its schema next to its kernel.
+///
+/// It is also the ``OpSchemaSource`` that ``GraphVerifier`` checks modules against.
+public struct OpRegistry: OpSchemaSource {
+  private var definitions: [String: OpDefinition] = [:]
+
+  /// Every op the CPU runtime has a kernel for.
+  public static let standard: OpRegistry = {
+    var registry = OpRegistry()
+    ElementwiseKernels.register(in: &registry)
+    ReductionKernels.register(in: &registry)
+    ShapeKernels.register(in: &registry)
+    ConvolutionKernels.register(in: &registry)
+    LinearAlgebraKernels.register(in: &registry)
+    NormalizationKernels.register(in: &registry)
+    ControlFlowKernels.register(in: &registry)
+    TensorListKernels.register(in: &registry)
+    return registry
+  }()
+
+  /// The op types registered, sorted.
+  public var ops: [String] { definitions.keys.sorted() }
+
+  /// The schema of `op`, if the runtime has a kernel for it.
+  public func schema(for op: String) -> OpSchema? { definitions[op]?.schema }
+
+  func definition(for op: String) -> OpDefinition? { definitions[op] }
+
+  /// Registers `op` with this interface and kernel.
+  ///
+  /// - Precondition: `op` is not registered yet.
+  mutating func add(
+    _ op: String, inputs: [OpSchema.Argument], outputs: [OpSchema.Argument], traits: OpSchema.Traits = [],
+    fusion: FusionRule? = nil, _ kernel: Kernel
+  ) {
+    precondition(definitions[op] == nil, "op \(op) is registered twice")
+    definitions[op] = OpDefinition(
+      schema: OpSchema(op, inputs: inputs, outputs: outputs, traits: traits), kernel: kernel, fusion: fusion)
+  }
+
+  /// Registers `op` with a tensor kernel.
+  mutating func add(
+    _ op: String, inputs: [OpSchema.Argument], outputs: [OpSchema.Argument], traits: OpSchema.Traits = [],
+    fusion: FusionRule? = nil, _ kernel: @escaping @Sendable (KernelContext, [Tensor]) throws -> [Tensor]
+  ) {
+    add(op, inputs: inputs, outputs: outputs, traits: traits, fusion: fusion, .tensors(kernel))
+  }
+
+  /// Registers `alias` with the definition of `op` under its own name (`Add` as `AddV2`).
+  mutating func alias(_ alias: String, of op: String) {
+    guard var definition = definitions[op] else { preconditionFailure("op \(op) is not registered") }
+    precondition(definitions[alias] == nil, "op \(alias) is registered twice")
+    definition.schema.op = alias
+    definitions[alias] = definition
+  }
+}

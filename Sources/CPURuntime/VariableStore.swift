@@ -1,0 +1,43 @@
+internal import Foundation
+internal import GraphIR
+internal import ModelFormats
+internal import TensorCore
+
+/// The values that are the same on every run, decoded once: variables from the checkpoint and
+/// `Const` nodes (rounded to their declared type).
+final class VariableStore: @unchecked Sendable {
+  // Sendable: the caches are guarded by `lock`; the checkpoint reader is immutable.
+  private let checkpoint: CheckpointReader?
+  private var variables: [String: Tensor] = [:]
+  /// Decoded `Const` values by function and node.
+  private var constants: [String: Tensor] = [:]
+  private let lock = NSLock()
+
+  init(checkpoint: CheckpointReader?) { self.checkpoint = checkpoint }
+
+  /// A variable's value, read from the checkpoint once.
+  func variable(_ key: String) throws -> Tensor {
+    if let cached = lock.withLock({ variables[key] }) { return cached }
+    guard let checkpoint, let entry = checkpoint.entry(forKey: key) else {
+      throw KernelError(code: .missingVariable, "The checkpoint has no entry '\(key)'.")
+    }
+    let tensor = try checkpoint.withBytes(of: entry) { bytes -> Tensor in
+      guard let tensor = TensorDecoding.tensor(bytes, dtype: entry.dtype, shape: entry.shape) else {
+        throw KernelError(code: .unsupported, "The variable '\(key)' is \(entry.dtype), which tfmp cannot run yet.")
+      }
+      return tensor
+    }
+    lock.withLock { variables[key] = tensor }
+    return tensor
+  }
+
+  /// The value of `Const` node `node` (at `id` of `function`), decoded once.
+  func constant(_ node: Node, id: NodeID, in function: String) throws -> Tensor {
+    let key = function + "\u{0}" + String(id.index)
+    if let cached = lock.withLock({ constants[key] }) { return cached }
+    var tensor = try TensorDecoding.constant(node)
+    Rounding.round(&tensor, for: node)
+    lock.withLock { constants[key] = tensor }
+    return tensor
+  }
+}
