@@ -56,7 +56,7 @@ let package = Package(
       swiftSettings: strictSettings),
     .executableTarget(
       name: "tfmp-interop-helper",
-      dependencies: ["ModelFormats", "TensorCore", "_TestSupport"],
+      dependencies: ["CPURuntime", "GraphIR", "ModelFormats", "TensorCore", "_TestSupport"],
       path: "Tests/InteropHelper",
       swiftSettings: strictSettings),
     .target(
@@ -89,7 +89,7 @@ let package = Package(
       swiftSettings: strictSettings),
     .testTarget(
       name: "ValidationTests",
-      dependencies: ["Validation", "MixedPrecision", "ModelFormats", "TensorCore", "_TestSupport"],
+      dependencies: ["Validation", "GraphIR", "MixedPrecision", "ModelFormats", "TensorCore", "_TestSupport"],
       swiftSettings: strictSettings),
     .testTarget(
       name: "EndToEndTests",

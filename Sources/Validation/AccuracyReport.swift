@@ -36,9 +36,13 @@ public struct AccuracyReport: Sendable, Codable {
   public var inputs: String
   /// The outputs, sorted by name.
   public var outputs: [Output]
+  /// Why outputs could not be compared: missing from one model, of different shapes, not
+  /// numeric. Any makes the comparison fail.
+  public var mismatches: [String]
 
-  /// Whether every element of every output is within tolerance.
-  public var passed: Bool { outputs.allSatisfy { $0.elementsOutsideTolerance == 0 } }
+  /// Whether both models give the same outputs and every element of every output is within
+  /// tolerance.
+  public var passed: Bool { mismatches.isEmpty && outputs.allSatisfy { $0.elementsOutsideTolerance == 0 } }
 
   /// The report `tfmp validate` prints.
   public var text: String {
@@ -50,7 +54,9 @@ public struct AccuracyReport: Sendable, Codable {
           + (output.top1Agreement.map { ", top-1 agreement \(String(format: "%.2f", 100 * $0))%" } ?? "")
           + ", \(output.elementsOutsideTolerance) of \(output.elementCount) outside tolerance")
     }
-    lines.append(passed ? "PASS" : "FAIL: outputs differ beyond the tolerance")
+    for mismatch in mismatches { lines.append("  \(mismatch)") }
+    lines.append(
+      passed ? "PASS" : mismatches.isEmpty ? "FAIL: outputs differ beyond the tolerance" : "FAIL: the outputs do not correspond")
     return lines.joined(separator: "\n") + "\n"
   }
 
@@ -85,15 +91,30 @@ public enum ModelComparison {
     let expected = try referenceRunner.run(signature: signature, inputs: given)
     let actual = try candidateRunner.run(signature: signature, inputs: candidateInputs)
     var outputs: [AccuracyReport.Output] = []
-    for name in expected.keys.sorted() {
-      guard let reference = expected[name], let candidate = actual[name],
-        let x = reference.floatLikeValues, let y = candidate.floatLikeValues, x.count == y.count
-      else { continue }
+    var mismatches: [String] = []
+    for name in Set(expected.keys).union(actual.keys).sorted() {
+      guard let reference = expected[name] else {
+        mismatches.append("\(name): only the candidate has this output")
+        continue
+      }
+      guard let candidate = actual[name] else {
+        mismatches.append("\(name): the candidate lacks this output")
+        continue
+      }
+      guard reference.shape == candidate.shape else {
+        mismatches.append("\(name): shape \(reference.shape) in the reference, \(candidate.shape) in the candidate")
+        continue
+      }
+      guard let x = reference.floatLikeValues, let y = candidate.floatLikeValues else {
+        mismatches.append("\(name): \(reference.dtype) and \(candidate.dtype) values cannot be compared")
+        continue
+      }
       outputs.append(compare(name: name, reference: x, candidate: y, shape: reference.shape, rtol: rtol, atol: atol))
     }
     return AccuracyReport(
       signature: signature, rtol: rtol, atol: atol,
-      inputs: inputs == nil ? "\(samples) random samples, seed \(seed)" : "given", outputs: outputs)
+      inputs: inputs == nil ? "\(samples) random samples, seed \(seed)" : "given", outputs: outputs,
+      mismatches: mismatches)
   }
 
   static func compare(

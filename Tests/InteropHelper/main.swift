@@ -1,14 +1,34 @@
 // Test helper for Tests/Interop: writes a checkpoint from scratch with tfmp's writer, and a JSON
 // file of what each tensor must read back as, so that TensorFlow's own reader can be checked
 // against it. Usage: tfmp-interop-helper PREFIX EXPECTED.json
+// With `schemas`, prints the runtime's op schemas as JSON instead.
+import CPURuntime
 import Foundation
+import GraphIR
 import ModelFormats
 import TensorCore
 import _TestSupport
 
 let arguments = CommandLine.arguments
+if arguments.count == 2, arguments[1] == "schemas" {
+  // The runtime's op schemas as JSON, for checking against TensorFlow's OpDefs.
+  func describe(_ argument: OpSchema.Argument) -> [String: String] {
+    switch argument.count {
+    case .one: ["name": argument.name]
+    case .number(let attribute): ["name": argument.name, "number_attr": attribute]
+    case .typeList(let attribute): ["name": argument.name, "type_list_attr": attribute]
+    case .variadic: ["name": argument.name, "variadic": "true"]
+    }
+  }
+  let registry = OpRegistry.standard
+  let schemas = registry.ops.compactMap(registry.schema(for:)).map { schema in
+    ["op": schema.op, "inputs": schema.inputs.map(describe), "outputs": schema.outputs.map(describe)] as [String: Any]
+  }
+  FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: schemas, options: [.sortedKeys]))
+  exit(0)
+}
 guard arguments.count == 3 else {
-  FileHandle.standardError.write(Data("usage: tfmp-interop-helper PREFIX EXPECTED.json\n".utf8))
+  FileHandle.standardError.write(Data("usage: tfmp-interop-helper PREFIX EXPECTED.json | schemas\n".utf8))
   exit(64)
 }
 let prefix = arguments[1]

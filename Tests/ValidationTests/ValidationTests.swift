@@ -1,4 +1,5 @@
 import Foundation
+import GraphIR
 import MixedPrecision
 import ModelFormats
 import TensorCore
@@ -53,5 +54,22 @@ struct ValidationTests {
     #expect(first["x"]?.shape == Shape([4, 3]))
     #expect(first["ids"]?.shape == Shape([4, 1]))
     #expect(first["ids"]?.integers?.allSatisfy { $0 == 0 || $0 == 1 } == true)
+  }
+
+  @Test("Outputs that do not correspond fail the comparison, never pass it")
+  func mismatchedOutputs() throws {
+    let reference = try SavedModel(contentsOf: Fixtures.path("two_io"))
+    var module = try reference.module()
+    let key = "serving_default"
+    let signature = try #require(module.signatures[key])
+    // The candidate's first output reads the first input instead: another shape.
+    module.signatures[key]?.outputs[0].source = signature.inputs[0].source
+    let candidate = reference.replacing(module)
+    let inputs = try NumPyFile.readArchive(at: Fixtures.path("two_io.inputs.npz"))
+    let report = try ModelComparison.compare(
+      reference: reference, candidate: candidate, signature: key, inputs: inputs, rtol: 1, atol: 1)
+    #expect(!report.passed)
+    #expect(report.mismatches.count == 1, "\(report.text)")
+    #expect(report.text.hasSuffix("FAIL: the outputs do not correspond\n"))
   }
 }
