@@ -34,6 +34,7 @@ public final class Interpreter: @unchecked Sendable {
   public init(module: Module, checkpoint: CheckpointReader?, profiling: Bool = false) {
     self.module = module
     registry = .standard
+    GraphVerifier.checkInternally(module, schemas: registry)
     store = VariableStore(checkpoint: checkpoint)
     profile = profiling ? OpProfile() : nil
     variableKeys = Dictionary(module.variables.map { ($0.node, $0.checkpointKey) }, uniquingKeysWith: { first, _ in first })
