@@ -27,8 +27,8 @@ extension Interpreter {
       var releasesAfterNode: [Int] = []
       /// Nodes whose results are last read by the fused nodes.
       var releases: [Int] = []
-      /// Whether input 1 is a weight (a constant or variable, see ``Interpreter/sharesInput``),
-      /// whose packing matrix products keep.
+      /// Whether input 1 is a weight (a constant or variable, perhaps through ops that share
+      /// their input's buffer, ``OpSchema/Traits/sharesInput``), whose packing matrix products keep.
       var weightInput = false
     }
     /// An elementwise node that reads the result of a member of a step (the step's node or one
@@ -37,12 +37,6 @@ extension Interpreter {
     /// through all of them, instead of writing and reading a tensor per node (a dense layer's
     /// BiasAdd and GELU, a layer normalization's scale and shift; see ``Interpreter/Segment``).
     struct Fused {
-      enum Operation {
-        case unary(UnaryFunction)
-        case binary(BinaryFunction)
-        /// A cast between float types: the values, rounded to the target type.
-        case cast
-      }
       /// Where an operand comes from: member `i` of the step (0 its node, i its i-th fused
       /// node), or a value computed before the step.
       enum Operand {
@@ -50,7 +44,8 @@ extension Interpreter {
         case outside(Source)
       }
       var node: Int
-      var operation: Operation
+      /// How it computes (for ``FusionRule/floatCast``: the values, rounded to the target type).
+      var operation: FusionRule
       /// The node's inputs, in order.
       var operands: [Operand]
     }
@@ -192,17 +187,17 @@ extension Interpreter {
 
     /// How `node` is computed as a fused member, when it is an elementwise op of one float
     /// tensor (unary math, casts between float types) or of two (arithmetic).
-    static func elementwiseOperation(_ node: Node, inputs: Int, registry: OpRegistry) -> Fused.Operation? {
-      switch registry.definition(for: node.op)?.fusion {
-      case .unary(let function)? where inputs == 1: return .unary(function)
-      case .binary(let function)? where inputs == 2: return .binary(function)
-      case .floatCast? where inputs == 1:
+    static func elementwiseOperation(_ node: Node, inputs: Int, registry: OpRegistry) -> FusionRule? {
+      guard let rule = registry.definition(for: node.op)?.fusion else { return nil }
+      switch rule {
+      case .unary: return inputs == 1 ? rule : nil
+      case .binary: return inputs == 2 ? rule : nil
+      case .floatCast:
         let floats: [DType] = [.float32, .float16, .bfloat16]
-        guard let source = node.type("SrcT"), floats.contains(source), let target = node.type("DstT"),
+        guard inputs == 1, let source = node.type("SrcT"), floats.contains(source), let target = node.type("DstT"),
           floats.contains(target)
         else { return nil }
-        return .cast
-      default: return nil
+        return rule
       }
     }
   }

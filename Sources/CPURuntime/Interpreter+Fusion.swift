@@ -13,7 +13,7 @@ extension Interpreter {
       case side(values: [Float], repeatCount: Int, period: Int)
     }
     var op: String
-    var operation: Plan.Fused.Operation
+    var operation: FusionRule
     var operands: [Operand]
     var precision: ReducedPrecision?
   }
@@ -277,7 +277,7 @@ extension Interpreter {
       let output = targets[position]
       switch (instruction.operation, instruction.operands[0]) {
       case (.unary(let function), .register(let register)): function.apply(block(register), output, length)
-      case (.cast, .register(let register)): output.update(from: block(register), count: length)
+      case (.floatCast, .register(let register)): output.update(from: block(register), count: length)
       case (.binary(let function), _):
         // In runs over which each operand is contiguous or one repeated value.
         var start = 0

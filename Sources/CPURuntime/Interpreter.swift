@@ -219,7 +219,7 @@ public final class Interpreter: @unchecked Sendable {
       let start = profile.map { _ in ContinuousClock.now }
       var outputs = try kernel(context, tensors)
       // Ops that only move elements pass reduced-precision values through unchanged.
-      let exact = definition.schema.traits.contains(.movesElements) && !tensors.contains(where: { $0.dtype == .float32 })
+      let exact = movesElements(node.op) && !tensors.contains(where: { $0.dtype == .float32 })
       for index in outputs.indices { Rounding.round(&outputs[index], for: node, alreadyExact: exact) }
       if let profile, let start { profile.add(node.op, ContinuousClock.now - start) }
       return outputs.map { .tensor($0) }
