@@ -4,9 +4,12 @@
 1. `tfmp convert` of every fixture, the example and the Keras fixtures, under both policies and
    both weight modes: the outputs must be byte-identical (a redesign changes no behaviour);
 2. `tfmp run --repeat N` on the fixtures and the example: medians of interleaved runs and the
-   ratio new / old (1.00 is equal; these machines are noisy, so read ratios within ~10% as equal).
+   ratio new / old (1.00 is equal; these machines are noisy, so read ratios within ~10% as equal);
+3. with `--big`, the same for ResNet50 and BERT-base (bench-work/, made as Benchmarks/runtime.py
+   makes them): conversions byte-identical, `tfmp convert` wall time, and `tfmp run` at batch 1
+   in float32 and on the float16 conversion.
 
-Usage: .venv/bin/python Scripts/compare-with-commit.py COMMIT [--repeat 30] [--rounds 5]
+Usage: .venv/bin/python Scripts/compare-with-commit.py COMMIT [--repeat 30] [--rounds 5] [--big]
 Builds both in release mode (the other commit in a worktree under bench-work/).
 """
 import argparse
@@ -17,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -112,11 +116,48 @@ def compare_runs(old, new, work, repeat, rounds):
     print(f"  geometric mean of new/old: {statistics.geometric_mean(ratios):.2f}")
 
 
+def compare_big(old, new, work, rounds):
+    rng = np.random.default_rng(0)
+    cases = [("ResNet50", "resnet50", "--resnet50", "keras_tensor", rng.random((1, 224, 224, 3)).astype("float32")),
+             ("BERT-base", "bert_base", "--bert-base", "input_ids", rng.integers(0, 30522, (1, 128)).astype("int32"))]
+    identical = True
+    print(f"big models, median of {rounds} interleaved rounds:")
+    print(f"  {'measure':28} {'old':>9} {'new':>9} {'new/old':>8}")
+    for name, folder, flag, key, x in cases:
+        model = os.path.join(ROOT, "bench-work", folder)
+        if not os.path.exists(os.path.join(model, "saved_model.pb")):
+            subprocess.run([sys.executable, os.path.join(ROOT, "Scripts", "make_fixtures.py"), flag, model], check=True)
+        array = os.path.join(work, f"{folder}.npy")
+        np.save(array, x)
+        seconds = {"old": [], "new": []}
+        for _ in range(rounds):
+            for label, binary in [("old", old), ("new", new)]:
+                start = time.perf_counter()
+                subprocess.run([binary, "convert", "--force", model, os.path.join(work, f"{folder}-{label}")], check=True,
+                               stdout=subprocess.DEVNULL)
+                seconds[label].append(1000 * (time.perf_counter() - start))
+        if not same_tree(os.path.join(work, f"{folder}-old"), os.path.join(work, f"{folder}-new")):
+            identical = False
+            print(f"  DIFFERENT: {name} conversion")
+        rows = [(f"{name} convert (ms, process)", seconds)]
+        for precision, path in [("float32", model), ("float16", os.path.join(work, f"{folder}-new"))]:
+            times = {"old": [], "new": []}
+            for _ in range(rounds):
+                for label, binary in [("old", old), ("new", new)]:
+                    times[label].append(run_time(binary, path, ["--input", f"{key}={array}"], 5))
+            rows.append((f"{name} run {precision} (ms)", times))
+        for label, values in rows:
+            a, b = statistics.median(values["old"]), statistics.median(values["new"])
+            print(f"  {label:28} {a:9.1f} {b:9.1f} {b / a:8.2f}")
+    return identical
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("commit")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--big", action="store_true", help="also ResNet50 and BERT-base")
     arguments = parser.parse_args()
     worktree = os.path.join(ROOT, "bench-work", "baseline")
     if os.path.exists(worktree):
@@ -127,6 +168,8 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         identical = compare_conversions(old, new, work)
         compare_runs(old, new, work, arguments.repeat, arguments.rounds)
+        if arguments.big:
+            identical = compare_big(old, new, work, arguments.rounds) and identical
     sys.exit(0 if identical else 1)
 
 

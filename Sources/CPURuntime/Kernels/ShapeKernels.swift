@@ -4,6 +4,14 @@ internal import TensorCore
 /// The shape family: ops that reshape, slice, join, gather, pad, fill and cast.
 enum ShapeKernels {
   static func register(in registry: inout OpRegistry) {
+    registerShapes(in: &registry)
+    registerJoinsAndSplits(in: &registry)
+    registerSelections(in: &registry)
+    registerFills(in: &registry)
+  }
+
+  /// Ops that give a tensor another shape or order of its elements: Shape, Reshape, Squeeze, ExpandDims, Transpose, BroadcastTo.
+  private static func registerShapes(in registry: inout OpRegistry) {
     registry.add("Shape", inputs: ["input"], outputs: ["output"]) { context, inputs in
       let dimensions = try Kernels.input(inputs, 0).shape.dimensions
       let shape = Shape([dimensions.count])
@@ -42,21 +50,6 @@ enum ShapeKernels {
       dimensions.insert(1, at: axis)
       return [Tensor(dtype: x.dtype, shape: Shape(dimensions), storage: x.storage)]
     }
-    registry.add("Pack", inputs: [.init("values", .number("N"))], outputs: ["output"], traits: .movesElements) { context, inputs in
-      guard let first = inputs.first else { throw KernelError("Pack needs inputs.") }
-      guard inputs.allSatisfy({ $0.shape == first.shape && $0.dtype == first.dtype }) else {
-        throw KernelError("Pack needs inputs of one shape and dtype.")
-      }
-      var axis = context.int("axis")
-      if axis < 0 { axis += first.shape.rank + 1 }
-      let outer = first.shape.dimensions.prefix(axis).reduce(1, *)
-      let inner = first.shape.dimensions.dropFirst(axis).reduce(1, *)
-      var dimensions = first.shape.dimensions
-      dimensions.insert(inputs.count, at: axis)
-      let order = (0..<outer).flatMap { o in inputs.indices.flatMap { i in (0..<inner).map { (i, o * inner + $0) } } }
-      return [try gather(inputs, order, dtype: first.dtype, shape: Shape(dimensions))]
-    }
-    registry.add("StridedSlice", inputs: ["input", "begin", "end", "strides"], outputs: ["output"], traits: .movesElements) { context, inputs in [try stridedSlice(context, inputs)] }
     registry.add("Transpose", inputs: ["x", "perm"], outputs: ["y"], traits: .movesElements) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       let permutation = try Kernels.input(inputs, 1).requireIntegers()
@@ -74,6 +67,39 @@ enum ShapeKernels {
       case .bool(let values): return [Tensor(dtype: x.dtype, shape: shape, storage: .bool(transpose(values, dimensions, permutation)))]
       default: throw KernelError("\(x.dtype) tensors cannot be transposed yet.")
       }
+    }
+    registry.add("BroadcastTo", inputs: ["input", "shape"], outputs: ["output"], traits: .movesElements) { _, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let target = try Kernels.input(inputs, 1).requireIntegers()
+      guard target.allSatisfy({ $0 >= 0 }), target.count >= x.shape.rank,
+        let broadcast = try? StridedWalk.broadcast([x.shape, Shape(target)]), broadcast.shape.dimensions == target
+      else {
+        throw KernelError("Shape \(x.shape) cannot be broadcast to \(target).")
+      }
+      let shape = Shape(target)
+      // Dimensions added on the left and dimensions of 1 repeat element 0.
+      let sizes = Array(repeating: 1, count: target.count - x.shape.rank) + x.shape.dimensions
+      let ranges = zip(sizes, target).map { size, wanted in size == wanted ? Array(0..<wanted) : Array(repeating: 0, count: wanted) }
+      let source = Tensor(dtype: x.dtype, shape: Shape(sizes), storage: x.storage)
+      return [try take(source, ranges: ranges, shape: shape)]
+    }
+  }
+
+  /// Ops that join tensors or split one: Pack, ConcatV2, Split, SplitV, Unpack.
+  private static func registerJoinsAndSplits(in registry: inout OpRegistry) {
+    registry.add("Pack", inputs: [.init("values", .number("N"))], outputs: ["output"], traits: .movesElements) { context, inputs in
+      guard let first = inputs.first else { throw KernelError("Pack needs inputs.") }
+      guard inputs.allSatisfy({ $0.shape == first.shape && $0.dtype == first.dtype }) else {
+        throw KernelError("Pack needs inputs of one shape and dtype.")
+      }
+      var axis = context.int("axis")
+      if axis < 0 { axis += first.shape.rank + 1 }
+      let outer = first.shape.dimensions.prefix(axis).reduce(1, *)
+      let inner = first.shape.dimensions.dropFirst(axis).reduce(1, *)
+      var dimensions = first.shape.dimensions
+      dimensions.insert(inputs.count, at: axis)
+      let order = (0..<outer).flatMap { o in inputs.indices.flatMap { i in (0..<inner).map { (i, o * inner + $0) } } }
+      return [try gather(inputs, order, dtype: first.dtype, shape: Shape(dimensions))]
     }
     registry.add("ConcatV2", inputs: [.init("values", .number("N")), "axis"], outputs: ["output"], traits: .movesElements) { _, inputs in
       guard inputs.count >= 2 else { throw KernelError("ConcatV2 needs values and an axis.") }
@@ -95,6 +121,79 @@ enum ShapeKernels {
       var dimensions = values[0].shape.dimensions
       dimensions[axis] = values.map { $0.shape.dimensions[axis] }.reduce(0, +)
       return [try gather(values, order, dtype: values[0].dtype, shape: Shape(dimensions))]
+    }
+    registry.add("Split", inputs: ["split_dim", "value"], outputs: [.init("output", .number("num_split"))], traits: .movesElements) { context, inputs in
+      let x = try Kernels.input(inputs, 1)
+      let pieces = context.int("num_split", default: 1)
+      guard var axis = try Kernels.input(inputs, 0).requireIntegers().first else { throw KernelError("No axis.") }
+      if axis < 0 { axis += x.shape.rank }
+      guard (0..<x.shape.rank).contains(axis), pieces > 0, x.shape.dimensions[axis] % pieces == 0 else {
+        throw KernelError("Cannot split \(x.shape) into \(pieces) along axis \(axis).")
+      }
+      let dimensions = x.shape.dimensions
+      let size = dimensions[axis] / pieces
+      let outer = dimensions.prefix(axis).reduce(1, *)
+      let inner = dimensions.dropFirst(axis + 1).reduce(1, *)
+      var shape = dimensions
+      shape[axis] = size
+      return try (0..<pieces).map { piece in
+        let order = (0..<outer).flatMap { o in
+          (0..<(size * inner)).map { (0, (o * dimensions[axis] + piece * size) * inner + $0) }
+        }
+        return try gather([x], order, dtype: x.dtype, shape: Shape(shape))
+      }
+    }
+    registry.add("SplitV", inputs: ["value", "size_splits", "split_dim"], outputs: [.init("output", .number("num_split"))], traits: .movesElements) { context, inputs in
+      let x = try Kernels.input(inputs, 0)
+      var sizes = try Kernels.input(inputs, 1).requireIntegers()
+      guard var axis = try Kernels.input(inputs, 2).requireIntegers().first else { throw KernelError("No axis.") }
+      if axis < 0 { axis += x.shape.rank }
+      guard (0..<x.shape.rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
+      let total = x.shape.dimensions[axis]
+      if let unknown = sizes.firstIndex(of: -1) {
+        sizes[unknown] = total - sizes.enumerated().filter { $0.offset != unknown }.map(\.element).reduce(0, +)
+      }
+      guard sizes.reduce(0, +) == total, sizes.allSatisfy({ $0 >= 0 }) else { throw KernelError("Split sizes \(sizes) do not add up to \(total).") }
+      var start = 0
+      return try sizes.map { size in
+        var ranges = x.shape.dimensions.map { Array(0..<$0) }
+        ranges[axis] = Array(start..<(start + size))
+        start += size
+        return try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))
+      }
+    }
+    registry.add("Unpack", inputs: ["value"], outputs: [.init("output", .number("num"))], traits: .movesElements) { context, inputs in
+      let x = try Kernels.input(inputs, 0)
+      var axis = context.int("axis")
+      if axis < 0 { axis += x.shape.rank }
+      guard (0..<x.shape.rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
+      var shape = x.shape.dimensions
+      shape.remove(at: axis)
+      return try (0..<x.shape.dimensions[axis]).map { index in
+        var ranges = x.shape.dimensions.map { Array(0..<$0) }
+        ranges[axis] = [index]
+        return try take(x, ranges: ranges, shape: Shape(shape))
+      }
+    }
+  }
+
+  /// Ops that pick elements: StridedSlice, Slice, GatherV2, SelectV2.
+  private static func registerSelections(in registry: inout OpRegistry) {
+    registry.add("StridedSlice", inputs: ["input", "begin", "end", "strides"], outputs: ["output"], traits: .movesElements) { context, inputs in [try stridedSlice(context, inputs)] }
+    registry.add("Slice", inputs: ["input", "begin", "size"], outputs: ["output"], traits: .movesElements) { _, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let begin = try Kernels.input(inputs, 1).requireIntegers()
+      let size = try Kernels.input(inputs, 2).requireIntegers()
+      let dimensions = x.shape.dimensions
+      guard begin.count == dimensions.count, size.count == dimensions.count else { throw KernelError("Slice needs one begin and size per dimension.") }
+      let ranges = try dimensions.indices.map { axis -> [Int] in
+        let length = size[axis] == -1 ? dimensions[axis] - begin[axis] : size[axis]
+        guard begin[axis] >= 0, length >= 0, begin[axis] + length <= dimensions[axis] else {
+          throw KernelError("Slice [\(begin[axis]), +\(length)) leaves dimension \(axis) of size \(dimensions[axis]).")
+        }
+        return Array(begin[axis]..<(begin[axis] + length))
+      }
+      return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))]
     }
     registry.add("GatherV2", inputs: ["params", "indices", "axis"], outputs: ["output"], traits: .movesElements) { context, inputs in
       let (params, indicesTensor) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
@@ -138,74 +237,10 @@ enum ShapeKernels {
       let order = (0..<(shape.elementCount ?? 0)).map { flags[indices[0][$0]] ? (0, indices[1][$0]) : (1, indices[2][$0]) }
       return [try gather([a, b], order, dtype: a.dtype, shape: shape)]
     }
-    registry.add("Split", inputs: ["split_dim", "value"], outputs: [.init("output", .number("num_split"))], traits: .movesElements) { context, inputs in
-      let x = try Kernels.input(inputs, 1)
-      let pieces = context.int("num_split", default: 1)
-      guard var axis = try Kernels.input(inputs, 0).requireIntegers().first else { throw KernelError("No axis.") }
-      if axis < 0 { axis += x.shape.rank }
-      guard (0..<x.shape.rank).contains(axis), pieces > 0, x.shape.dimensions[axis] % pieces == 0 else {
-        throw KernelError("Cannot split \(x.shape) into \(pieces) along axis \(axis).")
-      }
-      let dimensions = x.shape.dimensions
-      let size = dimensions[axis] / pieces
-      let outer = dimensions.prefix(axis).reduce(1, *)
-      let inner = dimensions.dropFirst(axis + 1).reduce(1, *)
-      var shape = dimensions
-      shape[axis] = size
-      return try (0..<pieces).map { piece in
-        let order = (0..<outer).flatMap { o in
-          (0..<(size * inner)).map { (0, (o * dimensions[axis] + piece * size) * inner + $0) }
-        }
-        return try gather([x], order, dtype: x.dtype, shape: Shape(shape))
-      }
-    }
-    registry.add("Slice", inputs: ["input", "begin", "size"], outputs: ["output"], traits: .movesElements) { _, inputs in
-      let x = try Kernels.input(inputs, 0)
-      let begin = try Kernels.input(inputs, 1).requireIntegers()
-      let size = try Kernels.input(inputs, 2).requireIntegers()
-      let dimensions = x.shape.dimensions
-      guard begin.count == dimensions.count, size.count == dimensions.count else { throw KernelError("Slice needs one begin and size per dimension.") }
-      let ranges = try dimensions.indices.map { axis -> [Int] in
-        let length = size[axis] == -1 ? dimensions[axis] - begin[axis] : size[axis]
-        guard begin[axis] >= 0, length >= 0, begin[axis] + length <= dimensions[axis] else {
-          throw KernelError("Slice [\(begin[axis]), +\(length)) leaves dimension \(axis) of size \(dimensions[axis]).")
-        }
-        return Array(begin[axis]..<(begin[axis] + length))
-      }
-      return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))]
-    }
-    registry.add("SplitV", inputs: ["value", "size_splits", "split_dim"], outputs: [.init("output", .number("num_split"))], traits: .movesElements) { context, inputs in
-      let x = try Kernels.input(inputs, 0)
-      var sizes = try Kernels.input(inputs, 1).requireIntegers()
-      guard var axis = try Kernels.input(inputs, 2).requireIntegers().first else { throw KernelError("No axis.") }
-      if axis < 0 { axis += x.shape.rank }
-      guard (0..<x.shape.rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
-      let total = x.shape.dimensions[axis]
-      if let unknown = sizes.firstIndex(of: -1) {
-        sizes[unknown] = total - sizes.enumerated().filter { $0.offset != unknown }.map(\.element).reduce(0, +)
-      }
-      guard sizes.reduce(0, +) == total, sizes.allSatisfy({ $0 >= 0 }) else { throw KernelError("Split sizes \(sizes) do not add up to \(total).") }
-      var start = 0
-      return try sizes.map { size in
-        var ranges = x.shape.dimensions.map { Array(0..<$0) }
-        ranges[axis] = Array(start..<(start + size))
-        start += size
-        return try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))
-      }
-    }
-    registry.add("Unpack", inputs: ["value"], outputs: [.init("output", .number("num"))], traits: .movesElements) { context, inputs in
-      let x = try Kernels.input(inputs, 0)
-      var axis = context.int("axis")
-      if axis < 0 { axis += x.shape.rank }
-      guard (0..<x.shape.rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
-      var shape = x.shape.dimensions
-      shape.remove(at: axis)
-      return try (0..<x.shape.dimensions[axis]).map { index in
-        var ranges = x.shape.dimensions.map { Array(0..<$0) }
-        ranges[axis] = [index]
-        return try take(x, ranges: ranges, shape: Shape(shape))
-      }
-    }
+  }
+
+  /// Ops that repeat, pad, fill or convert elements: Tile, Pad, PadV2, Fill, Range, Cast.
+  private static func registerFills(in registry: inout OpRegistry) {
     registry.add("Tile", inputs: ["input", "multiples"], outputs: ["output"], traits: .movesElements) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       let multiples = try Kernels.input(inputs, 1).requireIntegers()
@@ -228,21 +263,6 @@ enum ShapeKernels {
         }
         return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)), fill: fill)]
       }
-    }
-    registry.add("BroadcastTo", inputs: ["input", "shape"], outputs: ["output"], traits: .movesElements) { _, inputs in
-      let x = try Kernels.input(inputs, 0)
-      let target = try Kernels.input(inputs, 1).requireIntegers()
-      guard target.allSatisfy({ $0 >= 0 }), target.count >= x.shape.rank,
-        let broadcast = try? StridedWalk.broadcast([x.shape, Shape(target)]), broadcast.shape.dimensions == target
-      else {
-        throw KernelError("Shape \(x.shape) cannot be broadcast to \(target).")
-      }
-      let shape = Shape(target)
-      // Dimensions added on the left and dimensions of 1 repeat element 0.
-      let sizes = Array(repeating: 1, count: target.count - x.shape.rank) + x.shape.dimensions
-      let ranges = zip(sizes, target).map { size, wanted in size == wanted ? Array(0..<wanted) : Array(repeating: 0, count: wanted) }
-      let source = Tensor(dtype: x.dtype, shape: Shape(sizes), storage: x.storage)
-      return [try take(source, ranges: ranges, shape: shape)]
     }
     registry.add("Fill", inputs: ["dims", "value"], outputs: ["output"]) { _, inputs in
       let dimensions = try Kernels.input(inputs, 0).requireIntegers()
