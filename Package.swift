@@ -15,7 +15,9 @@ let package = Package(
     .executable(name: "tfmp", targets: ["tfmp"]),
     .library(
       name: "TFMP",
-      targets: ["TensorCore", "GraphIR", "ModelFormats", "MixedPrecision", "CPURuntime", "Validation"]),
+      targets: [
+        "TensorCore", "GraphIR", "ModelFormats", "MixedPrecision", "CPURuntime", "Validation",
+      ]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
@@ -85,11 +87,15 @@ let package = Package(
       swiftSettings: strictSettings),
     .testTarget(
       name: "CPURuntimeTests",
-      dependencies: ["CPURuntime", "GraphIR", "ModelFormats", "TensorCore", "TFProtos", "_TestSupport"],
+      dependencies: [
+        "CPURuntime", "GraphIR", "ModelFormats", "TensorCore", "TFProtos", "_TestSupport",
+      ],
       swiftSettings: strictSettings),
     .testTarget(
       name: "ValidationTests",
-      dependencies: ["Validation", "GraphIR", "MixedPrecision", "ModelFormats", "TensorCore", "_TestSupport"],
+      dependencies: [
+        "Validation", "GraphIR", "MixedPrecision", "ModelFormats", "TensorCore", "_TestSupport",
+      ],
       swiftSettings: strictSettings),
     .testTarget(
       name: "EndToEndTests",

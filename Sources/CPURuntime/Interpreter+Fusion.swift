@@ -28,7 +28,8 @@ extension Interpreter {
   /// large tensors, into the base's elements. A member that cannot join (other shapes or types)
   /// runs its own kernel and becomes the next base.
   func runFused(
-    _ step: Plan.Step, in function: Function, root: inout Value?, _ value: (Plan.Source, String) throws -> Value
+    _ step: Plan.Step, in function: Function, root: inout Value?,
+    _ value: (Plan.Source, String) throws -> Value
   ) throws -> [(node: Int, value: Value)] {
     let members = [step.node] + step.fused.map(\.node)
     var values = [Value?](repeating: nil, count: members.count)
@@ -40,7 +41,9 @@ extension Interpreter {
       for case .member(let index) in fused.operands { lastReader[index] = position + 1 }
     }
     let kept = Set(step.exports + [members.count - 1])
-    func needed(_ index: Int, from position: Int) -> Bool { kept.contains(index) || lastReader[index] >= position }
+    func needed(_ index: Int, from position: Int) -> Bool {
+      kept.contains(index) || lastReader[index] >= position
+    }
 
     var base = 0
     var next = 1
@@ -49,7 +52,9 @@ extension Interpreter {
       // operands to (a per-row scale times a per-channel one starts a layer normalization's).
       var instructions: [Instruction] = []
       var shape: Shape?
-      if case .tensor(let tensor)? = values[base], case .float = tensor.storage { shape = tensor.shape }
+      if case .tensor(let tensor)? = values[base], case .float = tensor.storage {
+        shape = tensor.shape
+      }
       var ownShape = false
       for attempt in [false, true] where instructions.isEmpty {
         if attempt {
@@ -59,7 +64,8 @@ extension Interpreter {
         guard let shape else { continue }
         while next + instructions.count < members.count,
           let instruction = try instruction(
-            for: next + instructions.count, of: step, in: function, base: base, shape: shape, ownShape: ownShape,
+            for: next + instructions.count, of: step, in: function, base: base, shape: shape,
+            ownShape: ownShape,
             values: values, value)
         {
           instructions.append(instruction)
@@ -74,14 +80,18 @@ extension Interpreter {
           case .member(let index):
             guard let value = values[index] else {
               throw RuntimeError(
-                code: .malformedGraph, function: function.name, node: node.name, message: "A fused input has no value.")
+                code: .malformedGraph, function: function.name, node: node.name,
+                message: "A fused input has no value.")
             }
             return value
           case .outside(let source): return try value(source, node.name)
           }
         }
         values[next] = try runtimeErrors(function, node) {
-          guard let result = try execute(node, id: NodeID(fused.node), in: function, inputs: inputs).first else {
+          guard
+            let result = try execute(node, id: NodeID(fused.node), in: function, inputs: inputs)
+              .first
+          else {
             throw KernelError("The kernel gave no result.")
           }
           return result
@@ -91,16 +101,20 @@ extension Interpreter {
       } else {
         let end = next + instructions.count
         let exports = (next..<(end - 1)).filter { needed($0, from: end) }
-        let dtypes = (next..<end).map { Rounding.declaredType(of: function.nodes[members[$0]]) ?? .float32 }
+        let dtypes = (next..<end).map {
+          Rounding.declaredType(of: function.nodes[members[$0]]) ?? .float32
+        }
         let computed: [Value]
         if ownShape {
           var none: Value? = nil
           computed = runSegment(
-            instructions, shape: shape ?? Shape([]), base: &none, mode: .none, exports: exports.map { $0 - next },
+            instructions, shape: shape ?? Shape([]), base: &none, mode: .none,
+            exports: exports.map { $0 - next },
             dtypes: dtypes)
         } else {
           computed = runSegment(
-            instructions, shape: shape ?? Shape([]), base: &values[base], mode: needed(base, from: end) ? .read : .inPlace,
+            instructions, shape: shape ?? Shape([]), base: &values[base],
+            mode: needed(base, from: end) ? .read : .inPlace,
             exports: exports.map { $0 - next }, dtypes: dtypes)
         }
         for (index, result) in zip(exports + [end - 1], computed) { values[index] = result }
@@ -109,14 +123,17 @@ extension Interpreter {
       }
       for index in 0..<next where !needed(index, from: next) { values[index] = nil }
     }
-    return (step.exports + [members.count - 1]).compactMap { index in values[index].map { (members[index], $0) } }
+    return (step.exports + [members.count - 1]).compactMap { index in
+      values[index].map { (members[index], $0) }
+    }
   }
 
   /// Member `index` of `step` as an instruction of a segment of `shape` after base member
   /// `base` (whose elements the segment starts from, unless it has its `ownShape`), or `nil`
   /// when it cannot be computed block by block there.
   private func instruction(
-    for index: Int, of step: Plan.Step, in function: Function, base: Int, shape: Shape, ownShape: Bool, values: [Value?],
+    for index: Int, of step: Plan.Step, in function: Function, base: Int, shape: Shape,
+    ownShape: Bool, values: [Value?],
     _ value: (Plan.Source, String) throws -> Value
   ) throws -> Instruction? {
     let fused = step.fused[index - 1]
@@ -145,14 +162,17 @@ extension Interpreter {
     let connected = operands.contains { if case .register = $0 { true } else { false } }
     guard connected || (ownShape && index == base + 1 && operands.count == 2) else { return nil }
     if case .side? = operands.first, operands.count == 1 { return nil }
-    let precision = movesElements(node.op) ? nil : Rounding.declaredType(of: node).flatMap(ReducedPrecision.init)
-    return Instruction(op: node.op, operation: fused.operation, operands: operands, precision: precision)
+    let precision =
+      movesElements(node.op) ? nil : Rounding.declaredType(of: node).flatMap(ReducedPrecision.init)
+    return Instruction(
+      op: node.op, operation: fused.operation, operands: operands, precision: precision)
   }
 
   /// The shape member `fused`'s operands broadcast to, when they are all float tensors computed
   /// before it (its own segment's shape).
   private func broadcastShape(
-    of fused: Plan.Fused, in function: Function, values: [Value?], _ value: (Plan.Source, String) throws -> Value
+    of fused: Plan.Fused, in function: Function, values: [Value?],
+    _ value: (Plan.Source, String) throws -> Value
   ) throws -> Shape? {
     guard fused.operands.count == 2 else { return nil }
     var shapes: [Shape] = []
@@ -162,7 +182,9 @@ extension Interpreter {
       case .member(let member): operandValue = values[member]
       case .outside(let source): operandValue = try value(source, function.nodes[fused.node].name)
       }
-      guard case .tensor(let tensor)? = operandValue, case .float = tensor.storage else { return nil }
+      guard case .tensor(let tensor)? = operandValue, case .float = tensor.storage else {
+        return nil
+      }
       shapes.append(tensor.shape)
     }
     return try? StridedWalk.broadcast(shapes).shape
@@ -171,7 +193,9 @@ extension Interpreter {
   /// How a tensor of shape `side` repeats when broadcast over `shape` without enlarging it:
   /// element i of `shape` reads side element (i / repeatCount) % period. `nil` when its
   /// dimensions other than 1 are not one run of `shape`'s dimensions in place (or do not fit).
-  static func broadcastPattern(of side: Shape, over shape: Shape) -> (repeatCount: Int, period: Int)? {
+  static func broadcastPattern(of side: Shape, over shape: Shape) -> (
+    repeatCount: Int, period: Int
+  )? {
     let dimensions = shape.dimensions
     guard side.rank <= dimensions.count else { return nil }
     let aligned = [Int](repeating: 1, count: dimensions.count - side.rank) + side.dimensions
@@ -196,20 +220,25 @@ extension Interpreter {
   /// Runs a segment's instructions block by block over `shape` and returns the results of the
   /// exported instructions (by position) and of the last one.
   private func runSegment(
-    _ instructions: [Instruction], shape: Shape, base: inout Value?, mode: SegmentBase, exports: [Int], dtypes: [DType]
+    _ instructions: [Instruction], shape: Shape, base: inout Value?, mode: SegmentBase,
+    exports: [Int], dtypes: [DType]
   ) -> [Value] {
     let count = shape.elementCount ?? 0
     var elements: [Float]
     var kept: [Float] = []
     switch mode {
     case .inPlace:
-      guard case .tensor(var tensor)? = base, case .float(let values) = tensor.storage else { return [] }
+      guard case .tensor(var tensor)? = base, case .float(let values) = tensor.storage else {
+        return []
+      }
       // Moved out of `base` and `tensor`, so that they are only in `elements`.
       base = nil
       tensor.storage = .float([])
       elements = values
     case .read:
-      guard case .tensor(let tensor)? = base, case .float(let values) = tensor.storage else { return [] }
+      guard case .tensor(let tensor)? = base, case .float(let values) = tensor.storage else {
+        return []
+      }
       kept = values
       elements = [Float](repeating: 0, count: count)
     case .none:
@@ -228,19 +257,24 @@ extension Interpreter {
       elements.withUnsafeMutableBufferPointer { elements in
         guard count > 0 else { return }
         // Each part reads and writes its own blocks.
-        nonisolated(unsafe) let output = elements.baseAddress!
-        nonisolated(unsafe) let input = mode == .read ? kept.baseAddress! : UnsafePointer(elements.baseAddress!)
+        nonisolated(unsafe) let output = elements.start
+        nonisolated(unsafe) let input =
+          mode == .read ? kept.start : UnsafePointer(elements.start)
         nonisolated(unsafe) let exportTargets = exported
         DispatchQueue.concurrentPerform(iterations: parts) { part in
           var registers = [Float](repeating: 0, count: instructions.count * blockSize)
           registers.withUnsafeMutableBufferPointer { registers in
-            let scratch = registers.baseAddress!
-            var targets = [UnsafeMutablePointer<Float>](repeating: output, count: instructions.count)
+            let scratch = registers.start
+            var targets = [UnsafeMutablePointer<Float>](
+              repeating: output, count: instructions.count)
             for block in stride(from: part, to: blocks, by: parts) {
               let offset = block * blockSize
               for position in instructions.indices {
-                targets[position] = position == instructions.count - 1 ? output + offset
-                  : exportOf[position] >= 0 ? exportTargets[exportOf[position]] + offset : scratch + position * blockSize
+                targets[position] =
+                  position == instructions.count - 1
+                  ? output + offset
+                  : exportOf[position] >= 0
+                    ? exportTargets[exportOf[position]] + offset : scratch + position * blockSize
               }
               Self.runBlock(
                 instructions, base: input + offset, targets: targets, offset: offset,
@@ -256,28 +290,35 @@ extension Interpreter {
     }
     let results = zip(exports, exported).map { index, pointer in
       let values = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-        buffer.baseAddress!.moveInitialize(from: pointer, count: count)
+        buffer.start.moveInitialize(from: pointer, count: count)
         initialized = count
       }
       pointer.deallocate()
       return Value.tensor(Tensor(dtype: dtypes[index], shape: shape, storage: .float(values)))
     }
-    return results + [.tensor(Tensor(dtype: dtypes[dtypes.count - 1], shape: shape, storage: .float(elements)))]
+    return results + [
+      .tensor(Tensor(dtype: dtypes[dtypes.count - 1], shape: shape, storage: .float(elements)))
+    ]
   }
 
   /// Computes one block of `length` elements from element `offset` on: instruction j into
   /// `targets[j]`, reading the base's block at `base` and the targets before it.
   private static func runBlock(
-    _ instructions: [Instruction], base: UnsafePointer<Float>, targets: [UnsafeMutablePointer<Float>], offset: Int,
+    _ instructions: [Instruction], base: UnsafePointer<Float>,
+    targets: [UnsafeMutablePointer<Float>], offset: Int,
     length: Int
   ) {
     // A register operand's block: 0 the base's, i instruction i - 1's.
-    func block(_ register: Int) -> UnsafePointer<Float> { register == 0 ? base : UnsafePointer(targets[register - 1]) }
+    func block(_ register: Int) -> UnsafePointer<Float> {
+      register == 0 ? base : UnsafePointer(targets[register - 1])
+    }
     for (position, instruction) in instructions.enumerated() {
       let output = targets[position]
       switch (instruction.operation, instruction.operands[0]) {
-      case (.unary(let function), .register(let register)): function.apply(block(register), output, length)
-      case (.floatCast, .register(let register)): output.update(from: block(register), count: length)
+      case (.unary(let function), .register(let register)):
+        function.apply(block(register), output, length)
+      case (.floatCast, .register(let register)):
+        output.update(from: block(register), count: length)
       case (.binary(let function), _):
         // In runs over which each operand is contiguous or one repeated value.
         var start = 0
@@ -287,7 +328,8 @@ extension Interpreter {
           let run = Swift.min(length - start, first.limit, second.limit)
           function.apply(
             first.pointer + (first.isRegister ? start : 0), first.stride,
-            second.pointer + (second.isRegister ? start : 0), second.stride, into: output + start, count: run)
+            second.pointer + (second.isRegister ? start : 0), second.stride, into: output + start,
+            count: run)
           start += run
         }
       default: preconditionFailure("unary functions and casts read a member")
@@ -307,8 +349,14 @@ extension Interpreter {
     case .side(let values, let repeatCount, let period):
       return values.withUnsafeBufferPointer { values in
         repeatCount == 1
-          ? (values.baseAddress! + index % period, period == 1 ? 0 : 1, period == 1 ? .max : period - index % period, false)
-          : (values.baseAddress! + (index / repeatCount) % period, 0, repeatCount - index % repeatCount, false)
+          ? (
+            values.start + index % period, period == 1 ? 0 : 1,
+            period == 1 ? .max : period - index % period, false
+          )
+          : (
+            values.start + (index / repeatCount) % period, 0,
+            repeatCount - index % repeatCount, false
+          )
       }
     }
   }

@@ -43,7 +43,8 @@ public struct RuntimeError: Error, Sendable, CustomStringConvertible {
 
   /// Creates an error; see the properties for the meaning of each part.
   public init(
-    code: Code, function: String, node: String, message: String, underlyingError: (any Error & Sendable)? = nil
+    code: Code, function: String, node: String, message: String,
+    underlyingError: (any Error & Sendable)? = nil
   ) {
     self.code = code
     self.function = function

@@ -23,7 +23,8 @@ final class VariableStore: @unchecked Sendable {
     }
     let tensor = try checkpoint.withBytes(of: entry) { bytes -> Tensor in
       guard let tensor = TensorDecoding.tensor(bytes, dtype: entry.dtype, shape: entry.shape) else {
-        throw KernelError(code: .unsupported, "The variable '\(key)' is \(entry.dtype), which tfmp cannot run yet.")
+        throw KernelError(
+          code: .unsupported, "The variable '\(key)' is \(entry.dtype), which tfmp cannot run yet.")
       }
       return tensor
     }

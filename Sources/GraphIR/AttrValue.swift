@@ -48,14 +48,21 @@ public struct ShapeValue: Hashable, Sendable {
 
 /// A list attribute: TensorFlow allows one kind of element per list, kept in its own array.
 public struct AttrList: Hashable, Sendable {
+  /// Byte strings.
   public var bytes: [Data] = []
+  /// Integers.
   public var ints: [Int64] = []
+  /// Floats.
   public var floats: [Float] = []
+  /// Booleans.
   public var bools: [Bool] = []
   /// Dtypes; a number tfmp does not know makes the whole attribute ``AttrValue/unsupported(_:)``.
   public var types: [DType] = []
+  /// Shapes.
   public var shapes: [ShapeValue] = []
+  /// Tensors.
   public var tensors: [TensorLiteral] = []
+  /// Functions.
   public var functions: [FunctionReference] = []
 
   /// An empty list.
@@ -64,7 +71,9 @@ public struct AttrList: Hashable, Sendable {
 
 /// A function named by an attribute, with the attributes it is instantiated with.
 public struct FunctionReference: Hashable, Sendable {
+  /// The function's name in the library.
   public var name: String
+  /// The attributes it is instantiated with.
   public var attributes: [String: AttrValue]
 
   /// A reference to function `name`.
@@ -78,18 +87,25 @@ public struct FunctionReference: Hashable, Sendable {
 /// it: either raw little-endian bytes, or typed value lists whose last value repeats to fill the
 /// shape (TensorFlow's splat rule).
 public struct TensorLiteral: Hashable, Sendable {
+  /// The element type.
   public var dtype: DType
+  /// The shape.
   public var shape: ShapeValue
   /// Little-endian element bytes (`tensor_content`); empty when the value lists are used.
   public var content: Data = Data()
+  /// `float_val`: float32 values.
   public var floatValues: [Float] = []
+  /// `double_val`: float64 values.
   public var doubleValues: [Double] = []
   /// `int_val`: int32, int16, int8, uint8 and uint16 values.
   public var intValues: [Int32] = []
+  /// `int64_val`: int64 values.
   public var int64Values: [Int64] = []
+  /// `bool_val`: bool values.
   public var boolValues: [Bool] = []
   /// `half_val`: float16 and bfloat16 bit patterns.
   public var halfValues: [Int32] = []
+  /// `string_val`: byte strings.
   public var stringValues: [Data] = []
 
   /// A literal of `dtype` and `shape` with no values yet.

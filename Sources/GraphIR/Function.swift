@@ -7,6 +7,7 @@ public import TensorCore
 public struct Function: Sendable {
   /// An argument of a function (the top-level graph has none: its inputs are placeholders).
   public struct Argument: Hashable, Sendable {
+    /// The argument's name, which bare references in the body use.
     public var name: String
     /// The declared dtype; `nil` when the definition gives it through an attribute.
     public var dtype: DType?
@@ -20,7 +21,9 @@ public struct Function: Sendable {
 
   /// A named result of a function: the value it returns under that name.
   public struct Result: Hashable, Sendable {
+    /// The output argument's name.
     public var name: String
+    /// The value returned.
     public var source: Input
 
     /// The result `name`, returning `source`.
@@ -34,6 +37,7 @@ public struct Function: Sendable {
   public var name: String
   /// How the function's nodes spell tensor references.
   public let syntax: ReferenceSyntax
+  /// The arguments in order; ``Input/argument(_:)`` counts positions here.
   public var arguments: [Argument]
   /// The results in the order of the definition's output arguments.
   public var results: [Result]
@@ -62,7 +66,9 @@ public struct Function: Sendable {
     self.original = original
     var index: [String: NodeID] = [:]
     index.reserveCapacity(nodes.count)
-    for (position, node) in nodes.enumerated() where index[node.name] == nil { index[node.name] = NodeID(position) }
+    for (position, node) in nodes.enumerated() where index[node.name] == nil {
+      index[node.name] = NodeID(position)
+    }
     self.index = index
   }
 
@@ -117,7 +123,9 @@ public struct Function: Sendable {
     case .function where reference.outputArgument == nil:
       // A bare name is an argument; a control input may also name a node.
       if let position = argumentPosition(of: reference.name) { return .argument(position) }
-      guard reference.isControl, let node = index[reference.name] else { return .unresolved(reference) }
+      guard reference.isControl, let node = index[reference.name] else {
+        return .unresolved(reference)
+      }
       return .output(node, OutputSlot())
     default:
       guard let node = index[reference.name] else { return .unresolved(reference) }
@@ -132,7 +140,8 @@ public struct Function: Sendable {
       return TensorReference(name: arguments[position].name, isControl: control)
     case .output(let node, let slot):
       return TensorReference(
-        name: nodes[node.index].name, outputArgument: slot.argument, index: slot.index, isControl: control)
+        name: nodes[node.index].name, outputArgument: slot.argument, index: slot.index,
+        isControl: control)
     case .unresolved(let reference):
       return reference
     }
@@ -143,7 +152,9 @@ public struct Function: Sendable {
     var consumers = [[(node: NodeID, position: Int)]](repeating: [], count: nodes.count)
     for (index, node) in nodes.enumerated() {
       for (position, input) in node.inputs.enumerated() {
-        if case .output(let producer, _) = input { consumers[producer.index].append((NodeID(index), position)) }
+        if case .output(let producer, _) = input {
+          consumers[producer.index].append((NodeID(index), position))
+        }
       }
     }
     return consumers

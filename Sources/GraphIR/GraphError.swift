@@ -44,7 +44,8 @@ public struct GraphError: Error, Sendable, CustomStringConvertible {
 
   /// `<function> (<location>): <message>`, leaving out the parts that are empty.
   public var description: String {
-    let place = [function, location.isEmpty ? "" : "(\(location))"].filter { !$0.isEmpty }.joined(separator: " ")
+    let place = [function, location.isEmpty ? "" : "(\(location))"].filter { !$0.isEmpty }.joined(
+      separator: " ")
     return place.isEmpty ? message : "\(place): \(message)"
   }
 
@@ -58,6 +59,7 @@ public struct GraphError: Error, Sendable, CustomStringConvertible {
 
   static func malformedReference(_ text: String, _ reason: String) -> GraphError {
     GraphError(
-      code: .malformedReference, message: "The input '\(text)' is not a valid tensor reference: \(reason).")
+      code: .malformedReference,
+      message: "The input '\(text)' is not a valid tensor reference: \(reason).")
   }
 }

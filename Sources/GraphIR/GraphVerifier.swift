@@ -29,7 +29,9 @@ public struct GraphVerifier: Sendable {
   public static func checkInternally(_ module: Module, schemas: any OpSchemaSource) {
     #if TFMP_INTERNAL_CHECKS
       let problems = GraphVerifier(schemas: schemas).problems(in: module)
-      precondition(problems.isEmpty, "malformed module: \(problems.map(\.description).joined(separator: "; "))")
+      precondition(
+        problems.isEmpty, "malformed module: \(problems.map(\.description).joined(separator: "; "))"
+      )
     #endif
   }
 
@@ -37,11 +39,15 @@ public struct GraphVerifier: Sendable {
     var problems: [GraphError] = []
     func report(_ code: GraphError.Code, _ node: Node?, _ message: String) {
       problems.append(
-        GraphError(code: code, function: function.name, location: node.map { "node '\($0.name)'" } ?? "", message: message))
+        GraphError(
+          code: code, function: function.name, location: node.map { "node '\($0.name)'" } ?? "",
+          message: message))
     }
     var seen = Set<String>()
     for node in function.nodes {
-      if !seen.insert(node.name).inserted { report(.duplicateName, node, "Another node has the same name.") }
+      if !seen.insert(node.name).inserted {
+        report(.duplicateName, node, "Another node has the same name.")
+      }
       for input in node.inputs + node.controlInputs {
         check(input, of: function, at: node, report)
       }
@@ -49,17 +55,24 @@ public struct GraphVerifier: Sendable {
         let count = node.inputs.count
         if let expected = schema.inputCount(attributes: node.attributes) {
           if count != expected {
-            report(.schemaMismatch, node, "\(node.op) takes \(expected) data inputs but the node has \(count).")
+            report(
+              .schemaMismatch, node,
+              "\(node.op) takes \(expected) data inputs but the node has \(count).")
           }
         } else if count < schema.minimumInputCount(attributes: node.attributes) {
           report(
             .schemaMismatch, node,
-            "\(node.op) takes at least \(schema.minimumInputCount(attributes: node.attributes)) data inputs but the node has \(count).")
+            "\(node.op) takes at least \(schema.minimumInputCount(attributes: node.attributes)) data inputs but the node has \(count)."
+          )
         }
       }
       for (name, value) in node.attributes {
-        guard case .function(let callee) = value, module.function(named: callee.name) == nil else { continue }
-        report(.missingFunction, node, "Attribute '\(name)' names function '\(callee.name)', which the library lacks.")
+        guard case .function(let callee) = value, module.function(named: callee.name) == nil else {
+          continue
+        }
+        report(
+          .missingFunction, node,
+          "Attribute '\(name)' names function '\(callee.name)', which the library lacks.")
       }
     }
     for result in function.results + function.controlResults {
@@ -72,12 +85,15 @@ public struct GraphVerifier: Sendable {
   }
 
   private func check(
-    _ input: Input, of function: Function, at node: Node?, _ report: (GraphError.Code, Node?, String) -> Void
+    _ input: Input, of function: Function, at node: Node?,
+    _ report: (GraphError.Code, Node?, String) -> Void
   ) {
     switch input {
     case .argument(let position):
       if position >= function.arguments.count {
-        report(.unresolvedInput, node, "Argument \(position) does not exist; the function has \(function.arguments.count).")
+        report(
+          .unresolvedInput, node,
+          "Argument \(position) does not exist; the function has \(function.arguments.count).")
       }
     case .output(let producer, let slot):
       guard producer.index < function.nodes.count else {
@@ -85,13 +101,18 @@ public struct GraphVerifier: Sendable {
         return
       }
       let source = function[producer]
-      if let schema = schemas.schema(for: source.op), schema.outputPosition(of: slot, attributes: source.attributes) == nil {
+      if let schema = schemas.schema(for: source.op),
+        schema.outputPosition(of: slot, attributes: source.attributes) == nil
+      {
         report(
           .unresolvedInput, node,
-          "'\(function.reference(to: input))' names no output of \(source.op) node '\(source.name)'.")
+          "'\(function.reference(to: input))' names no output of \(source.op) node '\(source.name)'."
+        )
       }
     case .unresolved(let reference):
-      report(.unresolvedInput, node, "The input '\(reference)' names no node or argument of the function.")
+      report(
+        .unresolvedInput, node,
+        "The input '\(reference)' names no node or argument of the function.")
     }
   }
 
@@ -110,8 +131,12 @@ public struct GraphVerifier: Sendable {
           continue
         }
         stack[stack.count - 1].next += 1
-        guard let producer = inputs[next].node?.index, producer < function.nodes.count else { continue }
-        if function.nodes[node].op == "Merge", function.nodes[producer].op == "NextIteration" { continue }
+        guard let producer = inputs[next].node?.index, producer < function.nodes.count else {
+          continue
+        }
+        if function.nodes[node].op == "Merge", function.nodes[producer].op == "NextIteration" {
+          continue
+        }
         switch state[producer] {
         case 0:
           state[producer] = 1

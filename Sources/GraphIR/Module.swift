@@ -15,7 +15,10 @@ public struct Module: Sendable {
   private var functionIndex: [String: Int]
 
   /// A module of these parts.
-  public init(graph: Function, functions: [Function], signatures: [String: Signature] = [:], variables: [Variable] = []) {
+  public init(
+    graph: Function, functions: [Function], signatures: [String: Signature] = [:],
+    variables: [Variable] = []
+  ) {
     self.graph = graph
     self.functions = functions
     self.signatures = signatures
@@ -45,11 +48,13 @@ public struct Module: Sendable {
 public struct Signature: Sendable {
   /// One named input or output.
   public struct Endpoint: Sendable {
+    /// The name the signature gives the tensor.
     public var name: String
     /// The graph tensor: for an input, the placeholder it feeds.
     public var source: Input
     /// The declared dtype, `nil` when the file gives one tfmp does not know.
     public var dtype: DType?
+    /// The declared shape (-1 for unknown dimensions).
     public var shape: ShapeValue
 
     /// An endpoint named `name`.
@@ -64,6 +69,7 @@ public struct Signature: Sendable {
   /// The key SavedModels use for their initialization op, which is not a signature to run.
   public static let initOperationKey = "__saved_model_init_op"
 
+  /// The signature's key (`serving_default`).
   public var key: String
   /// Inputs sorted by name.
   public var inputs: [Endpoint]
@@ -83,6 +89,7 @@ public struct Signature: Sendable {
 public struct Variable: Hashable, Sendable {
   /// The `VarHandleOp` (or TF1 variable) node of the top-level graph.
   public var node: NodeID
+  /// The checkpoint entry that holds the value.
   public var checkpointKey: String
 
   /// The variable made by `node`, saved under `checkpointKey`.

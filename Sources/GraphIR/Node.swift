@@ -8,6 +8,7 @@ public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
   /// The node at `index` of its function.
   public init(_ index: Int) { self.index = index }
 
+  /// Orders nodes by their place in the function.
   public static func < (left: NodeID, right: NodeID) -> Bool { left.index < right.index }
 
   /// `#` and the index.
@@ -53,6 +54,7 @@ public enum Input: Hashable, Sendable {
 /// `original` carries the node as the file stored it (opaque here): when a model is written
 /// back, every field tfmp does not model comes from it, and an unchanged node is written as read.
 public struct Node: Sendable {
+  /// The node's name, unique in its function.
   public var name: String
   /// The op type, verbatim (`MatMul`).
   public var op: String
@@ -60,6 +62,7 @@ public struct Node: Sendable {
   public var inputs: [Input]
   /// The nodes that must run first (`^node`); they carry no data.
   public var controlInputs: [Input]
+  /// The attributes by name, decoded.
   public var attributes: [String: AttrValue]
   /// The requested device, often empty.
   public var device: String

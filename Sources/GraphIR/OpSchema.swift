@@ -20,7 +20,9 @@ public struct OpSchema: Sendable {
 
   /// A named input or output argument.
   public struct Argument: Hashable, Sendable {
+    /// The argument's name, as TensorFlow's `OpDef` gives it.
     public var name: String
+    /// How many tensors it holds.
     public var count: Count
 
     /// An argument `name` holding `count` tensors.
@@ -32,6 +34,7 @@ public struct OpSchema: Sendable {
 
   /// Properties of an op that passes and the runtime act on.
   public struct Traits: OptionSet, Hashable, Sendable {
+    /// The set's bits.
     public let rawValue: Int
     /// Creates a set from its bits.
     public init(rawValue: Int) { self.rawValue = rawValue }
@@ -52,8 +55,11 @@ public struct OpSchema: Sendable {
 
   /// The op type (`MatMul`).
   public var op: String
+  /// The input arguments, in order.
   public var inputs: [Argument]
+  /// The output arguments, in order.
   public var outputs: [Argument]
+  /// What passes and the runtime may rely on.
   public var traits: Traits
 
   /// The schema of `op`.
@@ -70,7 +76,9 @@ public struct OpSchema: Sendable {
     switch argument.count {
     case .one: return 1
     case .number(let name):
-      guard case .int(let count)? = attributes[name], count >= 0, count <= Int64(Int32.max) else { return nil }
+      guard case .int(let count)? = attributes[name], count >= 0, count <= Int64(Int32.max) else {
+        return nil
+      }
       return Int(count)
     case .typeList(let name):
       guard case .list(let list)? = attributes[name] else { return nil }

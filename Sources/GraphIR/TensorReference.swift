@@ -24,7 +24,8 @@ public struct TensorReference: Hashable, Sendable, CustomStringConvertible {
   public var isControl: Bool
 
   /// A reference to output `index` of `name` (or to argument `name`, without `outputArgument`).
-  public init(name: String, outputArgument: String? = nil, index: Int = 0, isControl: Bool = false) {
+  public init(name: String, outputArgument: String? = nil, index: Int = 0, isControl: Bool = false)
+  {
     self.name = name
     self.outputArgument = outputArgument
     self.index = index
@@ -41,7 +42,9 @@ public struct TensorReference: Hashable, Sendable, CustomStringConvertible {
     let body = isControl ? text.dropFirst() : Substring(text)
     let parts = body.split(separator: ":", omittingEmptySubsequences: false)
     func index(_ part: Substring) throws(GraphError) -> Int {
-      guard !part.isEmpty, part.allSatisfy(\.isASCII), part.allSatisfy(\.isNumber), let value = Int(part) else {
+      guard !part.isEmpty, part.allSatisfy(\.isASCII), part.allSatisfy(\.isNumber),
+        let value = Int(part)
+      else {
         throw GraphError.malformedReference(text, "'\(part)' is not an output index")
       }
       return value
@@ -52,7 +55,9 @@ public struct TensorReference: Hashable, Sendable, CustomStringConvertible {
     self.name = String(first)
     self.isControl = isControl
     if isControl {
-      guard parts.count == 1 else { throw GraphError.malformedReference(text, "a control input names a node only") }
+      guard parts.count == 1 else {
+        throw GraphError.malformedReference(text, "a control input names a node only")
+      }
       outputArgument = nil
       self.index = 0
       return
@@ -65,11 +70,15 @@ public struct TensorReference: Hashable, Sendable, CustomStringConvertible {
       outputArgument = nil
       self.index = try index(parts[1])
     case (.function, 2):
-      guard !parts[1].isEmpty else { throw GraphError.malformedReference(text, "the output argument is empty") }
+      guard !parts[1].isEmpty else {
+        throw GraphError.malformedReference(text, "the output argument is empty")
+      }
       outputArgument = String(parts[1])
       self.index = 0
     case (.function, 3):
-      guard !parts[1].isEmpty else { throw GraphError.malformedReference(text, "the output argument is empty") }
+      guard !parts[1].isEmpty else {
+        throw GraphError.malformedReference(text, "the output argument is empty")
+      }
       outputArgument = String(parts[1])
       self.index = try index(parts[2])
     default:

@@ -113,7 +113,8 @@ struct CastInsertionPass {
         continue
       }
       var copy = body.nodes[constant]
-      copy.name = body.uniqueName("\(copy.name)/tfmp_\(precision.rawValue)", avoiding: argumentNames)
+      copy.name = body.uniqueName(
+        "\(copy.name)/tfmp_\(precision.rawValue)", avoiding: argumentNames)
       copy.input = copy.input.filter { $0.hasPrefix("^") }
       copy.setType("dtype", target)
       copy.attr["value"] = converted

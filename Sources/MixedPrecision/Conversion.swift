@@ -96,7 +96,8 @@ extension SavedModel {
         retyped.contains($0.name) && ["GatherV2", "Gather", "GatherNd"].contains($0.op)
       }
       guard decisions[index].contains(where: \.reduced) || retypedGather else { continue }
-      let arguments = index < functions.count ? Set(functions[index].signature.inputArg.map(\.name)) : []
+      let arguments =
+        index < functions.count ? Set(functions[index].signature.inputArg.map(\.name)) : []
       let pass = CastInsertionPass(
         precision: options.precision, argumentNames: arguments,
         retypedNodes: retyped)
@@ -119,7 +120,8 @@ extension SavedModel {
     // Variables stored in the reduced type: the object graph's dtypes and the checkpoint.
     if let checkpoint, !storage.convertedKeys.isEmpty {
       let target: Tensorflow_DataType = options.precision == .float16 ? .dtHalf : .dtBfloat16
-      for (node, key) in try checkpointKeysByNode(checkpoint) where storage.convertedKeys.contains(key) {
+      for (node, key) in try checkpointKeysByNode(checkpoint)
+      where storage.convertedKeys.contains(key) {
         guard node < metaGraph.objectGraphDef.nodes.count,
           case .variable(var variable)? = metaGraph.objectGraphDef.nodes[node].kind
         else { continue }
@@ -132,14 +134,17 @@ extension SavedModel {
       for key in storage.convertedKeys { model.checkpointConversions[key] = options.precision }
     }
     if !options.keepIOTypes {
-      try SignatureTypesPass(precision: options.precision).apply(to: &metaGraph, modelPath: directory)
+      try SignatureTypesPass(precision: options.precision).apply(
+        to: &metaGraph, modelPath: directory)
     }
     model.proto.metaGraphs[0] = metaGraph
 
     let variables = try logicalVariables()
     report.weightBytesBefore = variables.reduce(0) { $0 + $1.bytes }
     report.weightBytesAfter = variables.reduce(0) { total, variable in
-      total + (storage.convertedKeys.contains(variable.checkpointKeys[0]) ? variable.bytes / 2 : variable.bytes)
+      total
+        + (storage.convertedKeys.contains(variable.checkpointKeys[0])
+          ? variable.bytes / 2 : variable.bytes)
     }
     report.record(storage.outcomes, variables: variables)
     return (model, report)
@@ -147,7 +152,8 @@ extension SavedModel {
 
   /// Refuses a model whose Tensor Core ops (the allow list) already run in float16 or bfloat16.
   private func refuseReducedPrecision(_ graph: Tensorflow_GraphDef, _ lists: OpLists) throws {
-    let bodies = [("the top-level graph", graph.node)]
+    let bodies =
+      [("the top-level graph", graph.node)]
       + graph.library.function.map { ("function '\($0.signature.name)'", $0.nodeDef) }
     for (place, nodes) in bodies {
       for node in nodes {
@@ -156,7 +162,8 @@ extension SavedModel {
         else { continue }
         throw ModelFormatError(
           code: .alreadyConverted, path: directory, location: "node '\(node.name)' in \(place)",
-          message: "The \(node.op) already computes in \(type == .dtHalf ? "float16" : "bfloat16"); "
+          message:
+            "The \(node.op) already computes in \(type == .dtHalf ? "float16" : "bfloat16"); "
             + "the model was converted before or exported from mixed-precision training. tfmp "
             + "converts float32 models; convert the original float32 model instead.")
       }

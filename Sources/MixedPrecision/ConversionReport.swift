@@ -89,13 +89,16 @@ public struct ConversionReport: Sendable, Codable {
       {
         opsNotInLists[node.op, default: 0] += 1
         nodes.append(
-          Node(function: body.name, name: node.name, op: node.op, precision: "float32",
+          Node(
+            function: body.name, name: node.name, op: node.op, precision: "float32",
             reason: .notInLists))
       }
     }
   }
 
-  mutating func record(_ outcomes: [VariableStoragePass.Outcome], variables: [ModelSummary.Variable]) {
+  mutating func record(
+    _ outcomes: [VariableStoragePass.Outcome], variables: [ModelSummary.Variable]
+  ) {
     var names: [String: String] = [:]
     for variable in variables {
       for key in variable.checkpointKeys { names[key] = variable.name }

@@ -86,7 +86,8 @@ struct GraphBody {
     case .function:
       if parts.count == 1 { return .argument(parts[0]) }
       guard let node = indexByName[parts[0]] else { return nil }
-      return .output(node: node, argument: parts[1], index: parts.count > 2 ? Int(parts[2]) ?? 0 : 0)
+      return .output(
+        node: node, argument: parts[1], index: parts.count > 2 ? Int(parts[2]) ?? 0 : 0)
     case .graph:
       guard let node = indexByName[parts[0]] else { return nil }
       return .output(node: node, argument: nil, index: parts.count > 1 ? Int(parts[1]) ?? 0 : 0)
@@ -105,7 +106,8 @@ struct GraphBody {
   func reference(_ source: Source) -> String {
     switch source {
     case .argument(let name): name
-    case .output(let node, let argument, let index): reference(node: node, argument: argument, index: index)
+    case .output(let node, let argument, let index):
+      reference(node: node, argument: argument, index: index)
     }
   }
 

@@ -56,10 +56,12 @@ public struct KerasConversionReport: Sendable, Codable {
     var lines = ["set \(mixed) of \(layers.count) layers to \(policy)"]
     let kept = layers.filter { $0.policy != policy }
     if !kept.isEmpty {
-      lines.append("kept: " + kept.map { "\($0.name) \($0.policy) (\($0.reason))" }.joined(separator: ", "))
+      lines.append(
+        "kept: " + kept.map { "\($0.name) \($0.policy) (\($0.reason))" }.joined(separator: ", "))
     }
     lines.append("optimizer: \(optimizer)")
-    lines.append("model.weights.h5 unchanged: variables stay float32, as Keras mixed precision keeps them")
+    lines.append(
+      "model.weights.h5 unchanged: variables stay float32, as Keras mixed precision keeps them")
     return lines.joined(separator: "\n") + "\n"
   }
 }
@@ -74,12 +76,15 @@ extension KerasArchive {
   /// models and wrapped layers are followed.
   /// - Throws: ``ModelFormatError`` with code `alreadyConverted` when a layer already has a
   ///   float16 or bfloat16 policy.
-  public func converted(with options: KerasConversionOptions) throws -> (KerasArchive, KerasConversionReport) {
+  public func converted(with options: KerasConversionOptions) throws -> (
+    KerasArchive, KerasConversionReport
+  ) {
     let policy = options.precision == .float16 ? "mixed_float16" : "mixed_bfloat16"
     var report = KerasConversionReport(policy: policy)
     var archive = self
     var walker = PolicyWalker(
-      policy: policy, options: options, float32Classes: KerasConversionOptions.defaultFloat32Classes
+      policy: policy, options: options,
+      float32Classes: KerasConversionOptions.defaultFloat32Classes
         .union(options.float32Classes))
     walker.walk(&archive.config, atOutput: true)
     if let layer = walker.alreadyReduced {
@@ -94,17 +99,20 @@ extension KerasArchive {
   }
 
   private func wrapOptimizer(_ root: inout JSONValue, options: KerasConversionOptions) -> String {
-    guard var compile = root["compile_config"], let optimizer = compile["optimizer"], optimizer != .null
+    guard var compile = root["compile_config"], let optimizer = compile["optimizer"],
+      optimizer != .null
     else { return "none (the model was saved without compiling)" }
     let className = optimizer["class_name"]?.stringValue ?? optimizer.stringValue ?? "?"
     guard options.precision == .float16, options.lossScaling else {
-      return "\(className), unchanged" + (options.precision == .bfloat16 ? " (bfloat16 needs no loss scaling)" : "")
+      return "\(className), unchanged"
+        + (options.precision == .bfloat16 ? " (bfloat16 needs no loss scaling)" : "")
     }
     let scale = JSONValue.number(
       options.initialScale == options.initialScale.rounded() && abs(options.initialScale) < 1e15
         ? "\(Int(options.initialScale)).0" : "\(options.initialScale)")
     let steps = JSONValue.number(String(options.growthSteps))
-    let settings = "dynamic, initial scale \(scale.serialized()), growth every \(options.growthSteps) steps"
+    let settings =
+      "dynamic, initial scale \(scale.serialized()), growth every \(options.growthSteps) steps"
     if className == "LossScaleOptimizer" {
       var updated = optimizer
       var config = optimizer["config"] ?? .object([])
@@ -141,7 +149,9 @@ private struct PolicyWalker {
   var layers: [KerasConversionReport.Layer] = []
   var alreadyReduced: KerasConversionReport.Layer?
 
-  private static let reducedPolicies: Set<String> = ["mixed_float16", "mixed_bfloat16", "float16", "bfloat16"]
+  private static let reducedPolicies: Set<String> = [
+    "mixed_float16", "mixed_bfloat16", "float16", "bfloat16",
+  ]
   private static let probabilityActivations: Set<String> = ["softmax", "log_softmax", "sigmoid"]
 
   mutating func walk(_ value: inout JSONValue, atOutput: Bool) {
@@ -201,8 +211,10 @@ private struct PolicyWalker {
 
   private mutating func setPolicy(_ config: inout JSONValue, className: String, atOutput: Bool) {
     let name = config["name"]?.stringValue ?? "?"
-    let current = config["dtype"]?["config"]?["name"]?.stringValue ?? config["dtype"]?.stringValue ?? "?"
-    var layer = KerasConversionReport.Layer(name: name, className: className, policy: policy, reason: "converted")
+    let current =
+      config["dtype"]?["config"]?["name"]?.stringValue ?? config["dtype"]?.stringValue ?? "?"
+    var layer = KerasConversionReport.Layer(
+      name: name, className: className, policy: policy, reason: "converted")
     if Self.reducedPolicies.contains(current) {
       layer.policy = current
       layer.reason = "already reduced precision"
@@ -216,7 +228,8 @@ private struct PolicyWalker {
     } else if float32Classes.contains(className) {
       layer.policy = "float32"
       layer.reason =
-        options.float32Classes.contains(className) ? "--fp32-class" : "preprocessing layer that sees raw inputs"
+        options.float32Classes.contains(className)
+        ? "--fp32-class" : "preprocessing layer that sees raw inputs"
     } else if atOutput && endsInProbability(className, config) {
       layer.policy = "float32"
       layer.reason = "produces a model output through a softmax or sigmoid"
@@ -235,7 +248,8 @@ private struct PolicyWalker {
   private func endsInProbability(_ className: String, _ config: JSONValue) -> Bool {
     if className == "Softmax" { return true }
     let activation = config["activation"]
-    let name = activation?.stringValue ?? activation?["config"]?.stringValue
+    let name =
+      activation?.stringValue ?? activation?["config"]?.stringValue
       ?? activation?["config"]?["name"]?.stringValue
     return name.map(Self.probabilityActivations.contains) ?? false
   }

@@ -3,7 +3,8 @@ internal import TFProtos
 extension Tensorflow_NodeDef {
   /// A `Cast` node from `source` to `destination` reading `input`.
   static func cast(
-    name: String, input: String, from source: Tensorflow_DataType, to destination: Tensorflow_DataType
+    name: String, input: String, from source: Tensorflow_DataType,
+    to destination: Tensorflow_DataType
   ) -> Tensorflow_NodeDef {
     var node = Tensorflow_NodeDef()
     node.name = name
@@ -26,7 +27,8 @@ extension Tensorflow_NodeDef {
       attr[attribute] = value
       return
     }
-    guard var value = attr[attribute], case .list(var list)? = value.value, listIndex < list.type.count
+    guard var value = attr[attribute], case .list(var list)? = value.value,
+      listIndex < list.type.count
     else { return }
     list.type[listIndex] = type
     value.list = list

@@ -62,14 +62,18 @@ struct OpTypeRule: Sendable {
         "Conv2D", "Conv3D", "DepthwiseConv2dNative", "Einsum", "MatMul", "BatchMatMul",
         "BatchMatMulV2", "Add", "AddN", "AddV2", "AvgPool", "AvgPool3D", "BiasAdd", "BiasAddV1",
         "Elu", "Erf", "Erfc", "FloorDiv", "Inv", "LeakyRelu", "Log", "Log1p", "LogSoftmax", "Mul",
-        "RealDiv", "Reciprocal", "Selu", "Sigmoid", "Softmax", "Softplus", "Softsign", "Sqrt", "Sub",
+        "RealDiv", "Reciprocal", "Selu", "Sigmoid", "Softmax", "Softplus", "Softsign", "Sqrt",
+        "Sub",
         "Tanh", "Rsqrt", "Square", "SquaredDifference", "Abs", "Ceil", "CheckNumerics",
         "ClipByValue", "Floor", "Identity", "Maximum", "Minimum", "Neg", "OnesLike", "Pack",
         "PreventGradient", "Relu", "Relu6", "Round", "Sign", "Snapshot", "StopGradient", "Unpack",
         "ZerosLike", "MaxPool", "MaxPool3D", "Exp", "Expm1", "Pow",
       ], uniform)
     add(
-      ["Equal", "NotEqual", "Greater", "GreaterEqual", "Less", "LessEqual", "IsFinite", "IsInf", "IsNan"],
+      [
+        "Equal", "NotEqual", "Greater", "GreaterEqual", "Less", "LessEqual", "IsFinite", "IsInf",
+        "IsNan",
+      ],
       OpTypeRule(attribute: "T", inputs: .all, outputs: .none))
     add(
       ["ArgMax", "ArgMin", "Shape"],

@@ -126,7 +126,8 @@ struct PaintingPass {
     }
     while let node = stack.popLast() {
       for next in fanOut[node] where color[next] == .none {
-        guard opClass[next] == .infer || (opClass[next] == .clear && leadsToInferOrDeny.contains(next))
+        guard
+          opClass[next] == .infer || (opClass[next] == .clear && leadsToInferOrDeny.contains(next))
         else { continue }
         color[next] = .deny
         decisions[next].reason = .downstreamOfDeny
@@ -180,7 +181,8 @@ struct PaintingPass {
   }
 
   /// Clear nodes from which a path of clear nodes leads to an infer or deny node.
-  private func clearNodesUpstreamOfInferOrDeny(_ opClass: [OpClass?], _ fanIn: [[Int]]) -> Set<Int> {
+  private func clearNodesUpstreamOfInferOrDeny(_ opClass: [OpClass?], _ fanIn: [[Int]]) -> Set<Int>
+  {
     let starts = opClass.indices.filter { opClass[$0] == .infer || opClass[$0] == .deny }
     var marked = Set<Int>()
     var stack = starts.flatMap { fanIn[$0] }.filter { opClass[$0] == .clear }
@@ -191,7 +193,9 @@ struct PaintingPass {
     return marked
   }
 
-  private func reach(from starts: [Int], along edges: [[Int]], where allowed: (Int) -> Bool) -> Set<Int> {
+  private func reach(from starts: [Int], along edges: [[Int]], where allowed: (Int) -> Bool) -> Set<
+    Int
+  > {
     var reached = Set<Int>()
     var stack = starts.flatMap { edges[$0] }.filter(allowed)
     while let node = stack.popLast() {

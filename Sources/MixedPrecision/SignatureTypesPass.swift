@@ -21,7 +21,8 @@ struct SignatureTypesPass {
 
   func apply(to metaGraph: inout Tensorflow_MetaGraphDef, modelPath: String) throws {
     let target: Tensorflow_DataType = precision == .float16 ? .dtHalf : .dtBfloat16
-    var graph = GraphBody(name: "<graph>", syntax: .graph, nodes: metaGraph.graphDef.node, sinks: [:])
+    var graph = GraphBody(
+      name: "<graph>", syntax: .graph, nodes: metaGraph.graphDef.node, sinks: [:])
     var inputs = Set<Crossing>()
     var outputs = Set<Crossing>()
     var placeholders = Set<Int>()
@@ -32,7 +33,8 @@ struct SignatureTypesPass {
     }
     for (key, signature) in metaGraph.signatureDef where key != "__saved_model_init_op" {
       for (name, info) in signature.inputs where info.dtype == .dtFloat {
-        guard case .name(let tensor)? = info.encoding, case .output(let node, _, _)? = graph.source(of: tensor),
+        guard case .name(let tensor)? = info.encoding,
+          case .output(let node, _, _)? = graph.source(of: tensor),
           graph.nodes[node].op == "Placeholder"
         else { throw refuse("Signature '\(key)' input '\(name)' is not a Placeholder.") }
         placeholders.insert(node)
@@ -48,8 +50,11 @@ struct SignatureTypesPass {
       }
       for (name, info) in signature.outputs where info.dtype == .dtFloat {
         guard case .name(let tensor)? = info.encoding,
-          case .output(let node, _, let index)? = graph.source(of: tensor), Self.isCall(graph.nodes[node])
-        else { throw refuse("Signature '\(key)' output '\(name)' is not the result of a function call.") }
+          case .output(let node, _, let index)? = graph.source(of: tensor),
+          Self.isCall(graph.nodes[node])
+        else {
+          throw refuse("Signature '\(key)' output '\(name)' is not the result of a function call.")
+        }
         outputs.insert(Crossing(call: node, position: index, name: name))
       }
     }
@@ -65,10 +70,17 @@ struct SignatureTypesPass {
       else { continue }
       let sharing = graph.nodes.indices.filter { other in
         other != call && Self.isCall(graph.nodes[other])
-          && { if case .func(let f)? = graph.nodes[other].attr["f"]?.value { f.name == callee.name } else { false } }()
+          && {
+            if case .func(let f)? = graph.nodes[other].attr["f"]?.value {
+              f.name == callee.name
+            } else {
+              false
+            }
+          }()
       }
       guard sharing.isEmpty else {
-        throw refuse("Function '\(callee.name)' serves several calls; their types cannot change alone.")
+        throw refuse(
+          "Function '\(callee.name)' serves several calls; their types cannot change alone.")
       }
       var function = metaGraph.graphDef.library.function[index]
       var body = GraphBody(
@@ -83,7 +95,8 @@ struct SignatureTypesPass {
           input: argument, from: target, to: .dtFloat)
         let reference = body.singleOutputReference(nodeName: cast.name, argument: "y")
         for node in body.nodes.indices {
-          for slot in body.nodes[node].input.indices where body.nodes[node].input[slot] == argument {
+          for slot in body.nodes[node].input.indices where body.nodes[node].input[slot] == argument
+          {
             body.nodes[node].input[slot] = reference
           }
         }
@@ -96,7 +109,8 @@ struct SignatureTypesPass {
         function.signature.outputArg[crossing.position].type = target
         guard let value = body.sinks[result] else { continue }
         let cast = Tensorflow_NodeDef.cast(
-          name: body.uniqueName("\(result)/tfmp_cast_to_\(precision.rawValue)", avoiding: argumentNames),
+          name: body.uniqueName(
+            "\(result)/tfmp_cast_to_\(precision.rawValue)", avoiding: argumentNames),
           input: value, from: .dtFloat, to: target)
         body.sinks[result] = body.singleOutputReference(nodeName: cast.name, argument: "y")
         body.append(cast)
@@ -140,10 +154,14 @@ struct SignatureTypesPass {
         value.tensorSpecValue = spec
       }
     case .tupleValue(var tuple)?:
-      for index in tuple.values.indices { retype(&tuple.values[index], names: names, key: nil, target) }
+      for index in tuple.values.indices {
+        retype(&tuple.values[index], names: names, key: nil, target)
+      }
       value.tupleValue = tuple
     case .listValue(var list)?:
-      for index in list.values.indices { retype(&list.values[index], names: names, key: nil, target) }
+      for index in list.values.indices {
+        retype(&list.values[index], names: names, key: nil, target)
+      }
       value.listValue = list
     case .dictValue(var dictionary)?:
       for field in dictionary.fields.keys {

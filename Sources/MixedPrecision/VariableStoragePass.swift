@@ -40,7 +40,9 @@ struct VariableStoragePass {
     var convertedKeys: Set<String> = []
   }
 
-  private static let readOps: Set<String> = ["ReadVariableOp", "ResourceGather", "ResourceGatherNd"]
+  private static let readOps: Set<String> = [
+    "ReadVariableOp", "ResourceGather", "ResourceGatherNd",
+  ]
   private static let gatherOps: Set<String> = ["GatherV2", "Gather", "GatherNd"]
   private static let assignOps: Set<String> = [
     "AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp",
@@ -51,10 +53,15 @@ struct VariableStoragePass {
     "VarIsInitializedOp", "DisableCopyOnRead", "VariableShape", "DestroyResourceOp", "Identity",
   ]
 
+  /// Decides every group of handles and retypes the converted ones in place.
+  ///
   /// - Parameters:
   ///   - bodies: The library functions, then the top-level graph (last).
   ///   - functions: The FunctionDefs in the same order (for argument types; updated in place).
   ///   - decisions: The painting of each body.
+  ///   - checkpoint: The model's checkpoint; without one nothing is converted.
+  /// - Returns: What happened to each group, the retyped nodes and the converted keys.
+  /// - Throws: ``ModelFormatError`` for a checkpoint tensor that cannot be read.
   func apply(
     bodies: inout [GraphBody], functions: inout [Tensorflow_FunctionDef],
     decisions: [[PaintingPass.Decision]], checkpoint: CheckpointReader?
@@ -72,7 +79,9 @@ struct VariableStoragePass {
       switch source {
       case .argument(let name):
         guard body < functions.count,
-          functions[body].signature.inputArg.contains(where: { $0.name == name && $0.type == .dtResource })
+          functions[body].signature.inputArg.contains(where: {
+            $0.name == name && $0.type == .dtResource
+          })
         else { return nil }
         return Place(body: body, name: name)
       case .output(let node, _, _):
@@ -106,7 +115,9 @@ struct VariableStoragePass {
                 blocked[place] = "passed to '\(function)', which is not in the library"
               }
             }
-          } else if Self.readOps.contains(node.op) || (Self.assignOps.contains(node.op) && input.position == 0) {
+          } else if Self.readOps.contains(node.op)
+            || (Self.assignOps.contains(node.op) && input.position == 0)
+          {
             groups.union(place, Place(body: body, name: node.name))
           } else if !Self.neutralOps.contains(node.op) {
             blocked[place] = "used by \(node.op) '\(node.name)'"
@@ -119,24 +130,30 @@ struct VariableStoragePass {
     var saverEdits: [Place: [(body: Int, node: Int, attribute: String, listIndex: Int?)]] = [:]
     for body in bodies.indices {
       for saved in SavedVariables.slots(in: bodies[body].nodes) {
-        guard let source = bodies[body].inputs[saved.read].first?.source, let place = handle(body, source) else { continue }
+        guard let source = bodies[body].inputs[saved.read].first?.source,
+          let place = handle(body, source)
+        else { continue }
         keys[place, default: []].append(saved.key)
-        saverEdits[place, default: []] += [(body, saved.save, "dtypes", saved.slot)]
+        saverEdits[place, default: []] +=
+          [(body, saved.save, "dtypes", saved.slot)]
           + saved.identities.map { (body, $0, "T", nil) }
       }
       for (index, node) in bodies[body].nodes.enumerated() where node.op == "RestoreV2" {
         let names = SavedVariables.tensorNames(node, nodes: bodies[body].nodes) {
           bodies[body].index(of: SavedVariables.nodeName($0))
         }
-        for (assign, definition) in bodies[body].nodes.enumerated() where definition.op == "AssignVariableOp" {
+        for (assign, definition) in bodies[body].nodes.enumerated()
+        where definition.op == "AssignVariableOp" {
           let inputs = bodies[body].inputs[assign]
           guard inputs.count == 2, let place = handle(body, inputs[0].source),
             let (restore, chain) = traceBack(bodies[body], inputs[1].source, to: "RestoreV2"),
-            restore == index, case .output(_, _, let slot)? = chainEnd(bodies[body], inputs[1].source),
+            restore == index,
+            case .output(_, _, let slot)? = chainEnd(bodies[body], inputs[1].source),
             slot < names.count
           else { continue }
           keys[place, default: []].append(names[slot])
-          saverEdits[place, default: []] += [(body, index, "dtypes", slot)]
+          saverEdits[place, default: []] +=
+            [(body, index, "dtypes", slot)]
             + chain.map { (body, $0, "T", nil) }
         }
       }
@@ -164,9 +181,13 @@ struct VariableStoragePass {
         keys: groupKeys, converted: false, dtype: entries.first?.dtype ?? .float32, reason: "")
       if let reason = group.compactMap({ blocked[$0] }).first {
         outcome.reason = "kept float32: \(reason)"
-      } else if entries.count != groupKeys.count || entries.contains(where: { $0.dtype != .float32 }) {
+      } else if entries.count != groupKeys.count
+        || entries.contains(where: { $0.dtype != .float32 })
+      {
         outcome.reason = "not a float32 variable"
-      } else if let reader = floatReader(group, bodies: bodies, decisions: decisions, gathers: &gathers) {
+      } else if let reader = floatReader(
+        group, bodies: bodies, decisions: decisions, gathers: &gathers)
+      {
         outcome.reason = "kept float32: read in float32 by \(reader)"
       } else if let problem = try rangeProblem(entries[0], checkpoint) {
         outcome.reason = "kept float32 (range): \(problem)"
@@ -186,7 +207,8 @@ struct VariableStoragePass {
       }
       for place in group {
         for edit in saverEdits[place] ?? [] {
-          bodies[edit.body].nodes[edit.node].setType(edit.attribute, target, listIndex: edit.listIndex)
+          bodies[edit.body].nodes[edit.node].setType(
+            edit.attribute, target, listIndex: edit.listIndex)
           result.retyped[edit.body, default: []].insert(bodies[edit.body].nodes[edit.node].name)
         }
         if let node = bodies[place.body].index(of: place.name) {
@@ -196,7 +218,9 @@ struct VariableStoragePass {
             result.retyped[place.body, default: []].insert(place.name)
           }
         } else if place.body < functions.count,
-          let argument = functions[place.body].signature.inputArg.firstIndex(where: { $0.name == place.name })
+          let argument = functions[place.body].signature.inputArg.firstIndex(where: {
+            $0.name == place.name
+          })
         {
           for data in functions[place.body].signature.inputArg[argument].handleData.indices {
             functions[place.body].signature.inputArg[argument].handleData[data].dtype = target
@@ -230,12 +254,16 @@ struct VariableStoragePass {
 
   /// Follows `source` back through Identity nodes to a node of op `op`; returns it and the
   /// Identity nodes passed.
-  private func traceBack(_ body: GraphBody, _ source: GraphBody.Source, to op: String) -> (Int, [Int])? {
+  private func traceBack(_ body: GraphBody, _ source: GraphBody.Source, to op: String) -> (
+    Int, [Int]
+  )? {
     var chain: [Int] = []
     var current = source
     while case .output(let node, _, _) = current {
       if body.nodes[node].op == op { return (node, chain) }
-      guard body.nodes[node].op == "Identity", let input = body.inputs[node].first else { return nil }
+      guard body.nodes[node].op == "Identity", let input = body.inputs[node].first else {
+        return nil
+      }
       chain.append(node)
       current = input.source
     }
@@ -293,10 +321,12 @@ struct VariableStoragePass {
           }
           return "\(definition.op) '\(definition.name)' in \(body.name)"
         }
-        if body.sinks.values.contains(where: { body.source(of: $0).map { source in
-          if case .output(let producer, _, _) = source { return producer == node }
-          return false
-        } ?? false }) {
+        if body.sinks.values.contains(where: {
+          body.source(of: $0).map { source in
+            if case .output(let producer, _, _) = source { return producer == node }
+            return false
+          } ?? false
+        }) {
           return "the output of \(body.name)"
         }
       }
@@ -310,7 +340,9 @@ struct VariableStoragePass {
   /// most half the smallest subnormal (2^-25 in float16), which is below the rounding error of
   /// the tensor's largest value as long as that value is normal; only a tensor living wholly
   /// below the smallest normal loses its relative precision, so only then is it kept float32.
-  private func rangeProblem(_ entry: CheckpointEntry, _ checkpoint: CheckpointReader) throws -> String? {
+  private func rangeProblem(_ entry: CheckpointEntry, _ checkpoint: CheckpointReader) throws
+    -> String?
+  {
     precondition(entry.dtype == .float32, "only float32 variables are range-checked")
     let counts = try checkpoint.withBytes(of: entry) { bytes in
       RangeCounts(float32LittleEndian: bytes, roundedTo: precision)

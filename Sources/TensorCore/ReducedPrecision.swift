@@ -58,7 +58,9 @@ extension ReducedPrecision {
   public static func widen(float16Bits bits: [UInt16]) -> [Float] {
     guard hasVectorConversion else { return bits.map { Float(Float16(bitPattern: $0)) } }
     return [Float](unsafeUninitializedCapacity: bits.count) { output, initialized in
-      bits.withUnsafeBufferPointer { tfmp_float16_to_float32_f16c($0.baseAddress, output.baseAddress, bits.count) }
+      bits.withUnsafeBufferPointer {
+        tfmp_float16_to_float32_f16c($0.baseAddress, output.baseAddress, bits.count)
+      }
       initialized = bits.count
     }
   }
@@ -93,7 +95,8 @@ extension ReducedPrecision {
     return [UInt8](unsafeUninitializedCapacity: 2 * count) { output, initialized in
       for index in 0..<count {
         let value = Float(
-          bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * index, as: UInt32.self)))
+          bitPattern: UInt32(
+            littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * index, as: UInt32.self)))
         let bits = self == .float16 ? Float16(value).bitPattern : BFloat16(value).bitPattern
         output[2 * index] = UInt8(truncatingIfNeeded: bits)
         output[2 * index + 1] = UInt8(truncatingIfNeeded: bits >> 8)
@@ -134,7 +137,9 @@ public struct RangeCounts: Sendable, Hashable, Codable {
   /// Classifies the raw bits against exact thresholds (see ``ReducedPrecision``'s
   /// `roundingThresholds`), with no conversion: several GB/s.
   /// - Precondition: `bytes.count` is a multiple of 4.
-  public init(float32LittleEndian bytes: UnsafeRawBufferPointer, roundedTo precision: ReducedPrecision) {
+  public init(
+    float32LittleEndian bytes: UnsafeRawBufferPointer, roundedTo precision: ReducedPrecision
+  ) {
     precondition(bytes.count % 4 == 0, "float32 data must be a whole number of values")
     let thresholds = precision.roundingThresholds
     if ReducedPrecision.hasVectorConversion, let start = bytes.baseAddress {
@@ -153,7 +158,9 @@ public struct RangeCounts: Sendable, Hashable, Codable {
   }
 
   /// The portable form of ``init(float32LittleEndian:roundedTo:)``, one value at a time.
-  package init(scalarFloat32LittleEndian bytes: UnsafeRawBufferPointer, roundedTo precision: ReducedPrecision) {
+  package init(
+    scalarFloat32LittleEndian bytes: UnsafeRawBufferPointer, roundedTo precision: ReducedPrecision
+  ) {
     self.init()
     let thresholds = precision.roundingThresholds
     var largest: UInt32 = 0
@@ -170,7 +177,8 @@ public struct RangeCounts: Sendable, Hashable, Codable {
   /// Adds `count` copies of `value` rounded to `precision` to the counts.
   public mutating func add(_ value: Float, roundedTo precision: ReducedPrecision, count: Int = 1) {
     var largest = largestMagnitude.bitPattern
-    classify(value.bitPattern & 0x7FFF_FFFF, precision.roundingThresholds, count: count, largest: &largest)
+    classify(
+      value.bitPattern & 0x7FFF_FFFF, precision.roundingThresholds, count: count, largest: &largest)
     total += count
     largestMagnitude = Float(bitPattern: largest)
   }

@@ -30,7 +30,9 @@ public struct Tensor: Sendable, Equatable {
   /// Creates a tensor.
   /// - Precondition: the storage holds `shape.elementCount` elements of a kind that fits `dtype`.
   public init(dtype: DType, shape: Shape, storage: Storage) {
-    precondition(Self.count(storage) == shape.elementCount, "\(Self.count(storage)) elements for shape \(shape)")
+    precondition(
+      Self.count(storage) == shape.elementCount,
+      "\(Self.count(storage)) elements for shape \(shape)")
     self.dtype = dtype
     self.shape = shape
     self.storage = storage
@@ -39,7 +41,8 @@ public struct Tensor: Sendable, Equatable {
   /// A float16 tensor from the bits of its elements, which it keeps (see ``float16Bits``).
   /// - Precondition: `bits` holds `shape.elementCount` elements.
   public init(shape: Shape, float16Bits bits: [UInt16]) {
-    self.init(dtype: .float16, shape: shape, storage: .float(ReducedPrecision.widen(float16Bits: bits)))
+    self.init(
+      dtype: .float16, shape: shape, storage: .float(ReducedPrecision.widen(float16Bits: bits)))
     float16Bits = bits
   }
 

@@ -42,21 +42,29 @@ public struct AccuracyReport: Sendable, Codable {
 
   /// Whether both models give the same outputs and every element of every output is within
   /// tolerance.
-  public var passed: Bool { mismatches.isEmpty && outputs.allSatisfy { $0.elementsOutsideTolerance == 0 } }
+  public var passed: Bool {
+    mismatches.isEmpty && outputs.allSatisfy { $0.elementsOutsideTolerance == 0 }
+  }
 
   /// The report `tfmp validate` prints.
   public var text: String {
-    var lines = ["signature \(signature), inputs: \(inputs), tolerance |diff| <= \(atol) + \(rtol) * |reference|"]
+    var lines = [
+      "signature \(signature), inputs: \(inputs), tolerance |diff| <= \(atol) + \(rtol) * |reference|"
+    ]
     for output in outputs {
       lines.append(
         "  \(output.name): max abs \(Self.format(output.maxAbsoluteError)), max rel \(Self.format(output.maxRelativeError)), "
           + "mean rel \(Self.format(output.meanRelativeError)), cosine \(String(format: "%.6f", output.cosineSimilarity))"
-          + (output.top1Agreement.map { ", top-1 agreement \(String(format: "%.2f", 100 * $0))%" } ?? "")
+          + (output.top1Agreement.map { ", top-1 agreement \(String(format: "%.2f", 100 * $0))%" }
+            ?? "")
           + ", \(output.elementsOutsideTolerance) of \(output.elementCount) outside tolerance")
     }
     for mismatch in mismatches { lines.append("  \(mismatch)") }
     lines.append(
-      passed ? "PASS" : mismatches.isEmpty ? "FAIL: outputs differ beyond the tolerance" : "FAIL: the outputs do not correspond")
+      passed
+        ? "PASS"
+        : mismatches.isEmpty
+          ? "FAIL: outputs differ beyond the tolerance" : "FAIL: the outputs do not correspond")
     return lines.joined(separator: "\n") + "\n"
   }
 
@@ -68,9 +76,16 @@ public enum ModelComparison {
   /// Runs `reference` and `candidate` on the same inputs and compares their outputs.
   ///
   /// - Parameters:
+  ///   - reference: The model whose outputs count as right.
+  ///   - candidate: The model compared with it.
+  ///   - signature: The signature key both models run.
   ///   - inputs: The inputs, keyed by signature input name; `nil` draws `samples` random rows
   ///     (seeded): floats from a standard normal, integers from {0, 1} (valid as indices).
   ///   - samples: The batch size of random inputs (unknown dimensions other than the first get 1).
+  ///   - seed: The seed of the random inputs.
+  ///   - rtol: The relative tolerance (see ``AccuracyReport/rtol``).
+  ///   - atol: The absolute tolerance.
+  /// - Returns: Each output's errors, and the outputs that do not correspond.
   /// - Throws: Whatever running the models throws; `RuntimeError` when the signatures differ.
   public static func compare(
     reference: SavedModel, candidate: SavedModel, signature: String, inputs: [String: Tensor]?,
@@ -84,8 +99,11 @@ public enum ModelComparison {
     // A candidate with reduced-precision inputs (--no-keep-io-types) gets the same values rounded.
     var candidateInputs = given
     for (name, spec) in candidateSpecs {
-      if let tensor = given[name], let precision = ReducedPrecision(spec.dtype), case .float(let values) = tensor.storage {
-        candidateInputs[name] = Tensor(dtype: spec.dtype, shape: tensor.shape, storage: .float(values.map(precision.rounded)))
+      if let tensor = given[name], let precision = ReducedPrecision(spec.dtype),
+        case .float(let values) = tensor.storage
+      {
+        candidateInputs[name] = Tensor(
+          dtype: spec.dtype, shape: tensor.shape, storage: .float(values.map(precision.rounded)))
       }
     }
     let expected = try referenceRunner.run(signature: signature, inputs: given)
@@ -102,14 +120,18 @@ public enum ModelComparison {
         continue
       }
       guard reference.shape == candidate.shape else {
-        mismatches.append("\(name): shape \(reference.shape) in the reference, \(candidate.shape) in the candidate")
+        mismatches.append(
+          "\(name): shape \(reference.shape) in the reference, \(candidate.shape) in the candidate")
         continue
       }
       guard let x = reference.floatLikeValues, let y = candidate.floatLikeValues else {
-        mismatches.append("\(name): \(reference.dtype) and \(candidate.dtype) values cannot be compared")
+        mismatches.append(
+          "\(name): \(reference.dtype) and \(candidate.dtype) values cannot be compared")
         continue
       }
-      outputs.append(compare(name: name, reference: x, candidate: y, shape: reference.shape, rtol: rtol, atol: atol))
+      outputs.append(
+        compare(
+          name: name, reference: x, candidate: y, shape: reference.shape, rtol: rtol, atol: atol))
     }
     return AccuracyReport(
       signature: signature, rtol: rtol, atol: atol,
@@ -136,9 +158,13 @@ public enum ModelComparison {
       normReference += r * r
       normCandidate += c * c
     }
-    let cosine = normReference > 0 && normCandidate > 0 ? dot / (normReference.squareRoot() * normCandidate.squareRoot()) : 1
+    let cosine =
+      normReference > 0 && normCandidate > 0
+      ? dot / (normReference.squareRoot() * normCandidate.squareRoot()) : 1
     var agreement: Double?
-    if shape.rank == 2, let classes = shape.dimensions.last, classes > 1, let rows = shape.dimensions.first, rows > 0 {
+    if shape.rank == 2, let classes = shape.dimensions.last, classes > 1,
+      let rows = shape.dimensions.first, rows > 0
+    {
       let matches = (0..<rows).filter { row in
         let slice = (row * classes)..<((row + 1) * classes)
         return reference[slice].indices.max { reference[$0] < reference[$1] }
@@ -148,33 +174,47 @@ public enum ModelComparison {
     }
     return AccuracyReport.Output(
       name: name, maxAbsoluteError: maxAbsolute, maxRelativeError: maxRelative,
-      meanRelativeError: relativeCount > 0 ? sumRelative / Double(relativeCount) : 0, cosineSimilarity: cosine,
+      meanRelativeError: relativeCount > 0 ? sumRelative / Double(relativeCount) : 0,
+      cosineSimilarity: cosine,
       top1Agreement: agreement, elementsOutsideTolerance: outside, elementCount: reference.count)
   }
 
   /// Seeded random inputs fitting each input's dtype and shape.
-  static func random(_ specs: [String: (dtype: DType, shape: [Int])], samples: Int, seed: UInt64) throws -> [String: Tensor] {
+  static func random(_ specs: [String: (dtype: DType, shape: [Int])], samples: Int, seed: UInt64)
+    throws -> [String: Tensor]
+  {
     var generator = SeededGenerator(seed: seed)
     var inputs: [String: Tensor] = [:]
     for name in specs.keys.sorted() {
       guard let spec = specs[name] else { continue }
-      let dimensions = spec.shape.enumerated().map { axis, size in size >= 0 ? size : (axis == 0 ? samples : 1) }
+      let dimensions = spec.shape.enumerated().map { axis, size in
+        size >= 0 ? size : (axis == 0 ? samples : 1)
+      }
       let count = dimensions.reduce(1, *)
       let shape = Shape(dimensions)
       switch spec.dtype {
       case .float32, .float16, .bfloat16:
         let values = (0..<count).map { _ in Float(generator.normal()) }
         let precision = ReducedPrecision(spec.dtype)
-        inputs[name] = Tensor(dtype: spec.dtype, shape: shape, storage: .float(precision.map { p in values.map(p.rounded) } ?? values))
+        inputs[name] = Tensor(
+          dtype: spec.dtype, shape: shape,
+          storage: .float(precision.map { p in values.map(p.rounded) } ?? values))
       case .int32:
-        inputs[name] = Tensor(dtype: .int32, shape: shape, storage: .int32((0..<count).map { _ in Int32(generator.next() % 2) }))
+        inputs[name] = Tensor(
+          dtype: .int32, shape: shape,
+          storage: .int32((0..<count).map { _ in Int32(generator.next() % 2) }))
       case .int64:
-        inputs[name] = Tensor(dtype: .int64, shape: shape, storage: .int64((0..<count).map { _ in Int64(generator.next() % 2) }))
+        inputs[name] = Tensor(
+          dtype: .int64, shape: shape,
+          storage: .int64((0..<count).map { _ in Int64(generator.next() % 2) }))
       case .bool:
-        inputs[name] = Tensor(dtype: .bool, shape: shape, storage: .bool((0..<count).map { _ in generator.next() % 2 == 1 }))
+        inputs[name] = Tensor(
+          dtype: .bool, shape: shape,
+          storage: .bool((0..<count).map { _ in generator.next() % 2 == 1 }))
       default:
         throw ModelFormatError(
-          code: .unsupported, path: name, message: "Random \(spec.dtype) inputs cannot be drawn; pass --inputs FILE.npz.")
+          code: .unsupported, path: name,
+          message: "Random \(spec.dtype) inputs cannot be drawn; pass --inputs FILE.npz.")
       }
     }
     return inputs

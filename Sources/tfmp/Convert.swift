@@ -21,7 +21,8 @@ enum WeightsArgument: String, CaseIterable, ExpressibleByArgument {
 
 struct Convert: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Converts a float32 SavedModel or .keras model to mixed precision, in the same format.",
+    abstract:
+      "Converts a float32 SavedModel or .keras model to mixed precision, in the same format.",
     discussion: """
       SavedModel: matrix multiplications and convolutions compute in the reduced type; ops that \
       are numerically risky (exp, large sums, softmax at the output, constants that do not fit) \
@@ -64,10 +65,12 @@ struct Convert: ParsableCommand {
   @Option(name: .customLong("lowp-op"), help: "An op type to always convert (repeatable).")
   var reducedOps: [String] = []
 
-  @Option(name: .customLong("fp32-layer"), help: ".keras: a layer name to keep float32 (repeatable).")
+  @Option(
+    name: .customLong("fp32-layer"), help: ".keras: a layer name to keep float32 (repeatable).")
   var float32Layers: [String] = []
 
-  @Option(name: .customLong("fp32-class"), help: ".keras: a layer class to keep float32 (repeatable).")
+  @Option(
+    name: .customLong("fp32-class"), help: ".keras: a layer class to keep float32 (repeatable).")
   var float32Classes: [String] = []
 
   @Option(help: ".keras, mixed_float16: the loss scale to start from (default 32768).")

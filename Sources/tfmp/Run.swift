@@ -24,7 +24,9 @@ struct Run: ParsableCommand {
   @Option(help: "Write the outputs to this .npz file.")
   var output: String?
 
-  @Option(name: .customLong("repeat"), help: "Run this many times and print the median time of one run (after one warm-up run).")
+  @Option(
+    name: .customLong("repeat"),
+    help: "Run this many times and print the median time of one run (after one warm-up run).")
   var repetitions: Int = 1
 
   @Flag(help: "Print the time each op type's kernels take (summed over the timed runs).")
@@ -43,7 +45,8 @@ struct Run: ParsableCommand {
     }
     try reporting.reportingErrors {
       Interpreter.keepFreedMemoryForReuse()
-      let interpreter = try Interpreter(model: try SavedModel(contentsOf: model), profiling: profile)
+      let interpreter = try Interpreter(
+        model: try SavedModel(contentsOf: model), profiling: profile)
       let outputs = try interpreter.run(signature: signature, inputs: tensors)
       if repetitions > 1 {
         interpreter.profile?.reset()
@@ -52,22 +55,30 @@ struct Run: ParsableCommand {
           try clock.measure { _ = try interpreter.run(signature: signature, inputs: tensors) }
         }.sorted()
         let median = times[times.count / 2]
-        print("median of \(repetitions) runs: \(String(format: "%.3f", Double(median.components.attoseconds) / 1e15 + Double(median.components.seconds) * 1000)) ms")
+        print(
+          "median of \(repetitions) runs: \(String(format: "%.3f", Double(median.components.attoseconds) / 1e15 + Double(median.components.seconds) * 1000)) ms"
+        )
       }
       if let totals = interpreter.profile?.totals {
         let runs = max(repetitions, 1)
         let all = totals.reduce(Duration.zero) { $0 + $1.time }
         print("kernel time per run by op type (\(runs) run\(runs == 1 ? "" : "s")):")
         for (op, count, time) in totals.prefix(15) {
-          let milliseconds = Double(time.components.attoseconds) / 1e15 + Double(time.components.seconds) * 1000
+          let milliseconds =
+            Double(time.components.attoseconds) / 1e15 + Double(time.components.seconds) * 1000
           let share = all == .zero ? 0 : 100 * (time / all)
           let calls = count / runs
-          print("  \(op.padding(toLength: 24, withPad: " ", startingAt: 0)) \(String(format: "%9.2f ms %5.1f%%  %d call%@", milliseconds / Double(runs), share, calls, calls == 1 ? "" : "s"))")
+          print(
+            "  \(op.padding(toLength: 24, withPad: " ", startingAt: 0)) \(String(format: "%9.2f ms %5.1f%%  %d call%@", milliseconds / Double(runs), share, calls, calls == 1 ? "" : "s"))"
+          )
         }
       }
       for (name, tensor) in outputs.sorted(by: { $0.key < $1.key }) {
-        let preview = (tensor.floats ?? []).prefix(6).map { String(format: "%.6g", $0) }.joined(separator: " ")
-        print("\(name): \(tensor.dtype) \(tensor.shape)  \(preview)\(tensor.shape.elementCount ?? 0 > 6 ? " ..." : "")")
+        let preview = (tensor.floats ?? []).prefix(6).map { String(format: "%.6g", $0) }.joined(
+          separator: " ")
+        print(
+          "\(name): \(tensor.dtype) \(tensor.shape)  \(preview)\(tensor.shape.elementCount ?? 0 > 6 ? " ..." : "")"
+        )
       }
       if let output {
         try NumPyFile.writeArchive(outputs, to: output)

@@ -11,7 +11,10 @@ import _TestSupport
 private struct GraphBuilder {
   var nodes: [Tensorflow_NodeDef] = []
 
-  mutating func add(_ name: String, _ op: String, _ inputs: [String], attributes: [String: Tensorflow_AttrValue] = [:]) {
+  mutating func add(
+    _ name: String, _ op: String, _ inputs: [String],
+    attributes: [String: Tensorflow_AttrValue] = [:]
+  ) {
     var node = Tensorflow_NodeDef()
     node.name = name
     node.op = op
@@ -45,7 +48,9 @@ private struct GraphBuilder {
 struct FusionTests {
   /// A layer normalization, GELU, an intermediate read after its step, a Split whose second
   /// output feeds a unary function, and a round trip through float16, as one signature.
-  private func model(batch: Int, rows: Int, width: Int, gamma: [Float], beta: [Float]) throws -> SavedModel {
+  private func model(batch: Int, rows: Int, width: Int, gamma: [Float], beta: [Float]) throws
+    -> SavedModel
+  {
     var graph = GraphBuilder()
     graph.add("x", "Placeholder", [], attributes: ["dtype": GraphProtos.type(.dtFloat)])
     graph.constant("gamma", gamma, shape: [width])
@@ -73,10 +78,15 @@ struct FusionTests {
     graph.add("gelu_scaled", "Mul", ["gelu_neg", "scale"])
     graph.add("gelu_erfc", "Erfc", ["gelu_scaled"])
     graph.add("gelu", "Mul", ["gelu_half", "gelu_erfc"])
-    graph.add("split", "Split", ["split_axis", "gelu"], attributes: ["num_split": GraphBuilder.integer(2)])
+    graph.add(
+      "split", "Split", ["split_axis", "gelu"], attributes: ["num_split": GraphBuilder.integer(2)])
     graph.add("tanh", "Tanh", ["split:1"])
-    graph.add("to_half", "Cast", ["gelu"], attributes: ["SrcT": GraphProtos.type(.dtFloat), "DstT": GraphProtos.type(.dtHalf)])
-    graph.add("from_half", "Cast", ["to_half"], attributes: ["SrcT": GraphProtos.type(.dtHalf), "DstT": GraphProtos.type(.dtFloat)])
+    graph.add(
+      "to_half", "Cast", ["gelu"],
+      attributes: ["SrcT": GraphProtos.type(.dtFloat), "DstT": GraphProtos.type(.dtHalf)])
+    graph.add(
+      "from_half", "Cast", ["to_half"],
+      attributes: ["SrcT": GraphProtos.type(.dtHalf), "DstT": GraphProtos.type(.dtFloat)])
     return try Self.model(graph, outputs: ["normalized", "mul", "gelu", "tanh", "from_half"])
   }
 
@@ -108,7 +118,8 @@ struct FusionTests {
     let x = (0..<count).map { _ in Float.random(in: -3...3, using: &generator) }
     let gamma = (0..<width).map { _ in Float.random(in: 0.5...1.5, using: &generator) }
     let beta = (0..<width).map { _ in Float.random(in: -0.5...0.5, using: &generator) }
-    let interpreter = try Interpreter(model: try model(batch: batch, rows: rows, width: width, gamma: gamma, beta: beta))
+    let interpreter = try Interpreter(
+      model: try model(batch: batch, rows: rows, width: width, gamma: gamma, beta: beta))
     let outputs = try interpreter.run(
       signature: "fused", inputs: ["x": Tensor(shape: Shape([batch, rows, width]), floats: x)])
 
@@ -117,7 +128,8 @@ struct FusionTests {
     for row in 0..<(batch * rows) {
       let values = x[(row * width)..<((row + 1) * width)]
       let mean = Float(values.reduce(0.0) { $0 + Double($1) } / Double(width))
-      let variance = Float(values.reduce(0.0) { $0 + Double(($1 - mean) * ($1 - mean)) } / Double(width))
+      let variance = Float(
+        values.reduce(0.0) { $0 + Double(($1 - mean) * ($1 - mean)) } / Double(width))
       let rsqrt = 1 / (variance + 1e-3).squareRoot()
       for (column, value) in values.enumerated() {
         let scale = rsqrt * gamma[column]
@@ -137,29 +149,41 @@ struct FusionTests {
     #expect(error("mul", scales) <= 1e-6, "seed 41: the scale, read after its step")
     #expect(error("gelu", gelu) <= 1e-5, "seed 41")
     let half = width / 2
-    let tanh = (0..<(batch * rows)).flatMap { row in (half..<width).map { Foundation.tanh(gelu[row * width + $0]) } }
+    let tanh = (0..<(batch * rows)).flatMap { row in
+      (half..<width).map { Foundation.tanh(gelu[row * width + $0]) }
+    }
     #expect(outputs["tanh"]?.shape == Shape([batch, rows, half]))
     #expect(error("tanh", tanh) <= 1e-5, "seed 41: the second output of a Split")
     #expect(error("from_half", gelu.map { Float(Float16($0)) }) <= 2e-3, "seed 41: through float16")
-    #expect(outputs["from_half"]?.floats?.allSatisfy { Float(Float16($0)) == $0 } == true, "seed 41: float16 values")
+    #expect(
+      outputs["from_half"]?.floats?.allSatisfy { Float(Float16($0)) == $0 } == true,
+      "seed 41: float16 values")
   }
 
-  @Test("Broadcast patterns: scalars, trailing and leading runs, ones inside; other layouts are refused")
+  @Test(
+    "Broadcast patterns: scalars, trailing and leading runs, ones inside; other layouts are refused"
+  )
   func broadcastPatterns() {
     let shape = Shape([2, 3, 4])
     let cases: [([Int], (Int, Int)?)] = [
-      ([], (1, 1)), ([1], (1, 1)), ([4], (1, 4)), ([3, 4], (1, 12)), ([2, 3, 4], (1, 24)), ([2, 3, 1], (4, 6)),
-      ([2, 1, 1], (12, 2)), ([1, 3, 1], (4, 3)), ([3, 1], (4, 3)), ([2, 1, 4], nil), ([5], nil), ([1, 2, 3, 4], nil),
+      ([], (1, 1)), ([1], (1, 1)), ([4], (1, 4)), ([3, 4], (1, 12)), ([2, 3, 4], (1, 24)),
+      ([2, 3, 1], (4, 6)),
+      ([2, 1, 1], (12, 2)), ([1, 3, 1], (4, 3)), ([3, 1], (4, 3)), ([2, 1, 4], nil), ([5], nil),
+      ([1, 2, 3, 4], nil),
       ([3], nil),
     ]
     for (side, expected) in cases {
       let pattern = Interpreter.broadcastPattern(of: Shape(side), over: shape)
-      #expect(pattern?.repeatCount == expected?.0 && pattern?.period == expected?.1, "\(side) over \(shape)")
+      #expect(
+        pattern?.repeatCount == expected?.0 && pattern?.period == expected?.1,
+        "\(side) over \(shape)")
     }
     #expect(Interpreter.broadcastPattern(of: Shape([1, 3, 1]), over: Shape([2, 3, 1]))! == (1, 3))
   }
 
-  @Test("Fused segments equal the kernels run one by one: random shapes (empty ones too), operands broadcast any way", arguments: [51, 52] as [UInt64])
+  @Test(
+    "Fused segments equal the kernels run one by one: random shapes (empty ones too), operands broadcast any way",
+    arguments: [51, 52] as [UInt64])
   func matchesKernels(seed: UInt64) throws {
     var generator = SeededGenerator(seed: seed)
     for _ in 0..<25 {
@@ -170,7 +194,9 @@ struct FusionTests {
         return Array(kept.dropFirst(Int.random(in: 0...2, using: &generator)))
       }
       let (first, second) = (sideShape(), sideShape())
-      func values(_ shape: [Int]) -> [Float] { (0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &generator) } }
+      func values(_ shape: [Int]) -> [Float] {
+        (0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &generator) }
+      }
       let (x, s1, s2) = (values(dimensions), values(first), values(second))
       var graph = GraphBuilder()
       graph.add("x", "Placeholder", [], attributes: ["dtype": GraphProtos.type(.dtFloat)])
@@ -187,7 +213,8 @@ struct FusionTests {
       let scaled = try BinaryFunction.mul.apply(input, Tensor(shape: Shape(first), floats: s1))
       let relu = Tensor(shape: scaled.shape, floats: UnaryFunction.relu.apply(scaled.floats ?? []))
       let residual = try BinaryFunction.add.apply(relu, input)
-      let out = try BinaryFunction.squaredDifference.apply(Tensor(shape: Shape(second), floats: s2), residual)
+      let out = try BinaryFunction.squaredDifference.apply(
+        Tensor(shape: Shape(second), floats: s2), residual)
       let context = "seed \(seed): x \(dimensions), sides \(first) and \(second)"
       let (sameRelu, sameOut) = (outputs["relu"] == relu, outputs["out"] == out)
       #expect(sameRelu && sameOut, "\(context)")

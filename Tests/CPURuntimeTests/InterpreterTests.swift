@@ -9,7 +9,9 @@ import _TestSupport
 @Suite("Running SavedModels in float32")
 struct InterpreterTests {
   /// The fixtures whose every op has a kernel so far.
-  static let runnable = ["mlp", "cnn_bn", "custom_math", "sharded", "two_io", "depthwise", "attention", "lstm", "op_zoo"]
+  static let runnable = [
+    "mlp", "cnn_bn", "custom_math", "sharded", "two_io", "depthwise", "attention", "lstm", "op_zoo",
+  ]
 
   @Test("Outputs match TensorFlow's to 1e-5 of the output scale", arguments: runnable)
   func matchesTensorFlow(fixture: String) throws {
@@ -45,18 +47,24 @@ struct InterpreterTests {
     }
     #expect(
       error?.description
-        == "__inference___call___937 (node 'mlp_1/hidden_1/Relu'): Op 'Erfinv' has no CPU kernel in tfmp yet.")
+        == "__inference___call___937 (node 'mlp_1/hidden_1/Relu'): Op 'Erfinv' has no CPU kernel in tfmp yet."
+    )
   }
 
   @Test("A missing or mistyped input is refused")
   func badInputs() throws {
     let interpreter = try Interpreter(model: try SavedModel(contentsOf: Fixtures.path("mlp")))
-    #expect(throws: RuntimeError.self) { _ = try interpreter.run(signature: "serving_default", inputs: [:]) }
-    let ints = Tensor(dtype: .int32, shape: Shape([1, 20]), storage: .int32(Array(repeating: 0, count: 20)))
+    #expect(throws: RuntimeError.self) {
+      _ = try interpreter.run(signature: "serving_default", inputs: [:])
+    }
+    let ints = Tensor(
+      dtype: .int32, shape: Shape([1, 20]), storage: .int32(Array(repeating: 0, count: 20)))
     let error = #expect(throws: RuntimeError.self) {
       _ = try interpreter.run(signature: "serving_default", inputs: ["features": ints])
     }
-    #expect(error?.description == "<graph> (node 'features'): Input 'features' must be float32 but is int32.")
+    #expect(
+      error?.description
+        == "<graph> (node 'features'): Input 'features' must be float32 but is int32.")
   }
 
   @Test("NumPy arrays round-trip through .npy and .npz")

@@ -8,7 +8,9 @@ import _TestSupport
 
 @Suite("Op registry")
 struct OpRegistryTests {
-  @Test("Every fixture's module verifies against the registry's schemas", arguments: Fixtures.savedModels)
+  @Test(
+    "Every fixture's module verifies against the registry's schemas",
+    arguments: Fixtures.savedModels)
   func fixturesVerify(fixture: String) throws {
     let module = try SavedModel(contentsOf: Fixtures.path(fixture)).module()
     let problems = GraphVerifier(schemas: OpRegistry.standard).problems(in: module)
@@ -23,8 +25,12 @@ struct OpRegistryTests {
         Node(name: "x", op: "Placeholder", attributes: ["dtype": .type(.float32)]),
         Node(name: "y", op: "MatMul", inputs: [.output(NodeID(0), OutputSlot())]),
       ])
-    let problems = GraphVerifier(schemas: OpRegistry.standard).problems(in: Module(graph: graph, functions: []))
-    #expect(problems.map(\.description) == ["<graph> (node 'y'): MatMul takes 2 data inputs but the node has 1."])
+    let problems = GraphVerifier(schemas: OpRegistry.standard).problems(
+      in: Module(graph: graph, functions: []))
+    #expect(
+      problems.map(\.description) == [
+        "<graph> (node 'y'): MatMul takes 2 data inputs but the node has 1."
+      ])
   }
 
   @Test("Traits the runtime relies on are where they were")
@@ -46,9 +52,12 @@ struct OpRegistryTests {
   func cumulativeSum() throws {
     let x = Tensor(shape: Shape([2, 3]), floats: [1, 2, 3, 4, 5, 6])
     func run(_ axis: Int32, exclusive: Bool, reverse: Bool) throws -> [Float] {
-      let node = Node(name: "c", op: "Cumsum", attributes: ["exclusive": .bool(exclusive), "reverse": .bool(reverse)])
+      let node = Node(
+        name: "c", op: "Cumsum",
+        attributes: ["exclusive": .bool(exclusive), "reverse": .bool(reverse)])
       let axisTensor = Tensor(dtype: .int32, shape: Shape([]), storage: .int32([axis]))
-      return try ReductionKernels.cumulativeSum(x, axis: axisTensor, KernelContext(node: node)).floats ?? []
+      return try ReductionKernels.cumulativeSum(x, axis: axisTensor, KernelContext(node: node))
+        .floats ?? []
     }
     #expect(try run(1, exclusive: false, reverse: false) == [1, 3, 6, 4, 9, 15])
     #expect(try run(1, exclusive: true, reverse: true) == [5, 3, 0, 11, 6, 0])

@@ -46,7 +46,8 @@ struct CommandLineTests {
     #expect(text.standardOutput.contains("in  category_ids: int32 [?, 4]"))
     let json = try run(["inspect", "--json", Fixtures.path("two_io")])
     #expect(json.status == 0)
-    let object = try JSONSerialization.jsonObject(with: Data(json.standardOutput.utf8)) as? [String: Any]
+    let object =
+      try JSONSerialization.jsonObject(with: Data(json.standardOutput.utf8)) as? [String: Any]
     #expect(object?["format"] as? String == "SavedModel")
     #expect((object?["signatures"] as? [Any])?.count == 3)
   }
@@ -70,7 +71,8 @@ struct CommandLineTests {
     #expect(resaved.status == 0, "\(resaved.standardError)")
     let again = try run(["resave", model, folder.child("copy")])
     #expect(again.status == 73)
-    #expect(again.standardError.hasPrefix("Error: \(folder.child("copy")): The output already exists."))
+    #expect(
+      again.standardError.hasPrefix("Error: \(folder.child("copy")): The output already exists."))
     let forced = try run(["resave", "--force", model, folder.child("copy")])
     #expect(forced.status == 0)
     try Data(repeating: 0xFF, count: 8).write(to: URL(fileURLWithPath: model + "/saved_model.pb"))
@@ -90,8 +92,9 @@ struct CommandLineTests {
     #expect(result.standardOutput.hasPrefix("converted "))
     #expect(result.standardOutput.contains("variables stored in float16"))
     #expect(FileManager.default.fileExists(atPath: folder.child("digits/saved_model.pb")))
-    let report = try JSONSerialization.jsonObject(
-      with: Data(contentsOf: URL(fileURLWithPath: folder.child("report.json")))) as? [String: Any]
+    let report =
+      try JSONSerialization.jsonObject(
+        with: Data(contentsOf: URL(fileURLWithPath: folder.child("report.json")))) as? [String: Any]
     #expect((report?["nodes"] as? [Any])?.isEmpty == false)
     let again = try run(["convert", folder.child("digits"), folder.child("twice")])
     #expect(again.status == 65)
@@ -117,28 +120,38 @@ struct CommandLineTests {
   @Test("run prints outputs, and names the node of an op without a kernel")
   func runModel() throws {
     let example = Fixtures.repositoryRoot.appendingPathComponent("Examples").path
-    let result = try run(["run", example + "/digits", "--input", "image=\(example)/digits-sample.npy"])
+    let result = try run([
+      "run", example + "/digits", "--input", "image=\(example)/digits-sample.npy",
+    ])
     #expect(result.status == 0, "\(result.standardError)")
     #expect(result.standardOutput.hasPrefix("output_0: float32 [8, 10]"))
-    let profiled = try run(["run", example + "/digits", "--input", "image=\(example)/digits-sample.npy", "--repeat", "3", "--profile"])
+    let profiled = try run([
+      "run", example + "/digits", "--input", "image=\(example)/digits-sample.npy", "--repeat", "3",
+      "--profile",
+    ])
     let lines = profiled.standardOutput.split(separator: "\n").map(String.init)
     #expect(lines.first?.hasPrefix("median of 3 runs: ") == true, "\(profiled.standardOutput)")
     #expect(lines.dropFirst().first == "kernel time per run by op type (3 runs):")
     // The digits CNN has two convolutions per run, whatever fused into them.
-    #expect(lines.contains { $0.hasPrefix("  Conv2D ") && $0.hasSuffix(" 2 calls") }, "\(profiled.standardOutput)")
+    #expect(
+      lines.contains { $0.hasPrefix("  Conv2D ") && $0.hasSuffix(" 2 calls") },
+      "\(profiled.standardOutput)")
     // The MLP with its Relu replaced by an op tfmp has no kernel for.
     let folder = TemporaryFolder()
     var model = try SavedModel(contentsOf: Fixtures.path("mlp"))
     for function in model.proto.metaGraphs[0].graphDef.library.function.indices {
       for node in model.proto.metaGraphs[0].graphDef.library.function[function].nodeDef.indices
-      where model.proto.metaGraphs[0].graphDef.library.function[function].nodeDef[node].op == "Relu" {
+      where model.proto.metaGraphs[0].graphDef.library.function[function].nodeDef[node].op == "Relu"
+      {
         model.proto.metaGraphs[0].graphDef.library.function[function].nodeDef[node].op = "Erfinv"
       }
     }
     try model.write(to: folder.child("model"))
     let features = Tensor(shape: Shape([1, 20]), floats: Array(repeating: 0.5, count: 20))
     try NumPyFile.writeArray(features, to: folder.child("x.npy"))
-    let missing = try run(["run", folder.child("model"), "--input", "features=\(folder.child("x.npy"))"])
+    let missing = try run([
+      "run", folder.child("model"), "--input", "features=\(folder.child("x.npy"))",
+    ])
     #expect(missing.status == 65)
     #expect(
       missing.standardError

@@ -6,15 +6,23 @@ import Testing
 private struct TestSchemas: OpSchemaSource {
   func schema(for op: String) -> OpSchema? {
     switch op {
-    case "MatMul": OpSchema("MatMul", inputs: [.init("a"), .init("b")], outputs: [.init("product")])
+    case "MatMul":
+      OpSchema("MatMul", inputs: [.init("a"), .init("b")], outputs: [.init("product")])
     case "Split":
-      OpSchema("Split", inputs: [.init("split_dim"), .init("value")], outputs: [.init("output", .number("num_split"))])
+      OpSchema(
+        "Split", inputs: [.init("split_dim"), .init("value")],
+        outputs: [.init("output", .number("num_split"))])
     case "ConcatV2":
-      OpSchema("ConcatV2", inputs: [.init("values", .number("N")), .init("axis")], outputs: [.init("output")])
+      OpSchema(
+        "ConcatV2", inputs: [.init("values", .number("N")), .init("axis")],
+        outputs: [.init("output")])
     case "FusedBatchNormV3":
       OpSchema(
         "FusedBatchNormV3", inputs: ["x", "scale", "offset", "mean", "variance"].map { .init($0) },
-        outputs: ["y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2", "reserve_space_3"].map {
+        outputs: [
+          "y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2",
+          "reserve_space_3",
+        ].map {
           .init($0)
         })
     default: nil
@@ -27,8 +35,10 @@ struct GraphVerifierTests {
   private func module(_ nodes: [Node], arguments: [String] = [], results: [Input] = []) -> Module {
     let function = Function(
       name: "f", syntax: .function, arguments: arguments.map { .init(name: $0, dtype: .float32) },
-      results: results.enumerated().map { .init(name: "r\($0.offset)", source: $0.element) }, nodes: nodes)
-    return Module(graph: Function(name: Function.graphName, syntax: .graph, nodes: []), functions: [function])
+      results: results.enumerated().map { .init(name: "r\($0.offset)", source: $0.element) },
+      nodes: nodes)
+    return Module(
+      graph: Function(name: Function.graphName, syntax: .graph, nodes: []), functions: [function])
   }
 
   private func messages(_ module: Module) -> [String] {
@@ -40,7 +50,8 @@ struct GraphVerifierTests {
     let nodes = [
       Node(name: "m", op: "MatMul", inputs: [.argument(0), .argument(1)]),
       Node(
-        name: "s", op: "Split", inputs: [.argument(0), .output(NodeID(0), OutputSlot(argument: "product", index: 0))],
+        name: "s", op: "Split",
+        inputs: [.argument(0), .output(NodeID(0), OutputSlot(argument: "product", index: 0))],
         attributes: ["num_split": .int(2)]),
     ]
     let results = [Input.output(NodeID(1), OutputSlot(argument: "output", index: 1))]
@@ -52,8 +63,12 @@ struct GraphVerifierTests {
     let nodes = [
       Node(name: "m", op: "MatMul", inputs: [.argument(0)]),
       Node(name: "m", op: "Unknown", inputs: [.unresolved(TensorReference(name: "ghost"))]),
-      Node(name: "s", op: "Split", inputs: [.argument(0), .argument(3)], attributes: ["num_split": .int(2)]),
-      Node(name: "call", op: "PartitionedCall", attributes: ["f": .function(FunctionReference(name: "missing"))]),
+      Node(
+        name: "s", op: "Split", inputs: [.argument(0), .argument(3)],
+        attributes: ["num_split": .int(2)]),
+      Node(
+        name: "call", op: "PartitionedCall",
+        attributes: ["f": .function(FunctionReference(name: "missing"))]),
       Node(
         name: "loop", op: "MatMul",
         inputs: [.output(NodeID(4), OutputSlot(argument: "product", index: 0)), .argument(0)]),
@@ -75,11 +90,18 @@ struct GraphVerifierTests {
   func outputPositions() throws {
     let schemas = TestSchemas()
     let split = try #require(schemas.schema(for: "Split"))
-    #expect(split.outputPosition(of: OutputSlot(argument: "output", index: 2), attributes: ["num_split": .int(3)]) == 2)
-    #expect(split.outputPosition(of: OutputSlot(argument: "output", index: 3), attributes: ["num_split": .int(3)]) == nil)
+    #expect(
+      split.outputPosition(
+        of: OutputSlot(argument: "output", index: 2), attributes: ["num_split": .int(3)]) == 2)
+    #expect(
+      split.outputPosition(
+        of: OutputSlot(argument: "output", index: 3), attributes: ["num_split": .int(3)]) == nil)
     let norm = try #require(schemas.schema(for: "FusedBatchNormV3"))
-    #expect(norm.outputPosition(of: OutputSlot(argument: "batch_variance", index: 0), attributes: [:]) == 2)
-    #expect(norm.outputPosition(of: OutputSlot(argument: "nothing", index: 0), attributes: [:]) == nil)
+    #expect(
+      norm.outputPosition(of: OutputSlot(argument: "batch_variance", index: 0), attributes: [:])
+        == 2)
+    #expect(
+      norm.outputPosition(of: OutputSlot(argument: "nothing", index: 0), attributes: [:]) == nil)
     #expect(norm.outputPosition(of: OutputSlot(index: 4), attributes: [:]) == 4)
     let concat = try #require(schemas.schema(for: "ConcatV2"))
     #expect(concat.inputCount(attributes: ["N": .int(3)]) == 4)
@@ -91,8 +113,13 @@ struct GraphVerifierTests {
       Node(name: "enter", op: "Enter", inputs: [.argument(0)]),
       Node(
         name: "merge", op: "Merge",
-        inputs: [.output(NodeID(0), OutputSlot(argument: "output", index: 0)), .output(NodeID(2), OutputSlot(argument: "output", index: 0))]),
-      Node(name: "next", op: "NextIteration", inputs: [.output(NodeID(1), OutputSlot(argument: "output", index: 0))]),
+        inputs: [
+          .output(NodeID(0), OutputSlot(argument: "output", index: 0)),
+          .output(NodeID(2), OutputSlot(argument: "output", index: 0)),
+        ]),
+      Node(
+        name: "next", op: "NextIteration",
+        inputs: [.output(NodeID(1), OutputSlot(argument: "output", index: 0))]),
     ]
     #expect(messages(module(nodes, arguments: ["x"])).isEmpty)
   }

@@ -6,7 +6,8 @@ struct TensorReferenceTests {
   @Test(
     "Graph and function spellings parse and print back",
     arguments: [
-      ("x", ReferenceSyntax.graph), ("dense/MatMul:2", .graph), ("^init", .graph), ("arg", .function),
+      ("x", ReferenceSyntax.graph), ("dense/MatMul:2", .graph), ("^init", .graph),
+      ("arg", .function),
       ("bn:batch_mean:0", .function), ("split:output:3", .function), ("^keep", .function),
     ])
   func roundTrip(text: String, syntax: ReferenceSyntax) throws {
@@ -28,13 +29,31 @@ struct TensorReferenceTests {
   @Test(
     "A malformed reference is an error, never output 0",
     arguments: [
-      ("x:abc", ReferenceSyntax.graph, "The input 'x:abc' is not a valid tensor reference: 'abc' is not an output index."),
-      ("x:-1", .graph, "The input 'x:-1' is not a valid tensor reference: '-1' is not an output index."),
+      (
+        "x:abc", ReferenceSyntax.graph,
+        "The input 'x:abc' is not a valid tensor reference: 'abc' is not an output index."
+      ),
+      (
+        "x:-1", .graph,
+        "The input 'x:-1' is not a valid tensor reference: '-1' is not an output index."
+      ),
       ("", .graph, "The input '' is not a valid tensor reference: it names no node."),
-      ("a:b:c", .graph, "The input 'a:b:c' is not a valid tensor reference: it has 2 ':' separators."),
-      ("n:out:", .function, "The input 'n:out:' is not a valid tensor reference: '' is not an output index."),
-      ("n::0", .function, "The input 'n::0' is not a valid tensor reference: the output argument is empty."),
-      ("^a:1", .graph, "The input '^a:1' is not a valid tensor reference: a control input names a node only."),
+      (
+        "a:b:c", .graph,
+        "The input 'a:b:c' is not a valid tensor reference: it has 2 ':' separators."
+      ),
+      (
+        "n:out:", .function,
+        "The input 'n:out:' is not a valid tensor reference: '' is not an output index."
+      ),
+      (
+        "n::0", .function,
+        "The input 'n::0' is not a valid tensor reference: the output argument is empty."
+      ),
+      (
+        "^a:1", .graph,
+        "The input '^a:1' is not a valid tensor reference: a control input names a node only."
+      ),
     ])
   func malformed(text: String, syntax: ReferenceSyntax, message: String) {
     #expect {

@@ -22,13 +22,18 @@ if arguments.count == 2, arguments[1] == "schemas" {
   }
   let registry = OpRegistry.standard
   let schemas = registry.ops.compactMap(registry.schema(for:)).map { schema in
-    ["op": schema.op, "inputs": schema.inputs.map(describe), "outputs": schema.outputs.map(describe)] as [String: Any]
+    [
+      "op": schema.op, "inputs": schema.inputs.map(describe),
+      "outputs": schema.outputs.map(describe),
+    ] as [String: Any]
   }
-  FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: schemas, options: [.sortedKeys]))
+  FileHandle.standardOutput.write(
+    try JSONSerialization.data(withJSONObject: schemas, options: [.sortedKeys]))
   exit(0)
 }
 guard arguments.count == 3 else {
-  FileHandle.standardError.write(Data("usage: tfmp-interop-helper PREFIX EXPECTED.json | schemas\n".utf8))
+  FileHandle.standardError.write(
+    Data("usage: tfmp-interop-helper PREFIX EXPECTED.json | schemas\n".utf8))
   exit(64)
 }
 let prefix = arguments[1]
@@ -54,16 +59,22 @@ try add("dense/kernel", .float32, Shape([3, 4]), littleEndianBytes(floats.map(\.
 // Float16 edge values: the largest finite, the smallest subnormal, negative zero, one, -2.5.
 let halves: [Float16] = [65504, Float16(bitPattern: 1), -0.0, 1, -2.5]
 try add("half/values", .float16, Shape([5]), littleEndianBytes(halves.map(\.bitPattern)))
-let brains = floats.prefix(6).map { BFloat16($0).bitPattern } + [BFloat16(Float.greatestFiniteMagnitude).bitPattern]
+let brains =
+  floats.prefix(6).map { BFloat16($0).bitPattern } + [
+    BFloat16(Float.greatestFiniteMagnitude).bitPattern
+  ]
 try add("brain/values", .bfloat16, Shape([7]), littleEndianBytes(brains))
 try add("step", .int64, Shape([]), littleEndianBytes([Int64(123_456_789_012)]))
 try add("counts", .int32, Shape([2, 2]), littleEndianBytes([Int32(-1), 2, -3, 4]))
-try add("precise", .float64, Shape([2]), littleEndianBytes([Double.pi.bitPattern, (-1e300).bitPattern]))
+try add(
+  "precise", .float64, Shape([2]), littleEndianBytes([Double.pi.bitPattern, (-1e300).bitPattern]))
 try add("mask", .bool, Shape([3]), [1, 0, 1])
 try add("empty", .float32, Shape([0, 3]), [])
 for index in 0..<6000 {
   let value = Float(index) * 0.5
-  try add("many/\(index)/.ATTRIBUTES/VARIABLE_VALUE", .float32, Shape([1]), littleEndianBytes([value.bitPattern]))
+  try add(
+    "many/\(index)/.ATTRIBUTES/VARIABLE_VALUE", .float32, Shape([1]),
+    littleEndianBytes([value.bitPattern]))
 }
 let strings = ["vocabulary", "", "ünïcode"].map { Array($0.utf8) }
 try writer.add(key: "names", shape: Shape([3]), strings: strings)

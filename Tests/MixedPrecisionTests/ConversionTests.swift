@@ -21,7 +21,8 @@ struct ConversionTests {
   @Test("Converting a converted model is refused with a clear message")
   func convertingTwice() throws {
     let folder = TemporaryFolder()
-    let (once, _) = try SavedModel(contentsOf: Fixtures.path("mlp")).converted(with: ConversionOptions())
+    let (once, _) = try SavedModel(contentsOf: Fixtures.path("mlp")).converted(
+      with: ConversionOptions())
     try once.write(to: folder.child("once"))
     let converted = try SavedModel(contentsOf: folder.child("once"))
     let error = #expect(throws: ModelFormatError.self) {
@@ -45,7 +46,8 @@ struct ConversionTests {
     }
     #expect(
       error?.description
-        == "--fp32-node ('(unclosed'): The pattern is not a valid regular expression. Fix or quote it.")
+        == "--fp32-node ('(unclosed'): The pattern is not a valid regular expression. Fix or quote it."
+    )
   }
 
   @Test("The input model is left untouched by a conversion")
@@ -64,7 +66,9 @@ struct ConversionTests {
     while let path = enumerator?.nextObject() as? String {
       var isDirectory: ObjCBool = false
       let full = folder + "/" + path
-      if FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue {
+      if FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory),
+        !isDirectory.boolValue
+      {
         files[path] = try Data(contentsOf: URL(fileURLWithPath: full))
       }
     }
@@ -81,7 +85,8 @@ struct ConversionTests {
     for _ in 0..<100 {
       var bytes = original
       for _ in 0..<3 {
-        bytes[Int.random(in: 0..<bytes.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+        bytes[Int.random(in: 0..<bytes.count, using: &random)] = UInt8.random(
+          in: 0...255, using: &random)
       }
       try Data(bytes).write(to: URL(fileURLWithPath: path))
       // Either an error or a model that can be summarized and converted; never a trap.

@@ -13,7 +13,8 @@ struct KerasConversionTests {
   func summarySnapshot(name: String, precision: ReducedPrecision) throws {
     var options = KerasConversionOptions()
     options.precision = precision
-    let (_, report) = try KerasArchive(contentsOf: Fixtures.path(name + ".keras")).converted(with: options)
+    let (_, report) = try KerasArchive(contentsOf: Fixtures.path(name + ".keras")).converted(
+      with: options)
     let mismatch = snapshotMismatch(report.summary, named: "keras-\(name)-\(precision)")
     #expect(mismatch == nil, "\(mismatch ?? "")")
   }
@@ -25,7 +26,8 @@ struct KerasConversionTests {
       .converted(with: KerasConversionOptions())
     try once.write(to: folder.child("once.keras"))
     let error = #expect(throws: ModelFormatError.self) {
-      _ = try KerasArchive(contentsOf: folder.child("once.keras")).converted(with: KerasConversionOptions())
+      _ = try KerasArchive(contentsOf: folder.child("once.keras")).converted(
+        with: KerasConversionOptions())
     }
     #expect(
       error?.description
@@ -44,7 +46,9 @@ struct KerasConversionTests {
     options.initialScale = 1024
     options.growthSteps = 10
     let (converted, report) = try float32WithWrapper.converted(with: options)
-    #expect(report.optimizer == "LossScaleOptimizer kept, now dynamic, initial scale 1024.0, growth every 10 steps")
+    #expect(
+      report.optimizer
+        == "LossScaleOptimizer kept, now dynamic, initial scale 1024.0, growth every 10 steps")
     let optimizer = try #require(converted.config["compile_config"]?["optimizer"])
     #expect(optimizer["config"]?["inner_optimizer"]?["class_name"]?.stringValue == "Adam")
     #expect(optimizer["config"]?["dynamic_growth_steps"] == .number("10"))

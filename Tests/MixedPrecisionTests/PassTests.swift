@@ -42,7 +42,8 @@ func convert(
   for op in reducedOps { lists.assign(op, to: .allow) }
   for op in float32Ops { lists.assign(op, to: .deny) }
   let painter = PaintingPass(
-    lists: lists, float32NodePatterns: try float32Nodes.map { try NSRegularExpression(pattern: $0) },
+    lists: lists,
+    float32NodePatterns: try float32Nodes.map { try NSRegularExpression(pattern: $0) },
     userReducedOps: Set(reducedOps), userFloat32Ops: Set(float32Ops))
   let decisions = painter.paint(body)
   var rewritten = body
@@ -149,7 +150,10 @@ struct PassTests {
     let copy = try #require(body.node("shared/tfmp_float16"))
     #expect(copy.attr["value"]?.tensor.halfVal == [0x4200])
     #expect(body.node("shifted")?.input[1] == "shared/tfmp_float16:output:0")
-    #expect(!body.casts.contains { $0.input.first?.hasPrefix("scale") == true || $0.input.first?.hasPrefix("shared") == true })
+    #expect(
+      !body.casts.contains {
+        $0.input.first?.hasPrefix("scale") == true || $0.input.first?.hasPrefix("shared") == true
+      })
     #expect(casts == 3)  // x and w in, the result out
   }
 

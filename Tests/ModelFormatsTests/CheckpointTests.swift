@@ -27,7 +27,8 @@ struct CheckpointTests {
     #expect(pieces.value == whole)
   }
 
-  @Test("The CPU instruction and the portable tables agree", arguments: [3, 99, 0xC0FFEE] as [UInt64])
+  @Test(
+    "The CPU instruction and the portable tables agree", arguments: [3, 99, 0xC0FFEE] as [UInt64])
   func instructionMatchesTables(seed: UInt64) {
     var random = SeededGenerator(seed: seed)
     for _ in 0..<200 {
@@ -56,7 +57,9 @@ struct CheckpointTests {
     #expect(adjacent == Array("ab".utf8))
   }
 
-  @Test("Rewriting a fixture's checkpoint reproduces TensorFlow's files byte for byte", arguments: Fixtures.savedModels)
+  @Test(
+    "Rewriting a fixture's checkpoint reproduces TensorFlow's files byte for byte",
+    arguments: Fixtures.savedModels)
   func rewriteIsByteIdentical(fixture: String) throws {
     let prefix = Fixtures.path(fixture) + "/variables/variables"
     let reader = try CheckpointReader(prefix: prefix)
@@ -66,9 +69,12 @@ struct CheckpointTests {
       try writer.copy(entry, from: reader)
     }
     try writer.finish()
-    let files = ["index"] + (0..<reader.shardCount).map { shard in
-      String(CheckpointReader.dataPath(prefix: "", shard: shard, of: reader.shardCount).dropFirst())
-    }
+    let files =
+      ["index"]
+      + (0..<reader.shardCount).map { shard in
+        String(
+          CheckpointReader.dataPath(prefix: "", shard: shard, of: reader.shardCount).dropFirst())
+      }
     for file in files {
       let original = try Data(contentsOf: URL(fileURLWithPath: "\(prefix).\(file)"))
       let rewritten = try Data(contentsOf: URL(fileURLWithPath: folder.child("ckpt.\(file)")))
@@ -108,7 +114,8 @@ struct CheckpointTests {
     let reader = try CheckpointReader(prefix: prefix)
     #expect(reader.shardCount == 2)
     #expect(reader.entries.count == expected.count + 1)
-    let indexSize = try FileManager.default.attributesOfItem(atPath: prefix + ".index")[.size] as? Int
+    let indexSize =
+      try FileManager.default.attributesOfItem(atPath: prefix + ".index")[.size] as? Int
     #expect((indexSize ?? 0) > SortedTable.blockSize)
     for (key, (dtype, shape, bytes)) in expected {
       let entry = try #require(reader.entry(forKey: key))

@@ -7,7 +7,8 @@ import _TestSupport
 
 @Suite("Keras archives")
 struct KerasArchiveTests {
-  @Test("config.json parses and serializes back to its exact bytes", arguments: Fixtures.kerasArchives)
+  @Test(
+    "config.json parses and serializes back to its exact bytes", arguments: Fixtures.kerasArchives)
   func jsonRoundTrip(name: String) throws {
     let zip = try ZipArchive(MappedFile(path: Fixtures.path(name + ".keras")))
     let bytes = try zip.contents(of: try #require(zip.entry(named: "config.json")))
@@ -32,7 +33,9 @@ struct KerasArchiveTests {
     try FileManager.default.copyItem(atPath: Fixtures.path("keras_dense.keras"), toPath: path)
     let before = try Data(contentsOf: URL(fileURLWithPath: path))
     let archive = try KerasArchive(contentsOf: path)
-    let error = #expect(throws: ModelFormatError.self) { try archive.write(to: path, overwrite: true) }
+    let error = #expect(throws: ModelFormatError.self) {
+      try archive.write(to: path, overwrite: true)
+    }
     #expect(error?.code == .outputExists)
     #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
     #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["model.keras"])
@@ -40,7 +43,8 @@ struct KerasArchiveTests {
 
   @Test("Strings with escapes and non-ASCII text keep their meaning")
   func jsonEscapes() throws {
-    var parser = JSONParser(Array(#"{"a": "tab\there \u00e9\ud83d\ude00", "n": -1.5e-7, "x": [true, null]}"#.utf8))
+    var parser = JSONParser(
+      Array(#"{"a": "tab\there \u00e9\ud83d\ude00", "n": -1.5e-7, "x": [true, null]}"#.utf8))
     let value = try parser.parse()
     #expect(value["a"]?.stringValue == "tab\there é😀")
     #expect(value["n"] == .number("-1.5e-7"))
@@ -48,7 +52,9 @@ struct KerasArchiveTests {
   }
 
   /// A copy of the dense fixture with one entry's contents replaced.
-  private func archive(replacing entry: String, with text: String, in folder: TemporaryFolder) throws -> String {
+  private func archive(replacing entry: String, with text: String, in folder: TemporaryFolder)
+    throws -> String
+  {
     let zip = try ZipArchive(MappedFile(path: Fixtures.path("keras_dense.keras")))
     let path = folder.child("broken.keras")
     let output = try FileOutput(path: path)
@@ -67,7 +73,8 @@ struct KerasArchiveTests {
     #expect(failure?.code == .missingInput)
     #expect(
       failure?.description
-        == "\(path): The file cannot be opened (No such file or directory). Check the path and its permissions.")
+        == "\(path): The file cannot be opened (No such file or directory). Check the path and its permissions."
+    )
   }
 
   @Test("A file that is not a zip archive")
@@ -84,7 +91,8 @@ struct KerasArchiveTests {
   @Test("A config.json that does not parse")
   func badConfig() throws {
     let folder = TemporaryFolder()
-    let path = try archive(replacing: "config.json", with: #"{"module": "keras", oops}"#, in: folder)
+    let path = try archive(
+      replacing: "config.json", with: #"{"module": "keras", oops}"#, in: folder)
     let failure = error(path)
     #expect(failure?.code == .malformed)
     #expect(
@@ -96,7 +104,8 @@ struct KerasArchiveTests {
   @Test("An archive from a Keras version tfmp does not know")
   func unknownVersion() throws {
     let folder = TemporaryFolder()
-    let path = try archive(replacing: "metadata.json", with: #"{"keras_version": "2.15.0"}"#, in: folder)
+    let path = try archive(
+      replacing: "metadata.json", with: #"{"keras_version": "2.15.0"}"#, in: folder)
     #expect(
       error(path)?.description
         == "\(path) (metadata.json): The archive was saved by Keras 2.15.0; tfmp knows the archives "
@@ -128,8 +137,11 @@ struct KerasSummaryTests {
     let folder = TemporaryFolder()
     let zip = try ZipArchive(MappedFile(path: Fixtures.path("keras_dense.keras")))
     let path = folder.child("bad-weights.keras")
-    try zip.write(to: FileOutput(path: path), replacing: ["model.weights.h5": Array(repeating: 1, count: 200)])
-    let error = #expect(throws: ModelFormatError.self) { _ = try KerasArchive(contentsOf: path).summary() }
+    try zip.write(
+      to: FileOutput(path: path), replacing: ["model.weights.h5": Array(repeating: 1, count: 200)])
+    let error = #expect(throws: ModelFormatError.self) {
+      _ = try KerasArchive(contentsOf: path).summary()
+    }
     #expect(
       error?.description
         == "\(path) (model.weights.h5) (superblock): Expected the HDF5 signature at offset 0. The "
@@ -145,7 +157,9 @@ struct KerasSummaryTests {
     }
   }
 
-  @Test("Corrupted bytes in a weights file give an error or a summary, never a crash", arguments: [1, 2, 3] as [UInt64])
+  @Test(
+    "Corrupted bytes in a weights file give an error or a summary, never a crash",
+    arguments: [1, 2, 3] as [UInt64])
   func flippedWeights(seed: UInt64) throws {
     let zip = try ZipArchive(MappedFile(path: Fixtures.path("keras_nested.keras")))
     let original = try zip.contents(of: try #require(zip.entry(named: "model.weights.h5")))
@@ -156,7 +170,8 @@ struct KerasSummaryTests {
       // Structure lives in the first few KiB; flip bytes there, sometimes to 0xFF runs.
       for _ in 0..<4 {
         let offset = Int.random(in: 0..<min(bytes.count, 4096), using: &random)
-        bytes[offset] = Bool.random(using: &random) ? 0xFF : UInt8.random(in: 0...255, using: &random)
+        bytes[offset] =
+          Bool.random(using: &random) ? 0xFF : UInt8.random(in: 0...255, using: &random)
       }
       if (try? HDF5File(bytes, path: "flipped")) != nil { parsed += 1 }
     }

@@ -9,11 +9,14 @@ import _TestSupport
 
 @Suite("SavedModels to GraphIR modules and back")
 struct ModuleCodingTests {
-  @Test("An untouched module writes back the same bytes", arguments: Fixtures.savedModels + ["<digits>"])
+  @Test(
+    "An untouched module writes back the same bytes", arguments: Fixtures.savedModels + ["<digits>"]
+  )
   func untouchedRoundTrip(fixture: String) throws {
     let path =
       fixture == "<digits>"
-      ? Fixtures.repositoryRoot.appendingPathComponent("Examples/digits").path : Fixtures.path(fixture)
+      ? Fixtures.repositoryRoot.appendingPathComponent("Examples/digits").path
+      : Fixtures.path(fixture)
     let model = try SavedModel(contentsOf: path)
     let module = try model.module()
     let written = model.replacing(module)
@@ -27,12 +30,15 @@ struct ModuleCodingTests {
       for node in function.nodes {
         for input in node.inputs + node.controlInputs {
           if case .unresolved(let reference) = input {
-            Issue.record("\(fixture) \(function.name) node '\(node.name)': '\(reference)' unresolved")
+            Issue.record(
+              "\(fixture) \(function.name) node '\(node.name)': '\(reference)' unresolved")
           }
         }
       }
       for result in function.results {
-        if case .unresolved = result.source { Issue.record("\(fixture) \(function.name): result \(result.name)") }
+        if case .unresolved = result.source {
+          Issue.record("\(fixture) \(function.name): result \(result.name)")
+        }
       }
     }
     for signature in module.signatures.values {
@@ -42,13 +48,16 @@ struct ModuleCodingTests {
           continue
         }
         if signature.inputs.contains(where: { $0.name == endpoint.name }) {
-          #expect(module.graph[node].op == "Placeholder", "\(fixture) \(signature.key) \(endpoint.name)")
+          #expect(
+            module.graph[node].op == "Placeholder", "\(fixture) \(signature.key) \(endpoint.name)")
         }
       }
     }
   }
 
-  @Test("Each variable is found with the key its checkpoint saves it under", arguments: Fixtures.savedModels)
+  @Test(
+    "Each variable is found with the key its checkpoint saves it under",
+    arguments: Fixtures.savedModels)
   func variables(fixture: String) throws {
     let model = try SavedModel(contentsOf: Fixtures.path(fixture))
     let module = try model.module()
@@ -65,7 +74,8 @@ struct ModuleCodingTests {
   func editedNodes() throws {
     let model = try SavedModel(contentsOf: Fixtures.path("mlp"))
     var module = try model.module()
-    let index = try #require(module.functions.firstIndex { $0.nodes.contains { $0.op == "MatMul" } })
+    let index = try #require(
+      module.functions.firstIndex { $0.nodes.contains { $0.op == "MatMul" } })
     var function = module.functions[index]
     let matmul = try #require(function.nodes.firstIndex { $0.op == "MatMul" })
     var node = function[NodeID(matmul)]
@@ -73,7 +83,9 @@ struct ModuleCodingTests {
     node.inputs.swapAt(0, 1)
     function[NodeID(matmul)] = node
     let added = function.append(
-      Node(name: function.uniqueName("Cast"), op: "Cast", inputs: [node.inputs[0]], attributes: ["DstT": .type(.float16)]))
+      Node(
+        name: function.uniqueName("Cast"), op: "Cast", inputs: [node.inputs[0]],
+        attributes: ["DstT": .type(.float16)]))
     function.results[0].source = .output(added, OutputSlot(argument: "y", index: 0))
     module.setFunction(function, at: index)
 
@@ -105,7 +117,8 @@ struct ModuleCodingTests {
     #expect {
       _ = try GraphCoding.decode(proto)
     } throws: { error in
-      "\(error)" == "f (node 'bad'): The input 'x:out:one' is not a valid tensor reference: 'one' is not an output index."
+      "\(error)"
+        == "f (node 'bad'): The input 'x:out:one' is not a valid tensor reference: 'one' is not an output index."
     }
   }
 }

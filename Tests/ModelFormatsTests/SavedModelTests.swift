@@ -20,9 +20,10 @@ struct SavedModelTests {
     #expect(reread.fingerprint == model.fingerprint)
     // TensorFlow writes map entries in no fixed order, so the graph's bytes may be permuted;
     // the same size shows that nothing, unknown fields included, was dropped or added.
-    let graphSizes = try ["\(Fixtures.path(fixture))/saved_model.pb", "\(output)/saved_model.pb"].map {
-      try Data(contentsOf: URL(fileURLWithPath: $0)).count
-    }
+    let graphSizes = try ["\(Fixtures.path(fixture))/saved_model.pb", "\(output)/saved_model.pb"]
+      .map {
+        try Data(contentsOf: URL(fileURLWithPath: $0)).count
+      }
     #expect(graphSizes[0] == graphSizes[1])
     for file in ["fingerprint.pb", "variables/variables.index"] {
       let original = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path(fixture) + "/" + file))
@@ -55,10 +56,13 @@ struct SavedModelTests {
     let exists = #expect(throws: ModelFormatError.self) { try model.write(to: output) }
     #expect(
       exists?.description
-        == "\(output): The output already exists. Choose another path, or pass --force to replace it.")
+        == "\(output): The output already exists. Choose another path, or pass --force to replace it."
+    )
     try model.write(to: output, overwrite: true)
     #expect(FileManager.default.fileExists(atPath: output + "/saved_model.pb"))
-    let same = #expect(throws: ModelFormatError.self) { try model.write(to: input, overwrite: true) }
+    let same = #expect(throws: ModelFormatError.self) {
+      try model.write(to: input, overwrite: true)
+    }
     #expect(
       same?.description
         == "\(input): The output would replace the input model '\(input)'. tfmp never modifies its "
@@ -67,7 +71,8 @@ struct SavedModelTests {
       try model.write(to: input + "/nested", overwrite: true)
     }
     #expect(inside?.code == .outputExists)
-    #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() == ["mlp", "out"])
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() == ["mlp", "out"])
   }
 
   @Test("A failed write leaves neither output nor temporary folder")
@@ -170,7 +175,9 @@ struct BadInputTests {
     var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
     // Zero the stored CRC in the trailer of data block 0 (mlp's index has one data block).
     let blockSize = try firstBlockSize(path)
-    let stored = bytes[(blockSize + 1)..<(blockSize + 5)].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+    let stored = bytes[(blockSize + 1)..<(blockSize + 5)].reversed().reduce(UInt32(0)) {
+      $0 << 8 | UInt32($1)
+    }
     for offset in (blockSize + 1)..<(blockSize + 5) { bytes[offset] = 0 }
     try Data(bytes).write(to: URL(fileURLWithPath: path))
     let failure = error { _ = try SavedModel(contentsOf: model) }
@@ -273,7 +280,8 @@ struct CorruptionTests {
     for _ in 0..<200 {
       var bytes = original
       for _ in 0..<3 {
-        bytes[Int.random(in: 0..<bytes.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+        bytes[Int.random(in: 0..<bytes.count, using: &random)] = UInt8.random(
+          in: 0...255, using: &random)
       }
       try Data(bytes).write(to: URL(fileURLWithPath: path))
       do {

@@ -71,7 +71,9 @@ struct FastPathTests {
   /// Random bit patterns plus every value within 3 ulps of each class boundary.
   private func samples(seed: UInt64) -> [Float] {
     var random = SeededGenerator(seed: seed)
-    var values = (0..<20_000).map { _ in Float(bitPattern: UInt32.random(in: .min ... .max, using: &random)) }
+    var values = (0..<20_000).map { _ in
+      Float(bitPattern: UInt32.random(in: .min ... .max, using: &random))
+    }
     let boundaries: [UInt32] = [
       0x477F_F000, 0x3300_0000, 0x387F_E000, 0x7F7F_8000, 0x0000_8000, 0x007F_8000, 0x7F80_0000, 0,
     ]
@@ -93,7 +95,9 @@ struct FastPathTests {
     // Every length up to 40 exercises the vector loop's scalar tail.
     for length in Array(0...40) + [values.count] {
       let prefix = Array(values.prefix(length))
-      let fast = prefix.withUnsafeBytes { RangeCounts(float32LittleEndian: $0, roundedTo: precision) }
+      let fast = prefix.withUnsafeBytes {
+        RangeCounts(float32LittleEndian: $0, roundedTo: precision)
+      }
       let scalar = prefix.withUnsafeBytes {
         RangeCounts(scalarFloat32LittleEndian: $0, roundedTo: precision)
       }
@@ -113,12 +117,17 @@ struct FastPathTests {
       let fast = prefix.withUnsafeBytes { precision.encode(float32LittleEndian: $0) }
       let scalar = prefix.withUnsafeBytes { precision.encodeScalar(float32LittleEndian: $0) }
       #expect(fast.count == scalar.count)
-      for index in stride(from: 0, to: fast.count, by: 2) where fast[index] != scalar[index] || fast[index + 1] != scalar[index + 1] {
+      for index in stride(from: 0, to: fast.count, by: 2)
+      where fast[index] != scalar[index] || fast[index + 1] != scalar[index + 1] {
         let value = prefix[index / 2]
         // NaN payloads may differ between the instruction and Swift; both must stay NaN.
         let fastBits = UInt16(fast[index]) | UInt16(fast[index + 1]) << 8
-        let isNaN = precision == .float16 ? Float16(bitPattern: fastBits).isNaN : BFloat16(bitPattern: fastBits).floatValue.isNaN
-        #expect(value.isNaN && isNaN, "seed \(seed): \(value) (bits 0x\(String(value.bitPattern, radix: 16)))")
+        let isNaN =
+          precision == .float16
+          ? Float16(bitPattern: fastBits).isNaN : BFloat16(bitPattern: fastBits).floatValue.isNaN
+        #expect(
+          value.isNaN && isNaN,
+          "seed \(seed): \(value) (bits 0x\(String(value.bitPattern, radix: 16)))")
       }
     }
     #expect(ReducedPrecision.hasVectorConversion, "this machine has F16C and AVX2")

@@ -13,7 +13,8 @@ struct ValidationTests {
   @Test("The error measures are what their definitions say")
   func metrics() {
     let output = ModelComparison.compare(
-      name: "y", reference: [1, 2, 3, 4, 0, 1], candidate: [1, 2, 3, 5, 0.5, 0], shape: Shape([2, 3]),
+      name: "y", reference: [1, 2, 3, 4, 0, 1], candidate: [1, 2, 3, 5, 0.5, 0],
+      shape: Shape([2, 3]),
       rtol: 0.1, atol: 0.05)
     #expect(output.maxAbsoluteError == 1)
     #expect(output.maxRelativeError == 1)  // the last element: |0 - 1| / 1
@@ -48,7 +49,9 @@ struct ValidationTests {
 
   @Test("Random inputs are reproducible and fit the signature")
   func randomInputs() throws {
-    let specs: [String: (dtype: DType, shape: [Int])] = ["x": (.float32, [-1, 3]), "ids": (.int32, [-1, -1])]
+    let specs: [String: (dtype: DType, shape: [Int])] = [
+      "x": (.float32, [-1, 3]), "ids": (.int32, [-1, -1]),
+    ]
     let first = try ModelComparison.random(specs, samples: 4, seed: 9)
     #expect(first == (try ModelComparison.random(specs, samples: 4, seed: 9)))
     #expect(first["x"]?.shape == Shape([4, 3]))

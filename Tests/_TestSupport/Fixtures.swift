@@ -39,7 +39,8 @@ public final class TemporaryFolder {
 
   /// Creates an empty folder under the system's temporary directory.
   public init() {
-    path = FileManager.default.temporaryDirectory
+    path =
+      FileManager.default.temporaryDirectory
       .appendingPathComponent("tfmp-tests-\(UUID().uuidString)").path
     do {
       try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)

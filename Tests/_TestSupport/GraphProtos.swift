@@ -3,7 +3,9 @@ package import TFProtos
 /// Graph protos that tests build by hand.
 package enum GraphProtos {
   /// A `Const` node named `name` holding `tensor`.
-  package static func constant(_ name: String, _ tensor: Tensorflow_TensorProto) -> Tensorflow_NodeDef {
+  package static func constant(_ name: String, _ tensor: Tensorflow_TensorProto)
+    -> Tensorflow_NodeDef
+  {
     var node = Tensorflow_NodeDef()
     node.name = name
     node.op = "Const"

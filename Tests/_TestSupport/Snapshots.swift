@@ -5,7 +5,9 @@ import Foundation
 /// With `RECORD_SNAPSHOTS=1` in the environment the file is (re)written instead and the check
 /// passes; review the diff before committing.
 /// - Returns: `nil` when they match, else a message with the first differing line.
-public func snapshotMismatch(_ text: String, named name: String, testFile: String = #filePath) -> String? {
+public func snapshotMismatch(_ text: String, named name: String, testFile: String = #filePath)
+  -> String?
+{
   let folder = URL(fileURLWithPath: testFile).deletingLastPathComponent()
     .appendingPathComponent("Snapshots")
   let file = folder.appendingPathComponent(name + ".txt")

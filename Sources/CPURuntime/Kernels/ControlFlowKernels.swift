@@ -12,38 +12,58 @@ enum ControlFlowKernels {
     registry.add("NoOp", inputs: [], outputs: [], .values { _, _ in [] })
     for op in ["Identity", "Snapshot", "StopGradient", "PreventGradient"] {
       // Any value passes: tensors, variable handles and TensorLists in loop bodies.
-      let traits: OpSchema.Traits = op == "PreventGradient" ? .movesElements : [.movesElements, .sharesInput]
-      registry.add(op, inputs: ["input"], outputs: ["output"], traits: traits, .values { _, inputs in
-        guard let value = inputs.first else { throw KernelError("Expected one input.") }
-        return [value]
-      })
+      let traits: OpSchema.Traits =
+        op == "PreventGradient" ? .movesElements : [.movesElements, .sharesInput]
+      registry.add(
+        op, inputs: ["input"], outputs: ["output"], traits: traits,
+        .values { _, inputs in
+          guard let value = inputs.first else { throw KernelError("Expected one input.") }
+          return [value]
+        })
     }
     registry.add(
-      "IdentityN", inputs: [.init("input", .typeList("T"))], outputs: [.init("output", .typeList("T"))],
+      "IdentityN", inputs: [.init("input", .typeList("T"))],
+      outputs: [.init("output", .typeList("T"))],
       traits: .movesElements, .values { _, inputs in inputs })
-    registry.add("Placeholder", inputs: [], outputs: ["output"], .values { _, _ in
-      throw KernelError("The placeholder is not a signature input; feed it through the signature.")
-    })
+    registry.add(
+      "Placeholder", inputs: [], outputs: ["output"],
+      .values { _, _ in
+        throw KernelError(
+          "The placeholder is not a signature input; feed it through the signature.")
+      })
     // Decoded once by the interpreter, which caches constants; this kernel is its decoder.
-    registry.add("Const", inputs: [], outputs: ["output"]) { context, _ in [try TensorDecoding.constant(context.node)] }
-    registry.add("VarHandleOp", inputs: [], outputs: ["resource"], traits: .stateful, .values { context, _ in
-      guard let key = try context.requireHost().variableKey(of: context) else {
-        throw KernelError("No checkpoint entry saves this variable.")
-      }
-      return [.variable(key: key)]
-    })
-    registry.add("ReadVariableOp", inputs: ["resource"], outputs: ["value"], traits: .stateful, .values { context, inputs in
-      guard case .variable(let key)? = inputs.first else { throw KernelError("Expected a variable handle.") }
-      return [.tensor(try context.requireHost().variable(key))]
-    })
-    for (op, traits) in [("StatefulPartitionedCall", OpSchema.Traits.stateful), ("PartitionedCall", [])] {
+    registry.add("Const", inputs: [], outputs: ["output"]) { context, _ in
+      [try TensorDecoding.constant(context.node)]
+    }
+    registry.add(
+      "VarHandleOp", inputs: [], outputs: ["resource"], traits: .stateful,
+      .values { context, _ in
+        guard let key = try context.requireHost().variableKey(of: context) else {
+          throw KernelError("No checkpoint entry saves this variable.")
+        }
+        return [.variable(key: key)]
+      })
+    registry.add(
+      "ReadVariableOp", inputs: ["resource"], outputs: ["value"], traits: .stateful,
+      .values { context, inputs in
+        guard case .variable(let key)? = inputs.first else {
+          throw KernelError("Expected a variable handle.")
+        }
+        return [.tensor(try context.requireHost().variable(key))]
+      })
+    for (op, traits) in [
+      ("StatefulPartitionedCall", OpSchema.Traits.stateful), ("PartitionedCall", []),
+    ] {
       registry.add(
-        op, inputs: [.init("args", .typeList("Tin"))], outputs: [.init("output", .typeList("Tout"))],
-        traits: [.callsFunctions, traits], .values { context, inputs in try context.requireHost().call("f", of: context, inputs) })
+        op, inputs: [.init("args", .typeList("Tin"))],
+        outputs: [.init("output", .typeList("Tout"))],
+        traits: [.callsFunctions, traits],
+        .values { context, inputs in try context.requireHost().call("f", of: context, inputs) })
     }
     for (op, traits) in [("If", OpSchema.Traits.stateful), ("StatelessIf", [])] {
       registry.add(
-        op, inputs: ["cond", .init("input", .typeList("Tin"))], outputs: [.init("output", .typeList("Tout"))],
+        op, inputs: ["cond", .init("input", .typeList("Tin"))],
+        outputs: [.init("output", .typeList("Tout"))],
         traits: [.callsFunctions, traits], .values(conditional))
     }
     for (op, traits) in [("While", OpSchema.Traits.stateful), ("StatelessWhile", [])] {
@@ -55,9 +75,12 @@ enum ControlFlowKernels {
 
   /// `If`: runs `then_branch` when the condition's first element is non-zero, else `else_branch`.
   private static func conditional(_ context: KernelContext, _ inputs: [Value]) throws -> [Value] {
-    guard case .tensor(let condition)? = inputs.first else { throw KernelError("The condition must be a tensor.") }
+    guard case .tensor(let condition)? = inputs.first else {
+      throw KernelError("The condition must be a tensor.")
+    }
     let truth = try Kernels.doubles(condition).first.map { $0 != 0 } ?? false
-    return try context.requireHost().call(truth ? "then_branch" : "else_branch", of: context, Array(inputs.dropFirst()))
+    return try context.requireHost().call(
+      truth ? "then_branch" : "else_branch", of: context, Array(inputs.dropFirst()))
   }
 
   /// `While`: runs `body` while `cond` gives true, at most ``iterationLimit`` times.

@@ -5,15 +5,24 @@ internal import Foundation
 /// NHWC convolution and pooling: Conv2D, DepthwiseConv2dNative, MaxPool, AvgPool.
 enum ConvolutionKernels {
   static func register(in registry: inout OpRegistry) {
-    registry.add("Conv2D", inputs: ["input", "filter"], outputs: ["output"]) { context, inputs in [try convolutionByMatrixProduct(context, inputs)] }
-    registry.add("DepthwiseConv2dNative", inputs: ["input", "filter"], outputs: ["output"]) { context, inputs in [try convolution(context, inputs, depthwise: true)] }
-    registry.add("MaxPool", inputs: ["input"], outputs: ["output"], traits: .movesElements) { context, inputs in [try pool(context, inputs, average: false)] }
-    registry.add("AvgPool", inputs: ["value"], outputs: ["output"]) { context, inputs in [try pool(context, inputs, average: true)] }
+    registry.add("Conv2D", inputs: ["input", "filter"], outputs: ["output"]) { context, inputs in
+      [try convolutionByMatrixProduct(context, inputs)]
+    }
+    registry.add("DepthwiseConv2dNative", inputs: ["input", "filter"], outputs: ["output"]) {
+      context, inputs in [try convolution(context, inputs, depthwise: true)]
+    }
+    registry.add("MaxPool", inputs: ["input"], outputs: ["output"], traits: .movesElements) {
+      context, inputs in [try pool(context, inputs, average: false)]
+    }
+    registry.add("AvgPool", inputs: ["value"], outputs: ["output"]) { context, inputs in
+      [try pool(context, inputs, average: true)]
+    }
   }
 
   /// Output size and leading padding of one spatial dimension.
   static func window(
-    size: Int, kernel: Int, stride: Int, dilation: Int, padding: String, explicit: (Int, Int) = (0, 0)
+    size: Int, kernel: Int, stride: Int, dilation: Int, padding: String,
+    explicit: (Int, Int) = (0, 0)
   ) throws -> (output: Int, before: Int) {
     let extent = (kernel - 1) * dilation + 1
     switch padding {
@@ -40,56 +49,74 @@ enum ConvolutionKernels {
   /// Conv2D as one matrix product: every output position's receptive field becomes a row of a
   /// [positions, KH*KW*C] patch matrix (zeros where it hangs over the padding), and the HWIO filter
   /// already is the [KH*KW*C, O] matrix. ``convolution(_:_:depthwise:)`` is its reference.
-  static func convolutionByMatrixProduct(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+  static func convolutionByMatrixProduct(_ context: KernelContext, _ inputs: [Tensor]) throws
+    -> Tensor
+  {
     try checkNHWC(context)
     let (x, filter) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
-    guard x.shape.rank == 4, filter.shape.rank == 4, x.shape.dimensions[3] == filter.shape.dimensions[2] else {
-      throw KernelError("The convolution needs NHWC input and a filter with matching channels, got \(x.shape) and \(filter.shape).")
+    guard x.shape.rank == 4, filter.shape.rank == 4,
+      x.shape.dimensions[3] == filter.shape.dimensions[2]
+    else {
+      throw KernelError(
+        "The convolution needs NHWC input and a filter with matching channels, got \(x.shape) and \(filter.shape)."
+      )
     }
     let geometry = try Geometry(context, input: x.shape, filter: filter.shape)
     let values = try x.requireFloats()
-    let (channels, kh, kw) = (x.shape.dimensions[3], filter.shape.dimensions[0], filter.shape.dimensions[1])
+    let (channels, kh, kw) = (
+      x.shape.dimensions[3], filter.shape.dimensions[0], filter.shape.dimensions[1]
+    )
     let patchWidth = kh * kw * channels
     let positions = geometry.batch * geometry.rows.output * geometry.columns.output
     let (rows, columns) = (geometry.rows, geometry.columns)
-    let pointwise = kh == 1 && kw == 1 && geometry.strides == (1, 1) && rows.before == 0 && columns.before == 0
+    let pointwise =
+      kh == 1 && kw == 1 && geometry.strides == (1, 1) && rows.before == 0 && columns.before == 0
       && rows.output == geometry.height && columns.output == geometry.width
     // A 1x1 convolution over every position multiplies the input itself.
-    let patches = pointwise ? values : [Float](unsafeUninitializedCapacity: positions * patchWidth) { patches, initialized in
-      values.withUnsafeBufferPointer { values in
-        guard let source = values.baseAddress, let target = patches.baseAddress else { return }
-        // Rows of output positions (one image row each) are spread over the cores.
-        nonisolated(unsafe) let (input, output) = (source, target)
-        let imageRows = geometry.batch * rows.output
-        let parts = positions * patchWidth >= 1 << 20 ? ProcessInfo.processInfo.activeProcessorCount : 1
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-          for imageRow in stride(from: part, to: imageRows, by: parts) {
-            let (n, oy) = imageRow.quotientAndRemainder(dividingBy: rows.output)
-            for ox in 0..<columns.output {
-              let row = output + ((n * rows.output + oy) * columns.output + ox) * patchWidth
-              for ky in 0..<kh {
-                let iy = oy * geometry.strides.0 + ky * geometry.dilations.0 - rows.before
-                for kx in 0..<kw {
-                  let ix = ox * geometry.strides.1 + kx * geometry.dilations.1 - columns.before
-                  let tap = row + (ky * kw + kx) * channels
-                  if (0..<geometry.height).contains(iy), (0..<geometry.width).contains(ix) {
-                    tap.initialize(from: input + ((n * geometry.height + iy) * geometry.width + ix) * channels, count: channels)
-                  } else {
-                    tap.initialize(repeating: 0, count: channels)
+    let patches =
+      pointwise
+      ? values
+      : [Float](unsafeUninitializedCapacity: positions * patchWidth) { patches, initialized in
+        values.withUnsafeBufferPointer { values in
+          guard let source = values.baseAddress, let target = patches.baseAddress else { return }
+          // Rows of output positions (one image row each) are spread over the cores.
+          nonisolated(unsafe) let (input, output) = (source, target)
+          let imageRows = geometry.batch * rows.output
+          let parts =
+            positions * patchWidth >= 1 << 20 ? ProcessInfo.processInfo.activeProcessorCount : 1
+          DispatchQueue.concurrentPerform(iterations: parts) { part in
+            for imageRow in stride(from: part, to: imageRows, by: parts) {
+              let (n, oy) = imageRow.quotientAndRemainder(dividingBy: rows.output)
+              for ox in 0..<columns.output {
+                let row = output + ((n * rows.output + oy) * columns.output + ox) * patchWidth
+                for ky in 0..<kh {
+                  let iy = oy * geometry.strides.0 + ky * geometry.dilations.0 - rows.before
+                  for kx in 0..<kw {
+                    let ix = ox * geometry.strides.1 + kx * geometry.dilations.1 - columns.before
+                    let tap = row + (ky * kw + kx) * channels
+                    if (0..<geometry.height).contains(iy), (0..<geometry.width).contains(ix) {
+                      tap.initialize(
+                        from: input + ((n * geometry.height + iy) * geometry.width + ix) * channels,
+                        count: channels)
+                    } else {
+                      tap.initialize(repeating: 0, count: channels)
+                    }
                   }
                 }
               }
             }
           }
         }
+        initialized = positions * patchWidth
       }
-      initialized = positions * patchWidth
-    }
     let outputs = filter.shape.dimensions[3]
     let result = Gemm.multiply(
-      patches, try filter.requireFloats(), m: positions, k: patchWidth, n: outputs, halfB: filter.float16Bits,
+      patches, try filter.requireFloats(), m: positions, k: patchWidth, n: outputs,
+      halfB: filter.float16Bits,
       precision: Gemm.sharedPrecision(x, filter), packs: context.weightPacks)
-    return Tensor(shape: Shape([geometry.batch, geometry.rows.output, geometry.columns.output, outputs]), floats: result)
+    return Tensor(
+      shape: Shape([geometry.batch, geometry.rows.output, geometry.columns.output, outputs]),
+      floats: result)
   }
 
   /// The spatial geometry of a convolution: sizes, strides, dilations and padding.
@@ -107,32 +134,50 @@ enum ConvolutionKernels {
       (batch, height, width) = (d[0], d[1], d[2])
       let strideList = context.ints("strides")
       let dilationList = context.ints("dilations")
-      strides = (strideList.count == 4 ? strideList[1] : 1, strideList.count == 4 ? strideList[2] : 1)
-      dilations = (dilationList.count == 4 ? dilationList[1] : 1, dilationList.count == 4 ? dilationList[2] : 1)
-      guard strides.0 > 0, strides.1 > 0, dilations.0 > 0, dilations.1 > 0 else { throw KernelError("Strides and dilations must be positive.") }
+      strides = (
+        strideList.count == 4 ? strideList[1] : 1, strideList.count == 4 ? strideList[2] : 1
+      )
+      dilations = (
+        dilationList.count == 4 ? dilationList[1] : 1, dilationList.count == 4 ? dilationList[2] : 1
+      )
+      guard strides.0 > 0, strides.1 > 0, dilations.0 > 0, dilations.1 > 0 else {
+        throw KernelError("Strides and dilations must be positive.")
+      }
       let padding = context.string("padding") ?? "VALID"
       let explicit = context.ints("explicit_paddings")
-      guard padding != "EXPLICIT" || explicit.count == 8 else { throw KernelError("EXPLICIT padding needs 8 explicit_paddings.") }
+      guard padding != "EXPLICIT" || explicit.count == 8 else {
+        throw KernelError("EXPLICIT padding needs 8 explicit_paddings.")
+      }
       rows = try ConvolutionKernels.window(
-        size: height, kernel: filter.dimensions[0], stride: strides.0, dilation: dilations.0, padding: padding,
+        size: height, kernel: filter.dimensions[0], stride: strides.0, dilation: dilations.0,
+        padding: padding,
         explicit: padding == "EXPLICIT" ? (explicit[2], explicit[3]) : (0, 0))
       columns = try ConvolutionKernels.window(
-        size: width, kernel: filter.dimensions[1], stride: strides.1, dilation: dilations.1, padding: padding,
+        size: width, kernel: filter.dimensions[1], stride: strides.1, dilation: dilations.1,
+        padding: padding,
         explicit: padding == "EXPLICIT" ? (explicit[4], explicit[5]) : (0, 0))
     }
   }
 
   /// Conv2D (filter HWIO) or, with `depthwise`, DepthwiseConv2dNative (filter HWCM: each input
   /// channel c makes M outputs c*M+m from its own slice).
-  static func convolution(_ context: KernelContext, _ inputs: [Tensor], depthwise: Bool) throws -> Tensor {
+  static func convolution(_ context: KernelContext, _ inputs: [Tensor], depthwise: Bool) throws
+    -> Tensor
+  {
     try checkNHWC(context)
     let (x, filter) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
-    guard x.shape.rank == 4, filter.shape.rank == 4, x.shape.dimensions[3] == filter.shape.dimensions[2] else {
-      throw KernelError("The convolution needs NHWC input and a filter with matching channels, got \(x.shape) and \(filter.shape).")
+    guard x.shape.rank == 4, filter.shape.rank == 4,
+      x.shape.dimensions[3] == filter.shape.dimensions[2]
+    else {
+      throw KernelError(
+        "The convolution needs NHWC input and a filter with matching channels, got \(x.shape) and \(filter.shape)."
+      )
     }
     let (values, weights) = (try x.requireFloats(), try filter.requireFloats())
     let geometry = try Geometry(context, input: x.shape, filter: filter.shape)
-    let (batch, height, width, channels) = (geometry.batch, geometry.height, geometry.width, x.shape.dimensions[3])
+    let (batch, height, width, channels) = (
+      geometry.batch, geometry.height, geometry.width, x.shape.dimensions[3]
+    )
     let f = filter.shape.dimensions
     let (kh, kw, multiplier) = (f[0], f[1], f[3])
     let outputs = depthwise ? channels * multiplier : multiplier
@@ -171,16 +216,22 @@ enum ConvolutionKernels {
   static func pool(_ context: KernelContext, _ inputs: [Tensor], average: Bool) throws -> Tensor {
     try checkNHWC(context)
     let x = try Kernels.input(inputs, 0)
-    guard x.shape.rank == 4 else { throw KernelError("Pooling needs an NHWC input, got \(x.shape).") }
+    guard x.shape.rank == 4 else {
+      throw KernelError("Pooling needs an NHWC input, got \(x.shape).")
+    }
     let values = try x.requireFloats()
     let d = x.shape.dimensions
     let (batch, height, width, channels) = (d[0], d[1], d[2], d[3])
     let size = context.ints("ksize")
     let strides = context.ints("strides")
-    guard size.count == 4, strides.count == 4 else { throw KernelError("Pooling needs 4 ksize and strides values.") }
+    guard size.count == 4, strides.count == 4 else {
+      throw KernelError("Pooling needs 4 ksize and strides values.")
+    }
     let padding = context.string("padding") ?? "VALID"
-    let rows = try window(size: height, kernel: size[1], stride: strides[1], dilation: 1, padding: padding)
-    let columns = try window(size: width, kernel: size[2], stride: strides[2], dilation: 1, padding: padding)
+    let rows = try window(
+      size: height, kernel: size[1], stride: strides[1], dilation: 1, padding: padding)
+    let columns = try window(
+      size: width, kernel: size[2], stride: strides[2], dilation: 1, padding: padding)
     // Per output position, the taps inside the input are combined channel by channel (the
     // contiguous, vectorizable dimension); AvgPool divides by the number of such taps.
     let count = batch * rows.output * columns.output * channels

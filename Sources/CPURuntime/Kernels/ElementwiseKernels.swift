@@ -8,11 +8,18 @@ internal import GraphIR
 enum ElementwiseKernels {
   static func register(in registry: inout OpRegistry) {
     for function in UnaryFunction.allCases {
-      let (input, output): (OpSchema.Argument, OpSchema.Argument) = function.isActivation ? ("features", "activations") : ("x", "y")
+      let (input, output): (OpSchema.Argument, OpSchema.Argument) =
+        function.isActivation ? ("features", "activations") : ("x", "y")
       let moves: OpSchema.Traits = [.relu, .neg, .abs].contains(function) ? .movesElements : []
-      registry.add(function.rawValue, inputs: [input], outputs: [output], traits: [.elementwise, moves], fusion: .unary(function)) { _, inputs in
+      registry.add(
+        function.rawValue, inputs: [input], outputs: [output], traits: [.elementwise, moves],
+        fusion: .unary(function)
+      ) { _, inputs in
         let x = try Kernels.input(inputs, 0)
-        return [Tensor(dtype: x.dtype, shape: x.shape, storage: .float(function.apply(try x.requireFloats())))]
+        return [
+          Tensor(
+            dtype: x.dtype, shape: x.shape, storage: .float(function.apply(try x.requireFloats())))
+        ]
       }
     }
     for function in BinaryFunction.allCases {
@@ -35,11 +42,15 @@ enum ElementwiseKernels {
         [try Kernels.compare(try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), predicate)]
       }
     }
-    let logical: [(String, @Sendable (Bool, Bool) -> Bool)] = [("LogicalAnd", { $0 && $1 }), ("LogicalOr", { $0 || $1 })]
+    let logical: [(String, @Sendable (Bool, Bool) -> Bool)] = [
+      ("LogicalAnd", { $0 && $1 }), ("LogicalOr", { $0 || $1 }),
+    ]
     for (op, function) in logical {
       registry.add(op, inputs: ["x", "y"], outputs: ["z"], traits: .elementwise) { _, inputs in
         let (a, b) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
-        guard case .bool(let x) = a.storage, case .bool(let y) = b.storage else { throw KernelError("Expected bool inputs.") }
+        guard case .bool(let x) = a.storage, case .bool(let y) = b.storage else {
+          throw KernelError("Expected bool inputs.")
+        }
         let (shape, walk) = try StridedWalk.broadcast([a.shape, b.shape])
         return [Tensor(dtype: .bool, shape: shape, storage: .bool(walk.map(x, y, function)))]
       }
@@ -51,20 +62,30 @@ enum ElementwiseKernels {
     }
     registry.add("IsFinite", inputs: ["x"], outputs: ["y"], traits: .elementwise) { _, inputs in
       let x = try Kernels.input(inputs, 0)
-      return [Tensor(dtype: .bool, shape: x.shape, storage: .bool(try x.requireFloats().map(\.isFinite)))]
+      return [
+        Tensor(dtype: .bool, shape: x.shape, storage: .bool(try x.requireFloats().map(\.isFinite)))
+      ]
     }
-    registry.add("BiasAdd", inputs: ["value", "bias"], outputs: ["output"], traits: .elementwise, fusion: .binary(.add)) {
+    registry.add(
+      "BiasAdd", inputs: ["value", "bias"], outputs: ["output"], traits: .elementwise,
+      fusion: .binary(.add)
+    ) {
       _, inputs in
       let (x, bias) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
-      guard bias.shape.rank == 1, x.shape.rank >= 1, bias.shape.dimensions[0] == x.shape.dimensions.last else {
+      guard bias.shape.rank == 1, x.shape.rank >= 1,
+        bias.shape.dimensions[0] == x.shape.dimensions.last
+      else {
         throw KernelError("The bias \(bias.shape) does not fit the last dimension of \(x.shape).")
       }
       return [try BinaryFunction.add.apply(x, bias)]
     }
-    registry.add("LeakyRelu", inputs: ["features"], outputs: ["activations"], traits: .elementwise) { context, inputs in
+    registry.add("LeakyRelu", inputs: ["features"], outputs: ["activations"], traits: .elementwise)
+    { context, inputs in
       let x = try Kernels.input(inputs, 0)
       let alpha = context.float("alpha", default: 0.2)
-      return [Tensor(shape: x.shape, floats: try x.requireFloats().map { $0 > 0 ? $0 : alpha * $0 })]
+      return [
+        Tensor(shape: x.shape, floats: try x.requireFloats().map { $0 > 0 ? $0 : alpha * $0 })
+      ]
     }
   }
 }
@@ -75,7 +96,8 @@ enum UnaryFunction: String, CaseIterable {
   case relu = "Relu", exp = "Exp", log = "Log", sqrt = "Sqrt", rsqrt = "Rsqrt", square = "Square"
   case tanh = "Tanh", sigmoid = "Sigmoid", neg = "Neg", abs = "Abs", relu6 = "Relu6", erf = "Erf"
   case erfc = "Erfc", softplus = "Softplus", elu = "Elu", reciprocal = "Reciprocal", log1p = "Log1p"
-  case selu = "Selu", zerosLike = "ZerosLike", onesLike = "OnesLike", sin = "Sin", cos = "Cos", sign = "Sign"
+  case selu = "Selu", zerosLike = "ZerosLike", onesLike = "OnesLike", sin = "Sin", cos = "Cos",
+    sign = "Sign"
 
   /// Whether TensorFlow names the argument `features` and the result `activations` (the
   /// activation functions) rather than `x` and `y`.
@@ -84,7 +106,9 @@ enum UnaryFunction: String, CaseIterable {
   func apply(_ x: [Float]) -> [Float] {
     [Float](unsafeUninitializedCapacity: x.count) { output, initialized in
       x.withUnsafeBufferPointer { x in
-        if let source = x.baseAddress, let target = output.baseAddress { apply(source, target, x.count) }
+        if let source = x.baseAddress, let target = output.baseAddress {
+          apply(source, target, x.count)
+        }
       }
       initialized = x.count
     }
@@ -117,7 +141,11 @@ enum UnaryFunction: String, CaseIterable {
     case .elu: map { $0 > 0 ? $0 : Foundation.expm1($0) }
     case .reciprocal: map { 1 / $0 }
     case .log1p: map { Foundation.log1p($0) }
-    case .selu: map { $0 > 0 ? 1.0507009873554805 * $0 : 1.0507009873554805 * 1.6732632423543772 * Foundation.expm1($0) }
+    case .selu:
+      map {
+        $0 > 0
+          ? 1.0507009873554805 * $0 : 1.0507009873554805 * 1.6732632423543772 * Foundation.expm1($0)
+      }
     case .zerosLike: map { _ in 0 }
     case .onesLike: map { _ in 1 }
     case .sin: map { Foundation.sin($0) }
@@ -131,8 +159,10 @@ enum UnaryFunction: String, CaseIterable {
 /// Elementwise arithmetic of two tensors with NumPy broadcasting, on floats and (where defined)
 /// integers, each case's loop written out with its function inline.
 enum BinaryFunction: String, CaseIterable {
-  case add = "AddV2", sub = "Sub", mul = "Mul", realDiv = "RealDiv", maximum = "Maximum", minimum = "Minimum"
-  case squaredDifference = "SquaredDifference", floorDiv = "FloorDiv", floorMod = "FloorMod", pow = "Pow"
+  case add = "AddV2", sub = "Sub", mul = "Mul", realDiv = "RealDiv", maximum = "Maximum", minimum =
+    "Minimum"
+  case squaredDifference = "SquaredDifference", floorDiv = "FloorDiv", floorMod = "FloorMod", pow =
+    "Pow"
 
   func apply(_ walk: StridedWalk, _ x: [Float], _ y: [Float]) -> [Float] {
     switch self {

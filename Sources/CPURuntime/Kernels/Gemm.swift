@@ -55,12 +55,14 @@ enum Gemm {
   ///   elements never change.
   /// - `implementation`: by default the fastest for the operands.
   static func multiply(
-    _ a: [Float], _ b: [Float], m: Int, k: Int, n: Int, transposeA: Bool = false, transposeB: Bool = false,
+    _ a: [Float], _ b: [Float], m: Int, k: Int, n: Int, transposeA: Bool = false,
+    transposeB: Bool = false,
     halfB: [UInt16]? = nil, precision: ReducedPrecision? = nil, packs: PackedWeights? = nil,
     implementation: Implementation? = nil
   ) -> [Float] {
     multiply(
-      a, b, offsets: [(0, 0)], m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB, halfB: halfB,
+      a, b, offsets: [(0, 0)], m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB,
+      halfB: halfB,
       precision: precision, packs: packs, implementation: implementation)
   }
 
@@ -69,7 +71,8 @@ enum Gemm {
   /// over the cores, and a single large product is split by columns (or rows when it is narrow).
   /// The other arguments are those of ``multiply(_:_:m:k:n:transposeA:transposeB:halfB:precision:packs:implementation:)``.
   static func multiply(
-    _ a: [Float], _ b: [Float], offsets: [(Int, Int)], m: Int, k: Int, n: Int, transposeA: Bool = false,
+    _ a: [Float], _ b: [Float], offsets: [(Int, Int)], m: Int, k: Int, n: Int,
+    transposeA: Bool = false,
     transposeB: Bool = false, halfB: [UInt16]? = nil, precision: ReducedPrecision? = nil,
     packs: PackedWeights? = nil, implementation: Implementation? = nil
   ) -> [Float] {
@@ -81,14 +84,18 @@ enum Gemm {
       offsets.enumerated().allSatisfy({ $1.0 == first.0 + $0 * m * k && $1.1 == first.1 })
     {
       return multiply(
-        a, b, offsets: [first], m: offsets.count * m, k: k, n: n, transposeB: transposeB, halfB: halfB,
+        a, b, offsets: [first], m: offsets.count * m, k: k, n: n, transposeB: transposeB,
+        halfB: halfB,
         precision: precision, packs: packs, implementation: implementation)
     }
     let layout = Layout(
-      rsa: transposeA ? 1 : k, csa: transposeA ? m : 1, rsb: transposeB ? 1 : n, csb: transposeB ? k : 1, ldc: n)
+      rsa: transposeA ? 1 : k, csa: transposeA ? m : 1, rsb: transposeB ? 1 : n,
+      csb: transposeB ? k : 1, ldc: n)
     return multiply(
-      a, b, pairs: offsets.enumerated().map { ($1.0, $1.1, $0 * m * n) }, m: m, k: k, n: n, layout: layout,
-      count: offsets.count * m * n, halfB: halfB, precision: precision, packs: packs, implementation: implementation)
+      a, b, pairs: offsets.enumerated().map { ($1.0, $1.1, $0 * m * n) }, m: m, k: k, n: n,
+      layout: layout,
+      count: offsets.count * m * n, halfB: halfB, precision: precision, packs: packs,
+      implementation: implementation)
   }
 
   /// Where the elements of a batch's matrices are, from each pair's offsets: element (i, p) of A
@@ -106,8 +113,10 @@ enum Gemm {
   /// other arguments are those of
   /// ``multiply(_:_:m:k:n:transposeA:transposeB:halfB:precision:packs:implementation:)``.
   static func multiply(
-    _ a: [Float], _ b: [Float], pairs: [(a: Int, b: Int, c: Int)], m: Int, k: Int, n: Int, layout: Layout,
-    count: Int, halfB: [UInt16]? = nil, precision: ReducedPrecision? = nil, packs: PackedWeights? = nil,
+    _ a: [Float], _ b: [Float], pairs: [(a: Int, b: Int, c: Int)], m: Int, k: Int, n: Int,
+    layout: Layout,
+    count: Int, halfB: [UInt16]? = nil, precision: ReducedPrecision? = nil,
+    packs: PackedWeights? = nil,
     implementation: Implementation? = nil
   ) -> [Float] {
     guard m > 0, n > 0, k > 0 else { return [Float](repeating: 0, count: count) }
@@ -124,8 +133,11 @@ enum Gemm {
       }
       return c
     }
-    precondition(implementation.isAvailable, "This CPU cannot run the \(implementation) matrix product.")
-    precondition(implementation.takesFloat32 || precision != nil, "AMX multiplies float16 or bfloat16 values only.")
+    precondition(
+      implementation.isAvailable, "This CPU cannot run the \(implementation) matrix product.")
+    precondition(
+      implementation.takesFloat32 || precision != nil,
+      "AMX multiplies float16 or bfloat16 values only.")
     // Work items: (pair, first row, row count, first column, column count).
     let cores = ProcessInfo.processInfo.activeProcessorCount
     let large = m * n * k >= 1 << 18
@@ -138,18 +150,25 @@ enum Gemm {
       // transformer's dense layers. Tall products (convolutions) split A instead.
       let step = (n / cores + 31) / 32 * 32
       for pair in pairs.indices {
-        for column in stride(from: 0, to: n, by: step) { items.append((pair, 0, m, column, Swift.min(step, n - column))) }
+        for column in stride(from: 0, to: n, by: step) {
+          items.append((pair, 0, m, column, Swift.min(step, n - column)))
+        }
       }
     } else {
       let step = (m / cores + rowBlock - 1) / rowBlock * rowBlock
       for pair in pairs.indices {
-        for row in stride(from: 0, to: m, by: step) { items.append((pair, row, Swift.min(step, m - row), 0, n)) }
+        for row in stride(from: 0, to: m, by: step) {
+          items.append((pair, row, Swift.min(step, m - row), 0, n))
+        }
       }
     }
     let work = items
     let parts = large ? Swift.min(cores, work.count) : 1
-    let packed = implementation == .amx
-      ? packedB(b, offsets: pairs.map(\.b), k: k, n: n, rsb: rsb, csb: csb, split: precision == .float16, packs: packs, parts: parts)
+    let packed =
+      implementation == .amx
+      ? packedB(
+        b, offsets: pairs.map(\.b), k: k, n: n, rsb: rsb, csb: csb, split: precision == .float16,
+        packs: packs, parts: parts)
       : []
     // The work items together write every element of C.
     return [Float](unsafeUninitializedCapacity: count) { c, initialized in
@@ -158,26 +177,33 @@ enum Gemm {
         b.withUnsafeBufferPointer { b in
           (half ?? []).withUnsafeBufferPointer { halfB in
             // Each work item writes its own block of C and only reads A and B.
-            nonisolated(unsafe) let (left, output) = (a.baseAddress!, c.baseAddress!)
-            nonisolated(unsafe) let right = half == nil ? UnsafeRawPointer(b.baseAddress!) : UnsafeRawPointer(halfB.baseAddress!)
+            nonisolated(unsafe) let (left, output) = (a.start, c.start)
+            nonisolated(unsafe) let right =
+              half == nil ? UnsafeRawPointer(b.start) : UnsafeRawPointer(halfB.start)
             let (elementSize, isHalf): (Int, Int32) = half == nil ? (4, 0) : (2, 1)
             DispatchQueue.concurrentPerform(iterations: parts) { part in
               for item in stride(from: part, to: work.count, by: parts) {
                 let (pair, row, rows, column, columns) = work[item]
                 let (offsetA, offsetB, offsetC) = pairs[pair]
-                let (first, target) = (left + offsetA + row * rsa, output + offsetC + row * ldc + column)
+                let (first, target) = (
+                  left + offsetA + row * rsa, output + offsetC + row * ldc + column
+                )
                 // AMX declines operands that are not all finite (status 1); the float32 kernel
                 // (AVX-512, which every AMX CPU has) then computes the item.
                 var status: Int32 = 1
                 if implementation == .amx, let tiles = packed[packed.count == 1 ? 0 : pair] {
                   let split: Int32 = precision == .float16 ? 1 : 0
                   status = tiles.withUnsafeBufferPointer {
-                    tfmp_gemm_amx(rows, columns, k, first, rsa, csa, $0.baseAddress! + tfmp_amx_packed_b_count(k, column, split), split, target, ldc)
+                    tfmp_gemm_amx(
+                      rows, columns, k, first, rsa, csa,
+                      $0.start + tfmp_amx_packed_b_count(k, column, split), split, target,
+                      ldc)
                   }
                 }
                 if status == 1 {
                   status = (implementation == .avx2 ? tfmp_sgemm_avx2 : tfmp_sgemm_avx512)(
-                    rows, columns, k, first, rsa, csa, right + (offsetB + column * csb) * elementSize, isHalf, rsb, csb,
+                    rows, columns, k, first, rsa, csa,
+                    right + (offsetB + column * csb) * elementSize, isHalf, rsb, csb,
                     target, ldc)
                 }
                 precondition(status == 0, "Out of memory for a \(m)x\(k)x\(n) matrix product.")
@@ -193,14 +219,17 @@ enum Gemm {
   /// B packed for AMX: one packing per pair (a single one when every pair has the same B), taken
   /// from `packs` when given, packed on `parts` cores otherwise; `nil` for a B AMX cannot take.
   private static func packedB(
-    _ b: [Float], offsets: [Int], k: Int, n: Int, rsb: Int, csb: Int, split: Bool, packs: PackedWeights?, parts: Int
+    _ b: [Float], offsets: [Int], k: Int, n: Int, rsb: Int, csb: Int, split: Bool,
+    packs: PackedWeights?, parts: Int
   ) -> [[UInt16]?] {
     let distinct = offsets.allSatisfy { $0 == offsets[0] } ? [offsets[0]] : offsets
-    let layouts = distinct.map { PackedWeights.Layout(offset: $0, k: k, n: n, rsb: rsb, csb: csb, split: split) }
+    let layouts = distinct.map {
+      PackedWeights.Layout(offset: $0, k: k, n: n, rsb: rsb, csb: csb, split: split)
+    }
     if let packs { return layouts.map { packs.packing(of: b, $0) } }
     return [[UInt16]?](unsafeUninitializedCapacity: distinct.count) { packings, initialized in
       // Each part initializes its own elements.
-      nonisolated(unsafe) let target = packings.baseAddress!
+      nonisolated(unsafe) let target = packings.start
       DispatchQueue.concurrentPerform(iterations: Swift.min(parts, distinct.count)) { part in
         for index in stride(from: part, to: distinct.count, by: parts) {
           (target + index).initialize(to: PackedWeights.pack(b, layouts[index]))

@@ -67,7 +67,9 @@ extension Tensor {
   }
 
   func requireIntegers() throws -> [Int] {
-    guard let values = integers else { throw KernelError("Expected an integer tensor but got \(dtype).") }
+    guard let values = integers else {
+      throw KernelError("Expected an integer tensor but got \(dtype).")
+    }
     return values
   }
 }
@@ -80,9 +82,12 @@ enum TensorDecoding {
 
   /// A tensor from little-endian `bytes`, or `nil` for a dtype the runtime does not hold.
   static func tensor(_ bytes: UnsafeRawBufferPointer, dtype: DType, shape: Shape) -> Tensor? {
-    guard let count = shape.elementCount, let size = dtype.byteSize, bytes.count == count * size else { return nil }
+    guard let count = shape.elementCount, let size = dtype.byteSize, bytes.count == count * size
+    else { return nil }
     func load<T: FixedWidthInteger>(_: T.Type) -> [T] {
-      (0..<count).map { T(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self)) }
+      (0..<count).map {
+        T(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self))
+      }
     }
     if dtype == .float16 {
       return Tensor(shape: shape, float16Bits: load(UInt16.self))
@@ -93,7 +98,8 @@ enum TensorDecoding {
     switch dtype {
     case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(load(Int32.self)))
     case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(load(Int64.self)))
-    case .bool: return Tensor(dtype: .bool, shape: shape, storage: .bool(load(UInt8.self).map { $0 != 0 }))
+    case .bool:
+      return Tensor(dtype: .bool, shape: shape, storage: .bool(load(UInt8.self).map { $0 != 0 }))
     default: return nil
     }
   }
@@ -104,10 +110,13 @@ enum TensorDecoding {
       throw KernelError("The constant has no value tfmp can read.")
     }
     let dtype = literal.dtype
-    guard let count = literal.elementCount else { throw KernelError("The constant's shape \(literal.shape.dimensions) is invalid.") }
+    guard let count = literal.elementCount else {
+      throw KernelError("The constant's shape \(literal.shape.dimensions) is invalid.")
+    }
     let shape = Shape(literal.shape.dimensions.map { Int($0) })
     if !literal.content.isEmpty {
-      guard let tensor = literal.content.withUnsafeBytes({ tensor($0, dtype: dtype, shape: shape) }) else {
+      guard let tensor = literal.content.withUnsafeBytes({ tensor($0, dtype: dtype, shape: shape) })
+      else {
         throw KernelError("The \(dtype) constant cannot be decoded by tfmp yet.")
       }
       return tensor
@@ -117,15 +126,24 @@ enum TensorDecoding {
       return (0..<count).map { $0 < values.count ? values[$0] : values.last ?? zero }
     }
     if floatTypes.contains(dtype) {
-      guard let values = FloatValues.decode(literal) else { throw KernelError("The \(dtype) constant is inconsistent.") }
+      guard let values = FloatValues.decode(literal) else {
+        throw KernelError("The \(dtype) constant is inconsistent.")
+      }
       return Tensor(dtype: dtype, shape: shape, storage: .float(values.allValues))
     }
     switch dtype {
-    case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(splat(literal.intValues, zero: 0)))
-    case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(splat(literal.int64Values, zero: 0)))
-    case .bool: return Tensor(dtype: .bool, shape: shape, storage: .bool(splat(literal.boolValues, zero: false)))
+    case .int32:
+      return Tensor(dtype: .int32, shape: shape, storage: .int32(splat(literal.intValues, zero: 0)))
+    case .int64:
+      return Tensor(
+        dtype: .int64, shape: shape, storage: .int64(splat(literal.int64Values, zero: 0)))
+    case .bool:
+      return Tensor(
+        dtype: .bool, shape: shape, storage: .bool(splat(literal.boolValues, zero: false)))
     case .string:
-      return Tensor(dtype: .string, shape: shape, storage: .string(splat(literal.stringValues.map { [UInt8]($0) }, zero: [])))
+      return Tensor(
+        dtype: .string, shape: shape,
+        storage: .string(splat(literal.stringValues.map { [UInt8]($0) }, zero: [])))
     default: throw KernelError("The \(dtype) constant cannot be decoded by tfmp yet.")
     }
   }

@@ -3,14 +3,20 @@ internal import TensorCore
 /// Helpers the op families share.
 enum Kernels {
   static func input(_ inputs: [Tensor], _ index: Int) throws -> Tensor {
-    guard index < inputs.count else { throw KernelError("Expected at least \(index + 1) inputs, got \(inputs.count).") }
+    guard index < inputs.count else {
+      throw KernelError("Expected at least \(index + 1) inputs, got \(inputs.count).")
+    }
     return inputs[index]
   }
 
   /// Compares elementwise with broadcasting; the result is bool.
-  static func compare(_ a: Tensor, _ b: Tensor, _ predicate: (Double, Double) -> Bool) throws -> Tensor {
+  static func compare(_ a: Tensor, _ b: Tensor, _ predicate: (Double, Double) -> Bool) throws
+    -> Tensor
+  {
     let (shape, walk) = try StridedWalk.broadcast([a.shape, b.shape])
-    return Tensor(dtype: .bool, shape: shape, storage: .bool(walk.map(try doubles(a), try doubles(b), predicate)))
+    return Tensor(
+      dtype: .bool, shape: shape,
+      storage: .bool(walk.map(try doubles(a), try doubles(b), predicate)))
   }
 
   /// The elements of a numeric tensor as doubles (exact for float32 and 32-bit integers).
@@ -28,10 +34,15 @@ enum Kernels {
   /// `values` stored in the type of `prototype`.
   static func tensor(_ values: [Double], like prototype: Tensor, shape: Shape) throws -> Tensor {
     switch prototype.storage {
-    case .float: return Tensor(dtype: prototype.dtype, shape: shape, storage: .float(values.map { Float($0) }))
+    case .float:
+      return Tensor(dtype: prototype.dtype, shape: shape, storage: .float(values.map { Float($0) }))
     case .double: return Tensor(dtype: prototype.dtype, shape: shape, storage: .double(values))
-    case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(values.map(ShapeKernels.truncated)))
-    case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(values.map(ShapeKernels.truncated)))
+    case .int32:
+      return Tensor(
+        dtype: .int32, shape: shape, storage: .int32(values.map(ShapeKernels.truncated)))
+    case .int64:
+      return Tensor(
+        dtype: .int64, shape: shape, storage: .int64(values.map(ShapeKernels.truncated)))
     default: throw KernelError("\(prototype.dtype) values cannot be reduced.")
     }
   }

@@ -5,15 +5,23 @@ internal import Foundation
 /// Batched matrix products: BatchMatMulV2 and Einsum (float32 accumulation).
 enum LinearAlgebraKernels {
   static func register(in registry: inout OpRegistry) {
-    registry.add("BatchMatMulV2", inputs: ["x", "y"], outputs: ["output"]) { context, inputs in [try batchMatMul(context, inputs)] }
+    registry.add("BatchMatMulV2", inputs: ["x", "y"], outputs: ["output"]) { context, inputs in
+      [try batchMatMul(context, inputs)]
+    }
     registry.alias("BatchMatMul", of: "BatchMatMulV2")
-    registry.add("MatMul", inputs: ["a", "b"], outputs: ["product"]) { context, inputs in [try matmul(context, inputs)] }
-    registry.add("Einsum", inputs: [.init("inputs", .number("N"))], outputs: ["output"]) { context, inputs in [try einsumByMatrixProducts(context, inputs) ?? einsum(context, inputs)] }
+    registry.add("MatMul", inputs: ["a", "b"], outputs: ["product"]) { context, inputs in
+      [try matmul(context, inputs)]
+    }
+    registry.add("Einsum", inputs: [.init("inputs", .number("N"))], outputs: ["output"]) {
+      context, inputs in [try einsumByMatrixProducts(context, inputs) ?? einsum(context, inputs)]
+    }
   }
 
   static func batchMatMul(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
     let (a, b) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
-    guard a.shape.rank >= 2, b.shape.rank >= 2 else { throw KernelError("BatchMatMul needs matrices.") }
+    guard a.shape.rank >= 2, b.shape.rank >= 2 else {
+      throw KernelError("BatchMatMul needs matrices.")
+    }
     let (x, y) = (try a.requireFloats(), try b.requireFloats())
     let (adjointA, adjointB) = (context.bool("adj_x"), context.bool("adj_y"))
     let da = a.shape.dimensions
@@ -23,11 +31,16 @@ enum LinearAlgebraKernels {
     let (m, k) = adjointA ? (ca, ra) : (ra, ca)
     let (k2, n) = adjointB ? (cb, rb) : (rb, cb)
     guard k == k2 else { throw KernelError("Inner dimensions differ: \(a.shape) and \(b.shape).") }
-    let (batch, walk) = try StridedWalk.broadcast([Shape(Array(da.dropLast(2))), Shape(Array(db.dropLast(2)))])
+    let (batch, walk) = try StridedWalk.broadcast([
+      Shape(Array(da.dropLast(2))), Shape(Array(db.dropLast(2))),
+    ])
     let pairs = walk.indices()
-    let offsets = (0..<(batch.elementCount ?? 0)).map { (pairs[0][$0] * ra * ca, pairs[1][$0] * rb * cb) }
+    let offsets = (0..<(batch.elementCount ?? 0)).map {
+      (pairs[0][$0] * ra * ca, pairs[1][$0] * rb * cb)
+    }
     let result = Gemm.multiply(
-      x, y, offsets: offsets, m: m, k: k, n: n, transposeA: adjointA, transposeB: adjointB, halfB: b.float16Bits,
+      x, y, offsets: offsets, m: m, k: k, n: n, transposeA: adjointA, transposeB: adjointB,
+      halfB: b.float16Bits,
       precision: Gemm.sharedPrecision(a, b), packs: context.weightPacks)
     return Tensor(shape: Shape(batch.dimensions + [m, n]), floats: result)
   }
@@ -38,13 +51,15 @@ enum LinearAlgebraKernels {
   /// [batch, contracted, columns], multiplied, and the product transposed to the output order.
   /// `nil` for other forms (a label summed within one operand, ellipses), which
   /// ``einsum(_:_:)``, the reference, computes.
-  static func einsumByMatrixProducts(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor? {
+  static func einsumByMatrixProducts(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor?
+  {
     guard inputs.count == 2, let equation = context.string("equation"), !equation.contains("."),
       let arrow = equation.range(of: "->")
     else { return nil }
     let operands = equation[..<arrow.lowerBound].split(separator: ",").map { Array($0) }
     let output = Array(equation[arrow.upperBound...])
-    guard operands.count == 2, operands[0].count == inputs[0].shape.rank, operands[1].count == inputs[1].shape.rank,
+    guard operands.count == 2, operands[0].count == inputs[0].shape.rank,
+      operands[1].count == inputs[1].shape.rank,
       Set(operands[0]).count == operands[0].count, Set(operands[1]).count == operands[1].count
     else { return nil }
     let (left, right) = (Set(operands[0]), Set(operands[1]))
@@ -54,12 +69,15 @@ enum LinearAlgebraKernels {
     let columns = output.filter { right.contains($0) && !left.contains($0) }
     let contracted = operands[0].filter { right.contains($0) && !outputSet.contains($0) }
     guard batch.count + rows.count + columns.count == output.count,
-      left.subtracting(outputSet).isSubset(of: right), right.subtracting(outputSet).isSubset(of: left)
+      left.subtracting(outputSet).isSubset(of: right),
+      right.subtracting(outputSet).isSubset(of: left)
     else { return nil }
     var sizes: [Character: Int] = [:]
     for (labels, tensor) in zip(operands, inputs) {
       for (label, size) in zip(labels, tensor.shape.dimensions) {
-        if let known = sizes[label], known != size { throw KernelError("Einsum label '\(label)' has sizes \(known) and \(size).") }
+        if let known = sizes[label], known != size {
+          throw KernelError("Einsum label '\(label)' has sizes \(known) and \(size).")
+        }
         sizes[label] = size
       }
     }
@@ -76,26 +94,34 @@ enum LinearAlgebraKernels {
       let positions = group.compactMap { labels.firstIndex(of: $0) }
       guard positions.count == group.count else { return nil }
       guard let last = positions.last else { return 0 }
-      for (outer, inner) in zip(positions, positions.dropFirst()) where strides[outer] != strides[inner] * (sizes[labels[inner]] ?? 1) {
+      for (outer, inner) in zip(positions, positions.dropFirst())
+      where strides[outer] != strides[inner] * (sizes[labels[inner]] ?? 1) {
         return nil
       }
       return strides[last]
     }
-    if let rsa = stride(rows, in: 0), let csa = stride(contracted, in: 0), let rsb = stride(contracted, in: 1),
-      let csb = stride(columns, in: 1), let ldc = stride(rows, in: 2), stride(columns, in: 2) == 1 || columns.isEmpty
+    if let rsa = stride(rows, in: 0), let csa = stride(contracted, in: 0),
+      let rsb = stride(contracted, in: 1),
+      let csb = stride(columns, in: 1), let ldc = stride(rows, in: 2),
+      stride(columns, in: 2) == 1 || columns.isEmpty
     {
       let (a, b) = (try inputs[0].requireFloats(), try inputs[1].requireFloats())
       // Each batch coordinate's offsets, the last batch label fastest.
       var pairs = [(a: 0, b: 0, c: 0)]
       for label in batch {
-        let steps = (0..<3).map { layout in layouts[layout].1[layouts[layout].0.firstIndex(of: label) ?? 0] }
+        let steps = (0..<3).map { layout in
+          layouts[layout].1[layouts[layout].0.firstIndex(of: label) ?? 0]
+        }
         pairs = pairs.flatMap { pair in
-          (0..<(sizes[label] ?? 1)).map { (pair.a + $0 * steps[0], pair.b + $0 * steps[1], pair.c + $0 * steps[2]) }
+          (0..<(sizes[label] ?? 1)).map {
+            (pair.a + $0 * steps[0], pair.b + $0 * steps[1], pair.c + $0 * steps[2])
+          }
         }
       }
       let result = Gemm.multiply(
         a, b, pairs: pairs, m: product(rows), k: product(contracted), n: product(columns),
-        layout: Gemm.Layout(rsa: rsa, csa: csa, rsb: rsb, csb: csb, ldc: ldc), count: outputShape.elementCount ?? 0,
+        layout: Gemm.Layout(rsa: rsa, csa: csa, rsb: rsb, csb: csb, ldc: ldc),
+        count: outputShape.elementCount ?? 0,
         halfB: inputs[1].float16Bits, precision: precision, packs: context.weightPacks)
       return Tensor(shape: outputShape, floats: result)
     }
@@ -114,34 +140,48 @@ enum LinearAlgebraKernels {
   }
 
   /// The elements of `tensor`, whose dimensions carry `labels`, in the dimension order `order`.
-  static func permute(_ tensor: Tensor, labels: [Character], to order: [Character]) throws -> [Float] {
+  static func permute(_ tensor: Tensor, labels: [Character], to order: [Character]) throws
+    -> [Float]
+  {
     let values = try tensor.requireFloats()
     let permutation = order.compactMap { labels.firstIndex(of: $0) }
-    return permutation == Array(labels.indices) ? values : ShapeKernels.transpose(values, tensor.shape.dimensions, permutation)
+    return permutation == Array(labels.indices)
+      ? values : ShapeKernels.transpose(values, tensor.shape.dimensions, permutation)
   }
 
   /// Einsum of one or two operands, explicit output, no ellipsis.
   static func einsum(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
     guard let equation = context.string("equation"), !equation.contains("."),
       let arrow = equation.range(of: "->")
-    else { throw KernelError("Einsum '\(context.string("equation") ?? "")' is not supported yet (explicit output, no ellipsis).") }
+    else {
+      throw KernelError(
+        "Einsum '\(context.string("equation") ?? "")' is not supported yet (explicit output, no ellipsis)."
+      )
+    }
     let operandLabels = equation[..<arrow.lowerBound].split(separator: ",").map { Array($0) }
     let outputLabels = Array(equation[arrow.upperBound...])
     guard operandLabels.count == inputs.count, (1...2).contains(inputs.count) else {
-      throw KernelError("Einsum '\(equation)' has \(operandLabels.count) operands but \(inputs.count) inputs.")
+      throw KernelError(
+        "Einsum '\(equation)' has \(operandLabels.count) operands but \(inputs.count) inputs.")
     }
     var sizes: [Character: Int] = [:]
     for (labels, tensor) in zip(operandLabels, inputs) {
-      guard labels.count == tensor.shape.rank else { throw KernelError("Einsum labels '\(String(labels))' do not fit \(tensor.shape).") }
+      guard labels.count == tensor.shape.rank else {
+        throw KernelError("Einsum labels '\(String(labels))' do not fit \(tensor.shape).")
+      }
       for (label, size) in zip(labels, tensor.shape.dimensions) {
-        if let known = sizes[label], known != size { throw KernelError("Einsum label '\(label)' has sizes \(known) and \(size).") }
+        if let known = sizes[label], known != size {
+          throw KernelError("Einsum label '\(label)' has sizes \(known) and \(size).")
+        }
         sizes[label] = size
       }
     }
     let contracted = Array(Set(sizes.keys).subtracting(outputLabels)).sorted()
     let all = outputLabels + contracted
     let allSizes = try all.map { label -> Int in
-      guard let size = sizes[label] else { throw KernelError("Output label '\(label)' appears in no operand.") }
+      guard let size = sizes[label] else {
+        throw KernelError("Output label '\(label)' appears in no operand.")
+      }
       return size
     }
     let operands = try inputs.map { try $0.requireFloats() }
@@ -183,14 +223,22 @@ enum LinearAlgebraKernels {
   /// A matrix product with float32 accumulation (attributes `transpose_a`, `transpose_b`).
   static func matmul(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
     let (a, b) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
-    guard a.shape.rank == 2, b.shape.rank == 2 else { throw KernelError("MatMul needs matrices, got \(a.shape) and \(b.shape).") }
+    guard a.shape.rank == 2, b.shape.rank == 2 else {
+      throw KernelError("MatMul needs matrices, got \(a.shape) and \(b.shape).")
+    }
     let (x, y) = (try a.requireFloats(), try b.requireFloats())
     let (ta, tb) = (context.bool("transpose_a"), context.bool("transpose_b"))
-    let (ra, ca, rb, cb) = (a.shape.dimensions[0], a.shape.dimensions[1], b.shape.dimensions[0], b.shape.dimensions[1])
+    let (ra, ca, rb, cb) = (
+      a.shape.dimensions[0], a.shape.dimensions[1], b.shape.dimensions[0], b.shape.dimensions[1]
+    )
     let (m, k) = ta ? (ca, ra) : (ra, ca)
     let (k2, n) = tb ? (cb, rb) : (rb, cb)
-    guard k == k2 else { throw KernelError("MatMul inner dimensions differ: \(a.shape) and \(b.shape).") }
-    return Tensor(shape: Shape([m, n]), floats: Gemm.multiply(
+    guard k == k2 else {
+      throw KernelError("MatMul inner dimensions differ: \(a.shape) and \(b.shape).")
+    }
+    return Tensor(
+      shape: Shape([m, n]),
+      floats: Gemm.multiply(
         x, y, m: m, k: k, n: n, transposeA: ta, transposeB: tb, halfB: b.float16Bits,
         precision: Gemm.sharedPrecision(a, b), packs: context.weightPacks))
   }

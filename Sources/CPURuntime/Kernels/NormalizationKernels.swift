@@ -6,33 +6,51 @@ enum NormalizationKernels {
   static func register(in registry: inout OpRegistry) {
     registry.add(
       "FusedBatchNormV3", inputs: ["x", "scale", "offset", "mean", "variance"],
-      outputs: ["y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2", "reserve_space_3"]
+      outputs: [
+        "y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2",
+        "reserve_space_3",
+      ]
     ) { context, inputs in
-      guard !context.bool("is_training") else { throw KernelError("FusedBatchNormV3 in training mode is not supported.") }
+      guard !context.bool("is_training") else {
+        throw KernelError("FusedBatchNormV3 in training mode is not supported.")
+      }
       try ConvolutionKernels.checkNHWC(context)
       let x = try Kernels.input(inputs, 0)
       let values = try x.requireFloats()
-      let (scale, offset, mean, variance) = try (1...4).map { try Kernels.input(inputs, $0).requireFloats() }
-        .withFour()
+      let (scale, offset, mean, variance) = try (1...4).map {
+        try Kernels.input(inputs, $0).requireFloats()
+      }
+      .withFour()
       let epsilon = context.float("epsilon", default: 1e-4)
       let channels = scale.count
-      guard channels > 0, values.count % channels == 0, [offset, mean, variance].allSatisfy({ $0.count == channels })
-      else { throw KernelError("The scale, offset, mean and variance do not fit the \(x.shape) input's channels.") }
+      guard channels > 0, values.count % channels == 0,
+        [offset, mean, variance].allSatisfy({ $0.count == channels })
+      else {
+        throw KernelError(
+          "The scale, offset, mean and variance do not fit the \(x.shape) input's channels.")
+      }
       let multipliers = (0..<channels).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
       let result = [Float](unsafeUninitializedCapacity: values.count) { output, initialized in
         for row in stride(from: 0, to: values.count, by: channels) {
-          for c in 0..<channels { output[row + c] = (values[row + c] - mean[c]) * multipliers[c] + offset[c] }
+          for c in 0..<channels {
+            output[row + c] = (values[row + c] - mean[c]) * multipliers[c] + offset[c]
+          }
         }
         initialized = values.count
       }
       let statistics = Tensor(shape: Shape([channels]), floats: mean)
-      return [Tensor(shape: x.shape, floats: result), statistics, Tensor(shape: Shape([channels]), floats: variance),
-              statistics, statistics, statistics]
+      return [
+        Tensor(shape: x.shape, floats: result), statistics,
+        Tensor(shape: Shape([channels]), floats: variance),
+        statistics, statistics, statistics,
+      ]
     }
   }
 }
 
 extension Array {
   /// The first four elements (the caller guarantees four).
-  fileprivate func withFour() -> (Element, Element, Element, Element) { (self[0], self[1], self[2], self[3]) }
+  fileprivate func withFour() -> (Element, Element, Element, Element) {
+    (self[0], self[1], self[2], self[3])
+  }
 }

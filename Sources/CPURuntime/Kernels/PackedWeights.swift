@@ -53,7 +53,9 @@ final class PackedWeights: @unchecked Sendable {
     let packing = [UInt16](unsafeUninitializedCapacity: count) { packed, initialized in
       b.withUnsafeBufferPointer {
         usable =
-          tfmp_amx_pack_b(layout.k, layout.n, $0.baseAddress! + layout.offset, layout.rsb, layout.csb, split, packed.baseAddress!) == 0
+          tfmp_amx_pack_b(
+            layout.k, layout.n, $0.start + layout.offset, layout.rsb, layout.csb, split,
+            packed.start) == 0
       }
       initialized = count
     }

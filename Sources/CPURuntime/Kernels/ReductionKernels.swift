@@ -6,23 +6,32 @@ internal import Foundation
 /// The reduction family: Sum, Max, Min, Prod, Mean, ArgMax, Softmax, LogSoftmax, Cumsum.
 enum ReductionKernels {
   static func register(in registry: inout OpRegistry) {
-    let reductions: [(String, Reduction)] = [("Sum", .sum), ("Max", .max), ("Min", .min), ("Prod", .product)]
+    let reductions: [(String, Reduction)] = [
+      ("Sum", .sum), ("Max", .max), ("Min", .min), ("Prod", .product),
+    ]
     for (op, reduction) in reductions {
-      registry.add(op, inputs: ["input", "reduction_indices"], outputs: ["output"]) { context, inputs in
+      registry.add(op, inputs: ["input", "reduction_indices"], outputs: ["output"]) {
+        context, inputs in
         [try reduce(context, inputs, reduction)]
       }
     }
-    registry.add("Mean", inputs: ["input", "reduction_indices"], outputs: ["output"]) { context, inputs in
+    registry.add("Mean", inputs: ["input", "reduction_indices"], outputs: ["output"]) {
+      context, inputs in
       let x = try Kernels.input(inputs, 0)
       let sum = try reduce(context, inputs, .sum)
       let divisor = Double((x.shape.elementCount ?? 0) / Swift.max(1, sum.shape.elementCount ?? 1))
-      return [try Kernels.tensor(try Kernels.doubles(sum).map { $0 / Swift.max(divisor, 1) }, like: x, shape: sum.shape)]
+      return [
+        try Kernels.tensor(
+          try Kernels.doubles(sum).map { $0 / Swift.max(divisor, 1) }, like: x, shape: sum.shape)
+      ]
     }
     registry.add("ArgMax", inputs: ["input", "dimension"], outputs: ["output"]) { context, inputs in
       let x = try Kernels.input(inputs, 0)
       let values = try Kernels.doubles(x)
       let rank = x.shape.rank
-      guard var axis = try Kernels.input(inputs, 1).requireIntegers().first else { throw KernelError("No axis.") }
+      guard var axis = try Kernels.input(inputs, 1).requireIntegers().first else {
+        throw KernelError("No axis.")
+      }
       if axis < 0 { axis += rank }
       guard (0..<rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
       let dimensions = x.shape.dimensions
@@ -32,7 +41,11 @@ enum ReductionKernels {
       for o in 0..<outer {
         for i in 0..<inner {
           let candidates = (0..<size).map { values[(o * size + $0) * inner + i] }
-          indices.append(Int64(candidates.indices.max { candidates[$0] < candidates[$1] || (candidates[$0] == candidates[$1] && $0 > $1) } ?? 0))
+          indices.append(
+            Int64(
+              candidates.indices.max {
+                candidates[$0] < candidates[$1] || (candidates[$0] == candidates[$1] && $0 > $1)
+              } ?? 0))
         }
       }
       let shape = Shape(dimensions.enumerated().filter { $0.offset != axis }.map(\.element))
@@ -60,7 +73,9 @@ enum ReductionKernels {
       throw KernelError("The axis must be a scalar, got shape \(axis.shape).")
     }
     if dimension < 0 { dimension += rank }
-    guard (0..<rank).contains(dimension) else { throw KernelError("Axis \(dimension) is out of range for rank \(rank).") }
+    guard (0..<rank).contains(dimension) else {
+      throw KernelError("Axis \(dimension) is out of range for rank \(rank).")
+    }
     let dimensions = x.shape.dimensions
     let (outer, size) = (dimensions.prefix(dimension).reduce(1, *), dimensions[dimension])
     let inner = dimensions.dropFirst(dimension + 1).reduce(1, *)
@@ -86,9 +101,12 @@ enum ReductionKernels {
       return result
     }
     switch x.storage {
-    case .float(let values): return Tensor(dtype: x.dtype, shape: x.shape, storage: .float(scan(values, zero: 0, +)))
-    case .int32(let values): return Tensor(dtype: x.dtype, shape: x.shape, storage: .int32(scan(values, zero: 0, &+)))
-    case .int64(let values): return Tensor(dtype: x.dtype, shape: x.shape, storage: .int64(scan(values, zero: 0, &+)))
+    case .float(let values):
+      return Tensor(dtype: x.dtype, shape: x.shape, storage: .float(scan(values, zero: 0, +)))
+    case .int32(let values):
+      return Tensor(dtype: x.dtype, shape: x.shape, storage: .int32(scan(values, zero: 0, &+)))
+    case .int64(let values):
+      return Tensor(dtype: x.dtype, shape: x.shape, storage: .int64(scan(values, zero: 0, &+)))
     default: throw KernelError("Cumsum of \(x.dtype) is not supported yet.")
     }
   }
@@ -101,13 +119,17 @@ enum ReductionKernels {
     let rows = width > 0 ? values.count / width : 0
     let result = [Float](unsafeUninitializedCapacity: values.count) { result, initialized in
       values.withUnsafeBufferPointer { values in
-        guard rows > 0, let source = values.baseAddress, let target = result.baseAddress else { return }
+        guard rows > 0, let source = values.baseAddress, let target = result.baseAddress else {
+          return
+        }
         // Rows are independent: large inputs (attention scores) are spread over the cores.
         nonisolated(unsafe) let (input, output) = (source, target)
         let parts = values.count >= 1 << 16 ? ProcessInfo.processInfo.activeProcessorCount : 1
         DispatchQueue.concurrentPerform(iterations: parts) { part in
           let first = part * rows / parts
-          tfmp_softmax_f32(input + first * width, output + first * width, (part + 1) * rows / parts - first, width, logarithm ? 1 : 0)
+          tfmp_softmax_f32(
+            input + first * width, output + first * width, (part + 1) * rows / parts - first, width,
+            logarithm ? 1 : 0)
         }
       }
       initialized = values.count
@@ -132,7 +154,8 @@ enum ReductionKernels {
     /// else into `target[0..<length]` element by element; each case's loop written out.
     @inline(__always)
     func combine<T: BinaryFloatingPoint>(
-      _ source: UnsafePointer<T>, stride: Int, _ length: Int, into target: UnsafeMutablePointer<Double>, along: Bool
+      _ source: UnsafePointer<T>, stride: Int, _ length: Int,
+      into target: UnsafeMutablePointer<Double>, along: Bool
     ) {
       if along, stride == 1, self == .sum, T.self == Float.self {
         // Eight partial sums, so the additions do not wait for each other.
@@ -172,16 +195,23 @@ enum ReductionKernels {
 
   /// Reduces input 0 over the axes in input 1 (attribute `keep_dims`), accumulating in double
   /// precision and storing the result in the input's type.
-  static func reduce(_ context: KernelContext, _ inputs: [Tensor], _ reduction: Reduction) throws -> Tensor {
+  static func reduce(_ context: KernelContext, _ inputs: [Tensor], _ reduction: Reduction) throws
+    -> Tensor
+  {
     let x = try Kernels.input(inputs, 0)
     let rank = x.shape.rank
     let axes = Set(try Kernels.input(inputs, 1).requireIntegers().map { $0 < 0 ? $0 + rank : $0 })
-    guard axes.allSatisfy({ (0..<rank).contains($0) }) else { throw KernelError("A reduction axis is out of range.") }
+    guard axes.allSatisfy({ (0..<rank).contains($0) }) else {
+      throw KernelError("A reduction axis is out of range.")
+    }
     let dimensions = x.shape.dimensions
     let kept = dimensions.enumerated().map { axes.contains($0) ? 1 : $1 }
     // The input walked in order; each element lands on its kept coordinates in the result.
-    let targets = zip(kept, StridedWalk.contiguous(kept)).map { size, stride in size == 1 ? 0 : stride }
-    let walk = StridedWalk(dimensions: dimensions, strides: [StridedWalk.contiguous(dimensions), targets])
+    let targets = zip(kept, StridedWalk.contiguous(kept)).map { size, stride in
+      size == 1 ? 0 : stride
+    }
+    let walk = StridedWalk(
+      dimensions: dimensions, strides: [StridedWalk.contiguous(dimensions), targets])
     let (length, step) = (walk.runLength, walk.runStrides)
     var result = [Double](repeating: reduction.initial, count: kept.reduce(1, *))
     func accumulate<T: BinaryFloatingPoint>(_ values: [T]) {
@@ -189,7 +219,8 @@ enum ReductionKernels {
         result.withUnsafeMutableBufferPointer { result in
           walk.forEachRun { offsets in
             reduction.combine(
-              values.baseAddress! + offsets[0], stride: step[0], length, into: result.baseAddress! + offsets[1],
+              values.start + offsets[0], stride: step[0], length,
+              into: result.start + offsets[1],
               along: step[1] == 0)
           }
         }
@@ -197,15 +228,17 @@ enum ReductionKernels {
     }
     // Rows reduced each to its own result (the last axes reduced: a mean over channels), when
     // there are many, are spread over the cores.
-    let rows = walk.dimensions.count == 2 && walk.strides == [[length, 1], [1, 0]] ? walk.dimensions[0] : 0
+    let rows =
+      walk.dimensions.count == 2 && walk.strides == [[length, 1], [1, 0]] ? walk.dimensions[0] : 0
     if case .float(let values) = x.storage, rows > 1, values.count >= 1 << 18 {
       values.withUnsafeBufferPointer { values in
         result.withUnsafeMutableBufferPointer { result in
-          nonisolated(unsafe) let (source, target) = (values.baseAddress!, result.baseAddress!)
+          nonisolated(unsafe) let (source, target) = (values.start, result.start)
           let parts = ProcessInfo.processInfo.activeProcessorCount
           DispatchQueue.concurrentPerform(iterations: parts) { part in
             for row in (part * rows / parts)..<((part + 1) * rows / parts) {
-              reduction.combine(source + row * length, stride: 1, length, into: target + row, along: true)
+              reduction.combine(
+                source + row * length, stride: 1, length, into: target + row, along: true)
             }
           }
         }
@@ -216,7 +249,8 @@ enum ReductionKernels {
       accumulate(try Kernels.doubles(x))
     }
     let shape = Shape(
-      context.bool("keep_dims") ? kept : dimensions.enumerated().filter { !axes.contains($0.offset) }.map(\.element))
+      context.bool("keep_dims")
+        ? kept : dimensions.enumerated().filter { !axes.contains($0.offset) }.map(\.element))
     return try Kernels.tensor(result, like: x, shape: shape)
   }
 }

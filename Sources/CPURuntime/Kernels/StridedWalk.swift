@@ -20,10 +20,14 @@ struct StridedWalk {
     for axis in dimensions.indices where dimensions[axis] != 1 {
       let size = dimensions[axis]
       if let last = merged.last,
-        strides.indices.allSatisfy({ mergedStrides[$0][mergedStrides[$0].count - 1] == strides[$0][axis] * size })
+        strides.indices.allSatisfy({
+          mergedStrides[$0][mergedStrides[$0].count - 1] == strides[$0][axis] * size
+        })
       {
         merged[merged.count - 1] = last * size
-        for operand in strides.indices { mergedStrides[operand][mergedStrides[operand].count - 1] = strides[operand][axis] }
+        for operand in strides.indices {
+          mergedStrides[operand][mergedStrides[operand].count - 1] = strides[operand][axis]
+        }
         continue
       }
       merged.append(size)
@@ -50,14 +54,17 @@ struct StridedWalk {
     let (operands, outer) = (strides.count, dimensions.count - 1)
     // Scratch in one allocation: offsets, then the counter of each outer axis, then each outer
     // axis's sizes and strides (operand-major per axis), so the loop touches no array.
-    withUnsafeTemporaryAllocation(of: Int.self, capacity: operands + outer * (2 + operands)) { scratch in
-      let base = scratch.baseAddress!
+    withUnsafeTemporaryAllocation(of: Int.self, capacity: operands + outer * (2 + operands)) {
+      scratch in
+      let base = scratch.start
       let offsets = base, counter = base + operands, sizes = counter + outer, steps = sizes + outer
       offsets.initialize(repeating: 0, count: operands)
       counter.initialize(repeating: 0, count: outer)
       for axis in 0..<outer {
         (sizes + axis).initialize(to: dimensions[axis])
-        for operand in 0..<operands { (steps + axis * operands + operand).initialize(to: strides[operand][axis]) }
+        for operand in 0..<operands {
+          (steps + axis * operands + operand).initialize(to: strides[operand][axis])
+        }
       }
       let current = UnsafeBufferPointer(start: offsets, count: operands)
       while true {
@@ -82,7 +89,9 @@ struct StridedWalk {
   /// Row-major strides of `dimensions`.
   static func contiguous(_ dimensions: [Int]) -> [Int] {
     var strides = [Int](repeating: 1, count: dimensions.count)
-    for axis in dimensions.indices.dropLast().reversed() { strides[axis] = strides[axis + 1] * dimensions[axis + 1] }
+    for axis in dimensions.indices.dropLast().reversed() {
+      strides[axis] = strides[axis + 1] * dimensions[axis + 1]
+    }
     return strides
   }
 
@@ -95,14 +104,17 @@ struct StridedWalk {
     for axis in 0..<rank {
       let sizes = Set(padded.map { $0[axis] }).subtracting([1])
       guard sizes.count <= 1 else {
-        throw KernelError("Shapes \(shapes.map(\.description).joined(separator: " and ")) do not broadcast.")
+        throw KernelError(
+          "Shapes \(shapes.map(\.description).joined(separator: " and ")) do not broadcast.")
       }
       output.append(sizes.first ?? (padded.contains { $0[axis] == 0 } ? 0 : 1))
     }
     let inputStrides = padded.map { dimensions in
       zip(dimensions, contiguous(dimensions)).map { size, stride in size == 1 ? 0 : stride }
     }
-    return (Shape(output), StridedWalk(dimensions: output, strides: [contiguous(output)] + inputStrides))
+    return (
+      Shape(output), StridedWalk(dimensions: output, strides: [contiguous(output)] + inputStrides)
+    )
   }
 
   /// For each operand after the first (the output of ``broadcast(_:)``), the element it reads for
@@ -128,7 +140,10 @@ struct StridedWalk {
     return [R](unsafeUninitializedCapacity: count) { output, initialized in
       x.withUnsafeBufferPointer { x in
         y.withUnsafeBufferPointer { y in
-          guard let (x, y, output) = x.baseAddress.flatMap({ x in y.baseAddress.map { (x, $0, output.baseAddress!) } })
+          guard
+            let (x, y, output) = x.baseAddress.flatMap({ x in
+              y.baseAddress.map { (x, $0, output.start) }
+            })
           else { return }
           // Pointer offsets: the loops carry no overflow checks and vectorize.
           forEachRun { offsets in

@@ -26,28 +26,37 @@ enum TensorListKernels {
       return value
     }
     func list() throws -> [Tensor?] {
-      guard case .list(let elements)? = inputs.first else { throw KernelError("Input 0 must be a TensorList.") }
+      guard case .list(let elements)? = inputs.first else {
+        throw KernelError("Input 0 must be a TensorList.")
+      }
       return elements
     }
     func position(_ index: Int, in elements: [Tensor?]) throws -> Int {
-      guard let value = try tensor(index).requireIntegers().first, elements.indices.contains(value) else {
+      guard let value = try tensor(index).requireIntegers().first, elements.indices.contains(value)
+      else {
         throw KernelError("The list index is outside the list of \\(elements.count).")
       }
       return value
     }
     switch context.node.op {
     case "TensorListReserve":
-      guard let count = try tensor(1).requireIntegers().first, count >= 0 else { throw KernelError("Bad length.") }
+      guard let count = try tensor(1).requireIntegers().first, count >= 0 else {
+        throw KernelError("Bad length.")
+      }
       return [.list(Array(repeating: nil, count: count))]
     case "TensorListFromTensor":
       let value = try tensor(0)
-      guard let count = value.shape.dimensions.first else { throw KernelError("A scalar cannot be unstacked.") }
+      guard let count = value.shape.dimensions.first else {
+        throw KernelError("A scalar cannot be unstacked.")
+      }
       let element = Shape(Array(value.shape.dimensions.dropFirst()))
       let size = element.elementCount ?? 0
       return [
-        .list(try (0..<count).map { row in
-          try ShapeKernels.gather([value], (0..<size).map { (0, row * size + $0) }, dtype: value.dtype, shape: element)
-        })
+        .list(
+          try (0..<count).map { row in
+            try ShapeKernels.gather(
+              [value], (0..<size).map { (0, row * size + $0) }, dtype: value.dtype, shape: element)
+          })
       ]
     case "TensorListGetItem":
       let elements = try list()
@@ -60,10 +69,14 @@ enum TensorListKernels {
       elements[try position(1, in: elements)] = try tensor(2)
       return [.list(elements)]
     case "TensorListLength":
-      return [.tensor(Tensor(dtype: .int32, shape: Shape([]), storage: .int32([Int32(try list().count)])))]
+      return [
+        .tensor(Tensor(dtype: .int32, shape: Shape([]), storage: .int32([Int32(try list().count)])))
+      ]
     case "TensorListStack":
       let elements = try list().map { element -> Tensor in
-        guard let element else { throw KernelError("The list has unset elements and cannot be stacked.") }
+        guard let element else {
+          throw KernelError("The list has unset elements and cannot be stacked.")
+        }
         return element
       }
       guard let first = elements.first, elements.allSatisfy({ $0.shape == first.shape }) else {
@@ -71,7 +84,12 @@ enum TensorListKernels {
       }
       let size = first.shape.elementCount ?? 0
       let order = elements.indices.flatMap { index in (0..<size).map { (index, $0) } }
-      return [.tensor(try ShapeKernels.gather(elements, order, dtype: first.dtype, shape: Shape([elements.count] + first.shape.dimensions)))]
+      return [
+        .tensor(
+          try ShapeKernels.gather(
+            elements, order, dtype: first.dtype,
+            shape: Shape([elements.count] + first.shape.dimensions)))
+      ]
     default:
       throw KernelError("Op '\\(context.node.op)' has no CPU kernel in tfmp yet.")
     }

@@ -64,25 +64,31 @@ public struct OpRegistry: OpSchemaSource {
   ///
   /// - Precondition: `op` is not registered yet.
   mutating func add(
-    _ op: String, inputs: [OpSchema.Argument], outputs: [OpSchema.Argument], traits: OpSchema.Traits = [],
+    _ op: String, inputs: [OpSchema.Argument], outputs: [OpSchema.Argument],
+    traits: OpSchema.Traits = [],
     fusion: FusionRule? = nil, _ kernel: Kernel
   ) {
     precondition(definitions[op] == nil, "op \(op) is registered twice")
     definitions[op] = OpDefinition(
-      schema: OpSchema(op, inputs: inputs, outputs: outputs, traits: traits), kernel: kernel, fusion: fusion)
+      schema: OpSchema(op, inputs: inputs, outputs: outputs, traits: traits), kernel: kernel,
+      fusion: fusion)
   }
 
   /// Registers `op` with a tensor kernel.
   mutating func add(
-    _ op: String, inputs: [OpSchema.Argument], outputs: [OpSchema.Argument], traits: OpSchema.Traits = [],
-    fusion: FusionRule? = nil, _ kernel: @escaping @Sendable (KernelContext, [Tensor]) throws -> [Tensor]
+    _ op: String, inputs: [OpSchema.Argument], outputs: [OpSchema.Argument],
+    traits: OpSchema.Traits = [],
+    fusion: FusionRule? = nil,
+    _ kernel: @escaping @Sendable (KernelContext, [Tensor]) throws -> [Tensor]
   ) {
     add(op, inputs: inputs, outputs: outputs, traits: traits, fusion: fusion, .tensors(kernel))
   }
 
   /// Registers `alias` with the definition of `op` under its own name (`Add` as `AddV2`).
   mutating func alias(_ alias: String, of op: String) {
-    guard var definition = definitions[op] else { preconditionFailure("op \(op) is not registered") }
+    guard var definition = definitions[op] else {
+      preconditionFailure("op \(op) is not registered")
+    }
     precondition(definitions[alias] == nil, "op \(alias) is registered twice")
     definition.schema.op = alias
     definitions[alias] = definition

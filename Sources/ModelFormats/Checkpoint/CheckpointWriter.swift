@@ -62,7 +62,8 @@ public final class CheckpointWriter {
   /// Copies the tensor of `entry` from `reader`, checking its checksum on the way.
   public func copy(_ entry: CheckpointEntry, from reader: CheckpointReader) throws {
     if entry.dtype == .string {
-      try add(key: entry.key, shape: entry.shape, shard: entry.shard, strings: reader.strings(of: entry))
+      try add(
+        key: entry.key, shape: entry.shape, shard: entry.shard, strings: reader.strings(of: entry))
     } else {
       try reader.withBytes(of: entry) { bytes in
         try append(

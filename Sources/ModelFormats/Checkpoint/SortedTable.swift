@@ -35,7 +35,7 @@ enum SortedTable {
       let storedMagic =
         UInt64(UInt32(littleEndian: footer.loadUnaligned(fromByteOffset: 40, as: UInt32.self)))
         | UInt64(UInt32(littleEndian: footer.loadUnaligned(fromByteOffset: 44, as: UInt32.self)))
-          << 32
+        << 32
       guard storedMagic == magic else {
         throw ModelFormatError(
           code: .malformed, path: path, location: "footer at offset \(footerStart)",
@@ -204,7 +204,9 @@ enum SortedTable {
       pendingHandle = Self.writeBlock(&dataBlock, to: &output)
     }
 
-    private static func writeBlock(_ block: inout BlockBuilder, to output: inout [UInt8]) -> Range<Int> {
+    private static func writeBlock(_ block: inout BlockBuilder, to output: inout [UInt8]) -> Range<
+      Int
+    > {
       let contents = block.finish()
       let start = output.count
       output += contents

@@ -16,7 +16,9 @@ enum AttrValueCoding {
       return .type(dtype)
     case .shape(let shape): return .shape(decode(shape))
     case .tensor(let tensor):
-      guard let literal = decode(tensor) else { return .unsupported("a tensor of dtype number \(tensor.dtype.rawValue)") }
+      guard let literal = decode(tensor) else {
+        return .unsupported("a tensor of dtype number \(tensor.dtype.rawValue)")
+      }
       return .tensor(literal)
     case .list(let proto):
       var list = AttrList()
@@ -25,12 +27,16 @@ enum AttrValueCoding {
       list.floats = proto.f
       list.bools = proto.b
       for type in proto.type {
-        guard let dtype = dtype(type) else { return .unsupported("a list holding dtype number \(type.rawValue)") }
+        guard let dtype = dtype(type) else {
+          return .unsupported("a list holding dtype number \(type.rawValue)")
+        }
         list.types.append(dtype)
       }
       list.shapes = proto.shape.map(decode)
       for tensor in proto.tensor {
-        guard let literal = decode(tensor) else { return .unsupported("a list holding a tensor of dtype number \(tensor.dtype.rawValue)") }
+        guard let literal = decode(tensor) else {
+          return .unsupported("a list holding a tensor of dtype number \(tensor.dtype.rawValue)")
+        }
         list.tensors.append(literal)
       }
       list.functions = proto.func.map(decode)
@@ -68,14 +74,17 @@ enum AttrValueCoding {
       proto.list = encoded
     case .function(let function): proto.func = encode(function)
     case .placeholder(let name): proto.placeholder = name
-    case .unsupported(let what): preconditionFailure("an unsupported attribute value (\(what)) cannot be encoded")
+    case .unsupported(let what):
+      preconditionFailure("an unsupported attribute value (\(what)) cannot be encoded")
     }
     return proto
   }
 
   static func dtype(_ type: Tensorflow_DataType) -> DType? { DType(rawValue: type.rawValue) }
 
-  static func encode(_ dtype: DType) -> Tensorflow_DataType { Tensorflow_DataType(rawValue: dtype.rawValue) ?? .dtInvalid }
+  static func encode(_ dtype: DType) -> Tensorflow_DataType {
+    Tensorflow_DataType(rawValue: dtype.rawValue) ?? .dtInvalid
+  }
 
   static func decode(_ shape: Tensorflow_TensorShapeProto) -> ShapeValue {
     ShapeValue(dimensions: shape.dim.map(\.size), unknownRank: shape.unknownRank)

@@ -30,7 +30,8 @@ enum GraphCoding {
   /// - Throws: ``GraphError`` (code `malformedReference`) for an input that cannot be parsed,
   ///   placed at its function and node.
   static func decode(
-    name: String, syntax: ReferenceSyntax, nodes protos: [Tensorflow_NodeDef], arguments: [Function.Argument] = []
+    name: String, syntax: ReferenceSyntax, nodes protos: [Tensorflow_NodeDef],
+    arguments: [Function.Argument] = []
   ) throws(GraphError) -> Function {
     // Names first, so that references resolve whatever the node order.
     var function = Function(
@@ -53,7 +54,9 @@ enum GraphCoding {
       }
       node.attributes = proto.attr.mapValues(AttrValueCoding.decode)
       node.original = Preserved(
-        NodeRecord(proto: proto, inputs: node.inputs, controlInputs: node.controlInputs, attributes: node.attributes))
+        NodeRecord(
+          proto: proto, inputs: node.inputs, controlInputs: node.controlInputs,
+          attributes: node.attributes))
       function[NodeID(index)] = node
     }
     return function
@@ -97,7 +100,9 @@ enum GraphCoding {
 
   private static func inputTexts(_ node: Node, in function: Function) -> [String] {
     node.inputs.map { function.reference(to: $0).text(in: function.syntax) }
-      + node.controlInputs.map { function.reference(to: $0, control: true).text(in: function.syntax) }
+      + node.controlInputs.map {
+        function.reference(to: $0, control: true).text(in: function.syntax)
+      }
   }
 
   /// A library function.
@@ -106,9 +111,12 @@ enum GraphCoding {
   static func decode(_ proto: Tensorflow_FunctionDef) throws(GraphError) -> Function {
     let name = proto.signature.name
     let arguments = proto.signature.inputArg.map { argument in
-      Function.Argument(name: argument.name, dtype: argument.typeAttr.isEmpty ? AttrValueCoding.dtype(argument.type) : nil)
+      Function.Argument(
+        name: argument.name,
+        dtype: argument.typeAttr.isEmpty ? AttrValueCoding.dtype(argument.type) : nil)
     }
-    var function = try decode(name: name, syntax: .function, nodes: proto.nodeDef, arguments: arguments)
+    var function = try decode(
+      name: name, syntax: .function, nodes: proto.nodeDef, arguments: arguments)
     func source(_ text: String?, for result: String) throws(GraphError) -> Input {
       guard let text else { return .unresolved(TensorReference(name: "")) }
       do {
@@ -118,17 +126,21 @@ enum GraphCoding {
       }
     }
     for argument in proto.signature.outputArg {
-      function.results.append(Function.Result(name: argument.name, source: try source(proto.ret[argument.name], for: argument.name)))
+      function.results.append(
+        Function.Result(
+          name: argument.name, source: try source(proto.ret[argument.name], for: argument.name)))
     }
     for (result, node) in proto.controlRet.sorted(by: { $0.key < $1.key }) {
       function.controlResults.append(
-        Function.Result(name: result, source: function.resolve(TensorReference(name: node, isControl: true))))
+        Function.Result(
+          name: result, source: function.resolve(TensorReference(name: node, isControl: true))))
     }
     var record = proto
     record.nodeDef = []
     function.original = Preserved(
       FunctionRecord(
-        proto: record, arguments: function.arguments, results: function.results, controlResults: function.controlResults))
+        proto: record, arguments: function.arguments, results: function.results,
+        controlResults: function.controlResults))
     return function
   }
 
@@ -143,7 +155,8 @@ enum GraphCoding {
     proto.signature.name = function.name
     if record?.arguments != function.arguments {
       proto.signature.inputArg = function.arguments.enumerated().map { position, argument in
-        var definition = position < proto.signature.inputArg.count ? proto.signature.inputArg[position] : .init()
+        var definition =
+          position < proto.signature.inputArg.count ? proto.signature.inputArg[position] : .init()
         definition.name = argument.name
         if let dtype = argument.dtype { definition.type = AttrValueCoding.encode(dtype) }
         return definition
@@ -151,7 +164,8 @@ enum GraphCoding {
     }
     if record?.results != function.results {
       proto.signature.outputArg = function.results.enumerated().map { position, result in
-        var definition = position < proto.signature.outputArg.count ? proto.signature.outputArg[position] : .init()
+        var definition =
+          position < proto.signature.outputArg.count ? proto.signature.outputArg[position] : .init()
         definition.name = result.name
         return definition
       }

@@ -12,17 +12,21 @@ extension SavedModel {
     let metaGraph = proto.metaGraphs[0]
     let graphPath = (directory as NSString).appendingPathComponent(Self.graphFileName)
     do {
-      let graph = try GraphCoding.decode(name: Function.graphName, syntax: .graph, nodes: metaGraph.graphDef.node)
+      let graph = try GraphCoding.decode(
+        name: Function.graphName, syntax: .graph, nodes: metaGraph.graphDef.node)
       var functions: [Function] = []
       functions.reserveCapacity(metaGraph.graphDef.library.function.count)
-      for function in metaGraph.graphDef.library.function { functions.append(try GraphCoding.decode(function)) }
+      for function in metaGraph.graphDef.library.function {
+        functions.append(try GraphCoding.decode(function))
+      }
       var module = Module(graph: graph, functions: functions)
       module.signatures = try Self.signatures(metaGraph, graph: graph)
       module.variables = Self.variables(metaGraph, module: module)
       return module
     } catch {
       throw ModelFormatError(
-        code: .malformed, path: graphPath, location: error.function + (error.location.isEmpty ? "" : ", \(error.location)"),
+        code: .malformed, path: graphPath,
+        location: error.function + (error.location.isEmpty ? "" : ", \(error.location)"),
         message: error.message + " The graph is corrupt; re-export the model.")
     }
   }
@@ -36,8 +40,12 @@ extension SavedModel {
     metaGraph.graphDef.library.function = module.functions.map(GraphCoding.encode)
     for (key, signature) in module.signatures {
       guard var definition = metaGraph.signatureDef[key] else { continue }
-      for endpoint in signature.inputs { Self.update(&definition.inputs[endpoint.name], endpoint, graph: module.graph) }
-      for endpoint in signature.outputs { Self.update(&definition.outputs[endpoint.name], endpoint, graph: module.graph) }
+      for endpoint in signature.inputs {
+        Self.update(&definition.inputs[endpoint.name], endpoint, graph: module.graph)
+      }
+      for endpoint in signature.outputs {
+        Self.update(&definition.outputs[endpoint.name], endpoint, graph: module.graph)
+      }
       metaGraph.signatureDef[key] = definition
     }
     model.proto.metaGraphs[0] = metaGraph
@@ -46,7 +54,9 @@ extension SavedModel {
 
   /// Sets a signature entry's tensor name and dtype from `endpoint` where they differ (a
   /// renamed output, a reduced-precision input).
-  private static func update(_ info: inout Tensorflow_TensorInfo?, _ endpoint: Signature.Endpoint, graph: Function) {
+  private static func update(
+    _ info: inout Tensorflow_TensorInfo?, _ endpoint: Signature.Endpoint, graph: Function
+  ) {
     guard var entry = info else { return }
     if case .name(let name)? = entry.encoding,
       (try? graph.resolve(TensorReference(parsing: name, syntax: .graph))) != endpoint.source
@@ -54,14 +64,20 @@ extension SavedModel {
       let reference = graph.reference(to: endpoint.source)
       entry.name = "\(reference.name):\(reference.index)"
     }
-    if let dtype = endpoint.dtype, AttrValueCoding.dtype(entry.dtype) != dtype { entry.dtype = AttrValueCoding.encode(dtype) }
+    if let dtype = endpoint.dtype, AttrValueCoding.dtype(entry.dtype) != dtype {
+      entry.dtype = AttrValueCoding.encode(dtype)
+    }
     info = entry
   }
 
-  private static func signatures(_ metaGraph: Tensorflow_MetaGraphDef, graph: Function) throws(GraphError) -> [String: Signature] {
+  private static func signatures(_ metaGraph: Tensorflow_MetaGraphDef, graph: Function)
+    throws(GraphError) -> [String: Signature]
+  {
     var signatures: [String: Signature] = [:]
     for (key, definition) in metaGraph.signatureDef {
-      func endpoints(_ entries: [String: Tensorflow_TensorInfo]) throws(GraphError) -> [Signature.Endpoint] {
+      func endpoints(_ entries: [String: Tensorflow_TensorInfo]) throws(GraphError) -> [Signature
+        .Endpoint]
+      {
         var endpoints: [Signature.Endpoint] = []
         for (name, info) in entries {
           var source = Input.unresolved(TensorReference(name: name))
@@ -79,24 +95,32 @@ extension SavedModel {
         }
         return endpoints
       }
-      signatures[key] = Signature(key: key, inputs: try endpoints(definition.inputs), outputs: try endpoints(definition.outputs))
+      signatures[key] = Signature(
+        key: key, inputs: try endpoints(definition.inputs),
+        outputs: try endpoints(definition.outputs))
     }
     return signatures
   }
 
   /// The checkpoint key of each top-level variable handle, read off the save function: the
   /// handle passed as argument j is read inside and saved under SaveV2's tensor name.
-  private static func variables(_ metaGraph: Tensorflow_MetaGraphDef, module: Module) -> [Variable] {
-    guard let saveReference = try? TensorReference(parsing: metaGraph.saverDef.saveTensorName, syntax: .graph),
+  private static func variables(_ metaGraph: Tensorflow_MetaGraphDef, module: Module) -> [Variable]
+  {
+    guard
+      let saveReference = try? TensorReference(
+        parsing: metaGraph.saverDef.saveTensorName, syntax: .graph),
       let call = module.graph.id(of: saveReference.name),
       case .function(let callee)? = module.graph[call].attributes["f"],
       let save = module.function(named: callee.name),
-      let saveProto = metaGraph.graphDef.library.function.first(where: { $0.signature.name == callee.name })
+      let saveProto = metaGraph.graphDef.library.function.first(where: {
+        $0.signature.name == callee.name
+      })
     else { return [] }
     let callInputs = module.graph[call].inputs
     var variables: [Variable] = []
     for slot in SavedVariables.slots(in: saveProto.nodeDef) {
-      guard case .argument(let position)? = save[NodeID(slot.read)].inputs.first, position < callInputs.count,
+      guard case .argument(let position)? = save[NodeID(slot.read)].inputs.first,
+        position < callInputs.count,
         case .output(let handle, _) = callInputs[position]
       else { continue }
       variables.append(Variable(node: handle, checkpointKey: slot.key))

@@ -56,8 +56,10 @@ public struct KerasSummary: Sendable, Codable {
       "Weights: "
         + (weightBytesByDType.isEmpty
           ? "none"
-          : weightBytesByDType.sorted { $0.key < $1.key }.map { "\($0.key) \(ModelSummary.bytes($0.value))" }
-            .joined(separator: ", ")))
+          : weightBytesByDType.sorted { $0.key < $1.key }.map {
+            "\($0.key) \(ModelSummary.bytes($0.value))"
+          }
+          .joined(separator: ", ")))
     lines.append("")
     lines.append("Optimizer: \(optimizer), \(optimizerVariables.count) saved variables")
     lines.append("")
@@ -89,7 +91,8 @@ extension KerasArchive {
     for dataset in ordered {
       let folder = Self.split(dataset.path).folder
       let weight = KerasSummary.Weight(
-        path: String(dataset.path.dropFirst()), dtype: dataset.dtype?.name ?? dataset.typeDescription,
+        path: String(dataset.path.dropFirst()),
+        dtype: dataset.dtype?.name ?? dataset.typeDescription,
         shape: dataset.shape.dimensions)
       let isOptimizer = dataset.path.hasPrefix("/optimizer/")
       let owner = groupNames[Self.layerGroup(of: folder) + "/vars"] ?? folder
@@ -106,7 +109,8 @@ extension KerasArchive {
       {
         let name = isOptimizer ? weight.path : "\(owner)/\(Self.split(dataset.path).index)"
         rangeEntries.append(
-          SavedModel.rangeEntry(name, kind: isOptimizer ? "optimizer" : "weight", dtype: dtype, values.rangeCounts()))
+          SavedModel.rangeEntry(
+            name, kind: isOptimizer ? "optimizer" : "weight", dtype: dtype, values.rangeCounts()))
       }
     }
     var layers: [KerasSummary.Layer] = []
@@ -133,7 +137,8 @@ extension KerasArchive {
   }
 
   private static func collectLayers(
-    _ value: JSONValue, into layers: inout [KerasSummary.Layer], weights: [String: [KerasSummary.Weight]]
+    _ value: JSONValue, into layers: inout [KerasSummary.Layer],
+    weights: [String: [KerasSummary.Weight]]
   ) {
     switch value {
     case .array(let elements):
@@ -144,9 +149,11 @@ extension KerasArchive {
         let name = config["name"]?.stringValue, config["dtype"] != nil, config["layers"] == nil,
         className != "InputLayer"
       {
-        let policy = config["dtype"]?["config"]?["name"]?.stringValue ?? config["dtype"]?.stringValue ?? "?"
+        let policy =
+          config["dtype"]?["config"]?["name"]?.stringValue ?? config["dtype"]?.stringValue ?? "?"
         layers.append(
-          KerasSummary.Layer(name: name, className: className, policy: policy, weights: weights[name] ?? []))
+          KerasSummary.Layer(
+            name: name, className: className, policy: policy, weights: weights[name] ?? []))
       }
       for member in members where member.key != "dtype" {
         collectLayers(member.value, into: &layers, weights: weights)
@@ -162,7 +169,8 @@ extension KerasArchive {
     if let inner = optimizer["config"]?["inner_optimizer"] {
       let scale = optimizer["config"]?["initial_scale"]?.serialized() ?? "?"
       let steps = optimizer["config"]?["dynamic_growth_steps"]?.serialized() ?? "?"
-      return "\(name)(\(describeOptimizer(inner))), initial scale \(scale), growth every \(steps) steps"
+      return
+        "\(name)(\(describeOptimizer(inner))), initial scale \(scale), growth every \(steps) steps"
     }
     return name
   }

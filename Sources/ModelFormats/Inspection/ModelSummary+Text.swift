@@ -35,13 +35,16 @@ extension ModelSummary {
     if !variables.bytesByDType.isEmpty {
       lines.append(
         "  by dtype: "
-          + variables.bytesByDType.sorted { $0.key < $1.key }.map { "\($0.key) \(Self.bytes($0.value))" }
+          + variables.bytesByDType.sorted { $0.key < $1.key }.map {
+            "\($0.key) \(Self.bytes($0.value))"
+          }
           .joined(separator: ", "))
     }
     if !variables.largest.isEmpty {
       lines.append("  largest:")
       for variable in variables.largest {
-        let copies = variable.checkpointKeys.count > 1 ? "  (stored \(variable.checkpointKeys.count)x)" : ""
+        let copies =
+          variable.checkpointKeys.count > 1 ? "  (stored \(variable.checkpointKeys.count)x)" : ""
         lines.append(
           "    \(variable.name)  \(variable.dtype) \(Shape(variable.shape))  "
             + "\(Self.bytes(variable.bytes))\(copies)")
@@ -62,9 +65,11 @@ extension ModelSummary.RangeReport {
       "Range report: \(rangeReport.tensorCount) float tensors (\(kinds)), "
         + "\(rangeReport.float16.total) values")
     for (name, counts) in [("float16", rangeReport.float16), ("bfloat16", rangeReport.bfloat16)] {
-      lines.append("  \(name + String(repeating: " ", count: 9 - name.count)) \(Self.describe(counts))")
+      lines.append(
+        "  \(name + String(repeating: " ", count: 9 - name.count)) \(Self.describe(counts))")
     }
-    lines.append("  largest magnitude: \(ModelSummary.scientific(rangeReport.float16.largestMagnitude))")
+    lines.append(
+      "  largest magnitude: \(ModelSummary.scientific(rangeReport.float16.largestMagnitude))")
     if rangeReport.worst.isEmpty {
       lines.append("  every value fits both types.")
     } else {
@@ -73,7 +78,8 @@ extension ModelSummary.RangeReport {
           + (rangeReport.affectedTensorCount > rangeReport.worst.count
             ? " (worst \(rangeReport.worst.count) shown)" : ""))
       for entry in rangeReport.worst {
-        lines.append("    \(entry.kind) \(entry.name)  \(entry.dtype), \(entry.float16.total) values")
+        lines.append(
+          "    \(entry.kind) \(entry.name)  \(entry.dtype), \(entry.float16.total) values")
         lines.append("      float16:  \(Self.describe(entry.float16))")
         lines.append("      bfloat16: \(Self.describe(entry.bfloat16))")
       }

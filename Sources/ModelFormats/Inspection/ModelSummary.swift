@@ -160,9 +160,10 @@ extension SavedModel {
         else { continue }
         let entryCounts = try checkpoint.withBytes(of: entry) { bytes in
           entry.dtype == .float32
-            ? Dictionary(uniqueKeysWithValues: ReducedPrecision.allCases.map {
-              ($0, RangeCounts(float32LittleEndian: bytes, roundedTo: $0))
-            })
+            ? Dictionary(
+              uniqueKeysWithValues: ReducedPrecision.allCases.map {
+                ($0, RangeCounts(float32LittleEndian: bytes, roundedTo: $0))
+              })
             : FloatValues.decode(bytes, dtype: entry.dtype)?.rangeCounts()
         }
         if let entryCounts {
@@ -190,7 +191,8 @@ extension SavedModel {
 
     var bytesByDType: [String: Int] = [:]
     for variable in variables { bytesByDType[variable.dtype, default: 0] += variable.bytes }
-    let tensorEntries = checkpoint?.entries.filter { $0.key != CheckpointReader.objectGraphKey } ?? []
+    let tensorEntries =
+      checkpoint?.entries.filter { $0.key != CheckpointReader.objectGraphKey } ?? []
     return ModelSummary(
       format: "SavedModel", path: directory, tags: metaGraph.metaInfoDef.tags,
       metaGraphCount: proto.metaGraphs.count,
@@ -281,7 +283,8 @@ extension SavedModel {
   }
 
   static func dtypeName(_ dtype: Tensorflow_DataType) -> String {
-    dtype == .dtInvalid ? "invalid" : DType(rawValue: dtype.rawValue)?.name ?? "dtype(\(dtype.rawValue))"
+    dtype == .dtInvalid
+      ? "invalid" : DType(rawValue: dtype.rawValue)?.name ?? "dtype(\(dtype.rawValue))"
   }
 
   private static func constantValues(_ node: Tensorflow_NodeDef) -> FloatValues? {
@@ -299,8 +302,7 @@ extension SavedModel {
       bfloat16: counts[.bfloat16] ?? RangeCounts())
   }
 
-  static func rangeReport(_ entries: [ModelSummary.RangeEntry]) -> ModelSummary.RangeReport
-  {
+  static func rangeReport(_ entries: [ModelSummary.RangeEntry]) -> ModelSummary.RangeReport {
     var float16 = RangeCounts()
     var bfloat16 = RangeCounts()
     for entry in entries {

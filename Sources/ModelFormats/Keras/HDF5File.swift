@@ -37,7 +37,8 @@ struct HDF5File {
     guard bytes[8] == 0, bytes[13] == 8, bytes[14] == 8 else {
       throw ModelFormatError(
         code: .unsupported, path: path, location: "superblock",
-        message: "The file uses HDF5 superblock version \(bytes[8]) with \(bytes[13])-byte offsets; "
+        message:
+          "The file uses HDF5 superblock version \(bytes[8]) with \(bytes[13])-byte offsets; "
           + "tfmp reads the version-0, 8-byte layout h5py writes for Keras. Re-save the model.")
     }
     // The root group's symbol table entry: its object header address is at 56 + 8.
@@ -53,7 +54,9 @@ struct HDF5File {
 
   private func integer(at offset: Int, size: Int) throws(ModelFormatError) -> Int {
     guard offset >= 0, size <= 8, offset <= bytes.count - size else {
-      throw failure("A \(size)-byte field at offset \(offset) lies outside the \(bytes.count)-byte file", location: "offset \(offset)")
+      throw failure(
+        "A \(size)-byte field at offset \(offset) lies outside the \(bytes.count)-byte file",
+        location: "offset \(offset)")
     }
     var value: UInt64 = 0
     for index in (0..<size).reversed() { value = value << 8 | UInt64(bytes[offset + index]) }
@@ -66,18 +69,22 @@ struct HDF5File {
   private func fileAddress(at offset: Int) throws(ModelFormatError) -> Int {
     let value = try integer(at: offset, size: 8)
     guard value <= bytes.count else {
-      throw failure("The address or length \(value) at offset \(offset) exceeds the \(bytes.count)-byte file", location: "offset \(offset)")
+      throw failure(
+        "The address or length \(value) at offset \(offset) exceeds the \(bytes.count)-byte file",
+        location: "offset \(offset)")
     }
     return value
   }
 
   private func signature(at offset: Int, _ text: String) -> Bool {
     let expected = Array(text.utf8)
-    return offset >= 0 && offset <= bytes.count - 4 && Array(bytes[offset..<(offset + 4)]) == expected
+    return offset >= 0 && offset <= bytes.count - 4
+      && Array(bytes[offset..<(offset + 4)]) == expected
   }
 
   /// The header messages of the object at `address`: (type, body range).
-  private func messages(at address: Int) throws(ModelFormatError) -> [(type: Int, body: Range<Int>)] {
+  private func messages(at address: Int) throws(ModelFormatError) -> [(type: Int, body: Range<Int>)]
+  {
     guard try integer(at: address, size: 1) == 1 else {
       throw ModelFormatError(
         code: .unsupported, path: path, location: "object header at \(address)",
@@ -95,11 +102,14 @@ struct HDF5File {
         let size = try integer(at: position + 2, size: 2)
         let body = (position + 8)..<(position + 8 + size)
         guard body.upperBound <= bytes.count else {
-          throw failure("A header message at \(position) runs past the end of the file", location: "object header at \(address)")
+          throw failure(
+            "A header message at \(position) runs past the end of the file",
+            location: "object header at \(address)")
         }
         result.append((type, body))
         if type == 0x10 {  // continuation: more messages elsewhere
-          blocks.append((try fileAddress(at: body.lowerBound), try fileAddress(at: body.lowerBound + 8)))
+          blocks.append(
+            (try fileAddress(at: body.lowerBound), try fileAddress(at: body.lowerBound + 8)))
         }
         position = body.upperBound
       }
@@ -107,7 +117,9 @@ struct HDF5File {
     return result
   }
 
-  private mutating func readObject(at address: Int, path objectPath: String, visited: inout Set<Int>) throws(ModelFormatError) {
+  private mutating func readObject(
+    at address: Int, path objectPath: String, visited: inout Set<Int>
+  ) throws(ModelFormatError) {
     guard visited.insert(address).inserted, visited.count < 100_000 else { return }
     let headerMessages = try messages(at: address)
     var attributes: [String: String] = [:]
@@ -123,7 +135,9 @@ struct HDF5File {
       case 0x0C:
         if let (name, value) = try stringAttribute(body) { attributes[name] = value }
       case 0x11:
-        symbolTable = (try fileAddress(at: body.lowerBound), try fileAddress(at: body.lowerBound + 8))
+        symbolTable = (
+          try fileAddress(at: body.lowerBound), try fileAddress(at: body.lowerBound + 8)
+        )
       default: break
       }
     }
@@ -134,20 +148,26 @@ struct HDF5File {
       }
     } else if let (known, description) = dtype, let shape {
       datasets.append(
-        Dataset(path: objectPath, dtype: known, typeDescription: description, shape: shape, dataRange: dataRange))
+        Dataset(
+          path: objectPath, dtype: known, typeDescription: description, shape: shape,
+          dataRange: dataRange))
     }
   }
 
   /// The (name, object header address) pairs of an old-style group.
   private func groupMembers(tree: Int, heap: Int) throws(ModelFormatError) -> [(String, Int)] {
-    guard signature(at: heap, "HEAP") else { throw failure("Expected a local heap at \(heap)", location: "group") }
+    guard signature(at: heap, "HEAP") else {
+      throw failure("Expected a local heap at \(heap)", location: "group")
+    }
     let heapData = try fileAddress(at: heap + 24)
     var members: [(String, Int)] = []
     var pending = [tree]
     var seen = Set<Int>()
     while let node = pending.popLast() {
       guard seen.insert(node).inserted else { continue }
-      guard signature(at: node, "TREE") else { throw failure("Expected a B-tree node at \(node)", location: "group") }
+      guard signature(at: node, "TREE") else {
+        throw failure("Expected a B-tree node at \(node)", location: "group")
+      }
       let level = try integer(at: node + 5, size: 1)
       let entries = try integer(at: node + 6, size: 2)
       for index in 0..<entries {
@@ -156,7 +176,9 @@ struct HDF5File {
           pending.append(child)
           continue
         }
-        guard signature(at: child, "SNOD") else { throw failure("Expected a symbol node at \(child)", location: "group") }
+        guard signature(at: child, "SNOD") else {
+          throw failure("Expected a symbol node at \(child)", location: "group")
+        }
         let symbols = try integer(at: child + 6, size: 2)
         for symbol in 0..<symbols {
           let entry = child + 8 + symbol * 40
@@ -220,13 +242,16 @@ struct HDF5File {
 
   /// The byte range of a contiguous dataset, or `nil` for another layout.
   private func layout(_ body: Range<Int>) throws(ModelFormatError) -> Range<Int>? {
-    guard try integer(at: body.lowerBound, size: 1) == 3, try integer(at: body.lowerBound + 1, size: 1) == 1
+    guard try integer(at: body.lowerBound, size: 1) == 3,
+      try integer(at: body.lowerBound + 1, size: 1) == 1
     else { return nil }
     let start = try integer(at: body.lowerBound + 2, size: 8)
     let size = try fileAddress(at: body.lowerBound + 10)
     if start == Int.max && size == 0 { return 0..<0 }  // the undefined address: never written
     guard start <= bytes.count, size <= bytes.count - start else {
-      throw failure("A dataset's \(size) bytes at \(start) lie outside the \(bytes.count)-byte file", location: "data layout")
+      throw failure(
+        "A dataset's \(size) bytes at \(start) lie outside the \(bytes.count)-byte file",
+        location: "data layout")
     }
     return start..<(start + size)
   }
@@ -255,7 +280,9 @@ struct HDF5File {
       if objectIndex == 0 { break }
       if objectIndex == index {
         guard size <= bytes.count - position - 16 else { return nil }
-        return (name, String(decoding: bytes[(position + 16)..<(position + 16 + size)], as: UTF8.self))
+        return (
+          name, String(decoding: bytes[(position + 16)..<(position + 16 + size)], as: UTF8.self)
+        )
       }
       position += 16 + padded(size)
     }

@@ -141,11 +141,15 @@ package struct JSONParser {
   }
 
   private mutating func skipWhitespace() {
-    while position < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[position]) { position += 1 }
+    while position < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[position]) {
+      position += 1
+    }
   }
 
   private mutating func parseValue(depth: Int) throws(Failure) -> JSONValue {
-    guard depth < maximumDepth else { throw failure("values nested more than \(maximumDepth) deep") }
+    guard depth < maximumDepth else {
+      throw failure("values nested more than \(maximumDepth) deep")
+    }
     skipWhitespace()
     guard position < bytes.count else { throw failure("expected a value but the text ends") }
     switch bytes[position] {
@@ -162,7 +166,9 @@ package struct JSONParser {
         guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
           throw failure("expected a quoted key")
         }
-        guard case .string(let key, _) = try parseString() else { throw failure("expected a quoted key") }
+        guard case .string(let key, _) = try parseString() else {
+          throw failure("expected a quoted key")
+        }
         skipWhitespace()
         try expect(":")
         members.append((key, try parseValue(depth: depth + 1)))
@@ -205,7 +211,9 @@ package struct JSONParser {
   }
 
   private mutating func separatorEnds(_ close: Character) throws(Failure) -> Bool {
-    guard position < bytes.count else { throw failure("expected ',' or '\(close)' but the text ends") }
+    guard position < bytes.count else {
+      throw failure("expected ',' or '\(close)' but the text ends")
+    }
     if bytes[position] == UInt8(ascii: ",") {
       position += 1
       return false
@@ -226,7 +234,8 @@ package struct JSONParser {
 
   private mutating func expectWord(_ word: String) throws(Failure) {
     let utf8 = Array(word.utf8)
-    guard position + utf8.count <= bytes.count, Array(bytes[position..<(position + utf8.count)]) == utf8
+    guard position + utf8.count <= bytes.count,
+      Array(bytes[position..<(position + utf8.count)]) == utf8
     else { throw failure("expected '\(word)'") }
     position += utf8.count
   }
@@ -234,15 +243,20 @@ package struct JSONParser {
   private mutating func parseNumber() throws(Failure) -> JSONValue {
     let start = position
     if position < bytes.count, bytes[position] == UInt8(ascii: "-") { position += 1 }
-    if position + 8 <= bytes.count, Array(bytes[position..<(position + 8)]) == Array("Infinity".utf8) {
+    if position + 8 <= bytes.count,
+      Array(bytes[position..<(position + 8)]) == Array("Infinity".utf8)
+    {
       position += 8
       return .number(String(decoding: bytes[start..<position], as: UTF8.self))
     }
     let digitsStart = position
     while position < bytes.count,
       (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[position])
-        || [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"), UInt8(ascii: "+"), UInt8(ascii: "-")]
-          .contains(bytes[position])
+        || [
+          UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"), UInt8(ascii: "+"),
+          UInt8(ascii: "-"),
+        ]
+        .contains(bytes[position])
     {
       position += 1
     }
@@ -292,12 +306,14 @@ package struct JSONParser {
       }
     }
     return .string(
-      String(decoding: value, as: UTF8.self), raw: String(decoding: bytes[start..<position], as: UTF8.self))
+      String(decoding: value, as: UTF8.self),
+      raw: String(decoding: bytes[start..<position], as: UTF8.self))
   }
 
   private mutating func hexUnit() throws(Failure) -> UInt32 {
     guard position + 4 <= bytes.count,
-      let unit = UInt32(String(decoding: bytes[position..<(position + 4)], as: UTF8.self), radix: 16)
+      let unit = UInt32(
+        String(decoding: bytes[position..<(position + 4)], as: UTF8.self), radix: 16)
     else { throw failure("expected four hex digits after \\u") }
     position += 4
     return unit

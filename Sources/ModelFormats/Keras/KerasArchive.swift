@@ -32,11 +32,13 @@ public struct KerasArchive: Sendable {
         message: "The zip file has no config.json and metadata.json, so it is not a Keras "
           + "archive. Pass a file written by model.save('model.keras').")
     }
-    let metadata = try Self.parse(try zip.contents(of: metadataEntry), path: path, entry: "metadata.json")
+    let metadata = try Self.parse(
+      try zip.contents(of: metadataEntry), path: path, entry: "metadata.json")
     config = try Self.parse(try zip.contents(of: configEntry), path: path, entry: "config.json")
     kerasVersion = metadata["keras_version"]?.stringValue ?? "unknown"
     let parts = kerasVersion.split(separator: ".").map { Int($0) }
-    guard parts.count >= 2, parts[0] == 3, let minor = parts[1], Self.knownVersions.contains(minor) else {
+    guard parts.count >= 2, parts[0] == 3, let minor = parts[1], Self.knownVersions.contains(minor)
+    else {
       throw ModelFormatError(
         code: .unsupported, path: path, location: "metadata.json",
         message: "The archive was saved by Keras \(kerasVersion); tfmp knows the archives of Keras "
@@ -79,7 +81,8 @@ public struct KerasArchive: Sendable {
     } catch {
       throw ModelFormatError(
         code: .malformed, path: path, location: "\(entry), byte \(error.offset)",
-        message: "The JSON does not parse: \(error.message). The archive is corrupt; re-save the model.")
+        message:
+          "The JSON does not parse: \(error.message). The archive is corrupt; re-save the model.")
     }
   }
 }

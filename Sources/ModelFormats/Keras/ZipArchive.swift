@@ -26,7 +26,8 @@ struct ZipArchive: Sendable {
         message: "Expected a Keras archive (a zip file holding config.json) but \(detail). Pass a "
           + "file written by model.save('model.keras').")
     }
-    let (entries, endRecord) = try file.withBytes { (bytes) throws(ModelFormatError) -> ([Entry], [UInt8]) in
+    let (entries, endRecord) = try file.withBytes {
+      (bytes) throws(ModelFormatError) -> ([Entry], [UInt8]) in
       guard bytes.count >= 22 else { throw notZip("the file has only \(bytes.count) bytes") }
       var end = bytes.count - 22
       let lowest = max(0, bytes.count - 22 - 65_535)
@@ -60,25 +61,31 @@ struct ZipArchive: Sendable {
         let method = Self.uint16(bytes, position + 10)
         let compressedSize = Int(Self.uint32(bytes, position + 20))
         let nameLength = Int(Self.uint16(bytes, position + 28))
-        let recordLength = 46 + nameLength + Int(Self.uint16(bytes, position + 30))
+        let recordLength =
+          46 + nameLength + Int(Self.uint16(bytes, position + 30))
           + Int(Self.uint16(bytes, position + 32))
         let localOffset = Int(Self.uint32(bytes, position + 42))
         guard position + recordLength <= end, localOffset + 30 <= directoryOffset else {
           throw ModelFormatError(
             code: .malformed, path: path, location: "central directory entry \(index)",
-            message: "The record points outside the archive. The archive is corrupt; re-save the model.")
+            message:
+              "The record points outside the archive. The archive is corrupt; re-save the model.")
         }
-        let name = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[(position + 46)..<(position + 46 + nameLength)]), as: UTF8.self)
+        let name = String(
+          decoding: UnsafeRawBufferPointer(
+            rebasing: bytes[(position + 46)..<(position + 46 + nameLength)]), as: UTF8.self)
         guard flags & 1 == 0 else {
           throw ModelFormatError(
             code: .unsupported, path: path, location: "entry '\(name)'",
             message: "The entry is encrypted; Keras archives are not. Re-save the model.")
         }
-        let dataStart = localOffset + 30 + Int(Self.uint16(bytes, localOffset + 26))
+        let dataStart =
+          localOffset + 30 + Int(Self.uint16(bytes, localOffset + 26))
           + Int(Self.uint16(bytes, localOffset + 28))
         var localEnd = dataStart + compressedSize
         if flags & 8 != 0 {  // a data descriptor follows the data, with or without its signature
-          localEnd += localEnd + 4 <= directoryOffset && Self.uint32(bytes, localEnd) == 0x0807_4B50 ? 16 : 12
+          localEnd +=
+            localEnd + 4 <= directoryOffset && Self.uint32(bytes, localEnd) == 0x0807_4B50 ? 16 : 12
         }
         guard localEnd <= directoryOffset else {
           throw ModelFormatError(
@@ -120,7 +127,9 @@ struct ZipArchive: Sendable {
       var record = entry.centralRecord
       let offset = output.offset
       if let data = replacements[entry.name] {
-        var header = file.withBytes(in: entry.localHeaderOffset..<entry.dataRange.lowerBound) { Array($0) }
+        var header = file.withBytes(in: entry.localHeaderOffset..<entry.dataRange.lowerBound) {
+          Array($0)
+        }
         let checksum = CRC32.checksum(data)
         Self.put(UInt16(0), into: &header, at: 8)  // stored
         Self.put(Self.uint16(header, 6) & ~8, into: &header, at: 6)  // no data descriptor
@@ -192,7 +201,9 @@ struct ZipArchive: Sendable {
     UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
   }
 
-  private static func put<T: FixedWidthInteger>(_ value: T, into bytes: inout [UInt8], at offset: Int) {
+  private static func put<T: FixedWidthInteger>(
+    _ value: T, into bytes: inout [UInt8], at offset: Int
+  ) {
     for index in 0..<(T.bitWidth / 8) {
       bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * index))
     }

@@ -40,12 +40,17 @@ public enum NumPyFile {
 
   private static let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
 
-  static func decode(_ bytes: [UInt8], path: String, location: String) throws(ModelFormatError) -> Tensor {
-    func failure(_ message: String, _ code: ModelFormatError.Code = .malformed) -> ModelFormatError {
+  static func decode(_ bytes: [UInt8], path: String, location: String) throws(ModelFormatError)
+    -> Tensor
+  {
+    func failure(_ message: String, _ code: ModelFormatError.Code = .malformed) -> ModelFormatError
+    {
       ModelFormatError(code: code, path: path, location: location, message: message)
     }
     guard bytes.count >= 10, Array(bytes[0..<6]) == magic else {
-      throw failure("Expected the NumPy magic '\\x93NUMPY' at the start. Save the array with np.save.", .notAModel)
+      throw failure(
+        "Expected the NumPy magic '\\x93NUMPY' at the start. Save the array with np.save.",
+        .notAModel)
     }
     let major = bytes[6]
     let headerStart = major == 1 ? 10 : 12
@@ -60,27 +65,36 @@ public enum NumPyFile {
       let shapeText = value(of: "shape", in: header)
     else { throw failure("The header \(header) lacks 'descr' or 'shape'.") }
     if value(of: "fortran_order", in: header) == "True" {
-      throw failure("The array is in Fortran order; save it with np.ascontiguousarray.", .unsupported)
+      throw failure(
+        "The array is in Fortran order; save it with np.ascontiguousarray.", .unsupported)
     }
     var dimensions: [Int] = []
     for part in shapeText.dropFirst().dropLast().split(separator: ",") {
       let text = part.trimming(" ")
       guard !text.isEmpty else { continue }
-      guard let dimension = Int(text), dimension >= 0 else { throw failure("The shape \(shapeText) is not a shape.") }
+      guard let dimension = Int(text), dimension >= 0 else {
+        throw failure("The shape \(shapeText) is not a shape.")
+      }
       dimensions.append(dimension)
     }
     let shape = Shape(dimensions)
-    guard let count = shape.elementCount else { throw failure("The shape \(shape) has too many elements.") }
+    guard let count = shape.elementCount else {
+      throw failure("The shape \(shape) has too many elements.")
+    }
     let data = Array(bytes[(headerStart + headerLength)...])
     func expect(_ size: Int) throws(ModelFormatError) {
       let (needed, overflow) = count.multipliedReportingOverflow(by: size)
       guard !overflow, data.count == needed else {
-        throw failure("A \(descr) array of shape \(shape) needs \(overflow ? "too many" : String(needed)) bytes but the file has \(data.count).", .truncated)
+        throw failure(
+          "A \(descr) array of shape \(shape) needs \(overflow ? "too many" : String(needed)) bytes but the file has \(data.count).",
+          .truncated)
       }
     }
     func load<T: FixedWidthInteger>(_ type: T.Type) -> [T] {
       data.withUnsafeBytes { raw in
-        (0..<count).map { T(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self)) }
+        (0..<count).map {
+          T(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self))
+        }
       }
     }
     switch descr {
@@ -89,10 +103,14 @@ public enum NumPyFile {
       return Tensor(shape: shape, floats: load(UInt32.self).map(Float.init(bitPattern:)))
     case "<f2":
       try expect(2)
-      return Tensor(dtype: .float16, shape: shape, storage: .float(load(UInt16.self).map { Float(Float16(bitPattern: $0)) }))
+      return Tensor(
+        dtype: .float16, shape: shape,
+        storage: .float(load(UInt16.self).map { Float(Float16(bitPattern: $0)) }))
     case "<f8":
       try expect(8)
-      return Tensor(dtype: .float64, shape: shape, storage: .double(load(UInt64.self).map(Double.init(bitPattern:))))
+      return Tensor(
+        dtype: .float64, shape: shape,
+        storage: .double(load(UInt64.self).map(Double.init(bitPattern:))))
     case "<i4":
       try expect(4)
       return Tensor(dtype: .int32, shape: shape, storage: .int32(load(Int32.self)))
@@ -104,7 +122,8 @@ public enum NumPyFile {
       return Tensor(dtype: .bool, shape: shape, storage: .bool(data.map { $0 != 0 }))
     default:
       throw failure(
-        "The element type '\(descr)' is not one tfmp reads (<f4, <f2, <f8, <i4, <i8, |b1).", .unsupported)
+        "The element type '\(descr)' is not one tfmp reads (<f4, <f2, <f8, <i4, <i8, |b1).",
+        .unsupported)
     }
   }
 
@@ -137,7 +156,8 @@ public enum NumPyFile {
         message: "A \(tensor.dtype) tensor cannot be written as a NumPy array by tfmp.")
     }
     let dimensions = tensor.shape.dimensions.map(String.init)
-    let shape = dimensions.count == 1 ? "(\(dimensions[0]),)" : "(\(dimensions.joined(separator: ", ")))"
+    let shape =
+      dimensions.count == 1 ? "(\(dimensions[0]),)" : "(\(dimensions.joined(separator: ", ")))"
     var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shape), }"
     // Pad with spaces so that the data starts on a 64-byte boundary, then a newline.
     while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }

@@ -50,7 +50,8 @@ public struct SavedModel: Sendable {
     let graphPath = (path as NSString).appendingPathComponent(Self.graphFileName)
     guard FileManager.default.fileExists(atPath: graphPath) else {
       for (name, kind) in [("saved_model.pbtxt", "text"), ("saved_model.cpb", "chunked")]
-      where FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent(name)) {
+      where FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent(name))
+      {
         throw ModelFormatError(
           code: .unsupported, path: path,
           message: "The folder holds a \(kind) SavedModel (\(name)); tfmp reads the binary "
@@ -124,7 +125,8 @@ public struct SavedModel: Sendable {
       graphBytes, to: (folder as NSString).appendingPathComponent(Self.graphFileName))
     if let fingerprint {
       try OutputFolder.writeFile(
-        Data(fingerprint), to: (folder as NSString).appendingPathComponent(Self.fingerprintFileName))
+        Data(fingerprint), to: (folder as NSString).appendingPathComponent(Self.fingerprintFileName)
+      )
     }
   }
 

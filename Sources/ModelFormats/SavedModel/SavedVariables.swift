@@ -20,7 +20,8 @@ package enum SavedVariables {
 
   /// Every value the `SaveV2` nodes among `nodes` save that is a variable read, in node order.
   package static func slots(in nodes: [Tensorflow_NodeDef]) -> [Slot] {
-    let index = Dictionary(nodes.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
+    let index = Dictionary(
+      nodes.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
     func producer(_ reference: String) -> Int? { index[nodeName(reference)] }
     var slots: [Slot] = []
     for (save, node) in nodes.enumerated() where node.op == "SaveV2" {
@@ -33,7 +34,8 @@ package enum SavedVariables {
           current = dataInputs(nodes[node]).first.flatMap(producer)
         }
         guard let read = current, nodes[read].op == "ReadVariableOp" else { continue }
-        slots.append(Slot(key: keys[slot], save: save, slot: slot, read: read, identities: identities))
+        slots.append(
+          Slot(key: keys[slot], save: save, slot: slot, read: read, identities: identities))
       }
     }
     return slots

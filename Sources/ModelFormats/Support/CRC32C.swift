@@ -37,7 +37,8 @@ package struct CRC32C: Sendable {
     var index = 0
     let count = bytes.count
     while count - index >= 8 {
-      let low = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt32.self))
+      let low =
+        UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt32.self))
         ^ crc
       let high = UInt32(
         littleEndian: bytes.loadUnaligned(fromByteOffset: index + 4, as: UInt32.self))

@@ -58,10 +58,11 @@ package struct FloatValues {
         _ = output.initialize(from: ReducedPrecision.widen(float16Bits: bits))
       default:
         for index in 0..<count {
-          output[index] = BFloat16(
-            bitPattern: UInt16(
-              littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * index, as: UInt16.self))
-          ).floatValue
+          output[index] =
+            BFloat16(
+              bitPattern: UInt16(
+                littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * index, as: UInt16.self))
+            ).floatValue
         }
       }
     }
@@ -78,7 +79,8 @@ package struct FloatValues {
   /// (its size does not match its shape).
   package static func decode(_ literal: TensorLiteral) -> FloatValues? {
     let dtype = literal.dtype
-    guard dtype.isFloatingPoint, let elementCount = literal.elementCount, let size = dtype.byteSize else { return nil }
+    guard dtype.isFloatingPoint, let elementCount = literal.elementCount, let size = dtype.byteSize
+    else { return nil }
     if !literal.content.isEmpty {
       guard literal.content.count == elementCount * size else { return nil }
       return literal.content.withUnsafeBytes { decode($0, dtype: dtype) }
@@ -87,8 +89,10 @@ package struct FloatValues {
       switch dtype {
       case .float32: literal.floatValues
       case .float64: literal.doubleValues.map { Float($0) }
-      case .float16: literal.halfValues.map { Float(Float16(bitPattern: UInt16(truncatingIfNeeded: $0))) }
-      default: literal.halfValues.map { BFloat16(bitPattern: UInt16(truncatingIfNeeded: $0)).floatValue }
+      case .float16:
+        literal.halfValues.map { Float(Float16(bitPattern: UInt16(truncatingIfNeeded: $0))) }
+      default:
+        literal.halfValues.map { BFloat16(bitPattern: UInt16(truncatingIfNeeded: $0)).floatValue }
       }
     guard explicit.count <= elementCount else { return nil }
     return FloatValues(

@@ -14,6 +14,8 @@ enum OutputFolder {
   ///   - overwrite: Whether an existing `path` may be replaced.
   ///   - input: The input; `path` may not be it, contain it or lie inside it.
   ///   - body: Writes the output at the temporary path it is given.
+  /// - Throws: ``ModelFormatError`` when the output exists (without `overwrite`), would touch the
+  ///   input, or cannot be written; whatever `body` throws (nothing is left behind then).
   static func write(
     to path: String, kind: Kind = .folder, overwrite: Bool, protecting input: String,
     _ body: (String) throws -> Void
@@ -26,8 +28,10 @@ enum OutputFolder {
     {
       throw ModelFormatError(
         code: .outputExists, path: path,
-        message: "The output would \(destination.hasPrefix(source + "/") ? "lie inside" : "replace") "
-          + "the input model '\(input)'. tfmp never modifies its input; choose another output path.")
+        message:
+          "The output would \(destination.hasPrefix(source + "/") ? "lie inside" : "replace") "
+          + "the input model '\(input)'. tfmp never modifies its input; choose another output path."
+      )
     }
     let exists = fileManager.fileExists(atPath: destination)
     if exists && !overwrite {
@@ -140,7 +144,8 @@ enum OutputFolder {
       try FileManager.default.moveItem(atPath: source, toPath: destination)
     } catch {
       throw ModelFormatError(
-        code: .fileSystem, path: source, message: "The folder cannot be renamed to '\(destination)'.",
+        code: .fileSystem, path: source,
+        message: "The folder cannot be renamed to '\(destination)'.",
         underlyingError: error)
     }
   }
