@@ -53,12 +53,17 @@ extension Interpreter {
     var outputs: [Source]
 
     /// Plans `function` for computing `outputs`, with the placeholders `fed` given as values
-    /// (top-level graphs) and the op definitions of `registry`.
-    init(_ function: Function, fed: Set<NodeID>, outputs: [Input], registry: OpRegistry) {
+    /// (top-level graphs) and the op definitions of `registry`; without `fusing`, every node is
+    /// a step of its own.
+    init(
+      _ function: Function, fed: Set<NodeID>, outputs: [Input], registry: OpRegistry,
+      fusing: Bool = true
+    ) {
       func source(_ input: Input) -> Source {
         switch input {
         case .argument(let position): return .argument(position)
-        case .unresolved(let reference): return .undefined("'\(reference)' names nothing in the function")
+        case .unresolved(let reference):
+          return .undefined("'\(reference)' names nothing in the function")
         case .output(let node, let slot):
           let producer = function[node]
           let reference = function.reference(to: input).text(in: function.syntax)
@@ -67,7 +72,8 @@ extension Interpreter {
             // before anything reads this position.
             return .node(node.index, output: slot.index, reference: reference)
           }
-          guard let position = schema.outputPosition(of: slot, attributes: producer.attributes) else {
+          guard let position = schema.outputPosition(of: slot, attributes: producer.attributes)
+          else {
             return .undefined("'\(reference)' names no output of \(producer.op)")
           }
           return .node(node.index, output: position, reference: reference)
@@ -93,7 +99,9 @@ extension Interpreter {
         state[node] = 1
         stack.append((node, true))
         for input in sources[node] {
-          if let producer = producer(input), state[producer] == 0 { stack.append((producer, false)) }
+          if let producer = producer(input), state[producer] == 0 {
+            stack.append((producer, false))
+          }
         }
       }
       // Constants first: they are then ready for any fused node that reads one.
@@ -103,7 +111,8 @@ extension Interpreter {
       for node in order {
         let op = nodes[node].op
         let shares = registry.schema(for: op)?.traits.contains(.sharesInput) == true
-        isWeight[node] = ["Const", "ReadVariableOp"].contains(op)
+        isWeight[node] =
+          ["Const", "ReadVariableOp"].contains(op)
           || (shares && sources[node].first.flatMap(producer).map { isWeight[$0] } == true)
       }
       // Steps in order; an elementwise node joins the latest step one of whose members it reads,
@@ -115,16 +124,22 @@ extension Interpreter {
       // result), nor do constants (a scale or bias is an operand, not what a step computes on).
       var anchors = nodes.map { $0.op != "Const" }
       for inputs in sources {
-        for case .node(let producer, let output, _) in inputs where output > 0 { anchors[producer] = false }
+        for case .node(let producer, let output, _) in inputs where output > 0 {
+          anchors[producer] = false
+        }
       }
       func fusion(_ node: Int) -> (step: Int, fused: Fused)? {
         let definition = nodes[node]
         let inputs = sources[node]
-        guard let operation = Self.elementwiseOperation(definition, inputs: inputs.count, registry: registry) else {
+        guard
+          let operation = Self.elementwiseOperation(
+            definition, inputs: inputs.count, registry: registry)
+        else {
           return nil
         }
         func step(_ input: Source) -> Int? {
-          guard case .node(let producer, 0, _) = input, stepOf[producer] >= 0, anchors[producer] else { return nil }
+          guard case .node(let producer, 0, _) = input, stepOf[producer] >= 0, anchors[producer]
+          else { return nil }
           return stepOf[producer]
         }
         guard let target = inputs.compactMap(step).max() else { return nil }
@@ -135,7 +150,8 @@ extension Interpreter {
             continue
           }
           switch input {
-          case .node(let producer, _, _): guard stepOf[producer] >= 0, stepOf[producer] < target else { return nil }
+          case .node(let producer, _, _):
+            guard stepOf[producer] >= 0, stepOf[producer] < target else { return nil }
           case .argument: break
           case .undefined: return nil
           }
@@ -145,13 +161,14 @@ extension Interpreter {
       }
       for node in order {
         let isFed = fed.contains(NodeID(node))
-        if !isFed, let (step, fused) = fusion(node) {
+        if fusing, !isFed, let (step, fused) = fusion(node) {
           steps[step].fused.append(fused)
           stepOf[node] = step
           member[node] = steps[step].fused.count
           continue
         }
-        let weightInput = sources[node].count > 1 && producer(sources[node][1]).map { isWeight[$0] } == true
+        let weightInput =
+          sources[node].count > 1 && producer(sources[node][1]).map { isWeight[$0] } == true
         steps.append(Step(node: node, fed: isFed, inputs: sources[node], weightInput: weightInput))
         stepOf[node] = steps.count - 1
       }
@@ -159,12 +176,18 @@ extension Interpreter {
       // output) is exported; the last member is the step's result anyway.
       var readOutside = [Bool](repeating: false, count: nodes.count)
       for step in steps {
-        for input in step.inputs { if let producer = producer(input) { readOutside[producer] = true } }
+        for input in step.inputs {
+          if let producer = producer(input) { readOutside[producer] = true }
+        }
         for fused in step.fused {
-          for case .outside(let input) in fused.operands { if let producer = producer(input) { readOutside[producer] = true } }
+          for case .outside(let input) in fused.operands {
+            if let producer = producer(input) { readOutside[producer] = true }
+          }
         }
       }
-      for output in self.outputs { if let producer = producer(output) { readOutside[producer] = true } }
+      for output in self.outputs {
+        if let producer = producer(output) { readOutside[producer] = true }
+      }
       for index in steps.indices where !steps[index].fused.isEmpty {
         let members = [steps[index].node] + steps[index].fused.map(\.node)
         steps[index].exports = members.indices.dropLast().filter { readOutside[members[$0]] }
@@ -173,28 +196,40 @@ extension Interpreter {
       // last use of a node is (step, 0) when it is the step's node, (step, 1) a fused node.
       var lastUse = [(step: Int, fused: Int)](repeating: (-1, 0), count: nodes.count)
       for (position, step) in steps.enumerated() {
-        for input in step.inputs { if let producer = producer(input) { lastUse[producer] = (position, 0) } }
+        for input in step.inputs {
+          if let producer = producer(input) { lastUse[producer] = (position, 0) }
+        }
         for fused in step.fused {
-          for case .outside(let input) in fused.operands { if let producer = producer(input) { lastUse[producer] = (position, 1) } }
+          for case .outside(let input) in fused.operands {
+            if let producer = producer(input) { lastUse[producer] = (position, 1) }
+          }
         }
       }
-      for output in self.outputs { if let producer = producer(output) { lastUse[producer] = (steps.count, 0) } }
+      for output in self.outputs {
+        if let producer = producer(output) { lastUse[producer] = (steps.count, 0) }
+      }
       for (node, use) in lastUse.enumerated() where use.step >= 0 && use.step < steps.count {
-        if use.fused == 0 { steps[use.step].releasesAfterNode.append(node) } else { steps[use.step].releases.append(node) }
+        if use.fused == 0 {
+          steps[use.step].releasesAfterNode.append(node)
+        } else {
+          steps[use.step].releases.append(node)
+        }
       }
       self.steps = steps
     }
 
     /// How `node` is computed as a fused member, when it is an elementwise op of one float
     /// tensor (unary math, casts between float types) or of two (arithmetic).
-    static func elementwiseOperation(_ node: Node, inputs: Int, registry: OpRegistry) -> FusionRule? {
+    static func elementwiseOperation(_ node: Node, inputs: Int, registry: OpRegistry) -> FusionRule?
+    {
       guard let rule = registry.definition(for: node.op)?.fusion else { return nil }
       switch rule {
       case .unary: return inputs == 1 ? rule : nil
       case .binary: return inputs == 2 ? rule : nil
       case .floatCast:
         let floats: [DType] = [.float32, .float16, .bfloat16]
-        guard inputs == 1, let source = node.type("SrcT"), floats.contains(source), let target = node.type("DstT"),
+        guard inputs == 1, let source = node.type("SrcT"), floats.contains(source),
+          let target = node.type("DstT"),
           floats.contains(target)
         else { return nil }
         return rule

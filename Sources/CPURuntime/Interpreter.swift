@@ -28,16 +28,23 @@ public final class Interpreter: @unchecked Sendable {
 
   /// Where the time of each op type goes, when profiling.
   public let profile: OpProfile?
+  /// What sees every node's outputs, if anything.
+  public let observer: (any RunObserver)?
 
   /// Prepares `module` for running, its variables read from `checkpoint`; with `profiling`,
-  /// ``profile`` collects each kernel's time.
-  public init(module: Module, checkpoint: CheckpointReader?, profiling: Bool = false) {
+  /// ``profile`` collects each kernel's time; `observer` sees every node's outputs.
+  public init(
+    module: Module, checkpoint: CheckpointReader?, profiling: Bool = false,
+    observer: (any RunObserver)? = nil
+  ) {
     self.module = module
+    self.observer = observer
     registry = .standard
     GraphVerifier.checkInternally(module, schemas: registry)
     store = VariableStore(checkpoint: checkpoint)
     profile = profiling ? OpProfile() : nil
-    variableKeys = Dictionary(module.variables.map { ($0.node, $0.checkpointKey) }, uniquingKeysWith: { first, _ in first })
+    variableKeys = Dictionary(
+      module.variables.map { ($0.node, $0.checkpointKey) }, uniquingKeysWith: { first, _ in first })
   }
 
   /// Prepares the SavedModel `model` for running.
@@ -92,7 +99,9 @@ public final class Interpreter: @unchecked Sendable {
       guard tensor.dtype == input.dtype else {
         throw RuntimeError(
           code: .invalidInput, function: Function.graphName, node: input.name,
-          message: "Input '\(input.name)' must be \(input.dtype.map(\.name) ?? "?") but is \(tensor.dtype).")
+          message:
+            "Input '\(input.name)' must be \(input.dtype.map(\.name) ?? "?") but is \(tensor.dtype)."
+        )
       }
       guard case .output(let placeholder, _) = input.source else {
         throw RuntimeError(
@@ -102,7 +111,8 @@ public final class Interpreter: @unchecked Sendable {
       feeds[placeholder] = .tensor(tensor)
     }
     let values = try evaluate(
-      module.graph, planKey: "\u{0}" + key, arguments: [], feeds: feeds, outputs: signature.outputs.map(\.source))
+      module.graph, planKey: "\u{0}" + key, arguments: [], feeds: feeds,
+      outputs: signature.outputs.map(\.source))
     var result: [String: Tensor] = [:]
     for (output, value) in zip(signature.outputs, values) {
       guard case .tensor(let tensor) = value else {
@@ -119,7 +129,8 @@ public final class Interpreter: @unchecked Sendable {
     guard let signature = module.signatures[key], key != Signature.initOperationKey else {
       throw RuntimeError(
         code: .missingSignature, function: Function.graphName, node: key,
-        message: "The model has no signature '\(key)'; it has \(signatureKeys.joined(separator: ", ")).")
+        message:
+          "The model has no signature '\(key)'; it has \(signatureKeys.joined(separator: ", ")).")
     }
     return signature
   }
@@ -127,14 +138,16 @@ public final class Interpreter: @unchecked Sendable {
   /// The plan for `function` under `key`, made on first use.
   private func plan(_ function: Function, key: String, fed: Set<NodeID>, outputs: [Input]) -> Plan {
     if let plan = lock.withLock({ plans[key] }) { return plan }
-    let plan = Plan(function, fed: fed, outputs: outputs, registry: registry)
+    let plan = Plan(
+      function, fed: fed, outputs: outputs, registry: registry, fusing: observer == nil)
     lock.withLock { plans[key] = plan }
     return plan
   }
 
   /// Evaluates the nodes of `function` that `outputs` need and returns those outputs.
   func evaluate(
-    _ function: Function, planKey: String, arguments: [Value], feeds: [NodeID: Value], outputs: [Input]
+    _ function: Function, planKey: String, arguments: [Value], feeds: [NodeID: Value],
+    outputs: [Input]
   ) throws -> [Value] {
     let plan = plan(function, key: planKey, fed: Set(feeds.keys), outputs: outputs)
     var results: [[Value]] = Array(repeating: [], count: function.nodes.count)
@@ -151,11 +164,15 @@ public final class Interpreter: @unchecked Sendable {
         guard position < arguments.count else {
           throw RuntimeError(
             code: .malformedGraph, function: function.name, node: node,
-            message: "The function was called with \(arguments.count) arguments; argument \(position) is missing.")
+            message:
+              "The function was called with \(arguments.count) arguments; argument \(position) is missing."
+          )
         }
         return arguments[position]
       case .undefined(let reason):
-        throw RuntimeError(code: .malformedGraph, function: function.name, node: node, message: "An input cannot be read: \(reason).")
+        throw RuntimeError(
+          code: .malformedGraph, function: function.name, node: node,
+          message: "An input cannot be read: \(reason).")
       }
     }
     for step in plan.steps {
@@ -171,6 +188,13 @@ public final class Interpreter: @unchecked Sendable {
             : try execute(node, id: id, in: function, inputs: inputs, weightInput: step.weightInput)
         }
       }
+      if let observer {
+        observer.observe(
+          function: function.name, node: node.name, op: node.op,
+          outputs: results[step.node].map {
+            if case .tensor(let tensor) = $0 { tensor } else { nil }
+          })
+      }
       for node in step.releasesAfterNode { results[node] = [] }
       if !step.fused.isEmpty {
         // Taken out of `results`, so that the members can be computed in place.
@@ -183,7 +207,9 @@ public final class Interpreter: @unchecked Sendable {
       for node in step.releases { results[node] = [] }
     }
     return try plan.outputs.map { source in
-      if case .node(let producer, let output, let reference) = source, output >= results[producer].count {
+      if case .node(let producer, let output, let reference) = source,
+        output >= results[producer].count
+      {
         throw RuntimeError(
           code: .malformedGraph, function: function.name, node: reference,
           message: "The output '\(reference)' was not computed.")
@@ -197,51 +223,66 @@ public final class Interpreter: @unchecked Sendable {
     do {
       return try body()
     } catch let error as KernelError {
-      throw RuntimeError(code: error.code, function: function.name, node: node.name, message: error.message)
+      throw RuntimeError(
+        code: error.code, function: function.name, node: node.name, message: error.message)
     }
   }
 
   /// Runs `node`'s kernel on `inputs`; `weightInput` says that input 1 is a weight.
-  func execute(_ node: Node, id: NodeID, in function: Function, inputs: [Value], weightInput: Bool = false) throws -> [Value] {
+  func execute(
+    _ node: Node, id: NodeID, in function: Function, inputs: [Value], weightInput: Bool = false
+  ) throws -> [Value] {
     guard let definition = registry.definition(for: node.op) else {
       throw KernelError(code: .missingKernel, "Op '\(node.op)' has no CPU kernel in tfmp yet.")
     }
     let context = KernelContext(
-      node: node, id: id, function: function.name, weightPacks: weightInput ? packs : nil, host: self)
+      node: node, id: id, function: function.name, weightPacks: weightInput ? packs : nil,
+      host: self)
     switch definition.kernel {
     case .values(let kernel):
       return try kernel(context, inputs)
     case .tensors(let kernel):
       let tensors = try inputs.map { value -> Tensor in
-        guard case .tensor(let tensor) = value else { throw KernelError("Expected a tensor input, got a variable handle or a list.") }
+        guard case .tensor(let tensor) = value else {
+          throw KernelError("Expected a tensor input, got a variable handle or a list.")
+        }
         return tensor
       }
       let start = profile.map { _ in ContinuousClock.now }
       var outputs = try kernel(context, tensors)
       // Ops that only move elements pass reduced-precision values through unchanged.
       let exact = movesElements(node.op) && !tensors.contains(where: { $0.dtype == .float32 })
-      for index in outputs.indices { Rounding.round(&outputs[index], for: node, alreadyExact: exact) }
+      for index in outputs.indices {
+        Rounding.round(&outputs[index], for: node, alreadyExact: exact)
+      }
       if let profile, let start { profile.add(node.op, ContinuousClock.now - start) }
       return outputs.map { .tensor($0) }
     }
   }
 
   /// Whether `op` only moves elements (see ``OpSchema/Traits/movesElements``).
-  func movesElements(_ op: String) -> Bool { registry.schema(for: op)?.traits.contains(.movesElements) == true }
+  func movesElements(_ op: String) -> Bool {
+    registry.schema(for: op)?.traits.contains(.movesElements) == true
+  }
 }
 
 extension Interpreter: KernelHost {
   func call(_ attribute: String, of context: KernelContext, _ inputs: [Value]) throws -> [Value] {
-    guard case .function(let callee)? = context.node.attributes[attribute], let function = module.function(named: callee.name)
+    guard case .function(let callee)? = context.node.attributes[attribute],
+      let function = module.function(named: callee.name)
     else {
-      throw KernelError(code: .malformedGraph, "The function in attribute '\(attribute)' is not in the library.")
+      throw KernelError(
+        code: .malformedGraph, "The function in attribute '\(attribute)' is not in the library.")
     }
     guard inputs.count == function.arguments.count else {
       throw KernelError(
         code: .malformedGraph,
-        "Function '\(callee.name)' takes \(function.arguments.count) arguments but is given \(inputs.count).")
+        "Function '\(callee.name)' takes \(function.arguments.count) arguments but is given \(inputs.count)."
+      )
     }
-    return try evaluate(function, planKey: callee.name, arguments: inputs, feeds: [:], outputs: function.results.map(\.source))
+    return try evaluate(
+      function, planKey: callee.name, arguments: inputs, feeds: [:],
+      outputs: function.results.map(\.source))
   }
 
   func variableKey(of context: KernelContext) -> String? {
@@ -267,7 +308,9 @@ public final class OpProfile: @unchecked Sendable {
 
   /// Each op type with its number of kernel calls and their total time, the most time first.
   public var totals: [(op: String, count: Int, time: Duration)] {
-    lock.withLock { entries.map { ($0.key, $0.value.count, $0.value.time) } }.sorted { $0.time > $1.time }
+    lock.withLock { entries.map { ($0.key, $0.value.count, $0.value.time) } }.sorted {
+      $0.time > $1.time
+    }
   }
 
   /// Forgets what was collected.

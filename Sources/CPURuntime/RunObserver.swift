@@ -1,0 +1,14 @@
+public import TensorCore
+
+/// Sees the outputs of every node while a model runs: the instrumented pass of an accuracy
+/// search, or a debugging dump.
+///
+/// With an observer the interpreter plans without fusion, so that every node's result exists as
+/// a tensor of its own. Fused and unfused evaluation perform the same operations with the same
+/// roundings, so the signature's outputs are the same with an observer as without (tested);
+/// only the time differs, which is why ``OpProfile`` measures fused runs and is not an observer.
+public protocol RunObserver: AnyObject, Sendable {
+  /// Called once `node` (of op `op`, in `function`, `<graph>` for the top-level graph) has
+  /// computed `outputs`, in evaluation order; a variable handle or TensorList output is `nil`.
+  func observe(function: String, node: String, op: String, outputs: [Tensor?])
+}
