@@ -1,7 +1,8 @@
 // Test helper for Tests/Interop: writes a checkpoint from scratch with tfmp's writer, and a JSON
 // file of what each tensor must read back as, so that TensorFlow's own reader can be checked
 // against it. Usage: tfmp-interop-helper PREFIX EXPECTED.json
-// With `schemas`, prints the runtime's op schemas as JSON instead.
+// With `schemas`, prints the runtime's op schemas as JSON instead; with `graphdef-roundtrip IN
+// OUT`, reads a bare GraphDef into a module and writes it back.
 import CPURuntime
 import Foundation
 import GraphIR
@@ -31,9 +32,17 @@ if arguments.count == 2, arguments[1] == "schemas" {
     try JSONSerialization.data(withJSONObject: schemas, options: [.sortedKeys]))
   exit(0)
 }
+if arguments.count == 4, arguments[1] == "graphdef-roundtrip" {
+  // A bare GraphDef read into a GraphIR module and written back.
+  let file = try GraphDefFile(contentsOf: arguments[2])
+  try file.replacing(try file.module()).write(to: arguments[3])
+  exit(0)
+}
 guard arguments.count == 3 else {
   FileHandle.standardError.write(
-    Data("usage: tfmp-interop-helper PREFIX EXPECTED.json | schemas\n".utf8))
+    Data(
+      "usage: tfmp-interop-helper PREFIX EXPECTED.json | schemas | graphdef-roundtrip IN OUT\n".utf8
+    ))
   exit(64)
 }
 let prefix = arguments[1]

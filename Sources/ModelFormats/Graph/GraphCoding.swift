@@ -181,4 +181,37 @@ enum GraphCoding {
     proto.nodeDef = encodeNodes(of: function)
     return proto
   }
+
+  /// The graph and library of `graph` as a module (no signatures, no variables).
+  ///
+  /// - Throws: ``ModelFormatError`` (code `malformed`, at `path`) for a reference that cannot
+  ///   be parsed.
+  static func module(of graph: Tensorflow_GraphDef, path: String) throws -> Module {
+    do {
+      let top = try decode(name: Function.graphName, syntax: .graph, nodes: graph.node)
+      var functions: [Function] = []
+      functions.reserveCapacity(graph.library.function.count)
+      for function in graph.library.function { functions.append(try decode(function)) }
+      return Module(graph: top, functions: functions)
+    } catch {
+      throw formatError(error, path: path)
+    }
+  }
+
+  /// Puts the module's graph and library into `graph` (its other fields stay).
+  static func encode(_ module: Module, into graph: inout Tensorflow_GraphDef) {
+    graph.node = encodeNodes(of: module.graph)
+    // Setting a field of an absent library would add an empty one.
+    if graph.hasLibrary || !module.functions.isEmpty {
+      graph.library.function = module.functions.map(encode)
+    }
+  }
+
+  /// A graph error in the model file at `path`.
+  static func formatError(_ error: GraphError, path: String) -> ModelFormatError {
+    ModelFormatError(
+      code: .malformed, path: path,
+      location: error.function + (error.location.isEmpty ? "" : ", \(error.location)"),
+      message: error.message + " The graph is corrupt; re-export the model.")
+  }
 }

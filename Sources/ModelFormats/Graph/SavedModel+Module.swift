@@ -11,24 +11,14 @@ extension SavedModel {
   public func module() throws -> Module {
     let metaGraph = proto.metaGraphs[0]
     let graphPath = (directory as NSString).appendingPathComponent(Self.graphFileName)
+    var module = try GraphCoding.module(of: metaGraph.graphDef, path: graphPath)
     do {
-      let graph = try GraphCoding.decode(
-        name: Function.graphName, syntax: .graph, nodes: metaGraph.graphDef.node)
-      var functions: [Function] = []
-      functions.reserveCapacity(metaGraph.graphDef.library.function.count)
-      for function in metaGraph.graphDef.library.function {
-        functions.append(try GraphCoding.decode(function))
-      }
-      var module = Module(graph: graph, functions: functions)
-      module.signatures = try Self.signatures(metaGraph, graph: graph)
-      module.variables = Self.variables(metaGraph, module: module)
-      return module
+      module.signatures = try Self.signatures(metaGraph, graph: module.graph)
     } catch {
-      throw ModelFormatError(
-        code: .malformed, path: graphPath,
-        location: error.function + (error.location.isEmpty ? "" : ", \(error.location)"),
-        message: error.message + " The graph is corrupt; re-export the model.")
+      throw GraphCoding.formatError(error, path: graphPath)
     }
+    module.variables = Self.variables(metaGraph, module: module)
+    return module
   }
 
   /// This model with its first MetaGraph's graph, library and signatures taken from `module`
@@ -36,8 +26,7 @@ extension SavedModel {
   public func replacing(_ module: Module) -> SavedModel {
     var model = self
     var metaGraph = model.proto.metaGraphs[0]
-    metaGraph.graphDef.node = GraphCoding.encodeNodes(of: module.graph)
-    metaGraph.graphDef.library.function = module.functions.map(GraphCoding.encode)
+    GraphCoding.encode(module, into: &metaGraph.graphDef)
     for (key, signature) in module.signatures {
       guard var definition = metaGraph.signatureDef[key] else { continue }
       for endpoint in signature.inputs {

@@ -30,7 +30,7 @@ enum SavedModelEncoding {
     return data
   }
 
-  private static func encode(_ graph: Tensorflow_GraphDef) throws -> Data {
+  static func encode(_ graph: Tensorflow_GraphDef) throws -> Data {
     var outer = graph
     outer.node = []
     outer.clearLibrary()
