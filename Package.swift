@@ -39,7 +39,7 @@ let package = Package(
       swiftSettings: strictSettings),
     .target(
       name: "MixedPrecision",
-      dependencies: ["ModelFormats", "TensorCore", "TFProtos"],
+      dependencies: ["GraphIR", "ModelFormats", "TensorCore"],
       swiftSettings: strictSettings),
     .target(
       name: "CPURuntime",
@@ -82,7 +82,9 @@ let package = Package(
       swiftSettings: strictSettings),
     .testTarget(
       name: "MixedPrecisionTests",
-      dependencies: ["MixedPrecision", "ModelFormats", "TensorCore", "TFProtos", "_TestSupport"],
+      dependencies: [
+        "GraphIR", "MixedPrecision", "ModelFormats", "TensorCore", "TFProtos", "_TestSupport",
+      ],
       exclude: ["Snapshots"],
       swiftSettings: strictSettings),
     .testTarget(

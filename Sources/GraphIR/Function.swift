@@ -11,11 +11,15 @@ public struct Function: Sendable {
     public var name: String
     /// The declared dtype; `nil` when the definition gives it through an attribute.
     public var dtype: DType?
+    /// For a resource argument, the dtypes of the variables its handle data records (`nil` for
+    /// a number tfmp does not know).
+    public var handleDTypes: [DType?]
 
     /// An argument named `name` of type `dtype`.
-    public init(name: String, dtype: DType?) {
+    public init(name: String, dtype: DType?, handleDTypes: [DType?] = []) {
       self.name = name
       self.dtype = dtype
+      self.handleDTypes = handleDTypes
     }
   }
 
@@ -25,11 +29,15 @@ public struct Function: Sendable {
     public var name: String
     /// The value returned.
     public var source: Input
+    /// The declared dtype; `nil` when given through an attribute, or for the top-level
+    /// graph's control results.
+    public var dtype: DType?
 
     /// The result `name`, returning `source`.
-    public init(name: String, source: Input) {
+    public init(name: String, source: Input, dtype: DType? = nil) {
       self.name = name
       self.source = source
+      self.dtype = dtype
     }
   }
 

@@ -32,6 +32,19 @@ public struct Module: Sendable {
     functionIndex[name].map { functions[$0] }
   }
 
+  /// The position in ``functions`` of the function named `name`.
+  public func index(ofFunction name: String) -> Int? { functionIndex[name] }
+
+  /// Edits library function `index` in place (without copying its nodes); its name must stay
+  /// the same.
+  public mutating func modifyFunction<T>(at index: Int, _ edit: (inout Function) throws -> T)
+    rethrows -> T
+  {
+    let name = functions[index].name
+    defer { precondition(functions[index].name == name, "an edited function keeps its name") }
+    return try edit(&functions[index])
+  }
+
   /// Replaces library function `index` (its name must stay the same).
   public mutating func setFunction(_ function: Function, at index: Int) {
     precondition(function.name == functions[index].name, "a replaced function keeps its name")

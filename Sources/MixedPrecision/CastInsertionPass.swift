@@ -1,9 +1,9 @@
-internal import TFProtos
+internal import GraphIR
 internal import TensorCore
 internal import Foundation
 
-/// Rewrites a painted graph body: sets the type attribute of every converted node, and puts a
-/// `Cast` wherever a tensor crosses between float32 and the reduced type.
+/// Rewrites a painted body: sets the type attribute of every converted node, and puts a `Cast`
+/// wherever a tensor crosses between float32 and the reduced type.
 ///
 /// One cast per source tensor and target type, shared by all its readers. A float32 constant
 /// read in reduced precision is converted itself (a copy is made only when float32 readers
@@ -12,128 +12,114 @@ internal import Foundation
 /// converted casts straight to the reduced type.
 struct CastInsertionPass {
   let precision: ReducedPrecision
-  /// The body's argument names, which new nodes must not take.
-  let argumentNames: Set<String>
-  /// Nodes the variable pass retyped to the reduced type (reads and gathers of variables stored
-  /// in it, and the saver's plumbing): their inputs take the reduced type, and so do their
-  /// outputs, except RestoreV2's, which are typed one by one.
-  let retypedNodes: Set<String>
 
   struct Statistics {
     var castsInserted = 0
     var constantsConverted = 0
   }
 
-  func apply(to body: inout GraphBody, decisions: [PaintingPass.Decision]) -> Statistics {
+  /// Rewrites `body` as `decisions` (one per node) say; `sinks` are the values leaving it,
+  /// rewritten too. `retypedNodes` are the nodes the variable pass retyped to the reduced type
+  /// (reads and gathers of variables stored in it, and the saver's plumbing): their inputs take
+  /// the reduced type, and so do their outputs, except RestoreV2's, which are typed one by one.
+  func apply(
+    to body: inout Function, sinks: inout [String: Input], decisions: [PaintingPass.Decision],
+    retypedNodes: Set<String> = []
+  ) -> Statistics {
     var statistics = Statistics()
-    let target: Tensorflow_DataType = precision == .float16 ? .dtHalf : .dtBfloat16
+    let target = precision.dtype
     let rules = body.nodes.map { OpTypeRule.rule(for: $0.op) }
     let reduced = decisions.map(\.reduced)
-    let sinkNodes = Set(
-      body.sinks.values.compactMap { reference -> Int? in
-        if case .output(let node, _, _)? = body.source(of: reference) { return node }
-        return nil
-      })
+    let consumers = body.consumers()
+    let sinkNodes = Set(sinks.values.compactMap { $0.node?.index })
 
     func wantsReduced(_ node: Int, _ position: Int) -> Bool {
       guard reduced[node], let rule = rules[node] else { return false }
-      return rule.governsInput(position, of: body.inputs[node].count)
+      return rule.governsInput(position, of: body.nodes[node].inputs.count)
     }
     // Casts to float32 whose readers all compute in reduced precision cast to it directly.
     var castsToTarget = Set<Int>()
     for (index, node) in body.nodes.enumerated()
-    where node.op == "Cast" && node.attr["DstT"]?.type == .dtFloat && !sinkNodes.contains(index)
-      && !body.consumers[index].isEmpty
-      && body.consumers[index].allSatisfy({ wantsReduced($0.node, $0.position) })
+    where node.op == "Cast" && node.type("DstT") == .float32 && !sinkNodes.contains(index)
+      && !consumers[index].isEmpty
+      && consumers[index].allSatisfy({ wantsReduced($0.node.index, $0.position) })
     {
       castsToTarget.insert(index)
     }
-    func producesReduced(_ source: GraphBody.Source) -> Bool {
-      guard case .output(let node, let argument, let index) = source else { return false }
+    func producesReduced(_ source: Input) -> Bool {
+      guard case .output(let id, let slot) = source else { return false }
+      let node = id.index
       if castsToTarget.contains(node) { return true }
       if retypedNodes.contains(body.nodes[node].name) { return body.nodes[node].op != "RestoreV2" }
       guard reduced[node], let rule = rules[node] else { return false }
-      return rule.governsOutput(argument: argument, index: index)
+      return rule.governsOutput(argument: slot.argument, index: slot.index)
     }
 
-    var castNames: [String: String] = [:]
-    func castReference(_ source: GraphBody.Source, to dtype: Tensorflow_DataType) -> String {
-      let reference = body.reference(source)
+    var casts: [String: Input] = [:]
+    func cast(_ source: Input, to dtype: DType) -> Input {
+      let reference = body.reference(to: source).text(in: body.syntax)
       let key = "\(reference)|\(dtype.rawValue)"
-      if let name = castNames[key] {
-        return body.singleOutputReference(nodeName: name, argument: "y")
-      }
-      let suffix = dtype == .dtFloat ? "float32" : precision.rawValue
+      if let cast = casts[key] { return cast }
+      let suffix = dtype == .float32 ? "float32" : precision.rawValue
       let base = reference.replacingOccurrences(of: ":", with: "_")
-      let name = body.uniqueName("\(base)/tfmp_cast_to_\(suffix)", avoiding: argumentNames)
-      body.append(
-        .cast(name: name, input: reference, from: dtype == .dtFloat ? target : .dtFloat, to: dtype))
-      castNames[key] = name
+      let name = body.uniqueName("\(base)/tfmp_cast_to_\(suffix)")
+      let id = body.append(
+        .cast(name: name, input: source, from: dtype == .float32 ? target : .float32, to: dtype))
+      let output = body.singleOutput(of: id, argument: "y")
+      casts[key] = output
       statistics.castsInserted += 1
-      return body.singleOutputReference(nodeName: name, argument: "y")
+      return output
     }
 
     var castsReadingTarget = Set<Int>()
-    var constantReaders: [Int: [(node: Int, slot: Int)]] = [:]
+    var constantReaders: [Int: [(node: Int, position: Int)]] = [:]
     let originalCount = body.nodes.count
     for node in 0..<originalCount where !retypedNodes.contains(body.nodes[node].name) {
-      for input in body.inputs[node] {
-        let producerReduced = producesReduced(input.source)
-        let consumerReduced = wantsReduced(node, input.position)
+      for (position, input) in body.nodes[node].inputs.enumerated() {
+        let producerReduced = producesReduced(input)
+        let consumerReduced = wantsReduced(node, position)
         guard producerReduced != consumerReduced else { continue }
-        if producerReduced && body.nodes[node].op == "Cast" && input.position == 0
-          && body.nodes[node].attr["SrcT"]?.type == .dtFloat
+        if producerReduced && body.nodes[node].op == "Cast" && position == 0
+          && body.nodes[node].type("SrcT") == .float32
         {
           castsReadingTarget.insert(node)
           continue
         }
-        if consumerReduced, case .output(let producer, _, _) = input.source,
-          ConstantValues(body.nodes[producer]) != nil
-        {
-          constantReaders[producer, default: []].append((node, input.slot))
+        if consumerReduced, let producer = input.node, ConstantValues(body[producer]) != nil {
+          constantReaders[producer.index, default: []].append((node, position))
           continue
         }
-        body.nodes[node].input[input.slot] = castReference(
-          input.source, to: consumerReduced ? target : .dtFloat)
+        let replacement = cast(input, to: consumerReduced ? target : .float32)
+        body[NodeID(node)].inputs[position] = replacement
       }
     }
-    for key in body.sinks.keys.sorted() {
-      guard let reference = body.sinks[key], let source = body.source(of: reference),
-        producesReduced(source)
-      else { continue }
-      body.sinks[key] = castReference(source, to: .dtFloat)
+    for key in sinks.keys.sorted() {
+      guard let source = sinks[key], producesReduced(source) else { continue }
+      sinks[key] = cast(source, to: .float32)
     }
     for (constant, readers) in constantReaders.sorted(by: { $0.key < $1.key }) {
       guard let values = ConstantValues(body.nodes[constant]) else { continue }
-      let converted = attribute(tensor: values.tensor(in: precision))
+      let converted = AttrValue.tensor(values.tensor(in: precision))
       statistics.constantsConverted += 1
-      if readers.count == body.consumers[constant].count && !sinkNodes.contains(constant) {
-        body.nodes[constant].setType("dtype", target)
-        body.nodes[constant].attr["value"] = converted
+      if readers.count == consumers[constant].count && !sinkNodes.contains(constant) {
+        body[NodeID(constant)].setType("dtype", target)
+        body[NodeID(constant)].attributes["value"] = converted
         continue
       }
       var copy = body.nodes[constant]
-      copy.name = body.uniqueName(
-        "\(copy.name)/tfmp_\(precision.rawValue)", avoiding: argumentNames)
-      copy.input = copy.input.filter { $0.hasPrefix("^") }
+      copy.name = body.uniqueName("\(copy.name)/tfmp_\(precision.rawValue)")
+      copy.inputs = []
       copy.setType("dtype", target)
-      copy.attr["value"] = converted
-      body.append(copy)
-      let reference = body.singleOutputReference(nodeName: copy.name, argument: "output")
-      for reader in readers { body.nodes[reader.node].input[reader.slot] = reference }
+      copy.attributes["value"] = converted
+      let output = body.singleOutput(of: body.append(copy), argument: "output")
+      for reader in readers { body[NodeID(reader.node)].inputs[reader.position] = output }
     }
     for node in 0..<originalCount {
-      if reduced[node], let rule = rules[node] { body.nodes[node].setType(rule.attribute, target) }
-      if castsToTarget.contains(node) { body.nodes[node].setType("DstT", target) }
-      if castsReadingTarget.contains(node) { body.nodes[node].setType("SrcT", target) }
+      let id = NodeID(node)
+      if reduced[node], let rule = rules[node] { body[id].setType(rule.attribute, target) }
+      if castsToTarget.contains(node) { body[id].setType("DstT", target) }
+      if castsReadingTarget.contains(node) { body[id].setType("SrcT", target) }
     }
-    body.reindex()
     return statistics
-  }
-
-  private func attribute(tensor: Tensorflow_TensorProto) -> Tensorflow_AttrValue {
-    var value = Tensorflow_AttrValue()
-    value.tensor = tensor
-    return value
   }
 }

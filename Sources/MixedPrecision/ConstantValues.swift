@@ -1,21 +1,21 @@
-internal import ModelFormats
-internal import TFProtos
-internal import TensorCore
 internal import Foundation
+internal import GraphIR
+internal import ModelFormats
+internal import TensorCore
 
 /// The value of a float32 `Const` node, and its conversion to a reduced type.
 struct ConstantValues {
   let values: FloatValues
-  let shape: Tensorflow_TensorShapeProto
+  let shape: ShapeValue
 
   /// Reads a float32 `Const` node's value; `nil` for any other node.
-  init?(_ node: Tensorflow_NodeDef) {
-    guard node.op == "Const", node.attr["dtype"]?.type == .dtFloat,
-      case .tensor(let tensor)? = node.attr["value"]?.value, tensor.dtype == .dtFloat,
+  init?(_ node: Node) {
+    guard node.op == "Const", node.type("dtype") == .float32,
+      case .tensor(let tensor)? = node.attributes["value"], tensor.dtype == .float32,
       let values = FloatValues.decode(tensor)
     else { return nil }
     self.values = values
-    shape = tensor.tensorShape
+    shape = tensor.shape
   }
 
   /// Whether the values survive rounding to `precision`: nothing overflows, and no nonzero value
@@ -30,10 +30,8 @@ struct ConstantValues {
 
   /// The `value` tensor of an equivalent `Const` in `precision`, encoded as TensorFlow encodes
   /// one: `tensor_content` for several explicit values, `half_val` (bit patterns) otherwise.
-  func tensor(in precision: ReducedPrecision) -> Tensorflow_TensorProto {
-    var tensor = Tensorflow_TensorProto()
-    tensor.dtype = precision == .float16 ? .dtHalf : .dtBfloat16
-    tensor.tensorShape = shape
+  func tensor(in precision: ReducedPrecision) -> TensorLiteral {
+    var tensor = TensorLiteral(dtype: precision.dtype, shape: shape)
     let bits = values.explicitValues.map { value -> UInt16 in
       precision == .float16 ? Float16(value).bitPattern : BFloat16(value).bitPattern
     }
@@ -42,9 +40,9 @@ struct ConstantValues {
       for pattern in bits {
         withUnsafeBytes(of: pattern.littleEndian) { content.append(contentsOf: $0) }
       }
-      tensor.tensorContent = content
+      tensor.content = content
     } else {
-      tensor.halfVal = bits.map { Int32($0) }
+      tensor.halfValues = bits.map { Int32($0) }
     }
     return tensor
   }

@@ -1,6 +1,6 @@
 public import ModelFormats
+internal import GraphIR
 public import TensorCore
-internal import TFProtos
 internal import Foundation
 
 /// How `tfmp convert` stores variables.
@@ -31,17 +31,32 @@ public struct ConversionOptions: Sendable {
   public init() {}
 }
 
-extension SavedModel {
-  /// Converts the model to mixed precision.
-  ///
-  /// Every function in the graph's library and the top-level graph is painted and rewritten
-  /// independently: function arguments and results stay float32, so signatures, calls and control
-  /// flow stay type-consistent, and outputs keep their dtypes.
+/// Converts SavedModels to mixed precision: reads the model into a GraphIR module, runs the
+/// conversion passes over it, and writes the result back into the model.
+///
+/// The pipeline, in order: ``PaintingPass`` decides each node's precision; with
+/// `--weights auto`, ``VariableStoragePass`` stores variables in the reduced type where every
+/// reader computes in it; ``CastInsertionPass`` retypes the converted nodes and puts casts at the
+/// boundaries; with `--no-keep-io-types`, ``SignatureTypesPass`` gives the signatures reduced
+/// inputs and outputs. A new pass is a type conforming to ``ConversionPass`` and one line here.
+///
+/// Every function in the library and the top-level graph is painted and rewritten on its own:
+/// function arguments and results stay float32, so signatures, calls and control flow stay
+/// type-consistent, and outputs keep their dtypes.
+public struct Converter: Sendable {
+  /// What to convert and how.
+  public var options: ConversionOptions
+
+  /// A converter with `options`.
+  public init(options: ConversionOptions) { self.options = options }
+
+  /// Converts `model`.
   ///
   /// - Returns: The converted model (its `fingerprint.pb` dropped) and a report of every decision.
   /// - Throws: ``ModelFormatError`` with code `alreadyConverted` when the model already computes
-  ///   in float16 or bfloat16; `malformed` for an invalid `--fp32-node` pattern.
-  public func converted(with options: ConversionOptions) throws -> (SavedModel, ConversionReport) {
+  ///   in float16 or bfloat16; `malformed` for an invalid `--fp32-node` pattern or a graph that
+  ///   cannot be read; `unsupported` for signatures `--no-keep-io-types` cannot retype.
+  public func convert(_ model: SavedModel) throws -> (SavedModel, ConversionReport) {
     var lists = OpLists(for: options.precision)
     for op in options.reducedOps { lists.assign(op, to: .allow) }
     for op in options.float32Ops { lists.assign(op, to: .deny) }
@@ -55,118 +70,68 @@ extension SavedModel {
           underlyingError: error)
       }
     }
-    let painter = PaintingPass(
-      lists: lists, float32NodePatterns: patterns, userReducedOps: Set(options.reducedOps),
-      userFloat32Ops: Set(options.float32Ops))
-    var model = self
-    model.fingerprint = nil
-    var report = ConversionReport(precision: options.precision, weights: options.weights)
-    var metaGraph = model.proto.metaGraphs[0]
-    try refuseReducedPrecision(metaGraph.graphDef, OpLists(for: options.precision))
+    var module = try model.module()
+    try refuseReducedPrecision(module, OpLists(for: options.precision), path: model.directory)
 
-    // Every library function, then the top-level graph (which computes in TF1-style models;
-    // its signature outputs are its sinks).
-    var functions = metaGraph.graphDef.library.function
-    var bodies = functions.map { function in
-      GraphBody(
-        name: function.signature.name, syntax: .function, nodes: function.nodeDef,
-        sinks: function.ret)
-    }
-    var graphSinks: [String: String] = [:]
-    for (key, signature) in metaGraph.signatureDef {
-      for (output, info) in signature.outputs {
-        if case .name(let name)? = info.encoding { graphSinks["\(key)\u{0}\(output)"] = name }
-      }
-    }
-    bodies.append(
-      GraphBody(name: "<graph>", syntax: .graph, nodes: metaGraph.graphDef.node, sinks: graphSinks))
-    let decisions = bodies.map { painter.paint($0) }
-    for (body, bodyDecisions) in zip(bodies, decisions) {
-      report.record(body, bodyDecisions, lists: lists)
+    var passes: [any ConversionPass] = [
+      PaintingPass(
+        lists: lists, float32NodePatterns: patterns, userReducedOps: Set(options.reducedOps),
+        userFloat32Ops: Set(options.float32Ops))
+    ]
+    if options.weights == .auto { passes.append(VariableStoragePass(precision: options.precision)) }
+    passes.append(CastInsertionPass(precision: options.precision))
+    if !options.keepIOTypes { passes.append(SignatureTypesPass(precision: options.precision)) }
+
+    var context = ConversionContext(
+      options: options, lists: lists, checkpoint: model.checkpoint, modelPath: model.directory)
+    for pass in passes {
+      try pass.run(on: &module, &context)
+      GraphVerifier.checkInternally(module, schemas: NoSchemas())
     }
 
-    var storage = VariableStoragePass.Result()
-    if options.weights == .auto {
-      storage = try VariableStoragePass(precision: options.precision).apply(
-        bodies: &bodies, functions: &functions, decisions: decisions, checkpoint: checkpoint)
+    var converted = model.replacing(module)
+    converted.fingerprint = nil
+    try converted.storeReduced(context.storage.convertedKeys, in: options.precision)
+    for retyped in context.retypedSignatureFunctions {
+      converted.retypeConcreteFunction(
+        retyped.function, inputs: retyped.inputs, outputs: retyped.outputs,
+        to: options.precision.dtype)
     }
-    for index in bodies.indices {
-      let retyped = storage.retyped[index] ?? []
-      let retypedGather = bodies[index].nodes.contains {
-        retyped.contains($0.name) && ["GatherV2", "Gather", "GatherNd"].contains($0.op)
-      }
-      guard decisions[index].contains(where: \.reduced) || retypedGather else { continue }
-      let arguments =
-        index < functions.count ? Set(functions[index].signature.inputArg.map(\.name)) : []
-      let pass = CastInsertionPass(
-        precision: options.precision, argumentNames: arguments,
-        retypedNodes: retyped)
-      report.add(pass.apply(to: &bodies[index], decisions: decisions[index]))
-    }
-
-    for index in functions.indices {
-      functions[index].nodeDef = bodies[index].nodes
-      functions[index].ret = bodies[index].sinks
-    }
-    metaGraph.graphDef.library.function = functions
-    let graph = bodies[functions.count]
-    metaGraph.graphDef.node = graph.nodes
-    for (sinkKey, reference) in graph.sinks where reference != graphSinks[sinkKey] {
-      let parts = sinkKey.split(separator: "\u{0}", maxSplits: 1).map(String.init)
-      metaGraph.signatureDef[parts[0]]?.outputs[parts[1]]?.name =
-        reference.contains(":") ? reference : reference + ":0"
-    }
-
-    // Variables stored in the reduced type: the object graph's dtypes and the checkpoint.
-    if let checkpoint, !storage.convertedKeys.isEmpty {
-      let target: Tensorflow_DataType = options.precision == .float16 ? .dtHalf : .dtBfloat16
-      for (node, key) in try checkpointKeysByNode(checkpoint)
-      where storage.convertedKeys.contains(key) {
-        guard node < metaGraph.objectGraphDef.nodes.count,
-          case .variable(var variable)? = metaGraph.objectGraphDef.nodes[node].kind
-        else { continue }
-        variable.dtype = target
-        for component in variable.experimentalDistributedVariableComponents.indices {
-          variable.experimentalDistributedVariableComponents[component].dtype = target
-        }
-        metaGraph.objectGraphDef.nodes[node].variable = variable
-      }
-      for key in storage.convertedKeys { model.checkpointConversions[key] = options.precision }
-    }
-    if !options.keepIOTypes {
-      try SignatureTypesPass(precision: options.precision).apply(
-        to: &metaGraph, modelPath: directory)
-    }
-    model.proto.metaGraphs[0] = metaGraph
-
-    let variables = try logicalVariables()
+    var report = context.report
+    let variables = try model.logicalVariables()
     report.weightBytesBefore = variables.reduce(0) { $0 + $1.bytes }
     report.weightBytesAfter = variables.reduce(0) { total, variable in
       total
-        + (storage.convertedKeys.contains(variable.checkpointKeys[0])
+        + (context.storage.convertedKeys.contains(variable.checkpointKeys[0])
           ? variable.bytes / 2 : variable.bytes)
     }
-    report.record(storage.outcomes, variables: variables)
-    return (model, report)
+    report.record(context.storage.outcomes, variables: variables)
+    return (converted, report)
   }
 
   /// Refuses a model whose Tensor Core ops (the allow list) already run in float16 or bfloat16.
-  private func refuseReducedPrecision(_ graph: Tensorflow_GraphDef, _ lists: OpLists) throws {
+  private func refuseReducedPrecision(_ module: Module, _ lists: OpLists, path: String) throws {
     let bodies =
-      [("the top-level graph", graph.node)]
-      + graph.library.function.map { ("function '\($0.signature.name)'", $0.nodeDef) }
-    for (place, nodes) in bodies {
-      for node in nodes {
+      [("the top-level graph", module.graph)]
+      + module.functions.map { ("function '\($0.name)'", $0) }
+    for (place, body) in bodies {
+      for node in body.nodes {
         guard lists.opClass(of: node.op) == .allow, let rule = OpTypeRule.rule(for: node.op),
-          let type = node.attr[rule.attribute]?.type, type == .dtHalf || type == .dtBfloat16
+          let type = node.type(rule.attribute), type == .float16 || type == .bfloat16
         else { continue }
         throw ModelFormatError(
-          code: .alreadyConverted, path: directory, location: "node '\(node.name)' in \(place)",
+          code: .alreadyConverted, path: path, location: "node '\(node.name)' in \(place)",
           message:
-            "The \(node.op) already computes in \(type == .dtHalf ? "float16" : "bfloat16"); "
+            "The \(node.op) already computes in \(type == .float16 ? "float16" : "bfloat16"); "
             + "the model was converted before or exported from mixed-precision training. tfmp "
             + "converts float32 models; convert the original float32 model instead.")
       }
     }
   }
+}
+
+/// Structure-only verification between passes: the converter checks that inputs resolve and
+/// the graph has no cycles, without op schemas (those belong to the runtime).
+private struct NoSchemas: OpSchemaSource {
+  func schema(for op: String) -> OpSchema? { nil }
 }

@@ -1,4 +1,4 @@
-internal import TFProtos
+internal import GraphIR
 public import TensorCore
 internal import ModelFormats
 
@@ -68,7 +68,7 @@ public struct ConversionReport: Sendable, Codable {
 
   /// Records the decisions for one body. Compute ops count only in bodies that have Tensor Core
   /// work (allow ops): the Identity plumbing of save and restore functions is not compute.
-  mutating func record(_ body: GraphBody, _ decisions: [PaintingPass.Decision], lists: OpLists) {
+  mutating func record(_ body: Function, _ decisions: [PaintingPass.Decision], lists: OpLists) {
     let computes = zip(body.nodes, decisions).contains { node, decision in
       decision.isCandidate && lists.opClass(of: node.op) == .allow
     }
@@ -85,7 +85,7 @@ public struct ConversionReport: Sendable, Codable {
             precision: decision.reduced ? precision.rawValue : "float32", reason: decision.reason))
       } else if lists.opClass(of: node.op) == nil || OpTypeRule.rule(for: node.op) == nil,
         !Self.structuralOps.contains(node.op),
-        node.attr.values.contains(where: { $0.type == .dtFloat })
+        node.attributes.values.contains(.type(.float32))
       {
         opsNotInLists[node.op, default: 0] += 1
         nodes.append(

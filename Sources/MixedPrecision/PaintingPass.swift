@@ -1,4 +1,4 @@
-internal import TFProtos
+internal import GraphIR
 internal import TensorCore
 internal import Foundation
 
@@ -58,8 +58,10 @@ struct PaintingPass {
   let userReducedOps: Set<String>
   let userFloat32Ops: Set<String>
 
-  func paint(_ body: GraphBody) -> [Decision] {
+  /// The decision for each node of `body` (by position), whose results leave it as `sinks`.
+  func paint(_ body: Function, sinks: [String: Input]) -> [Decision] {
     let count = body.nodes.count
+    let consumers = body.consumers()
     var decisions = body.nodes.map { node in
       Decision(reduced: false, reason: .notInLists, isCandidate: false)
     }
@@ -67,7 +69,7 @@ struct PaintingPass {
     var rules = [OpTypeRule?](repeating: nil, count: count)
     for (index, node) in body.nodes.enumerated() {
       guard let rule = OpTypeRule.rule(for: node.op), let cls = lists.opClass(of: node.op),
-        node.attr[rule.attribute]?.type == .dtFloat
+        node.type(rule.attribute) == .float32
       else { continue }
       if matchesFloat32Pattern(node.name) {
         decisions[index].reason = .userFloat32Node
@@ -78,7 +80,8 @@ struct PaintingPass {
       decisions[index].isCandidate = true
       decisions[index].reason = .noReducedNeighbour
     }
-    for index in 0..<count where rules[index] != nil && isOutputSoftmax(index, body) {
+    for index in 0..<count
+    where rules[index] != nil && isOutputSoftmax(index, body, consumers, sinks) {
       rules[index] = nil
       opClass[index] = nil
       decisions[index].reason = .outputSoftmax
@@ -89,13 +92,14 @@ struct PaintingPass {
     var fanOut = [[Int]](repeating: [], count: count)
     for consumer in 0..<count {
       guard let consumerRule = rules[consumer] else { continue }
-      let inputCount = body.inputs[consumer].count
-      for input in body.inputs[consumer] {
-        guard case .output(let producer, let argument, let outputIndex) = input.source,
-          let producerRule = rules[producer],
-          producerRule.governsOutput(argument: argument, index: outputIndex),
-          consumerRule.governsInput(input.position, of: inputCount)
+      let inputs = body.nodes[consumer].inputs
+      for (position, input) in inputs.enumerated() {
+        guard case .output(let producerID, let slot) = input,
+          let producerRule = rules[producerID.index],
+          producerRule.governsOutput(argument: slot.argument, index: slot.index),
+          consumerRule.governsInput(position, of: inputs.count)
         else { continue }
+        let producer = producerID.index
         fanIn[consumer].append(producer)
         fanOut[producer].append(consumer)
       }
@@ -146,7 +150,7 @@ struct PaintingPass {
       decisions[node].reason = .betweenAllowOps
     }
     // Pass 4: infer after allow, and clear neighbours, until nothing changes.
-    let order = body.topologicalOrder()
+    let order = body.topologicalOrder().map(\.index)
     var changed = true
     while changed {
       changed = false
@@ -206,17 +210,18 @@ struct PaintingPass {
   }
 
   /// Whether a Softmax or LogSoftmax's result leaves the body (through Identity nodes only).
-  private func isOutputSoftmax(_ index: Int, _ body: GraphBody) -> Bool {
+  private func isOutputSoftmax(
+    _ index: Int, _ body: Function, _ consumers: [[(node: NodeID, position: Int)]],
+    _ sinks: [String: Input]
+  ) -> Bool {
     guard ["Softmax", "LogSoftmax"].contains(body.nodes[index].op) else { return false }
-    let sinkNodes = Set(
-      body.sinks.values.compactMap { reference -> Int? in
-        if case .output(let node, _, _)? = body.source(of: reference) { return node }
-        return nil
-      })
+    let sinkNodes = Set(sinks.values.compactMap { $0.node?.index })
     func leavesOnly(_ node: Int) -> Bool {
-      let consumers = body.consumers[node]
-      if consumers.isEmpty { return sinkNodes.contains(node) }
-      return consumers.allSatisfy { body.nodes[$0.node].op == "Identity" && leavesOnly($0.node) }
+      let readers = consumers[node]
+      if readers.isEmpty { return sinkNodes.contains(node) }
+      return readers.allSatisfy {
+        body.nodes[$0.node.index].op == "Identity" && leavesOnly($0.node.index)
+      }
     }
     return leavesOnly(index)
   }
@@ -224,10 +229,10 @@ struct PaintingPass {
   /// Whether a data input of `index` is a float32 constant that would overflow, or lose nonzero
   /// values to zero, in the reduced type.
   private func readsConstantThatDoesNotFit(
-    _ index: Int, _ body: GraphBody, _ cache: inout [Int: Bool]
+    _ index: Int, _ body: Function, _ cache: inout [Int: Bool]
   ) -> Bool {
-    body.inputs[index].contains { input in
-      guard case .output(let producer, _, _) = input.source else { return false }
+    body.nodes[index].inputs.contains { input in
+      guard let producer = input.node?.index else { return false }
       if let fits = cache[producer] { return !fits }
       let fits = ConstantValues(body.nodes[producer]).map { $0.fits(lists.precision) } ?? true
       cache[producer] = fits

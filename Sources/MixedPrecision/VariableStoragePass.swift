@@ -1,5 +1,5 @@
+internal import GraphIR
 internal import ModelFormats
-internal import TFProtos
 internal import TensorCore
 
 /// Decides which variables to store in the reduced type (`--weights auto`) and changes every
@@ -15,9 +15,9 @@ internal import TensorCore
 struct VariableStoragePass {
   let precision: ReducedPrecision
 
-  /// A body and a node or argument name within it.
+  /// A body (by name) and a node or argument name within it.
   struct Place: Hashable {
-    var body: Int
+    var body: String
     var name: String
   }
 
@@ -34,8 +34,8 @@ struct VariableStoragePass {
   struct Result {
     var outcomes: [Outcome] = []
     /// Nodes whose dtype attributes now name the reduced type (reads, writes, handles, the
-    /// saver's Identity chains, SaveV2 and RestoreV2), by body.
-    var retyped: [Int: Set<String>] = [:]
+    /// saver's Identity chains, SaveV2 and RestoreV2), by body name.
+    var retyped: [String: Set<String>] = [:]
     /// Checkpoint keys whose tensors are stored in the reduced type.
     var convertedKeys: Set<String> = []
   }
@@ -53,60 +53,62 @@ struct VariableStoragePass {
     "VarIsInitializedOp", "DisableCopyOnRead", "VariableShape", "DestroyResourceOp", "Identity",
   ]
 
-  /// Decides every group of handles and retypes the converted ones in place.
+  /// Decides every group of handles and retypes the converted ones in `module`.
   ///
   /// - Parameters:
-  ///   - bodies: The library functions, then the top-level graph (last).
-  ///   - functions: The FunctionDefs in the same order (for argument types; updated in place).
-  ///   - decisions: The painting of each body.
+  ///   - module: The module; converted groups' handles, reads, gathers, saver plumbing and
+  ///     resource arguments are retyped in place.
+  ///   - decisions: The painting of each body, by body name.
   ///   - checkpoint: The model's checkpoint; without one nothing is converted.
   /// - Returns: What happened to each group, the retyped nodes and the converted keys.
   /// - Throws: ``ModelFormatError`` for a checkpoint tensor that cannot be read.
   func apply(
-    bodies: inout [GraphBody], functions: inout [Tensorflow_FunctionDef],
-    decisions: [[PaintingPass.Decision]], checkpoint: CheckpointReader?
+    to module: inout Module, decisions: [String: [PaintingPass.Decision]],
+    checkpoint: CheckpointReader?
   ) throws -> Result {
     var result = Result()
     guard let checkpoint else { return result }
-    let bodyIndex = Dictionary(
-      functions.enumerated().map { ($1.signature.name, $0) }, uniquingKeysWith: { a, _ in a })
+    let names = module.bodyNames
+    var bodies = Dictionary(uniqueKeysWithValues: names.map { ($0, module.body(named: $0)) })
+    let consumers = bodies.mapValues { $0.consumers() }
+    let sinks = Dictionary(uniqueKeysWithValues: names.map { ($0, module.sinks(of: $0)) })
     var groups = UnionFind<Place>()
     var blocked: [Place: String] = [:]
     var keys: [Place: [String]] = [:]  // handle place -> checkpoint keys
 
     /// The handle a data input carries, following Identity nodes.
-    func handle(_ body: Int, _ source: GraphBody.Source) -> Place? {
+    func handle(_ body: String, _ source: Input) -> Place? {
+      guard let function = bodies[body] else { return nil }
       switch source {
-      case .argument(let name):
-        guard body < functions.count,
-          functions[body].signature.inputArg.contains(where: {
-            $0.name == name && $0.type == .dtResource
-          })
-        else { return nil }
-        return Place(body: body, name: name)
-      case .output(let node, _, _):
-        let definition = bodies[body].nodes[node]
+      case .argument(let position):
+        guard function.arguments[position].dtype == .resource else { return nil }
+        return Place(body: body, name: function.arguments[position].name)
+      case .output(let node, _):
+        let definition = function[node]
         if definition.op == "VarHandleOp" { return Place(body: body, name: definition.name) }
-        if definition.op == "Identity", let input = bodies[body].inputs[node].first {
-          return handle(body, input.source)
+        if definition.op == "Identity", let input = definition.inputs.first {
+          return handle(body, input)
         }
+        return nil
+      case .unresolved:
         return nil
       }
     }
     func argumentPlace(_ function: String, _ position: Int) -> Place? {
-      guard let callee = bodyIndex[function],
-        position < functions[callee].signature.inputArg.count
+      guard function != Function.graphName, let callee = bodies[function],
+        position < callee.arguments.count
       else { return nil }
-      return Place(body: callee, name: functions[callee].signature.inputArg[position].name)
+      return Place(body: function, name: callee.arguments[position].name)
     }
 
     // 1. Link handles through calls and control flow; collect uses; note unknown uses.
-    for body in bodies.indices {
-      for (index, node) in bodies[body].nodes.enumerated() {
-        for input in bodies[body].inputs[index] {
-          guard let place = handle(body, input.source) else { continue }
+    for body in names {
+      guard let function = bodies[body] else { continue }
+      for node in function.nodes {
+        for (position, input) in node.inputs.enumerated() {
+          guard let place = handle(body, input) else { continue }
           groups.add(place)
-          let callees = Self.callees(of: node, position: input.position)
+          let callees = Self.callees(of: node, position: position)
           if let callees {
             for (function, position) in callees {
               if let argument = argumentPlace(function, position) {
@@ -116,7 +118,7 @@ struct VariableStoragePass {
               }
             }
           } else if Self.readOps.contains(node.op)
-            || (Self.assignOps.contains(node.op) && input.position == 0)
+            || (Self.assignOps.contains(node.op) && position == 0)
           {
             groups.union(place, Place(body: body, name: node.name))
           } else if !Self.neutralOps.contains(node.op) {
@@ -127,42 +129,41 @@ struct VariableStoragePass {
     }
 
     // 2. Saver plumbing: checkpoint keys, and writes that copy one variable into another.
-    var saverEdits: [Place: [(body: Int, node: Int, attribute: String, listIndex: Int?)]] = [:]
-    for body in bodies.indices {
-      for saved in SavedVariables.slots(in: bodies[body].nodes) {
-        guard let source = bodies[body].inputs[saved.read].first?.source,
-          let place = handle(body, source)
-        else { continue }
+    var saverEdits: [Place: [(body: String, node: NodeID, attribute: String, listIndex: Int?)]] =
+      [:]
+    for body in names {
+      guard let function = bodies[body] else { continue }
+      for saved in SavedVariables.slots(in: function) {
+        guard let source = function[saved.read].inputs.first, let place = handle(body, source)
+        else {
+          continue
+        }
         keys[place, default: []].append(saved.key)
         saverEdits[place, default: []] +=
           [(body, saved.save, "dtypes", saved.slot)]
           + saved.identities.map { (body, $0, "T", nil) }
       }
-      for (index, node) in bodies[body].nodes.enumerated() where node.op == "RestoreV2" {
-        let names = SavedVariables.tensorNames(node, nodes: bodies[body].nodes) {
-          bodies[body].index(of: SavedVariables.nodeName($0))
-        }
-        for (assign, definition) in bodies[body].nodes.enumerated()
-        where definition.op == "AssignVariableOp" {
-          let inputs = bodies[body].inputs[assign]
-          guard inputs.count == 2, let place = handle(body, inputs[0].source),
-            let (restore, chain) = traceBack(bodies[body], inputs[1].source, to: "RestoreV2"),
-            restore == index,
-            case .output(_, _, let slot)? = chainEnd(bodies[body], inputs[1].source),
-            slot < names.count
+      for restore in function.nodeIDs where function[restore].op == "RestoreV2" {
+        let names = SavedVariables.tensorNames(function[restore], in: function)
+        for assign in function.nodeIDs where function[assign].op == "AssignVariableOp" {
+          let inputs = function[assign].inputs
+          guard inputs.count == 2, let place = handle(body, inputs[0]),
+            let (traced, chain) = traceBack(function, inputs[1], to: "RestoreV2"),
+            traced == restore, case .output(_, let slot)? = chainEnd(function, inputs[1]),
+            slot.index < names.count
           else { continue }
-          keys[place, default: []].append(names[slot])
+          keys[place, default: []].append(names[slot.index])
           saverEdits[place, default: []] +=
-            [(body, index, "dtypes", slot)]
+            [(body, restore, "dtypes", slot.index)]
             + chain.map { (body, $0, "T", nil) }
         }
       }
       // Keras exports initialize one variable from another: Assign(B, Read(A)) joins A and B.
-      for (index, node) in bodies[body].nodes.enumerated() where Self.assignOps.contains(node.op) {
-        let inputs = bodies[body].inputs[index]
-        guard inputs.count == 2, let target = handle(body, inputs[0].source),
-          let (read, _) = traceBack(bodies[body], inputs[1].source, to: "ReadVariableOp"),
-          let source = bodies[body].inputs[read].first?.source, let from = handle(body, source)
+      for node in function.nodes where Self.assignOps.contains(node.op) {
+        let inputs = node.inputs
+        guard inputs.count == 2, let target = handle(body, inputs[0]),
+          let (read, _) = traceBack(function, inputs[1], to: "ReadVariableOp"),
+          let source = function[read].inputs.first, let from = handle(body, source)
         else { continue }
         groups.union(target, from)
       }
@@ -171,9 +172,9 @@ struct VariableStoragePass {
     // 3. Decide each group.
     var members: [Place: [Place]] = [:]
     for place in groups.elements { members[groups.find(place), default: []].append(place) }
-    let target: Tensorflow_DataType = precision == .float16 ? .dtHalf : .dtBfloat16
+    let target = precision.dtype
     for (_, group) in members.sorted(by: { $0.key.name < $1.key.name }) {
-      var gathers: [(body: Int, node: Int)] = []
+      var gathers: [(body: String, node: NodeID)] = []
       let groupKeys = Array(Set(group.flatMap { keys[$0] ?? [] })).sorted()
       guard !groupKeys.isEmpty else { continue }
       let entries = groupKeys.compactMap { checkpoint.entry(forKey: $0) }
@@ -186,7 +187,8 @@ struct VariableStoragePass {
       {
         outcome.reason = "not a float32 variable"
       } else if let reader = floatReader(
-        group, bodies: bodies, decisions: decisions, gathers: &gathers)
+        group, bodies: bodies, consumers: consumers, sinks: sinks, decisions: decisions,
+        gathers: &gathers)
       {
         outcome.reason = "kept float32: read in float32 by \(reader)"
       } else if let problem = try rangeProblem(entries[0], checkpoint) {
@@ -202,40 +204,41 @@ struct VariableStoragePass {
       // Gathers from the table gather in the reduced type; the cast follows them, on the
       // gathered rows only.
       for gather in gathers {
-        bodies[gather.body].nodes[gather.node].setType("Tparams", target)
-        result.retyped[gather.body, default: []].insert(bodies[gather.body].nodes[gather.node].name)
+        bodies[gather.body]?[gather.node].setType("Tparams", target)
+        if let name = bodies[gather.body]?[gather.node].name {
+          result.retyped[gather.body, default: []].insert(name)
+        }
       }
       for place in group {
         for edit in saverEdits[place] ?? [] {
-          bodies[edit.body].nodes[edit.node].setType(
-            edit.attribute, target, listIndex: edit.listIndex)
-          result.retyped[edit.body, default: []].insert(bodies[edit.body].nodes[edit.node].name)
+          bodies[edit.body]?[edit.node].setType(edit.attribute, target, listIndex: edit.listIndex)
+          if let name = bodies[edit.body]?[edit.node].name {
+            result.retyped[edit.body, default: []].insert(name)
+          }
         }
-        if let node = bodies[place.body].index(of: place.name) {
-          let op = bodies[place.body].nodes[node].op
+        // Edited in place: each body is copied once, at its first edit, not at every edit.
+        if let node = bodies[place.body]?.id(of: place.name), let op = bodies[place.body]?[node].op
+        {
           if op == "VarHandleOp" || Self.readOps.contains(op) || Self.assignOps.contains(op) {
-            bodies[place.body].nodes[node].setType("dtype", target)
+            bodies[place.body]?[node].setType("dtype", target)
             result.retyped[place.body, default: []].insert(place.name)
           }
-        } else if place.body < functions.count,
-          let argument = functions[place.body].signature.inputArg.firstIndex(where: {
-            $0.name == place.name
-          })
-        {
-          for data in functions[place.body].signature.inputArg[argument].handleData.indices {
-            functions[place.body].signature.inputArg[argument].handleData[data].dtype = target
+        } else if let argument = bodies[place.body]?.argumentPosition(of: place.name) {
+          bodies[place.body]?.arguments[argument].handleDTypes.indices.forEach {
+            bodies[place.body]?.arguments[argument].handleDTypes[$0] = target
           }
         }
       }
     }
+    for name in names { if let body = bodies[name] { module.replaceBody(body) } }
     return result
   }
 
   /// The functions a call or control-flow node passes input `position` to, with the argument
   /// position there; `nil` when the node is not a call.
-  static func callees(of node: Tensorflow_NodeDef, position: Int) -> [(String, Int)]? {
+  static func callees(of node: Node, position: Int) -> [(String, Int)]? {
     func function(_ attribute: String) -> String? {
-      if case .func(let value)? = node.attr[attribute]?.value { return value.name }
+      if case .function(let value)? = node.attributes[attribute] { return value.name }
       return nil
     }
     switch node.op {
@@ -254,28 +257,24 @@ struct VariableStoragePass {
 
   /// Follows `source` back through Identity nodes to a node of op `op`; returns it and the
   /// Identity nodes passed.
-  private func traceBack(_ body: GraphBody, _ source: GraphBody.Source, to op: String) -> (
-    Int, [Int]
-  )? {
-    var chain: [Int] = []
+  private func traceBack(_ body: Function, _ source: Input, to op: String) -> (NodeID, [NodeID])? {
+    var chain: [NodeID] = []
     var current = source
-    while case .output(let node, _, _) = current {
-      if body.nodes[node].op == op { return (node, chain) }
-      guard body.nodes[node].op == "Identity", let input = body.inputs[node].first else {
-        return nil
-      }
+    while case .output(let node, _) = current {
+      if body[node].op == op { return (node, chain) }
+      guard body[node].op == "Identity", let input = body[node].inputs.first else { return nil }
       chain.append(node)
-      current = input.source
+      current = input
     }
     return nil
   }
 
   /// The first non-Identity source behind `source`.
-  private func chainEnd(_ body: GraphBody, _ source: GraphBody.Source) -> GraphBody.Source? {
+  private func chainEnd(_ body: Function, _ source: Input) -> Input? {
     var current = source
-    while case .output(let node, _, _) = current, body.nodes[node].op == "Identity" {
-      guard let input = body.inputs[node].first else { return nil }
-      current = input.source
+    while case .output(let node, _) = current, body[node].op == "Identity" {
+      guard let input = body[node].inputs.first else { return nil }
+      current = input
     }
     return current
   }
@@ -284,28 +283,30 @@ struct VariableStoragePass {
   /// Reads may feed reduced-precision compute, the saver (through Identity nodes), writes into
   /// the same group, and gathers (an embedding lookup), which are collected in `gathers`.
   private func floatReader(
-    _ group: [Place], bodies: [GraphBody], decisions: [[PaintingPass.Decision]],
-    gathers: inout [(body: Int, node: Int)]
+    _ group: [Place], bodies: [String: Function],
+    consumers: [String: [[(node: NodeID, position: Int)]]],
+    sinks: [String: [String: Input]], decisions: [String: [PaintingPass.Decision]],
+    gathers: inout [(body: String, node: NodeID)]
   ) -> String? {
     let members = Set(group)
     for place in group {
-      let body = bodies[place.body]
-      guard let read = body.index(of: place.name), Self.readOps.contains(body.nodes[read].op) else {
-        continue
-      }
+      guard let body = bodies[place.body], let readers = consumers[place.body],
+        let painted = decisions[place.body], let read = body.id(of: place.name),
+        Self.readOps.contains(body[read].op)
+      else { continue }
       var pending = [read]
       while let node = pending.popLast() {
-        for consumer in body.consumers[node] {
-          let definition = body.nodes[consumer.node]
-          let decision = decisions[place.body][consumer.node]
+        for consumer in readers[node.index] {
+          let definition = body[consumer.node]
+          let decision = painted[consumer.node.index]
           if decision.reduced, let rule = OpTypeRule.rule(for: definition.op),
-            rule.governsInput(consumer.position, of: body.inputs[consumer.node].count)
+            rule.governsInput(consumer.position, of: definition.inputs.count)
           {
             continue
           }
           if definition.op == "SaveV2" && consumer.position >= 3 { continue }
           if Self.gatherOps.contains(definition.op) && consumer.position == 0
-            && definition.attr["Tparams"]?.type == .dtFloat
+            && definition.type("Tparams") == .float32
           {
             gathers.append((place.body, consumer.node))
             continue
@@ -321,12 +322,7 @@ struct VariableStoragePass {
           }
           return "\(definition.op) '\(definition.name)' in \(body.name)"
         }
-        if body.sinks.values.contains(where: {
-          body.source(of: $0).map { source in
-            if case .output(let producer, _, _) = source { return producer == node }
-            return false
-          } ?? false
-        }) {
+        if (sinks[place.body] ?? [:]).values.contains(where: { $0.node == node }) {
           return "the output of \(body.name)"
         }
       }

@@ -134,7 +134,8 @@ struct Convert: ParsableCommand {
       options.float32Ops = float32Ops
       options.float32NodePatterns = float32Nodes
       options.reducedOps = reducedOps
-      let (model, conversion) = try SavedModel(contentsOf: input).converted(with: options)
+      let (model, conversion) = try Converter(options: options).convert(
+        SavedModel(contentsOf: input))
       try model.write(to: output, overwrite: force)
       try writeReport(conversion)
       print(conversion.summary, terminator: "")

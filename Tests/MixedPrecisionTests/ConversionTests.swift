@@ -13,7 +13,8 @@ struct ConversionTests {
   func summarySnapshot(fixture: String, precision: ReducedPrecision) throws {
     var options = ConversionOptions()
     options.precision = precision
-    let (_, report) = try SavedModel(contentsOf: Fixtures.path(fixture)).converted(with: options)
+    let (_, report) = try Converter(options: options).convert(
+      SavedModel(contentsOf: Fixtures.path(fixture)))
     let mismatch = snapshotMismatch(report.summary, named: "convert-\(fixture)-\(precision)")
     #expect(mismatch == nil, "\(mismatch ?? "")")
   }
@@ -21,12 +22,12 @@ struct ConversionTests {
   @Test("Converting a converted model is refused with a clear message")
   func convertingTwice() throws {
     let folder = TemporaryFolder()
-    let (once, _) = try SavedModel(contentsOf: Fixtures.path("mlp")).converted(
-      with: ConversionOptions())
+    let (once, _) = try Converter(options: ConversionOptions()).convert(
+      SavedModel(contentsOf: Fixtures.path("mlp")))
     try once.write(to: folder.child("once"))
     let converted = try SavedModel(contentsOf: folder.child("once"))
     let error = #expect(throws: ModelFormatError.self) {
-      _ = try converted.converted(with: ConversionOptions())
+      _ = try Converter(options: ConversionOptions()).convert(converted)
     }
     #expect(error?.code == .alreadyConverted)
     #expect(
@@ -42,7 +43,7 @@ struct ConversionTests {
     var options = ConversionOptions()
     options.float32NodePatterns = ["(unclosed"]
     let error = #expect(throws: ModelFormatError.self) {
-      _ = try SavedModel(contentsOf: Fixtures.path("mlp")).converted(with: options)
+      _ = try Converter(options: options).convert(SavedModel(contentsOf: Fixtures.path("mlp")))
     }
     #expect(
       error?.description
@@ -55,7 +56,8 @@ struct ConversionTests {
     let folder = TemporaryFolder()
     let input = try folder.copyFixture("cnn_bn")
     let before = try snapshotOfFiles(input)
-    let (model, _) = try SavedModel(contentsOf: input).converted(with: ConversionOptions())
+    let (model, _) = try Converter(options: ConversionOptions()).convert(
+      SavedModel(contentsOf: input))
     try model.write(to: folder.child("out"))
     #expect(try snapshotOfFiles(input) == before)
   }
@@ -92,7 +94,7 @@ struct ConversionTests {
       // Either an error or a model that can be summarized and converted; never a trap.
       if let loaded = try? SavedModel(contentsOf: model) {
         _ = try? loaded.summary()
-        _ = try? loaded.converted(with: ConversionOptions())
+        _ = try? Converter(options: ConversionOptions()).convert(loaded)
       }
     }
   }

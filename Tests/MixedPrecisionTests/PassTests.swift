@@ -1,10 +1,12 @@
 import Foundation
+import GraphIR
 import TFProtos
 import TensorCore
 import Testing
 import _TestSupport
 
 @testable import MixedPrecision
+@testable import ModelFormats
 
 /// Builds function bodies by hand: `x`, `w`, ... are float32 arguments.
 struct BodyBuilder {
@@ -28,16 +30,62 @@ struct BodyBuilder {
     nodes.append(GraphProtos.constant(name, GraphProtos.tensor(values)))
   }
 
-  func body(returning sinks: [String: String]) -> GraphBody {
-    GraphBody(name: "f", syntax: .function, nodes: nodes, sinks: sinks)
+  func body(returning sinks: [String: String]) -> TestBody {
+    TestBody(nodes: nodes, sinks: sinks)
+  }
+}
+
+/// A function body as protobufs: what the passes are given (through GraphIR) and give back.
+struct TestBody {
+  var nodes: [Tensorflow_NodeDef]
+  /// The results by name, as references.
+  var sinks: [String: String]
+
+  func node(_ name: String) -> Tensorflow_NodeDef? { nodes.first { $0.name == name } }
+  var casts: [Tensorflow_NodeDef] { nodes.filter { $0.op == "Cast" } }
+
+  /// The body as a GraphIR function named `f` whose float32 arguments are the bare names its
+  /// nodes and results read.
+  func function() throws -> Function {
+    var proto = Tensorflow_FunctionDef()
+    proto.signature.name = "f"
+    let bare = Set(
+      (nodes.flatMap(\.input) + sinks.values).filter { !$0.contains(":") && !$0.hasPrefix("^") })
+    proto.signature.inputArg = bare.sorted().map { name in
+      var argument = Tensorflow_OpDef.ArgDef()
+      argument.name = name
+      argument.type = .dtFloat
+      return argument
+    }
+    proto.signature.outputArg = sinks.keys.sorted().map { name in
+      var argument = Tensorflow_OpDef.ArgDef()
+      argument.name = name
+      argument.type = .dtFloat
+      return argument
+    }
+    proto.nodeDef = nodes
+    proto.ret = sinks
+    return try GraphCoding.decode(proto)
+  }
+
+  /// The protobufs of `function`.
+  init(_ function: Function) {
+    let proto = GraphCoding.encode(function)
+    nodes = proto.nodeDef
+    sinks = proto.ret
+  }
+
+  init(nodes: [Tensorflow_NodeDef], sinks: [String: String]) {
+    self.nodes = nodes
+    self.sinks = sinks
   }
 }
 
 /// Paints and rewrites `body`; returns the decisions by node name and the rewritten body.
 func convert(
-  _ body: GraphBody, precision: ReducedPrecision = .float16, float32Nodes: [String] = [],
+  _ body: TestBody, precision: ReducedPrecision = .float16, float32Nodes: [String] = [],
   float32Ops: [String] = [], reducedOps: [String] = []
-) throws -> (decisions: [String: PaintingPass.Decision], body: GraphBody, casts: Int) {
+) throws -> (decisions: [String: PaintingPass.Decision], body: TestBody, casts: Int) {
   var lists = OpLists(for: precision)
   for op in reducedOps { lists.assign(op, to: .allow) }
   for op in float32Ops { lists.assign(op, to: .deny) }
@@ -45,18 +93,16 @@ func convert(
     lists: lists,
     float32NodePatterns: try float32Nodes.map { try NSRegularExpression(pattern: $0) },
     userReducedOps: Set(reducedOps), userFloat32Ops: Set(float32Ops))
-  let decisions = painter.paint(body)
-  var rewritten = body
-  let statistics = CastInsertionPass(
-    precision: precision, argumentNames: ["x", "w", "v", "b"], retypedNodes: []
-  ).apply(to: &rewritten, decisions: decisions)
+  var function = try body.function()
+  var sinks = Dictionary(uniqueKeysWithValues: function.results.map { ($0.name, $0.source) })
+  let decisions = painter.paint(function, sinks: sinks)
+  let statistics = CastInsertionPass(precision: precision).apply(
+    to: &function, sinks: &sinks, decisions: decisions)
+  for index in function.results.indices {
+    if let source = sinks[function.results[index].name] { function.results[index].source = source }
+  }
   let named = Dictionary(uniqueKeysWithValues: zip(body.nodes.map(\.name), decisions))
-  return (named, rewritten, statistics.castsInserted)
-}
-
-extension GraphBody {
-  func node(_ name: String) -> Tensorflow_NodeDef? { index(of: name).map { nodes[$0] } }
-  var casts: [Tensorflow_NodeDef] { nodes.filter { $0.op == "Cast" } }
+  return (named, TestBody(function), statistics.castsInserted)
 }
 
 @Suite("Painting and cast insertion")

@@ -32,7 +32,7 @@ struct ValidationTests {
   func convertedModel() throws {
     let folder = TemporaryFolder()
     let reference = try SavedModel(contentsOf: Fixtures.path("cnn_bn"))
-    let (converted, _) = try reference.converted(with: ConversionOptions())
+    let (converted, _) = try Converter(options: ConversionOptions()).convert(reference)
     try converted.write(to: folder.child("cnn"))
     let candidate = try SavedModel(contentsOf: folder.child("cnn"))
     let inputs = try NumPyFile.readArchive(at: Fixtures.path("cnn_bn.inputs.npz"))

@@ -113,7 +113,8 @@ enum GraphCoding {
     let arguments = proto.signature.inputArg.map { argument in
       Function.Argument(
         name: argument.name,
-        dtype: argument.typeAttr.isEmpty ? AttrValueCoding.dtype(argument.type) : nil)
+        dtype: argument.typeAttr.isEmpty ? AttrValueCoding.dtype(argument.type) : nil,
+        handleDTypes: argument.handleData.map { AttrValueCoding.dtype($0.dtype) })
     }
     var function = try decode(
       name: name, syntax: .function, nodes: proto.nodeDef, arguments: arguments)
@@ -128,7 +129,8 @@ enum GraphCoding {
     for argument in proto.signature.outputArg {
       function.results.append(
         Function.Result(
-          name: argument.name, source: try source(proto.ret[argument.name], for: argument.name)))
+          name: argument.name, source: try source(proto.ret[argument.name], for: argument.name),
+          dtype: argument.typeAttr.isEmpty ? AttrValueCoding.dtype(argument.type) : nil))
     }
     for (result, node) in proto.controlRet.sorted(by: { $0.key < $1.key }) {
       function.controlResults.append(
@@ -159,6 +161,10 @@ enum GraphCoding {
           position < proto.signature.inputArg.count ? proto.signature.inputArg[position] : .init()
         definition.name = argument.name
         if let dtype = argument.dtype { definition.type = AttrValueCoding.encode(dtype) }
+        for (index, dtype) in argument.handleDTypes.enumerated()
+        where index < definition.handleData.count {
+          if let dtype { definition.handleData[index].dtype = AttrValueCoding.encode(dtype) }
+        }
         return definition
       }
     }
@@ -167,6 +173,7 @@ enum GraphCoding {
         var definition =
           position < proto.signature.outputArg.count ? proto.signature.outputArg[position] : .init()
         definition.name = result.name
+        if let dtype = result.dtype { definition.type = AttrValueCoding.encode(dtype) }
         return definition
       }
       proto.ret = Dictionary(

@@ -100,15 +100,12 @@ extension SavedModel {
         parsing: metaGraph.saverDef.saveTensorName, syntax: .graph),
       let call = module.graph.id(of: saveReference.name),
       case .function(let callee)? = module.graph[call].attributes["f"],
-      let save = module.function(named: callee.name),
-      let saveProto = metaGraph.graphDef.library.function.first(where: {
-        $0.signature.name == callee.name
-      })
+      let save = module.function(named: callee.name)
     else { return [] }
     let callInputs = module.graph[call].inputs
     var variables: [Variable] = []
-    for slot in SavedVariables.slots(in: saveProto.nodeDef) {
-      guard case .argument(let position)? = save[NodeID(slot.read)].inputs.first,
+    for slot in SavedVariables.slots(in: save) {
+      guard case .argument(let position)? = save[slot.read].inputs.first,
         position < callInputs.count,
         case .output(let handle, _) = callInputs[position]
       else { continue }

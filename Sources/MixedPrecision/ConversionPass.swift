@@ -1,0 +1,83 @@
+internal import GraphIR
+internal import ModelFormats
+
+/// One step of the conversion pipeline (see ``Converter``): it rewrites the module and records
+/// its decisions in the context for the passes after it and for the report.
+protocol ConversionPass {
+  /// Runs the pass over `module`.
+  ///
+  /// - Throws: ``ModelFormatError`` for a model the pass cannot convert.
+  func run(on module: inout Module, _ context: inout ConversionContext) throws
+}
+
+/// What the passes of one conversion share: the options, the decisions made so far and the
+/// report.
+struct ConversionContext {
+  let options: ConversionOptions
+  /// The op lists, with the user's overrides.
+  let lists: OpLists
+  let checkpoint: CheckpointReader?
+  /// The model's folder, for messages.
+  let modelPath: String
+  /// The painting of each body, by body name (``PaintingPass``).
+  var decisions: [String: [PaintingPass.Decision]] = [:]
+  /// The variables stored in the reduced type and the nodes retyped for them (``VariableStoragePass``).
+  var storage = VariableStoragePass.Result()
+  /// The signature functions whose object-graph TensorSpecs must follow (``SignatureTypesPass``).
+  var retypedSignatureFunctions: [SignatureTypesPass.Retyped] = []
+  var report: ConversionReport
+
+  init(options: ConversionOptions, lists: OpLists, checkpoint: CheckpointReader?, modelPath: String)
+  {
+    self.options = options
+    self.lists = lists
+    self.checkpoint = checkpoint
+    self.modelPath = modelPath
+    report = ConversionReport(precision: options.precision, weights: options.weights)
+  }
+}
+
+extension PaintingPass: ConversionPass {
+  func run(on module: inout Module, _ context: inout ConversionContext) throws {
+    for name in module.bodyNames {
+      let body = module.body(named: name)
+      let decisions = paint(body, sinks: module.sinks(of: name))
+      context.decisions[name] = decisions
+      context.report.record(body, decisions, lists: context.lists)
+    }
+  }
+}
+
+extension VariableStoragePass: ConversionPass {
+  func run(on module: inout Module, _ context: inout ConversionContext) throws {
+    context.storage = try apply(
+      to: &module, decisions: context.decisions, checkpoint: context.checkpoint)
+  }
+}
+
+extension CastInsertionPass: ConversionPass {
+  /// Rewrites each body with a converted node or a gather of a variable stored reduced.
+  func run(on module: inout Module, _ context: inout ConversionContext) throws {
+    for name in module.bodyNames {
+      let decisions = context.decisions[name] ?? []
+      let retyped = context.storage.retyped[name] ?? []
+      let retypedGather = module.body(named: name).nodes.contains {
+        retyped.contains($0.name) && ["GatherV2", "Gather", "GatherNd"].contains($0.op)
+      }
+      guard decisions.contains(where: \.reduced) || retypedGather else { continue }
+      var sinks = module.sinks(of: name)
+      // Edited in place: a copy of the body would copy all its nodes.
+      let statistics = module.modifyBody(named: name) { body in
+        apply(to: &body, sinks: &sinks, decisions: decisions, retypedNodes: retyped)
+      }
+      context.report.add(statistics)
+      module.setSinks(sinks, of: name)
+    }
+  }
+}
+
+extension SignatureTypesPass: ConversionPass {
+  func run(on module: inout Module, _ context: inout ConversionContext) throws {
+    context.retypedSignatureFunctions = try apply(to: &module, modelPath: context.modelPath)
+  }
+}
