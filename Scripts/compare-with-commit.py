@@ -80,7 +80,7 @@ def compare_conversions(old, new, work):
             for weights in ["auto", "float32", "auto --no-keep-io-types"]:
                 outputs, errors = [], []
                 for label, binary in [("old", old), ("new", new)]:
-                    out = os.path.join(work, f"{name}-{policy}-{weights.split()[0]}-{label}")
+                    out = os.path.join(work, f"{name}-{policy}-{weights.replace(' ', '')}-{label}")
                     result = subprocess.run([binary, "convert", "--force", "--policy", policy, "--weights", *weights.split(),
                                              path, out], capture_output=True, text=True)
                     outputs.append(out)
