@@ -1,6 +1,5 @@
 public import GraphIR
 internal import Foundation
-internal import SwiftProtobuf
 internal import TFProtos
 
 /// A bare binary `GraphDef` (a frozen graph's `.pb`): a top-level graph and its function library,
@@ -17,17 +16,10 @@ public struct GraphDefFile: Sendable {
   public init(contentsOf path: String) throws {
     self.path = path
     let bytes = try MappedFile(path: path).withBytes { Data($0) }
-    do {
-      var options = BinaryDecodingOptions()
-      options.messageDepthLimit = 200
-      proto = try Tensorflow_GraphDef(serializedBytes: bytes, options: options)
-    } catch {
-      throw ModelFormatError(
-        code: .malformed, path: path,
-        message: "The file is not a valid binary GraphDef (\(error)). Pass a .pb written by "
-          + "tf.io.write_graph(..., as_text=False), or a SavedModel folder.",
-        underlyingError: error)
-    }
+    proto = try ProtobufDecoding.decode(
+      bytes, as: Tensorflow_GraphDef.self, path: path, what: "binary GraphDef",
+      remedy: "Pass a .pb written by tf.io.write_graph(..., as_text=False), or a SavedModel folder."
+    )
   }
 
   /// The graph as a GraphIR module (no signatures, no variables).

@@ -1,5 +1,4 @@
 internal import Foundation
-internal import SwiftProtobuf
 internal import Synchronization
 package import TFProtos
 package import TensorCore
@@ -64,16 +63,9 @@ public struct SavedModel: Sendable {
     }
     directory = path
     let graphBytes = try MappedFile(path: graphPath).withBytes { Data($0) }
-    do {
-      var options = BinaryDecodingOptions()
-      options.messageDepthLimit = 200
-      proto = try Tensorflow_SavedModel(serializedBytes: graphBytes, options: options)
-    } catch {
-      throw ModelFormatError(
-        code: .malformed, path: graphPath,
-        message: "The file is not a valid SavedModel protobuf (\(Self.describe(error))). "
-          + "It is truncated or corrupt; re-export the model.", underlyingError: error)
-    }
+    proto = try ProtobufDecoding.decode(
+      graphBytes, as: Tensorflow_SavedModel.self, path: graphPath, what: "SavedModel protobuf",
+      remedy: "It is truncated or corrupt; re-export the model.")
     guard !proto.metaGraphs.isEmpty else {
       throw ModelFormatError(
         code: .malformed, path: graphPath,
@@ -164,14 +156,5 @@ public struct SavedModel: Sendable {
       }
     }
     try writer.finish()
-  }
-
-  private static func describe(_ error: any Error) -> String {
-    switch error {
-    case BinaryDecodingError.truncated: "the data ends in the middle of a field"
-    case BinaryDecodingError.malformedProtobuf: "malformed protobuf data"
-    case BinaryDecodingError.messageDepthLimit: "messages nested too deeply"
-    default: String(describing: error)
-    }
   }
 }
