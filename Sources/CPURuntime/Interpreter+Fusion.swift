@@ -321,16 +321,21 @@ extension Interpreter {
         output.update(from: block(register), count: length)
       case (.binary(let function), _):
         // In runs over which each operand is contiguous or one repeated value.
-        var start = 0
-        while start < length {
-          let first = span(instruction.operands[0], at: offset + start, block: block)
-          let second = span(instruction.operands[1], at: offset + start, block: block)
-          let run = Swift.min(length - start, first.limit, second.limit)
-          function.apply(
-            first.pointer + (first.isRegister ? start : 0), first.stride,
-            second.pointer + (second.isRegister ? start : 0), second.stride, into: output + start,
-            count: run)
-          start += run
+        let (a, b) = (instruction.operands[0], instruction.operands[1])
+        withElements(of: a, block: block) { firstBase in
+          withElements(of: b, block: block) { secondBase in
+            var start = 0
+            while start < length {
+              let first = span(a, at: offset + start, base: firstBase)
+              let second = span(b, at: offset + start, base: secondBase)
+              let run = Swift.min(length - start, first.limit, second.limit)
+              function.apply(
+                first.pointer + (first.isRegister ? start : 0), first.stride,
+                second.pointer + (second.isRegister ? start : 0), second.stride,
+                into: output + start, count: run)
+              start += run
+            }
+          }
         }
       default: preconditionFailure("unary functions and casts read a member")
       }
@@ -338,26 +343,34 @@ extension Interpreter {
     }
   }
 
-  /// Where `operand`'s element `index` (of the tensor) is and how the following ones lie: stride
-  /// 1 (contiguous, for `limit` elements) or 0 (the same value, `limit` times). A register's
-  /// pointer is its block's start.
+  /// Runs `body` with the address `operand`'s elements start at: its block for a register, the
+  /// side values for a side operand (valid only inside `body`).
+  private static func withElements<R>(
+    of operand: Instruction.Operand, block: (Int) -> UnsafePointer<Float>,
+    _ body: (UnsafePointer<Float>) -> R
+  ) -> R {
+    switch operand {
+    case .register(let register): return body(block(register))
+    case .side(let values, _, _): return values.withUnsafeBufferPointer { body($0.start) }
+    }
+  }
+
+  /// Where `operand`'s element `index` (of the tensor) is, from `base` (see
+  /// ``withElements(of:block:_:)``), and how the following ones lie: stride 1 (contiguous, for
+  /// `limit` elements) or 0 (the same value, `limit` times). A register's pointer is its block's
+  /// start.
   private static func span(
-    _ operand: Instruction.Operand, at index: Int, block: (Int) -> UnsafePointer<Float>
+    _ operand: Instruction.Operand, at index: Int, base: UnsafePointer<Float>
   ) -> (pointer: UnsafePointer<Float>, stride: Int, limit: Int, isRegister: Bool) {
     switch operand {
-    case .register(let register): return (block(register), 1, .max, true)
-    case .side(let values, let repeatCount, let period):
-      return values.withUnsafeBufferPointer { values in
-        repeatCount == 1
-          ? (
-            values.start + index % period, period == 1 ? 0 : 1,
-            period == 1 ? .max : period - index % period, false
-          )
-          : (
-            values.start + (index / repeatCount) % period, 0,
-            repeatCount - index % repeatCount, false
-          )
-      }
+    case .register: return (base, 1, .max, true)
+    case .side(_, let repeatCount, let period):
+      return repeatCount == 1
+        ? (
+          base + index % period, period == 1 ? 0 : 1, period == 1 ? .max : period - index % period,
+          false
+        )
+        : (base + (index / repeatCount) % period, 0, repeatCount - index % repeatCount, false)
     }
   }
 }
