@@ -66,7 +66,16 @@ public struct KerasConversionReport: Sendable, Codable {
   }
 }
 
-extension KerasArchive {
+/// Converts `.keras` archives to mixed precision: does what
+/// `keras.mixed_precision.set_global_policy` would have done had the model been built under it,
+/// by rewriting the layer configurations (the weights stay float32, as Keras keeps them).
+public struct KerasConverter: Sendable {
+  /// What to convert and how.
+  public var options: KerasConversionOptions
+
+  /// A converter with `options`.
+  public init(options: KerasConversionOptions) { self.options = options }
+
   /// Sets every layer's dtype policy to the mixed policy, except the layers that should stay
   /// float32, and wraps the compiled optimizer in a LossScaleOptimizer for `mixed_float16`.
   ///
@@ -74,14 +83,13 @@ extension KerasArchive {
   /// ``KerasConversionOptions/defaultFloat32Classes``, or when they produce a model output
   /// through a softmax, log-softmax or sigmoid (TensorFlow's mixed precision guide). Nested
   /// models and wrapped layers are followed.
+  /// - Returns: The converted archive and what was done to each layer and the optimizer.
   /// - Throws: ``ModelFormatError`` with code `alreadyConverted` when a layer already has a
   ///   float16 or bfloat16 policy.
-  public func converted(with options: KerasConversionOptions) throws -> (
-    KerasArchive, KerasConversionReport
-  ) {
+  public func convert(_ original: KerasArchive) throws -> (KerasArchive, KerasConversionReport) {
     let policy = options.precision == .float16 ? "mixed_float16" : "mixed_bfloat16"
     var report = KerasConversionReport(policy: policy)
-    var archive = self
+    var archive = original
     var walker = PolicyWalker(
       policy: policy, options: options,
       float32Classes: KerasConversionOptions.defaultFloat32Classes
@@ -89,16 +97,16 @@ extension KerasArchive {
     walker.walk(&archive.config, atOutput: true)
     if let layer = walker.alreadyReduced {
       throw ModelFormatError(
-        code: .alreadyConverted, path: path, location: "layer '\(layer.name)'",
+        code: .alreadyConverted, path: original.path, location: "layer '\(layer.name)'",
         message: "The layer's dtype policy is already '\(layer.policy)'; the model was converted "
           + "before or built in mixed precision. Convert the float32 model instead.")
     }
     report.layers = walker.layers
-    report.optimizer = wrapOptimizer(&archive.config, options: options)
+    report.optimizer = wrapOptimizer(&archive.config)
     return (archive, report)
   }
 
-  private func wrapOptimizer(_ root: inout JSONValue, options: KerasConversionOptions) -> String {
+  private func wrapOptimizer(_ root: inout JSONValue) -> String {
     guard var compile = root["compile_config"], let optimizer = compile["optimizer"],
       optimizer != .null
     else { return "none (the model was saved without compiling)" }

@@ -152,7 +152,8 @@ struct Convert: ParsableCommand {
       options.lossScaling = !noLossScale
       options.initialScale = initialScale ?? options.initialScale
       options.growthSteps = growthSteps ?? options.growthSteps
-      let (archive, conversion) = try KerasArchive(contentsOf: input).converted(with: options)
+      let (archive, conversion) = try KerasConverter(options: options).convert(
+        KerasArchive(contentsOf: input))
       try archive.write(to: output, overwrite: force)
       try writeReport(conversion)
       print(conversion.summary, terminator: "")

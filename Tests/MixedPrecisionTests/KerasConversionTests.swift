@@ -13,8 +13,8 @@ struct KerasConversionTests {
   func summarySnapshot(name: String, precision: ReducedPrecision) throws {
     var options = KerasConversionOptions()
     options.precision = precision
-    let (_, report) = try KerasArchive(contentsOf: Fixtures.path(name + ".keras")).converted(
-      with: options)
+    let (_, report) = try KerasConverter(options: options).convert(
+      KerasArchive(contentsOf: Fixtures.path(name + ".keras")))
     let mismatch = snapshotMismatch(report.summary, named: "keras-\(name)-\(precision)")
     #expect(mismatch == nil, "\(mismatch ?? "")")
   }
@@ -22,12 +22,12 @@ struct KerasConversionTests {
   @Test("Converting a converted archive is refused with a clear message")
   func convertingTwice() throws {
     let folder = TemporaryFolder()
-    let (once, _) = try KerasArchive(contentsOf: Fixtures.path("keras_dense.keras"))
-      .converted(with: KerasConversionOptions())
+    let (once, _) = try KerasConverter(options: KerasConversionOptions()).convert(
+      KerasArchive(contentsOf: Fixtures.path("keras_dense.keras")))
     try once.write(to: folder.child("once.keras"))
     let error = #expect(throws: ModelFormatError.self) {
-      _ = try KerasArchive(contentsOf: folder.child("once.keras")).converted(
-        with: KerasConversionOptions())
+      _ = try KerasConverter(options: KerasConversionOptions()).convert(
+        KerasArchive(contentsOf: folder.child("once.keras")))
     }
     #expect(
       error?.description
@@ -39,13 +39,13 @@ struct KerasConversionTests {
   @Test("An existing LossScaleOptimizer keeps its inner optimizer and takes the new settings")
   func existingLossScaleOptimizer() throws {
     let original = try KerasArchive(contentsOf: Fixtures.path("keras_dense.keras"))
-    let (wrapped, _) = try original.converted(with: KerasConversionOptions())
+    let (wrapped, _) = try KerasConverter(options: KerasConversionOptions()).convert(original)
     var float32WithWrapper = original
     float32WithWrapper.config.set("compile_config", try #require(wrapped.config["compile_config"]))
     var options = KerasConversionOptions()
     options.initialScale = 1024
     options.growthSteps = 10
-    let (converted, report) = try float32WithWrapper.converted(with: options)
+    let (converted, report) = try KerasConverter(options: options).convert(float32WithWrapper)
     #expect(
       report.optimizer
         == "LossScaleOptimizer kept, now dynamic, initial scale 1024.0, growth every 10 steps")
