@@ -112,7 +112,7 @@ extension Interpreter {
         let op = nodes[node].op
         let shares = registry.schema(for: op)?.traits.contains(.sharesInput) == true
         isWeight[node] =
-          ["Const", "ReadVariableOp"].contains(op)
+          ["Const", "ReadVariableOp", "VariableV2", "Variable"].contains(op)
           || (shares && sources[node].first.flatMap(producer).map { isWeight[$0] } == true)
       }
       // Steps in order; an elementwise node joins the latest step one of whose members it reads,

@@ -39,10 +39,22 @@ enum ControlFlowKernels {
       "VarHandleOp", inputs: [], outputs: ["resource"], traits: .stateful,
       .values { context, _ in
         guard let key = try context.requireHost().variableKey(of: context) else {
-          throw KernelError("No checkpoint entry saves this variable.")
+          throw KernelError(code: .missingVariable, "No checkpoint entry saves this variable.")
         }
         return [.variable(key: key)]
       })
+    // A TF1 reference variable gives its value itself.
+    for op in ["VariableV2", "Variable"] {
+      registry.add(
+        op, inputs: [], outputs: ["ref"], traits: .stateful,
+        .values { context, _ in
+          let host = try context.requireHost()
+          guard let key = host.variableKey(of: context) else {
+            throw KernelError(code: .missingVariable, "No checkpoint entry saves this variable.")
+          }
+          return [.tensor(try host.variable(key))]
+        })
+    }
     registry.add(
       "ReadVariableOp", inputs: ["resource"], outputs: ["value"], traits: .stateful,
       .values { context, inputs in

@@ -91,17 +91,26 @@ extension SavedModel {
     return signatures
   }
 
-  /// The checkpoint key of each top-level variable handle, read off the save function: the
-  /// handle passed as argument j is read inside and saved under SaveV2's tensor name.
+  /// The checkpoint key of each top-level variable: read off the save function its saver calls
+  /// (TF2: the handle passed as argument j is read inside and saved under SaveV2's tensor name),
+  /// else off the `SaveV2` nodes of the top-level graph (a TF1 `Saver`: the variable node or the
+  /// handle a read reads).
   private static func variables(_ metaGraph: Tensorflow_MetaGraphDef, module: Module) -> [Variable]
   {
     guard
       let saveReference = try? TensorReference(
         parsing: metaGraph.saverDef.saveTensorName, syntax: .graph),
-      let call = module.graph.id(of: saveReference.name),
-      case .function(let callee)? = module.graph[call].attributes["f"],
-      let save = module.function(named: callee.name)
+      let call = module.graph.id(of: saveReference.name)
     else { return [] }
+    guard case .function(let callee)? = module.graph[call].attributes["f"],
+      let save = module.function(named: callee.name)
+    else {
+      return SavedVariables.slots(in: module.graph).compactMap { slot in
+        let read = module.graph[slot.read]
+        let node = read.op == "ReadVariableOp" ? read.inputs.first?.node : slot.read
+        return node.map { Variable(node: $0, checkpointKey: slot.key) }
+      }
+    }
     let callInputs = module.graph[call].inputs
     var variables: [Variable] = []
     for slot in SavedVariables.slots(in: save) {

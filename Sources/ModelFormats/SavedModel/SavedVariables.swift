@@ -1,10 +1,12 @@
 package import GraphIR
 
-/// What a SavedModel's save function writes: which variable each checkpoint key holds.
+/// What a SavedModel's saver writes: which variable each checkpoint key holds.
 ///
-/// TensorFlow's save function reads every variable (`ReadVariableOp` on a handle passed in as an
-/// argument, sometimes through `Identity` nodes) and hands the values to `SaveV2`, whose second
-/// input is a constant with the checkpoint keys, one per value from its fourth input on.
+/// TensorFlow's save function (TF2) reads every variable (`ReadVariableOp` on a handle passed in
+/// as an argument, sometimes through `Identity` nodes) and hands the values to `SaveV2`, whose
+/// second input is a constant with the checkpoint keys, one per value from its fourth input on.
+/// A TF1 `Saver` puts its `SaveV2` in the top-level graph, reading resource variables the same
+/// way and reference variables (`VariableV2`) directly.
 package enum SavedVariables {
   /// One value `SaveV2` writes, traced back to the variable read.
   package struct Slot: Equatable {
@@ -13,10 +15,15 @@ package enum SavedVariables {
     /// The `SaveV2` node, and the value's place among its values (input 3 + slot).
     package var save: NodeID
     package var slot: Int
-    /// The `ReadVariableOp` that reads the variable, and the `Identity` nodes between it and `SaveV2`.
+    /// The `ReadVariableOp` that reads the variable (or the TF1 reference variable itself), and
+    /// the `Identity` nodes between it and `SaveV2`.
     package var read: NodeID
     package var identities: [NodeID]
   }
+
+  /// The ops whose value `SaveV2` saves as a variable's: a read of a resource variable, or a
+  /// TF1 reference variable.
+  package static let reads: Set<String> = ["ReadVariableOp", "VariableV2", "Variable"]
 
   /// Every value the `SaveV2` nodes of `function` save that is a variable read, in node order.
   package static func slots(in function: Function) -> [Slot] {
@@ -30,7 +37,7 @@ package enum SavedVariables {
           identities.append(node)
           current = function[node].inputs.first?.node
         }
-        guard let read = current, function[read].op == "ReadVariableOp" else { continue }
+        guard let read = current, Self.reads.contains(function[read].op) else { continue }
         slots.append(
           Slot(key: keys[slot], save: save, slot: slot, read: read, identities: identities))
       }

@@ -1,0 +1,42 @@
+"""Interop tests for TF1-style SavedModels (placeholders, tf.compat.v1 variables, a Session and
+the TF1 Saver): tfmp finds every variable's checkpoint entry and runs the model as TensorFlow's
+TF1 loader does."""
+import os
+import subprocess
+
+import numpy as np
+import tensorflow as tf
+
+from test_interop import run_tf1
+from test_run import tfmp_run
+
+
+def make_tf1_model(path):
+    """A two-layer perceptron with a reference variable (VariableV2) and a resource variable."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w1 = tf.compat.v1.get_variable(
+            "w1", [4, 8], initializer=tf.compat.v1.random_normal_initializer(seed=1), use_resource=False)
+        w2 = tf.compat.v1.get_variable(
+            "w2", [8, 3], initializer=tf.compat.v1.random_normal_initializer(seed=2), use_resource=True)
+        b2 = tf.compat.v1.get_variable("b2", [3], initializer=tf.compat.v1.constant_initializer(0.5),
+                                       use_resource=False)
+        y = tf.nn.softmax(tf.matmul(tf.nn.relu(tf.matmul(x, w1)), w2) + b2, name="y")
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            builder = tf.compat.v1.saved_model.Builder(path)
+            signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
+            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature})
+            builder.save()
+
+
+def test_tf1_saved_model_runs_as_tensorflow_runs_it(tmp_path):
+    model = str(tmp_path / "tf1")
+    make_tf1_model(model)
+    inputs = {"x": np.random.default_rng(3).standard_normal((5, 4)).astype(np.float32)}
+    ours, theirs = tfmp_run(model, inputs, tmp_path), run_tf1(model, inputs)
+    assert sorted(ours) == sorted(theirs)
+    for key, reference in theirs.items():
+        assert ours[key].dtype == reference.dtype and ours[key].shape == reference.shape
+        assert np.max(np.abs(ours[key] - reference)) <= 1e-5 * max(1.0, np.abs(reference).max())
