@@ -1,34 +1,12 @@
+public import TensorCore
+
 /// An error while running a model: which node, what is wrong.
 ///
 /// Its ``description`` is one line: `<function> (node '<node>'): <message>`. Library messages say
 /// what is wrong; the command line adds which flag to use.
 public struct RuntimeError: Error, Sendable, CustomStringConvertible {
-  /// What kind of problem this is; a set that grows, so a struct rather than an enum.
-  public struct Code: Hashable, Sendable, CustomStringConvertible {
-    /// A short stable name, such as `missingKernel`.
-    public let name: String
-
-    /// A kernel found its inputs or attributes invalid.
-    public static let invalidInput = Code(name: "invalidInput")
-    /// A signature input was not given.
-    public static let missingInput = Code(name: "missingInput")
-    /// The model has no signature of that name.
-    public static let missingSignature = Code(name: "missingSignature")
-    /// An op has no CPU kernel in tfmp.
-    public static let missingKernel = Code(name: "missingKernel")
-    /// A variable has no checkpoint entry.
-    public static let missingVariable = Code(name: "missingVariable")
-    /// The graph's structure does not allow running it (an input naming nothing, a call to a
-    /// missing function, a wrong number of arguments).
-    public static let malformedGraph = Code(name: "malformedGraph")
-    /// The model is valid but uses a dtype or feature tfmp cannot run yet.
-    public static let unsupported = Code(name: "unsupported")
-    /// A loop ran past the iteration limit.
-    public static let limitExceeded = Code(name: "limitExceeded")
-
-    /// The same as ``name``.
-    public var description: String { name }
-  }
+  /// What kind of problem this is (the codes are in the extension below).
+  public typealias Code = ErrorCode<RuntimeError>
 
   /// The kind of problem.
   public var code: Code
@@ -66,4 +44,24 @@ struct KernelError: Error {
     self.code = code
     self.message = message
   }
+}
+
+extension ErrorCode where Domain == RuntimeError {
+  /// A kernel found its inputs or attributes invalid.
+  public static var invalidInput: Self { Self(name: "invalidInput") }
+  /// A signature input was not given.
+  public static var missingInput: Self { Self(name: "missingInput") }
+  /// The model has no signature of that name.
+  public static var missingSignature: Self { Self(name: "missingSignature") }
+  /// An op has no CPU kernel in tfmp.
+  public static var missingKernel: Self { Self(name: "missingKernel") }
+  /// A variable has no checkpoint entry.
+  public static var missingVariable: Self { Self(name: "missingVariable") }
+  /// The graph's structure does not allow running it (an input naming nothing, a call to a
+  /// missing function, a wrong number of arguments).
+  public static var malformedGraph: Self { Self(name: "malformedGraph") }
+  /// The model is valid but uses a dtype or feature tfmp cannot run yet.
+  public static var unsupported: Self { Self(name: "unsupported") }
+  /// A loop ran past the iteration limit.
+  public static var limitExceeded: Self { Self(name: "limitExceeded") }
 }

@@ -1,29 +1,12 @@
+public import TensorCore
+
 /// An error in a graph's structure: a reference that cannot be parsed or resolved, an input
 /// count the op's schema does not allow, a cycle.
 ///
 /// Its ``description`` is one line: `<function> (<where>): <what is wrong>.`
 public struct GraphError: Error, Sendable, CustomStringConvertible {
-  /// What kind of problem this is; a set that grows, so a struct rather than an enum.
-  public struct Code: Hashable, Sendable, CustomStringConvertible {
-    /// A short stable name, such as `unresolvedInput`.
-    public let name: String
-
-    /// A tensor reference that does not follow its syntax.
-    public static let malformedReference = Code(name: "malformedReference")
-    /// An input naming no node, output or argument of its body.
-    public static let unresolvedInput = Code(name: "unresolvedInput")
-    /// A node whose inputs or outputs do not fit its op's schema.
-    public static let schemaMismatch = Code(name: "schemaMismatch")
-    /// Nodes that depend on each other in a cycle (outside the loop constructs that allow it).
-    public static let cycle = Code(name: "cycle")
-    /// Two nodes of one body with the same name.
-    public static let duplicateName = Code(name: "duplicateName")
-    /// A function call naming no function of the module.
-    public static let missingFunction = Code(name: "missingFunction")
-
-    /// The same as ``name``.
-    public var description: String { name }
-  }
+  /// What kind of problem this is (the codes are in the extension below).
+  public typealias Code = ErrorCode<GraphError>
 
   /// The kind of problem.
   public var code: Code
@@ -62,4 +45,19 @@ public struct GraphError: Error, Sendable, CustomStringConvertible {
       code: .malformedReference,
       message: "The input '\(text)' is not a valid tensor reference: \(reason).")
   }
+}
+
+extension ErrorCode where Domain == GraphError {
+  /// A tensor reference that does not follow its syntax.
+  public static var malformedReference: Self { Self(name: "malformedReference") }
+  /// An input naming no node, output or argument of its body.
+  public static var unresolvedInput: Self { Self(name: "unresolvedInput") }
+  /// A node whose inputs or outputs do not fit its op's schema.
+  public static var schemaMismatch: Self { Self(name: "schemaMismatch") }
+  /// Nodes that depend on each other in a cycle (outside the loop constructs that allow it).
+  public static var cycle: Self { Self(name: "cycle") }
+  /// Two nodes of one body with the same name.
+  public static var duplicateName: Self { Self(name: "duplicateName") }
+  /// A function call naming no function of the module.
+  public static var missingFunction: Self { Self(name: "missingFunction") }
 }

@@ -1,35 +1,12 @@
+public import TensorCore
+
 /// An error caused by the contents of a model file, or by where it should be read or written.
 ///
 /// Its ``description`` is one line for the user:
 /// `<path> (<where>): <expected vs found>. <remedy>.`
 public struct ModelFormatError: Error, Sendable, CustomStringConvertible {
-  /// What kind of problem this is; a set that grows, so a struct rather than an enum.
-  public struct Code: Hashable, Sendable, CustomStringConvertible {
-    /// A short stable name, such as `checksumMismatch`.
-    public let name: String
-
-    /// The input path does not exist.
-    public static let missingInput = Code(name: "missingInput")
-    /// The path exists but is not the kind of model expected.
-    public static let notAModel = Code(name: "notAModel")
-    /// A file's bytes do not follow its format (bad magic, bad protobuf, bad structure).
-    public static let malformed = Code(name: "malformed")
-    /// A file ends before the data it promises.
-    public static let truncated = Code(name: "truncated")
-    /// A stored checksum does not match the data.
-    public static let checksumMismatch = Code(name: "checksumMismatch")
-    /// The file is valid but uses a feature tfmp does not support.
-    public static let unsupported = Code(name: "unsupported")
-    /// The model already computes in reduced precision, so there is nothing to convert.
-    public static let alreadyConverted = Code(name: "alreadyConverted")
-    /// The output already exists and overwriting was not requested.
-    public static let outputExists = Code(name: "outputExists")
-    /// The operating system refused a file operation.
-    public static let fileSystem = Code(name: "fileSystem")
-
-    /// The same as ``name``.
-    public var description: String { name }
-  }
+  /// What kind of problem this is (the codes are in the extension below).
+  public typealias Code = ErrorCode<ModelFormatError>
 
   /// The kind of problem.
   public var code: Code
@@ -58,4 +35,25 @@ public struct ModelFormatError: Error, Sendable, CustomStringConvertible {
   public var description: String {
     location.isEmpty ? "\(path): \(message)" : "\(path) (\(location)): \(message)"
   }
+}
+
+extension ErrorCode where Domain == ModelFormatError {
+  /// The input path does not exist.
+  public static var missingInput: Self { Self(name: "missingInput") }
+  /// The path exists but is not the kind of model expected.
+  public static var notAModel: Self { Self(name: "notAModel") }
+  /// A file's bytes do not follow its format (bad magic, bad protobuf, bad structure).
+  public static var malformed: Self { Self(name: "malformed") }
+  /// A file ends before the data it promises.
+  public static var truncated: Self { Self(name: "truncated") }
+  /// A stored checksum does not match the data.
+  public static var checksumMismatch: Self { Self(name: "checksumMismatch") }
+  /// The file is valid but uses a feature tfmp does not support.
+  public static var unsupported: Self { Self(name: "unsupported") }
+  /// The model already computes in reduced precision, so there is nothing to convert.
+  public static var alreadyConverted: Self { Self(name: "alreadyConverted") }
+  /// The output already exists and overwriting was not requested.
+  public static var outputExists: Self { Self(name: "outputExists") }
+  /// The operating system refused a file operation.
+  public static var fileSystem: Self { Self(name: "fileSystem") }
 }
