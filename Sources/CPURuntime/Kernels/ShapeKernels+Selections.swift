@@ -1,0 +1,252 @@
+internal import GraphIR
+internal import TensorCore
+
+/// The shape family's ops that select elements (StridedSlice, Slice, GatherV2, SelectV2) and
+/// that repeat, pad, fill or convert them (Tile, Pad, PadV2, Fill, Range, Cast).
+extension ShapeKernels {
+  /// Ops that pick elements: StridedSlice, Slice, GatherV2, SelectV2.
+  static func registerSelections(in registry: inout OpRegistry) {
+    registry.add(
+      "StridedSlice", inputs: ["input", "begin", "end", "strides"], outputs: ["output"],
+      traits: .movesElements
+    ) { context, inputs in [try stridedSlice(context, inputs)] }
+    registry.add(
+      "Slice", inputs: ["input", "begin", "size"], outputs: ["output"], traits: .movesElements
+    ) { _, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let begin = try Kernels.input(inputs, 1).requireIntegers()
+      let size = try Kernels.input(inputs, 2).requireIntegers()
+      let dimensions = x.shape.dimensions
+      guard begin.count == dimensions.count, size.count == dimensions.count else {
+        throw KernelError("Slice needs one begin and size per dimension.")
+      }
+      let ranges = try dimensions.indices.map { axis -> [Int] in
+        let length = size[axis] == -1 ? dimensions[axis] - begin[axis] : size[axis]
+        guard begin[axis] >= 0, length >= 0, begin[axis] + length <= dimensions[axis] else {
+          throw KernelError(
+            "Slice [\(begin[axis]), +\(length)) leaves dimension \(axis) of size \(dimensions[axis])."
+          )
+        }
+        return Array(begin[axis]..<(begin[axis] + length))
+      }
+      return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))]
+    }
+    registry.add(
+      "GatherV2", inputs: ["params", "indices", "axis"], outputs: ["output"], traits: .movesElements
+    ) { context, inputs in
+      let (params, indicesTensor) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
+      let indices = try indicesTensor.requireIntegers()
+      let rank = params.shape.rank
+      guard context.int("batch_dims") == 0 else {
+        throw KernelError("GatherV2 with batch_dims is not supported yet.")
+      }
+      guard var axis = try Kernels.input(inputs, 2).requireIntegers().first else {
+        throw KernelError("No axis.")
+      }
+      if axis < 0 { axis += rank }
+      guard (0..<rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
+      let dimensions = params.shape.dimensions
+      let outer = dimensions.prefix(axis).reduce(1, *)
+      let inner = dimensions.dropFirst(axis + 1).reduce(1, *)
+      if let index = indices.first(where: { !(0..<dimensions[axis]).contains($0) }) {
+        throw KernelError("Index \(index) is outside [0, \(dimensions[axis])).")
+      }
+      let shape = Shape(
+        Array(dimensions.prefix(axis)) + indicesTensor.shape.dimensions
+          + Array(dimensions.dropFirst(axis + 1)))
+      // Float rows (an embedding lookup) are copied whole.
+      if case .float(let values) = params.storage {
+        var result: [Float] = []
+        result.reserveCapacity(outer * indices.count * inner)
+        for o in 0..<outer {
+          for index in indices {
+            let start = (o * dimensions[axis] + index) * inner
+            result.append(contentsOf: values[start..<(start + inner)])
+          }
+        }
+        return [Tensor(dtype: params.dtype, shape: shape, storage: .float(result))]
+      }
+      let order = (0..<outer).flatMap { o in
+        indices.flatMap { index in
+          (0..<inner).map { (0, (o * dimensions[axis] + index) * inner + $0) }
+        }
+      }
+      return [try gather([params], order, dtype: params.dtype, shape: shape)]
+    }
+    registry.add(
+      "SelectV2", inputs: ["condition", "t", "e"], outputs: ["output"], traits: .movesElements
+    ) { _, inputs in
+      let (condition, a, b) = (
+        try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2)
+      )
+      guard case .bool(let flags) = condition.storage, a.dtype == b.dtype else {
+        throw KernelError("SelectV2 needs a bool condition and two values of one dtype.")
+      }
+      let (shape, walk) = try StridedWalk.broadcast([condition.shape, a.shape, b.shape])
+      let indices = walk.indices()
+      let order = (0..<(shape.elementCount ?? 0)).map {
+        flags[indices[0][$0]] ? (0, indices[1][$0]) : (1, indices[2][$0])
+      }
+      return [try gather([a, b], order, dtype: a.dtype, shape: shape)]
+    }
+  }
+
+  /// Ops that repeat, pad, fill or convert elements: Tile, Pad, PadV2, Fill, Range, Cast.
+  static func registerFills(in registry: inout OpRegistry) {
+    registry.add(
+      "Tile", inputs: ["input", "multiples"], outputs: ["output"], traits: .movesElements
+    ) { _, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let multiples = try Kernels.input(inputs, 1).requireIntegers()
+      guard multiples.count == x.shape.rank, multiples.allSatisfy({ $0 >= 0 }) else {
+        throw KernelError("Tile needs one multiple per dimension.")
+      }
+      let ranges = zip(x.shape.dimensions, multiples).map { size, times in
+        (0..<(size * times)).map { $0 % size }
+      }
+      return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))]
+    }
+    let pads: [(String, [OpSchema.Argument], OpSchema.Traits)] = [
+      ("Pad", ["input", "paddings"], .movesElements),
+      ("PadV2", ["input", "paddings", "constant_values"], []),
+    ]
+    for (op, arguments, traits) in pads {
+      registry.add(op, inputs: arguments, outputs: ["output"], traits: traits) { _, inputs in
+        let x = try Kernels.input(inputs, 0)
+        let paddings = try Kernels.input(inputs, 1).requireIntegers()
+        guard paddings.count == 2 * x.shape.rank, paddings.allSatisfy({ $0 >= 0 }) else {
+          throw KernelError("Pad needs two paddings per dimension.")
+        }
+        let fill = inputs.count > 2 ? inputs[2] : try zero(like: x)
+        // Index -1 marks a padding element, taken from `fill`.
+        let ranges = x.shape.dimensions.enumerated().map { axis, size in
+          Array(repeating: -1, count: paddings[2 * axis]) + Array(0..<size)
+            + Array(repeating: -1, count: paddings[2 * axis + 1])
+        }
+        return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)), fill: fill)]
+      }
+    }
+    registry.add("Fill", inputs: ["dims", "value"], outputs: ["output"]) { _, inputs in
+      let dimensions = try Kernels.input(inputs, 0).requireIntegers()
+      let value = try Kernels.input(inputs, 1)
+      guard value.shape.elementCount == 1, let count = Shape(dimensions).elementCount else {
+        throw KernelError("Fill needs a scalar value and a valid shape.")
+      }
+      return [
+        try gather(
+          [value], Array(repeating: (0, 0), count: count), dtype: value.dtype,
+          shape: Shape(dimensions))
+      ]
+    }
+    registry.add("Range", inputs: ["start", "limit", "delta"], outputs: ["output"]) { _, inputs in
+      let (start, limit, delta) = (
+        try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2)
+      )
+      let (a, b, d) = (
+        try Kernels.doubles(start)[0], try Kernels.doubles(limit)[0], try Kernels.doubles(delta)[0]
+      )
+      guard d != 0 else { throw KernelError("Range needs a nonzero delta.") }
+      let values = Array(stride(from: a, to: b, by: d))
+      return [try Kernels.tensor(values, like: start, shape: Shape([values.count]))]
+    }
+    registry.add("Cast", inputs: ["x"], outputs: ["y"], fusion: .floatCast) { context, inputs in
+      let x = try Kernels.input(inputs, 0)
+      guard let target = context.type("DstT") else { throw KernelError("Cast needs DstT.") }
+      if case .float(let values) = x.storage, [.float32, .float16, .bfloat16].contains(target) {
+        // The interpreter rounds float16 and bfloat16 results to DstT.
+        return [Tensor(dtype: target, shape: x.shape, storage: .float(values))]
+      }
+      let doubles: [Double]
+      switch x.storage {
+      case .float(let values): doubles = values.map(Double.init)
+      case .int32(let values): doubles = values.map(Double.init)
+      case .int64(let values): doubles = values.map(Double.init)
+      case .bool(let values): doubles = values.map { $0 ? 1 : 0 }
+      default: throw KernelError("Cast from \(x.dtype) is not supported yet.")
+      }
+      switch target {
+      case .float32, .float16, .bfloat16:
+        return [Tensor(dtype: target, shape: x.shape, storage: .float(doubles.map(Float.init)))]
+      case .int32:
+        return [Tensor(dtype: .int32, shape: x.shape, storage: .int32(doubles.map(truncated)))]
+      case .int64:
+        return [Tensor(dtype: .int64, shape: x.shape, storage: .int64(doubles.map(truncated)))]
+      case .bool:
+        return [Tensor(dtype: .bool, shape: x.shape, storage: .bool(doubles.map { $0 != 0 }))]
+      default: throw KernelError("Cast to \(target) is not supported yet.")
+      }
+    }
+  }
+
+  /// TensorFlow's StridedSlice: an ellipsis stands for the dimensions the other entries leave
+  /// out, a new axis inserts a dimension of size 1, a shrunk axis is indexed away.
+  static func stridedSlice(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    let x = try Kernels.input(inputs, 0)
+    let begin = try Kernels.input(inputs, 1).requireIntegers()
+    let end = try Kernels.input(inputs, 2).requireIntegers()
+    let steps = try Kernels.input(inputs, 3).requireIntegers()
+    let (beginMask, endMask, shrinkMask) = (
+      context.int("begin_mask"), context.int("end_mask"), context.int("shrink_axis_mask")
+    )
+    let (ellipsisMask, newAxisMask) = (context.int("ellipsis_mask"), context.int("new_axis_mask"))
+    guard begin.count == end.count, begin.count == steps.count else {
+      throw KernelError("begin, end and strides differ in length.")
+    }
+    let dimensions = x.shape.dimensions
+    // The dense spec: for each input dimension, the sparse entry that indexes it (nil: all of it),
+    // and where new axes of size 1 go in the output.
+    var entryForAxis: [Int?] = []
+    var output: [Int] = []
+    var outputFromAxis: [(axis: Int, newAxes: Int)] = []
+    var pendingNewAxes = 0
+    for entry in begin.indices {
+      if ellipsisMask & (1 << entry) != 0 {
+        let later = (entry + 1..<begin.count).filter { newAxisMask & (1 << $0) == 0 }.count
+        let covered = Swift.max(0, dimensions.count - entryForAxis.count - later)
+        entryForAxis += Array(repeating: nil, count: covered)
+      } else if newAxisMask & (1 << entry) != 0 {
+        pendingNewAxes += 1
+        outputFromAxis.append((entryForAxis.count, pendingNewAxes))
+      } else {
+        entryForAxis.append(entry)
+      }
+    }
+    guard entryForAxis.count <= dimensions.count else {
+      throw KernelError("The slice has more entries than \(x.shape) has dimensions.")
+    }
+    entryForAxis += Array(repeating: nil, count: dimensions.count - entryForAxis.count)
+    var ranges: [[Int]] = []
+    for axis in dimensions.indices {
+      output += Array(repeating: 1, count: outputFromAxis.filter { $0.axis == axis }.count)
+      let size = dimensions[axis]
+      guard let entry = entryForAxis[axis] else {
+        ranges.append(Array(0..<size))
+        output.append(size)
+        continue
+      }
+      let step = steps[entry]
+      guard step != 0 else { throw KernelError("A stride is zero.") }
+      func clamp(_ value: Int) -> Int {
+        let index = value < 0 ? value + size : value
+        return step > 0
+          ? Swift.min(Swift.max(index, 0), size) : Swift.min(Swift.max(index, -1), size - 1)
+      }
+      if shrinkMask & (1 << entry) != 0 {
+        let index = begin[entry] < 0 ? begin[entry] + size : begin[entry]
+        guard (0..<size).contains(index) else {
+          throw KernelError("Index \(begin[entry]) is out of range for size \(size).")
+        }
+        ranges.append([index])
+        continue
+      }
+      let start = beginMask & (1 << entry) != 0 ? (step > 0 ? 0 : size - 1) : clamp(begin[entry])
+      let stop = endMask & (1 << entry) != 0 ? (step > 0 ? size : -1) : clamp(end[entry])
+      let indices = Array(stride(from: start, to: stop, by: step))
+      ranges.append(indices)
+      output.append(indices.count)
+    }
+    output += Array(
+      repeating: 1, count: outputFromAxis.filter { $0.axis == dimensions.count }.count)
+    return try take(x, ranges: ranges, shape: Shape(output))
+  }
+}
