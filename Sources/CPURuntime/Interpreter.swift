@@ -40,7 +40,6 @@ public final class Interpreter: @unchecked Sendable {
     self.module = module
     self.observer = observer
     registry = .standard
-    GraphVerifier.checkInternally(module, schemas: registry)
     store = VariableStore(checkpoint: checkpoint)
     profile = profiling ? OpProfile() : nil
     variableKeys = Dictionary(

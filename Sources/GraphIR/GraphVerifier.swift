@@ -2,8 +2,9 @@
 /// output, input counts fit the ops' schemas, functions named by attributes exist, node names are
 /// unique, and data dependencies have no cycle (except through TF1 loops' `NextIteration`).
 ///
-/// A cost paid in tests and in builds with `-DTFMP_INTERNAL_CHECKS` (after reading a model and
-/// after every pass), never in release builds; see ``checkInternally(_:schemas:)``.
+/// A cost paid in tests and in builds with `-DTFMP_INTERNAL_CHECKS` (after every conversion pass
+/// over a well-formed module; `Scripts/test` runs the Swift tests so built too), never in release
+/// builds; see ``checkInternally(_:schemas:)``.
 public struct GraphVerifier: Sendable {
   /// Where op schemas come from; ops it does not know are checked for resolution only.
   public var schemas: any OpSchemaSource
@@ -21,6 +22,19 @@ public struct GraphVerifier: Sendable {
   /// - Throws: ``GraphError`` describing it.
   public func verify(_ module: Module) throws(GraphError) {
     if let first = problems(in: module).first { throw first }
+  }
+
+  /// Whether `module` has no problems, when tfmp is built with `-DTFMP_INTERNAL_CHECKS`;
+  /// `false` otherwise (without the cost of looking). Code that rewrites a module checks its
+  /// result with ``checkInternally(_:schemas:)`` only when this held for its input.
+  public static func isWellFormedForInternalChecks(_ module: Module, schemas: any OpSchemaSource)
+    -> Bool
+  {
+    #if TFMP_INTERNAL_CHECKS
+      return GraphVerifier(schemas: schemas).problems(in: module).isEmpty
+    #else
+      return false
+    #endif
   }
 
   /// Verifies `module` when tfmp is built with `-DTFMP_INTERNAL_CHECKS`; does nothing otherwise.

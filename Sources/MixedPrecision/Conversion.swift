@@ -84,9 +84,12 @@ public struct Converter: Sendable {
 
     var context = ConversionContext(
       options: options, lists: lists, checkpoint: model.checkpoint, modelPath: model.directory)
+    // Passes must keep a well-formed module well formed (checked in builds with internal
+    // checks; a malformed input, such as a corrupted file, is left as it is).
+    let wellFormed = GraphVerifier.isWellFormedForInternalChecks(module, schemas: NoSchemas())
     for pass in passes {
       try pass.run(on: &module, &context)
-      GraphVerifier.checkInternally(module, schemas: NoSchemas())
+      if wellFormed { GraphVerifier.checkInternally(module, schemas: NoSchemas()) }
     }
 
     var converted = model.replacing(module)
