@@ -47,7 +47,13 @@ struct Run: ParsableCommand {
       Interpreter.keepFreedMemoryForReuse()
       let interpreter = try Interpreter(
         model: try SavedModel(contentsOf: model), profiling: profile)
-      let outputs = try interpreter.run(signature: signature, inputs: tensors)
+      let outputs: [String: Tensor]
+      do {
+        outputs = try interpreter.run(signature: signature, inputs: tensors)
+      } catch var error as RuntimeError where error.code == .missingInput {
+        error.message += " Pass it with --input \(error.node)=FILE.npy."
+        throw error
+      }
       if repetitions > 1 {
         interpreter.profile?.reset()
         let clock = ContinuousClock()

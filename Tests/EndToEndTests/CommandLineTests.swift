@@ -159,6 +159,17 @@ struct CommandLineTests {
         + "in tfmp yet.\n")
   }
 
+  @Test("run without a signature input names the flag that gives it")
+  func runWithoutInput() throws {
+    let example = Fixtures.repositoryRoot.appendingPathComponent("Examples").path
+    let result = try run(["run", example + "/digits"])
+    #expect(result.status == 65)
+    #expect(
+      result.standardError
+        == "Error: <graph> (node 'image'): The signature needs input 'image' but none was given. "
+        + "Pass it with --input image=FILE.npy.\n")
+  }
+
   @Test("validate exits 0 within tolerance and 2 outside it")
   func validate() throws {
     let folder = TemporaryFolder()
