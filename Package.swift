@@ -39,7 +39,7 @@ let package = Package(
       swiftSettings: strictSettings),
     .target(
       name: "MixedPrecision",
-      dependencies: ["GraphIR", "ModelFormats", "TensorCore"],
+      dependencies: ["CPURuntime", "GraphIR", "ModelFormats", "TensorCore"],
       swiftSettings: strictSettings),
     .target(
       name: "CPURuntime",

@@ -49,16 +49,23 @@ extension Interpreter {
       /// The node's inputs, in order.
       var operands: [Operand]
     }
+    /// The function planned, each planned node's attributes completed with its schema's
+    /// defaults (checked once here, so kernels read them without checking).
+    var function: Function
     var steps: [Step]
     var outputs: [Source]
 
     /// Plans `function` for computing `outputs`, with the placeholders `fed` given as values
     /// (top-level graphs) and the op definitions of `registry`; without `fusing`, every node is
     /// a step of its own.
+    ///
+    /// - Throws: ``RuntimeError`` with code `malformedGraph` for a node the outputs need whose
+    ///   attributes do not fit its op's schema.
     init(
       _ function: Function, fed: Set<NodeID>, outputs: [Input], registry: OpRegistry,
       fusing: Bool = true
-    ) {
+    ) throws {
+      var function = function
       func source(_ input: Input) -> Source {
         switch input {
         case .argument(let position): return .argument(position)
@@ -83,11 +90,10 @@ extension Interpreter {
         if case .node(let node, _, _) = source { return node }
         return nil
       }
-      let nodes = function.nodes
-      let sources = nodes.map { $0.inputs.map(source) }
+      let sources = function.nodes.map { $0.inputs.map(source) }
       // The nodes the outputs need, in dependency order (depth-first post-order).
       var order: [Int] = []
-      var state = [UInt8](repeating: 0, count: nodes.count)  // 0 new, 1 open, 2 done
+      var state = [UInt8](repeating: 0, count: function.nodes.count)  // 0 new, 1 open, 2 done
       self.outputs = outputs.map(source)
       var stack = self.outputs.compactMap(producer).map { ($0, false) }
       while let (node, expanded) = stack.popLast() {
@@ -104,6 +110,19 @@ extension Interpreter {
           }
         }
       }
+      for node in order {
+        let id = NodeID(node)
+        guard let schema = registry.schema(for: function[id].op) else { continue }
+        do {
+          function[id].attributes = try schema.completing(function[id].attributes)
+        } catch {
+          throw RuntimeError(
+            code: .malformedGraph, function: function.name, node: function[id].name,
+            message: error.message)
+        }
+      }
+      self.function = function
+      let nodes = function.nodes
       // Constants first: they are then ready for any fused node that reads one.
       order = order.filter { nodes[$0].op == "Const" } + order.filter { nodes[$0].op != "Const" }
       // Results that are the same array on every run: constants and variables, reshaped or not.

@@ -135,9 +135,11 @@ public final class Interpreter: @unchecked Sendable {
   }
 
   /// The plan for `function` under `key`, made on first use.
-  private func plan(_ function: Function, key: String, fed: Set<NodeID>, outputs: [Input]) -> Plan {
+  private func plan(_ function: Function, key: String, fed: Set<NodeID>, outputs: [Input]) throws
+    -> Plan
+  {
     if let plan = lock.withLock({ plans[key] }) { return plan }
-    let plan = Plan(
+    let plan = try Plan(
       function, fed: fed, outputs: outputs, registry: registry, fusing: observer == nil)
     lock.withLock { plans[key] = plan }
     return plan
@@ -148,7 +150,9 @@ public final class Interpreter: @unchecked Sendable {
     _ function: Function, planKey: String, arguments: [Value], feeds: [NodeID: Value],
     outputs: [Input]
   ) throws -> [Value] {
-    let plan = plan(function, key: planKey, fed: Set(feeds.keys), outputs: outputs)
+    let plan = try plan(function, key: planKey, fed: Set(feeds.keys), outputs: outputs)
+    // The planned copy, whose nodes' attributes are complete.
+    let function = plan.function
     var results: [[Value]] = Array(repeating: [], count: function.nodes.count)
     func value(_ source: Plan.Source, for node: String) throws -> Value {
       switch source {
@@ -231,13 +235,13 @@ public final class Interpreter: @unchecked Sendable {
   func execute(
     _ node: Node, id: NodeID, in function: Function, inputs: [Value], weightInput: Bool = false
   ) throws -> [Value] {
-    guard let definition = registry.definition(for: node.op) else {
+    guard let kernel = registry.definition(for: node.op)?.kernel else {
       throw KernelError(code: .missingKernel, "Op '\(node.op)' has no CPU kernel in tfmp yet.")
     }
     let context = KernelContext(
       node: node, id: id, function: function.name, weightPacks: weightInput ? packs : nil,
       host: self)
-    switch definition.kernel {
+    switch kernel {
     case .values(let kernel):
       return try kernel(context, inputs)
     case .tensors(let kernel):

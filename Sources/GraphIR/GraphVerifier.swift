@@ -1,6 +1,7 @@
 /// Checks that a module is well formed: every input resolves to an argument or to an existing
-/// output, input counts fit the ops' schemas, functions named by attributes exist, node names are
-/// unique, and data dependencies have no cycle (except through TF1 loops' `NextIteration`).
+/// output, input counts and attributes fit the ops' schemas, functions named by attributes exist,
+/// node names are unique, and data dependencies have no cycle (except through TF1 loops'
+/// `NextIteration`).
 ///
 /// A cost paid in tests and in builds with `-DTFMP_INTERNAL_CHECKS` (after every conversion pass
 /// over a well-formed module; `Scripts/test` runs the Swift tests so built too), never in release
@@ -9,7 +10,7 @@ public struct GraphVerifier: Sendable {
   /// Where op schemas come from; ops it does not know are checked for resolution only.
   public var schemas: any OpSchemaSource
 
-  /// A verifier that checks arities against `schemas`.
+  /// A verifier that checks arities and attributes against `schemas`.
   public init(schemas: any OpSchemaSource) { self.schemas = schemas }
 
   /// Every problem found in `module`, the functions in library order, then the top-level graph.
@@ -66,18 +67,16 @@ public struct GraphVerifier: Sendable {
         check(input, of: function, at: node, report)
       }
       if let schema = schemas.schema(for: node.op) {
+        do {
+          _ = try schema.completing(node.attributes)
+        } catch {
+          report(.schemaMismatch, node, error.message)
+        }
         let count = node.inputs.count
-        if let expected = schema.inputCount(attributes: node.attributes) {
-          if count != expected {
-            report(
-              .schemaMismatch, node,
-              "\(node.op) takes \(expected) data inputs but the node has \(count).")
-          }
-        } else if count < schema.minimumInputCount(attributes: node.attributes) {
+        if let expected = schema.inputCount(attributes: node.attributes), count != expected {
           report(
             .schemaMismatch, node,
-            "\(node.op) takes at least \(schema.minimumInputCount(attributes: node.attributes)) data inputs but the node has \(count)."
-          )
+            "\(node.op) takes \(expected) data inputs but the node has \(count).")
         }
       }
       for (name, value) in node.attributes {

@@ -28,14 +28,14 @@ struct CastInsertionPass {
   ) -> Statistics {
     var statistics = Statistics()
     let target = precision.dtype
-    let rules = body.nodes.map { OpTypeRule.rule(for: $0.op) }
+    let schemas = body.nodes.map { OpLists.convertible($0.op) }
     let reduced = decisions.map(\.reduced)
     let consumers = body.consumers()
     let sinkNodes = Set(sinks.values.compactMap { $0.node?.index })
 
     func wantsReduced(_ node: Int, _ position: Int) -> Bool {
-      guard reduced[node], let rule = rules[node] else { return false }
-      return rule.governsInput(position, of: body.nodes[node].inputs.count)
+      guard reduced[node], let schema = schemas[node] else { return false }
+      return schema.convertsInput(position, attributes: body.nodes[node].attributes)
     }
     // Casts to float32 whose readers all compute in reduced precision cast to it directly.
     var castsToTarget = Set<Int>()
@@ -51,8 +51,8 @@ struct CastInsertionPass {
       let node = id.index
       if castsToTarget.contains(node) { return true }
       if retypedNodes.contains(body.nodes[node].name) { return body.nodes[node].op != "RestoreV2" }
-      guard reduced[node], let rule = rules[node] else { return false }
-      return rule.governsOutput(argument: slot.argument, index: slot.index)
+      guard reduced[node], let schema = schemas[node] else { return false }
+      return schema.convertsOutput(slot, attributes: body.nodes[node].attributes)
     }
 
     var casts: [String: Input] = [:]
@@ -116,7 +116,9 @@ struct CastInsertionPass {
     }
     for node in 0..<originalCount {
       let id = NodeID(node)
-      if reduced[node], let rule = rules[node] { body[id].setType(rule.attribute, target) }
+      if reduced[node], let precision = schemas[node]?.precision {
+        body[id].setType(precision.attribute, target)
+      }
       if castsToTarget.contains(node) { body[id].setType("DstT", target) }
       if castsReadingTarget.contains(node) { body[id].setType("SrcT", target) }
     }

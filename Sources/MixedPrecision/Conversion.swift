@@ -1,4 +1,5 @@
 public import ModelFormats
+internal import CPURuntime
 internal import GraphIR
 public import TensorCore
 internal import Foundation
@@ -86,10 +87,11 @@ public struct Converter: Sendable {
       options: options, lists: lists, checkpoint: model.checkpoint, modelPath: model.directory)
     // Passes must keep a well-formed module well formed (checked in builds with internal
     // checks; a malformed input, such as a corrupted file, is left as it is).
-    let wellFormed = GraphVerifier.isWellFormedForInternalChecks(module, schemas: NoSchemas())
+    let schemas = OpRegistry.standard
+    let wellFormed = GraphVerifier.isWellFormedForInternalChecks(module, schemas: schemas)
     for pass in passes {
       try pass.run(on: &module, &context)
-      if wellFormed { GraphVerifier.checkInternally(module, schemas: NoSchemas()) }
+      if wellFormed { GraphVerifier.checkInternally(module, schemas: schemas) }
     }
 
     var converted = model.replacing(module)
@@ -119,8 +121,9 @@ public struct Converter: Sendable {
       + module.functions.map { ("function '\($0.name)'", $0) }
     for (place, body) in bodies {
       for node in body.nodes {
-        guard lists.opClass(of: node.op) == .allow, let rule = OpTypeRule.rule(for: node.op),
-          let type = node.type(rule.attribute), type == .float16 || type == .bfloat16
+        guard lists.opClass(of: node.op) == .allow,
+          let attribute = OpLists.convertible(node.op)?.precision?.attribute,
+          let type = node.type(attribute), type == .float16 || type == .bfloat16
         else { continue }
         throw ModelFormatError(
           code: .alreadyConverted, path: path, location: "node '\(node.name)' in \(place)",
@@ -131,10 +134,4 @@ public struct Converter: Sendable {
       }
     }
   }
-}
-
-/// Structure-only verification between passes: the converter checks that inputs resolve and
-/// the graph has no cycles, without op schemas (those belong to the runtime).
-private struct NoSchemas: OpSchemaSource {
-  func schema(for op: String) -> OpSchema? { nil }
 }

@@ -83,7 +83,7 @@ public struct ConversionReport: Sendable, Codable {
           Node(
             function: body.name, name: node.name, op: node.op,
             precision: decision.reduced ? precision.rawValue : "float32", reason: decision.reason))
-      } else if lists.opClass(of: node.op) == nil || OpTypeRule.rule(for: node.op) == nil,
+      } else if lists.opClass(of: node.op) == nil || OpLists.convertible(node.op) == nil,
         !Self.structuralOps.contains(node.op),
         node.attributes.values.contains(.type(.float32))
       {

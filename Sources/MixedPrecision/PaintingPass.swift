@@ -49,7 +49,7 @@ struct PaintingPass {
   struct Decision {
     var reduced: Bool
     var reason: PrecisionReason
-    /// Whether the node computes in float32 and has a type rule: it counts as a compute op.
+    /// Whether the node computes in float32 and its op converts: it counts as a compute op.
     var isCandidate: Bool
   }
 
@@ -66,23 +66,24 @@ struct PaintingPass {
       Decision(reduced: false, reason: .notInLists, isCandidate: false)
     }
     var opClass = [OpClass?](repeating: nil, count: count)
-    var rules = [OpTypeRule?](repeating: nil, count: count)
+    // The schemas of the candidates: ops tfmp converts, computing in float32.
+    var schemas = [OpSchema?](repeating: nil, count: count)
     for (index, node) in body.nodes.enumerated() {
-      guard let rule = OpTypeRule.rule(for: node.op), let cls = lists.opClass(of: node.op),
-        node.type(rule.attribute) == .float32
+      guard let schema = OpLists.convertible(node.op), let cls = lists.opClass(of: node.op),
+        let precision = schema.precision, node.type(precision.attribute) == .float32
       else { continue }
       if matchesFloat32Pattern(node.name) {
         decisions[index].reason = .userFloat32Node
         continue
       }
-      rules[index] = rule
+      schemas[index] = schema
       opClass[index] = cls
       decisions[index].isCandidate = true
       decisions[index].reason = .noReducedNeighbour
     }
     for index in 0..<count
-    where rules[index] != nil && isOutputSoftmax(index, body, consumers, sinks) {
-      rules[index] = nil
+    where schemas[index] != nil && isOutputSoftmax(index, body, consumers, sinks) {
+      schemas[index] = nil
       opClass[index] = nil
       decisions[index].reason = .outputSoftmax
     }
@@ -91,13 +92,13 @@ struct PaintingPass {
     var fanIn = [[Int]](repeating: [], count: count)
     var fanOut = [[Int]](repeating: [], count: count)
     for consumer in 0..<count {
-      guard let consumerRule = rules[consumer] else { continue }
-      let inputs = body.nodes[consumer].inputs
-      for (position, input) in inputs.enumerated() {
+      guard let consumerSchema = schemas[consumer] else { continue }
+      let node = body.nodes[consumer]
+      for (position, input) in node.inputs.enumerated() {
         guard case .output(let producerID, let slot) = input,
-          let producerRule = rules[producerID.index],
-          producerRule.governsOutput(argument: slot.argument, index: slot.index),
-          consumerRule.governsInput(position, of: inputs.count)
+          let producerSchema = schemas[producerID.index],
+          producerSchema.convertsOutput(slot, attributes: body[producerID].attributes),
+          consumerSchema.convertsInput(position, attributes: node.attributes)
         else { continue }
         let producer = producerID.index
         fanIn[consumer].append(producer)
@@ -116,7 +117,7 @@ struct PaintingPass {
     let leadsToInferOrDeny = clearNodesUpstreamOfInferOrDeny(opClass, fanIn)
     var stack: [Int] = []
     var constantFits: [Int: Bool] = [:]
-    for index in 0..<count where rules[index] != nil && color[index] == .none {
+    for index in 0..<count where schemas[index] != nil && color[index] == .none {
       if opClass[index] == .deny {
         decisions[index].reason =
           userFloat32Ops.contains(body.nodes[index].op) ? .userFloat32Op : .denyList

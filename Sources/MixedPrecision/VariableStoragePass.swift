@@ -299,8 +299,8 @@ struct VariableStoragePass {
         for consumer in readers[node.index] {
           let definition = body[consumer.node]
           let decision = painted[consumer.node.index]
-          if decision.reduced, let rule = OpTypeRule.rule(for: definition.op),
-            rule.governsInput(consumer.position, of: definition.inputs.count)
+          if decision.reduced, let schema = OpLists.convertible(definition.op),
+            schema.convertsInput(consumer.position, attributes: definition.attributes)
           {
             continue
           }

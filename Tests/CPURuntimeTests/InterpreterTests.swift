@@ -51,6 +51,45 @@ struct InterpreterTests {
     )
   }
 
+  @Test("A node's attributes are checked when its function is planned; defaults fill gaps")
+  func attributesCheckedWhenPlanned() throws {
+    let original = try SavedModel(contentsOf: Fixtures.path("mlp"))
+    let inputs = try NumPyFile.readArchive(at: Fixtures.path("mlp.inputs.npz"))
+    /// The model with `change` made to every MatMul's attributes.
+    func edited(_ change: (inout [String: Tensorflow_AttrValue]) -> Void) -> SavedModel {
+      var model = original
+      let library = model.proto.metaGraphs[0].graphDef.library
+      for index in library.function.indices {
+        for node in library.function[index].nodeDef.indices
+        where library.function[index].nodeDef[node].op == "MatMul" {
+          change(&model.proto.metaGraphs[0].graphDef.library.function[index].nodeDef[node].attr)
+        }
+      }
+      return model
+    }
+    func run(_ model: SavedModel) throws -> [String: Tensor] {
+      try Interpreter(model: model).run(signature: "serving_default", inputs: inputs)
+    }
+    // As TensorFlow does, a left-out attribute takes its default (transpose_a/b: false).
+    let defaulted = edited {
+      $0["transpose_a"] = nil
+      $0["transpose_b"] = nil
+    }
+    #expect(try run(defaulted).mapValues(\.floats) == (try run(original)).mapValues(\.floats))
+    let untyped = #expect(throws: RuntimeError.self) { _ = try run(edited { $0["T"] = nil }) }
+    #expect(untyped?.code == .malformedGraph)
+    #expect(
+      untyped?.message == "MatMul needs attribute 'T' (type), which the node lacks.")
+    var integer = Tensorflow_AttrValue()
+    integer.i = 1
+    let mistyped = #expect(throws: RuntimeError.self) {
+      _ = try run(edited { $0["transpose_a"] = integer })
+    }
+    #expect(
+      mistyped?.message
+        == "Attribute 'transpose_a' of MatMul must be a bool, but the node's is int.")
+  }
+
   @Test("A missing or mistyped input is refused")
   func badInputs() throws {
     let interpreter = try Interpreter(model: try SavedModel(contentsOf: Fixtures.path("mlp")))

@@ -221,7 +221,7 @@ struct KernelTests {
       list.ints = values.map(Int64.init)
       return .list(list)
     }
-    var node = Node(name: "conv", op: "Conv2D")
+    var node = Node(name: "conv", op: "Conv2D", attributes: ["T": .type(.float32)])
     node.attributes["padding"] = .bytes(Data(padding.utf8))
     node.attributes["strides"] = list([1] + strides + [1])
     node.attributes["dilations"] = list([1] + dilations + [1])
@@ -257,8 +257,8 @@ struct KernelTests {
       let filter = Tensor(
         shape: Shape([kh, kw, channels, outputs]),
         floats: random(kh * kw * channels * outputs, &generator))
-      let context = KernelContext(
-        node: node(padding: padding, strides: strides, dilations: dilations, explicit: explicit))
+      let context = try KernelContext(
+        planned: node(padding: padding, strides: strides, dilations: dilations, explicit: explicit))
       let fast = try ConvolutionKernels.convolutionByMatrixProduct(context, [x, filter])
       let reference = try ConvolutionKernels.convolution(context, [x, filter], depthwise: false)
       #expect(fast.shape == reference.shape, "seed \(seed)")
@@ -298,9 +298,13 @@ struct EinsumTests {
     _ equation: String, sizes given: [Character: Int], precision: ReducedPrecision?
   ) throws {
     var generator = SeededGenerator(seed: 11)
-    let context = KernelContext(
-      node: Node(
-        name: "einsum", op: "Einsum", attributes: ["equation": .bytes(Data(equation.utf8))]))
+    let context = try KernelContext(
+      planned: Node(
+        name: "einsum", op: "Einsum",
+        attributes: [
+          "equation": .bytes(Data(equation.utf8)), "T": .type(.float32),
+          "N": .int(Int64(equation.split(separator: ",").count)),
+        ]))
     let sides = equation.split(separator: "-")[0].split(
       separator: ",", omittingEmptySubsequences: false)
     var sizes = given

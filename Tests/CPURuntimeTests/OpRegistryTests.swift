@@ -23,7 +23,9 @@ struct OpRegistryTests {
       name: Function.graphName, syntax: .graph,
       nodes: [
         Node(name: "x", op: "Placeholder", attributes: ["dtype": .type(.float32)]),
-        Node(name: "y", op: "MatMul", inputs: [.output(NodeID(0), OutputSlot())]),
+        Node(
+          name: "y", op: "MatMul", inputs: [.output(NodeID(0), OutputSlot())],
+          attributes: ["T": .type(.float32)]),
       ])
     let problems = GraphVerifier(schemas: OpRegistry.standard).problems(
       in: Module(graph: graph, functions: []))
@@ -54,10 +56,14 @@ struct OpRegistryTests {
     func run(_ axis: Int32, exclusive: Bool, reverse: Bool) throws -> [Float] {
       let node = Node(
         name: "c", op: "Cumsum",
-        attributes: ["exclusive": .bool(exclusive), "reverse": .bool(reverse)])
+        attributes: [
+          "exclusive": .bool(exclusive), "reverse": .bool(reverse), "T": .type(.float32),
+        ])
       let axisTensor = Tensor(dtype: .int32, shape: Shape([]), storage: .int32([axis]))
-      return try ReductionKernels.cumulativeSum(x, axis: axisTensor, KernelContext(node: node))
-        .floats ?? []
+      return try ReductionKernels.cumulativeSum(
+        x, axis: axisTensor, try KernelContext(planned: node)
+      )
+      .floats ?? []
     }
     #expect(try run(1, exclusive: false, reverse: false) == [1, 3, 6, 4, 9, 15])
     #expect(try run(1, exclusive: true, reverse: true) == [5, 3, 0, 11, 6, 0])

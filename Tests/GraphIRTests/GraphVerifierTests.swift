@@ -1,3 +1,4 @@
+import Foundation
 import GraphIR
 import TensorCore
 import Testing
@@ -8,6 +9,10 @@ private struct TestSchemas: OpSchemaSource {
     switch op {
     case "MatMul":
       OpSchema("MatMul", inputs: [.init("a"), .init("b")], outputs: [.init("product")])
+    case "MaxPool":
+      OpSchema(
+        "MaxPool", inputs: [.init("input")], outputs: [.init("output")],
+        attributes: [.ints("ksize"), .string("data_format", "NHWC")])
     case "Split":
       OpSchema(
         "Split", inputs: [.init("split_dim"), .init("value")],
@@ -41,6 +46,8 @@ struct GraphVerifierTests {
       graph: Function(name: Function.graphName, syntax: .graph, nodes: []), functions: [function])
   }
 
+  private let float: [String: AttrValue] = ["T": .type(.float32)]
+
   private func messages(_ module: Module) -> [String] {
     GraphVerifier(schemas: TestSchemas()).problems(in: module).map(\.description)
   }
@@ -48,11 +55,11 @@ struct GraphVerifierTests {
   @Test("A well-formed function has no problems")
   func wellFormed() {
     let nodes = [
-      Node(name: "m", op: "MatMul", inputs: [.argument(0), .argument(1)]),
+      Node(name: "m", op: "MatMul", inputs: [.argument(0), .argument(1)], attributes: float),
       Node(
         name: "s", op: "Split",
         inputs: [.argument(0), .output(NodeID(0), OutputSlot(argument: "product", index: 0))],
-        attributes: ["num_split": .int(2)]),
+        attributes: ["num_split": .int(2), "T": .type(.float32)]),
     ]
     let results = [Input.output(NodeID(1), OutputSlot(argument: "output", index: 1))]
     #expect(messages(module(nodes, arguments: ["a", "b"], results: results)).isEmpty)
@@ -61,17 +68,18 @@ struct GraphVerifierTests {
   @Test("Each kind of problem is reported where it is")
   func problems() {
     let nodes = [
-      Node(name: "m", op: "MatMul", inputs: [.argument(0)]),
+      Node(name: "m", op: "MatMul", inputs: [.argument(0)], attributes: float),
       Node(name: "m", op: "Unknown", inputs: [.unresolved(TensorReference(name: "ghost"))]),
       Node(
         name: "s", op: "Split", inputs: [.argument(0), .argument(3)],
-        attributes: ["num_split": .int(2)]),
+        attributes: ["num_split": .int(2), "T": .type(.float32)]),
       Node(
         name: "call", op: "PartitionedCall",
         attributes: ["f": .function(FunctionReference(name: "missing"))]),
       Node(
         name: "loop", op: "MatMul",
-        inputs: [.output(NodeID(4), OutputSlot(argument: "product", index: 0)), .argument(0)]),
+        inputs: [.output(NodeID(4), OutputSlot(argument: "product", index: 0)), .argument(0)],
+        attributes: float),
     ]
     let results = [Input.output(NodeID(2), OutputSlot(argument: "output", index: 2))]
     #expect(
@@ -84,6 +92,44 @@ struct GraphVerifierTests {
         "f: 's:output:2' names no output of Split node 's'.",
         "f (node 'loop'): The node depends on its own outputs.",
       ])
+  }
+
+  @Test("Attributes take their defaults; a required one missing or one of another kind is an error")
+  func attributes() throws {
+    let pool = try #require(TestSchemas().schema(for: "MaxPool"))
+    var list = AttrList()
+    list.ints = [1, 2]
+    let given: [String: AttrValue] = ["T": .type(.float32), "ksize": .list(list)]
+    var completed = given
+    completed["data_format"] = .bytes(Data("NHWC".utf8))
+    #expect(try pool.completing(given) == completed)
+    // An empty list is a list of any kind.
+    #expect(throws: Never.self) {
+      try pool.completing(["T": .type(.float32), "ksize": .list(AttrList())])
+    }
+    func problem(_ attributes: [String: AttrValue]) -> String? {
+      do {
+        _ = try pool.completing(attributes)
+        return nil
+      } catch {
+        return error.message
+      }
+    }
+    #expect(
+      problem(["T": .type(.float32)])
+        == "MaxPool needs attribute 'ksize' (list(int)), which the node lacks.")
+    #expect(
+      problem(["T": .int(1), "ksize": .list(list)])
+        == "Attribute 'T' of MaxPool must be a type, but the node's is int.")
+    var floats = AttrList()
+    floats.floats = [1]
+    #expect(
+      problem(["T": .type(.float32), "ksize": .list(floats)])
+        == "Attribute 'ksize' of MaxPool must be a list(int), but the node's is list(float).")
+    #expect(
+      problem(["T": .placeholder("T"), "ksize": .list(list)])
+        == "Attribute 'T' of MaxPool must be a type, but the node's is placeholder 'T' (the function is not instantiated)."
+    )
   }
 
   @Test("Output arguments are counted through the attributes that size them")

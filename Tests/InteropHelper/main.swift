@@ -12,13 +12,31 @@ import _TestSupport
 
 let arguments = CommandLine.arguments
 if arguments.count == 2, arguments[1] == "schemas" {
-  // The runtime's op schemas as JSON, for checking against TensorFlow's OpDefs.
+  // The registry's op schemas as JSON, for checking against TensorFlow's OpDefs.
   func describe(_ argument: OpSchema.Argument) -> [String: String] {
+    var entry = ["name": argument.name]
     switch argument.count {
-    case .one: ["name": argument.name]
-    case .number(let attribute): ["name": argument.name, "number_attr": attribute]
-    case .typeList(let attribute): ["name": argument.name, "type_list_attr": attribute]
-    case .variadic: ["name": argument.name, "variadic": "true"]
+    case .one: break
+    case .number(let attribute): entry["number_attr"] = attribute
+    case .typeList(let attribute): entry["type_list_attr"] = attribute
+    }
+    switch argument.type {
+    case .attribute(let name, _)?: entry["type_attr"] = name
+    case .fixed(let dtype)?: entry["type"] = dtype.name
+    case nil: break
+    }
+    return entry
+  }
+  func describe(_ value: AttrValue?) -> Any {
+    switch value {
+    case .int(let i)?: i
+    case .float(let f)?: Double(f)
+    case .bool(let b)?: b
+    case .bytes?: value?.text ?? ""
+    case .type(let dtype)?: dtype.name
+    case .list(let list)?: list.ints
+    case nil: NSNull()
+    default: "unsupported"
     }
   }
   let registry = OpRegistry.standard
@@ -26,6 +44,10 @@ if arguments.count == 2, arguments[1] == "schemas" {
     [
       "op": schema.op, "inputs": schema.inputs.map(describe),
       "outputs": schema.outputs.map(describe),
+      "attributes": schema.allAttributes.map {
+        ["name": $0.name, "kind": $0.kind.rawValue, "default": describe($0.defaultValue)]
+      },
+      "kernel": registry.hasKernel(for: schema.op),
     ] as [String: Any]
   }
   FileHandle.standardOutput.write(

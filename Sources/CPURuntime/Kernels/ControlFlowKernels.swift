@@ -15,7 +15,7 @@ enum ControlFlowKernels {
       let traits: OpSchema.Traits =
         op == "PreventGradient" ? .movesElements : [.movesElements, .sharesInput]
       registry.add(
-        op, inputs: ["input"], outputs: ["output"], traits: traits,
+        op, inputs: ["input"], outputs: ["output"], traits: traits, precision: .clear,
         .values { _, inputs in
           guard let value = inputs.first else { throw KernelError("Expected one input.") }
           return [value]
@@ -26,17 +26,21 @@ enum ControlFlowKernels {
       outputs: [.init("output", .typeList("T"))],
       traits: .movesElements, .values { _, inputs in inputs })
     registry.add(
-      "Placeholder", inputs: [], outputs: ["output"],
+      "Placeholder", inputs: [], outputs: [.init("output", type: "dtype")],
       .values { _, _ in
         throw KernelError(
           "The placeholder is not a signature input; feed it through the signature.")
       })
     // Decoded once by the interpreter, which caches constants; this kernel is its decoder.
-    registry.add("Const", inputs: [], outputs: ["output"]) { context, _ in
+    registry.add(
+      "Const", inputs: [], outputs: [.init("output", type: "dtype")],
+      attributes: [OpSchema.Attribute("value", .tensor)]
+    ) { context, _ in
       [try TensorDecoding.constant(context.node)]
     }
     registry.add(
-      "VarHandleOp", inputs: [], outputs: ["resource"], traits: .stateful,
+      "VarHandleOp", inputs: [], outputs: [.fixed("resource", .resource)],
+      attributes: [.type("dtype"), OpSchema.Attribute("shape", .shape)], traits: .stateful,
       .values { context, _ in
         guard let key = try context.requireHost().variableKey(of: context) else {
           throw KernelError(code: .missingVariable, "No checkpoint entry saves this variable.")
@@ -46,7 +50,8 @@ enum ControlFlowKernels {
     // A TF1 reference variable gives its value itself.
     for op in ["VariableV2", "Variable"] {
       registry.add(
-        op, inputs: [], outputs: ["ref"], traits: .stateful,
+        op, inputs: [], outputs: [.init("ref", type: "dtype")],
+        attributes: [OpSchema.Attribute("shape", .shape)], traits: .stateful,
         .values { context, _ in
           let host = try context.requireHost()
           guard let key = host.variableKey(of: context) else {
@@ -56,7 +61,8 @@ enum ControlFlowKernels {
         })
     }
     registry.add(
-      "ReadVariableOp", inputs: ["resource"], outputs: ["value"], traits: .stateful,
+      "ReadVariableOp", inputs: [.fixed("resource", .resource)],
+      outputs: [.init("value", type: "dtype")], traits: .stateful,
       .values { context, inputs in
         guard case .variable(let key)? = inputs.first else {
           throw KernelError("Expected a variable handle.")
@@ -69,18 +75,20 @@ enum ControlFlowKernels {
       registry.add(
         op, inputs: [.init("args", .typeList("Tin"))],
         outputs: [.init("output", .typeList("Tout"))],
-        traits: [.callsFunctions, traits],
+        attributes: [OpSchema.Attribute("f", .function)], traits: [.callsFunctions, traits],
         .values { context, inputs in try context.requireHost().call("f", of: context, inputs) })
     }
     for (op, traits) in [("If", OpSchema.Traits.stateful), ("StatelessIf", [])] {
       registry.add(
-        op, inputs: ["cond", .init("input", .typeList("Tin"))],
+        op, inputs: [.init("cond", type: "Tcond"), .init("input", .typeList("Tin"))],
         outputs: [.init("output", .typeList("Tout"))],
+        attributes: ["then_branch", "else_branch"].map { OpSchema.Attribute($0, .function) },
         traits: [.callsFunctions, traits], .values(conditional))
     }
     for (op, traits) in [("While", OpSchema.Traits.stateful), ("StatelessWhile", [])] {
       registry.add(
         op, inputs: [.init("input", .typeList("T"))], outputs: [.init("output", .typeList("T"))],
+        attributes: ["cond", "body"].map { OpSchema.Attribute($0, .function) },
         traits: [.callsFunctions, traits], .values(loop))
     }
   }

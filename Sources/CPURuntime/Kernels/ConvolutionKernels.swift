@@ -5,18 +5,47 @@ internal import Foundation
 /// NHWC convolution and pooling: Conv2D, DepthwiseConv2dNative, MaxPool, AvgPool.
 enum ConvolutionKernels {
   static func register(in registry: inout OpRegistry) {
-    registry.add("Conv2D", inputs: ["input", "filter"], outputs: ["output"]) { context, inputs in
-      [try convolutionByMatrixProduct(context, inputs)]
-    }
-    registry.add("DepthwiseConv2dNative", inputs: ["input", "filter"], outputs: ["output"]) {
-      context, inputs in [try convolution(context, inputs, depthwise: true)]
-    }
-    registry.add("MaxPool", inputs: ["input"], outputs: ["output"], traits: .movesElements) {
-      context, inputs in [try pool(context, inputs, average: false)]
-    }
-    registry.add("AvgPool", inputs: ["value"], outputs: ["output"]) { context, inputs in
-      [try pool(context, inputs, average: true)]
-    }
+    let strided: [OpSchema.Attribute] = [.ints("strides"), .string("padding")]
+    let convolving =
+      strided + [
+        .ints("explicit_paddings", []), .string("data_format", "NHWC"),
+        .ints("dilations", [1, 1, 1, 1]),
+      ]
+    registry.add(
+      "Conv2D", inputs: ["input", "filter"], outputs: ["output"], attributes: convolving,
+      precision: .allow
+    ) { context, inputs in [try convolutionByMatrixProduct(context, inputs)] }
+    registry.add(
+      "DepthwiseConv2dNative", inputs: ["input", "filter"], outputs: ["output"],
+      attributes: convolving, precision: .allow
+    ) { context, inputs in [try convolution(context, inputs, depthwise: true)] }
+    let pooling = [.ints("ksize")] + strided + [.string("data_format", "NHWC")]
+    // MaxPool's T is float32 when a node leaves it out.
+    let maxPooled = OpSchema.Argument("input", type: .attribute("T", defaultType: .float32))
+    let maxPool = OpSchema.Argument("output", type: .attribute("T", defaultType: .float32))
+    registry.add(
+      "MaxPool", inputs: [maxPooled], outputs: [maxPool], attributes: pooling,
+      traits: .movesElements, precision: .clear
+    ) { context, inputs in [try pool(context, inputs, average: false)] }
+    registry.add(
+      "AvgPool", inputs: ["value"], outputs: ["output"], attributes: pooling, precision: .infer
+    ) { context, inputs in [try pool(context, inputs, average: true)] }
+
+    // Not run yet.
+    let volume: [OpSchema.Attribute] = strided + [.string("data_format", "NDHWC")]
+    registry.declare(
+      "Conv3D", inputs: ["input", "filter"], outputs: ["output"],
+      attributes: volume + [.ints("dilations", [1, 1, 1, 1, 1])], precision: .allow)
+    registry.declare(
+      "AvgPool3D", inputs: ["input"], outputs: ["output"], attributes: [.ints("ksize")] + volume,
+      precision: .infer)
+    registry.declare(
+      "MaxPool3D", inputs: ["input"], outputs: ["output"], attributes: [.ints("ksize")] + volume,
+      traits: .movesElements, precision: .clear)
+    registry.declare(
+      "MaxPoolV2", inputs: [maxPooled, .fixed("ksize", .int32), .fixed("strides", .int32)],
+      outputs: [maxPool], attributes: [.string("padding"), .string("data_format", "NHWC")],
+      traits: .movesElements, precision: .clear)
   }
 
   /// Output size and leading padding of one spatial dimension.
@@ -41,7 +70,8 @@ enum ConvolutionKernels {
   }
 
   static func checkNHWC(_ context: KernelContext) throws {
-    if let format = context.string("data_format"), format != "NHWC" {
+    let format = try context.string("data_format")
+    if format != "NHWC" {
       throw KernelError("Data format \(format) is not supported yet (NHWC is).")
     }
   }
@@ -132,8 +162,8 @@ enum ConvolutionKernels {
     init(_ context: KernelContext, input: Shape, filter: Shape) throws {
       let d = input.dimensions
       (batch, height, width) = (d[0], d[1], d[2])
-      let strideList = context.ints("strides")
-      let dilationList = context.ints("dilations")
+      let strideList = try context.ints("strides")
+      let dilationList = try context.ints("dilations")
       strides = (
         strideList.count == 4 ? strideList[1] : 1, strideList.count == 4 ? strideList[2] : 1
       )
@@ -143,8 +173,8 @@ enum ConvolutionKernels {
       guard strides.0 > 0, strides.1 > 0, dilations.0 > 0, dilations.1 > 0 else {
         throw KernelError("Strides and dilations must be positive.")
       }
-      let padding = context.string("padding") ?? "VALID"
-      let explicit = context.ints("explicit_paddings")
+      let padding = try context.string("padding")
+      let explicit = try context.ints("explicit_paddings")
       guard padding != "EXPLICIT" || explicit.count == 8 else {
         throw KernelError("EXPLICIT padding needs 8 explicit_paddings.")
       }
@@ -222,12 +252,12 @@ enum ConvolutionKernels {
     let values = try x.requireFloats()
     let d = x.shape.dimensions
     let (batch, height, width, channels) = (d[0], d[1], d[2], d[3])
-    let size = context.ints("ksize")
-    let strides = context.ints("strides")
+    let size = try context.ints("ksize")
+    let strides = try context.ints("strides")
     guard size.count == 4, strides.count == 4 else {
       throw KernelError("Pooling needs 4 ksize and strides values.")
     }
-    let padding = context.string("padding") ?? "VALID"
+    let padding = try context.string("padding")
     let rows = try window(
       size: height, kernel: size[1], stride: strides[1], dilation: 1, padding: padding)
     let columns = try window(

@@ -13,7 +13,7 @@ enum ElementwiseKernels {
       let moves: OpSchema.Traits = [.relu, .neg, .abs].contains(function) ? .movesElements : []
       registry.add(
         function.rawValue, inputs: [input], outputs: [output], traits: [.elementwise, moves],
-        fusion: .unary(function)
+        precision: function.precision, fusion: .unary(function)
       ) { _, inputs in
         let x = try Kernels.input(inputs, 0)
         return [
@@ -27,7 +27,7 @@ enum ElementwiseKernels {
       let fuses = ![.floorDiv, .floorMod, .pow].contains(function)
       registry.add(
         function.rawValue, inputs: ["x", "y"], outputs: ["z"], traits: [.elementwise, moves],
-        fusion: fuses ? .binary(function) : nil
+        precision: function.precision, fusion: fuses ? .binary(function) : nil
       ) { _, inputs in
         [try function.apply(try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))]
       }
@@ -37,16 +37,20 @@ enum ElementwiseKernels {
       ("Less", { $0 < $1 }), ("LessEqual", { $0 <= $1 }), ("Greater", { $0 > $1 }),
       ("GreaterEqual", { $0 >= $1 }), ("Equal", { $0 == $1 }), ("NotEqual", { $0 != $1 }),
     ]
+    let truth = OpSchema.Argument.fixed("z", .bool)
     for (op, predicate) in comparisons {
-      registry.add(op, inputs: ["x", "y"], outputs: ["z"], traits: .elementwise) { _, inputs in
+      registry.add(
+        op, inputs: ["x", "y"], outputs: [truth], traits: .elementwise, precision: .clear
+      ) { _, inputs in
         [try Kernels.compare(try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), predicate)]
       }
     }
     let logical: [(String, @Sendable (Bool, Bool) -> Bool)] = [
       ("LogicalAnd", { $0 && $1 }), ("LogicalOr", { $0 || $1 }),
     ]
+    let truths = [OpSchema.Argument.fixed("x", .bool), .fixed("y", .bool)]
     for (op, function) in logical {
-      registry.add(op, inputs: ["x", "y"], outputs: ["z"], traits: .elementwise) { _, inputs in
+      registry.add(op, inputs: truths, outputs: [truth], traits: .elementwise) { _, inputs in
         let (a, b) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
         guard case .bool(let x) = a.storage, case .bool(let y) = b.storage else {
           throw KernelError("Expected bool inputs.")
@@ -55,22 +59,29 @@ enum ElementwiseKernels {
         return [Tensor(dtype: .bool, shape: shape, storage: .bool(walk.map(x, y, function)))]
       }
     }
-    registry.add("LogicalNot", inputs: ["x"], outputs: ["y"], traits: .elementwise) { _, inputs in
+    registry.add(
+      "LogicalNot", inputs: [truths[0]], outputs: [.fixed("y", .bool)],
+      traits: .elementwise
+    ) { _, inputs in
       let a = try Kernels.input(inputs, 0)
       guard case .bool(let x) = a.storage else { throw KernelError("Expected a bool input.") }
       return [Tensor(dtype: .bool, shape: a.shape, storage: .bool(x.map { !$0 }))]
     }
-    registry.add("IsFinite", inputs: ["x"], outputs: ["y"], traits: .elementwise) { _, inputs in
+    registry.add(
+      "IsFinite", inputs: ["x"], outputs: [.fixed("y", .bool)], traits: .elementwise,
+      precision: .clear
+    ) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       return [
         Tensor(dtype: .bool, shape: x.shape, storage: .bool(try x.requireFloats().map(\.isFinite)))
       ]
     }
     registry.add(
-      "BiasAdd", inputs: ["value", "bias"], outputs: ["output"], traits: .elementwise,
+      "BiasAdd", inputs: ["value", "bias"], outputs: ["output"],
+      attributes: [.string("data_format", "NHWC")], traits: .elementwise, precision: .infer,
       fusion: .binary(.add)
-    ) {
-      _, inputs in
+    ) { context, inputs in
+      try ConvolutionKernels.checkNHWC(context)
       let (x, bias) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
       guard bias.shape.rank == 1, x.shape.rank >= 1,
         bias.shape.dimensions[0] == x.shape.dimensions.last
@@ -79,14 +90,51 @@ enum ElementwiseKernels {
       }
       return [try BinaryFunction.add.apply(x, bias)]
     }
-    registry.add("LeakyRelu", inputs: ["features"], outputs: ["activations"], traits: .elementwise)
-    { context, inputs in
+    registry.add(
+      "LeakyRelu", inputs: [.init("features", type: .attribute("T", defaultType: .float32))],
+      outputs: [.init("activations", type: .attribute("T", defaultType: .float32))],
+      attributes: [.float("alpha", 0.2)], traits: .elementwise, precision: .infer
+    ) { context, inputs in
       let x = try Kernels.input(inputs, 0)
-      let alpha = context.float("alpha", default: 0.2)
+      let alpha = try context.float("alpha")
       return [
         Tensor(shape: x.shape, floats: try x.requireFloats().map { $0 > 0 ? $0 : alpha * $0 })
       ]
     }
+    declareWithoutKernels(in: &registry)
+  }
+
+  /// Ops tfmp converts but cannot run yet.
+  private static func declareWithoutKernels(in registry: inout OpRegistry) {
+    for op in ["Ceil", "Floor", "Round"] {
+      registry.declare(op, inputs: ["x"], outputs: ["y"], traits: .elementwise, precision: .clear)
+    }
+    for op in ["Expm1"] {
+      registry.declare(op, inputs: ["x"], outputs: ["y"], traits: .elementwise, precision: .deny)
+    }
+    registry.declare("Inv", inputs: ["x"], outputs: ["y"], traits: .elementwise, precision: .infer)
+    registry.declare(
+      "Softsign", inputs: ["features"], outputs: ["activations"], traits: .elementwise,
+      precision: .infer)
+    for op in ["IsInf", "IsNan"] {
+      registry.declare(
+        op, inputs: ["x"], outputs: [.fixed("y", .bool)], traits: .elementwise,
+        precision: .clear)
+    }
+    registry.declare(
+      "AddN", inputs: [.init("inputs", .number("N"))], outputs: ["sum"], precision: .infer)
+    registry.declare(
+      "BiasAddV1", inputs: ["value", "bias"], outputs: ["output"], traits: .elementwise,
+      precision: .infer)
+    registry.declare(
+      "ClipByValue", inputs: ["t", "clip_value_min", "clip_value_max"], outputs: ["output"],
+      precision: .clear)
+    registry.declare(
+      "CheckNumerics", inputs: ["tensor"], outputs: ["output"], attributes: [.string("message")],
+      traits: .stateful, precision: .clear)
+    registry.declare(
+      "Select", inputs: [.fixed("condition", .bool), "t", "e"], outputs: ["output"],
+      traits: .movesElements, precision: .clear)
   }
 }
 
@@ -102,6 +150,20 @@ enum UnaryFunction: String, CaseIterable {
   /// Whether TensorFlow names the argument `features` and the result `activations` (the
   /// activation functions) rather than `x` and `y`.
   var isActivation: Bool { [.relu, .relu6, .softplus, .elu, .selu].contains(self) }
+
+  /// The class in the op lists: TensorFlow's, except that Rsqrt and Square are infer as in the
+  /// oneDNN float16 list (as safe as Sqrt and Mul, and Keras's batch normalization uses them).
+  /// Sin and Cos are in no list: they stay float32.
+  var precision: OpSchema.Precision? {
+    switch self {
+    case .relu, .neg, .abs, .relu6, .zerosLike, .onesLike, .sign: .clear
+    case .exp: .deny
+    case .log, .sqrt, .rsqrt, .square, .tanh, .sigmoid, .erf, .erfc, .softplus, .elu,
+      .reciprocal, .log1p, .selu:
+      .infer
+    case .sin, .cos: nil
+    }
+  }
 
   func apply(_ x: [Float]) -> [Float] {
     [Float](unsafeUninitializedCapacity: x.count) { output, initialized in
@@ -163,6 +225,17 @@ enum BinaryFunction: String, CaseIterable {
     "Minimum"
   case squaredDifference = "SquaredDifference", floorDiv = "FloorDiv", floorMod = "FloorMod", pow =
     "Pow"
+
+  /// The class in the op lists: TensorFlow's, with SquaredDifference infer as in the oneDNN
+  /// float16 list. FloorMod is in no list.
+  var precision: OpSchema.Precision? {
+    switch self {
+    case .add, .sub, .mul, .realDiv, .squaredDifference, .floorDiv: .infer
+    case .maximum, .minimum: .clear
+    case .pow: .deny
+    case .floorMod: nil
+    }
+  }
 
   func apply(_ walk: StridedWalk, _ x: [Float], _ y: [Float]) -> [Float] {
     switch self {

@@ -13,7 +13,8 @@ protocol KernelHost: Sendable {
   func variable(_ key: String) throws -> Tensor
 }
 
-/// What a kernel sees of its node: the attributes, decoded once when the model was read.
+/// What a kernel sees of its node: the attributes, decoded once when the model was read and
+/// completed with their defaults when the function was planned.
 struct KernelContext {
   let node: Node
   /// The node's place in its function, and the function's name.
@@ -25,29 +26,40 @@ struct KernelContext {
   /// Set for value kernels (calls, loops, variables).
   var host: (any KernelHost)? = nil
 
-  func int(_ name: String, default value: Int = 0) -> Int {
-    if case .int(let i)? = node.attributes[name] { return Int(clamping: i) }
+  // Attributes, completed with their schema's defaults and checked when the function was
+  // planned: a missing or mistyped one is an attribute the op's schema does not declare.
+
+  private func attribute<T>(_ name: String, _ kind: String, _ read: (AttrValue) -> T?) throws -> T {
+    guard let value = node.attributes[name].flatMap(read) else {
+      throw KernelError(
+        code: .malformedGraph, "The \(node.op) node has no \(kind) attribute '\(name)'.")
+    }
     return value
   }
 
-  func float(_ name: String, default value: Float) -> Float {
-    if case .float(let f)? = node.attributes[name] { return f }
-    return value
+  func int(_ name: String) throws -> Int {
+    try attribute(name, "int") { if case .int(let i) = $0 { Int(clamping: i) } else { nil } }
   }
 
-  func bool(_ name: String, default value: Bool = false) -> Bool {
-    if case .bool(let b)? = node.attributes[name] { return b }
-    return value
+  func float(_ name: String) throws -> Float {
+    try attribute(name, "float") { if case .float(let f) = $0 { f } else { nil } }
   }
 
-  func string(_ name: String) -> String? { node.attributes[name]?.text }
-
-  func ints(_ name: String) -> [Int] {
-    if case .list(let list)? = node.attributes[name] { return list.ints.map { Int(clamping: $0) } }
-    return []
+  func bool(_ name: String) throws -> Bool {
+    try attribute(name, "bool") { if case .bool(let b) = $0 { b } else { nil } }
   }
 
-  func type(_ name: String) -> DType? { node.type(name) }
+  func string(_ name: String) throws -> String { try attribute(name, "string") { $0.text } }
+
+  func ints(_ name: String) throws -> [Int] {
+    try attribute(name, "list(int)") {
+      if case .list(let list) = $0 { list.ints.map { Int(clamping: $0) } } else { nil }
+    }
+  }
+
+  func type(_ name: String) throws -> DType {
+    try attribute(name, "type") { if case .type(let type) = $0 { type } else { nil } }
+  }
 
   /// The interpreter, for value kernels.
   func requireHost() throws -> any KernelHost {

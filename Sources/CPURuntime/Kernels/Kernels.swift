@@ -1,3 +1,4 @@
+internal import GraphIR
 internal import TensorCore
 
 /// Helpers the op families share.
@@ -46,4 +47,17 @@ enum Kernels {
     default: throw KernelError("\(prototype.dtype) values cannot be reduced.")
     }
   }
+}
+
+extension OpSchema.ElementType {
+  /// An index or shape argument's type attribute `name`, `defaultType` (int32 unless given)
+  /// when a node leaves it out.
+  static func index(_ name: String, _ defaultType: DType = .int32) -> Self {
+    .attribute(name, defaultType: defaultType)
+  }
+}
+
+extension OpSchema.Argument {
+  /// An argument of one tensor of fixed dtype `type`.
+  static func fixed(_ name: String, _ type: DType) -> Self { Self(name, type: .fixed(type)) }
 }

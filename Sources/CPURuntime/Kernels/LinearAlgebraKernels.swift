@@ -5,15 +5,19 @@ internal import Foundation
 /// Batched matrix products: BatchMatMulV2 and Einsum (float32 accumulation).
 enum LinearAlgebraKernels {
   static func register(in registry: inout OpRegistry) {
-    registry.add("BatchMatMulV2", inputs: ["x", "y"], outputs: ["output"]) { context, inputs in
-      [try batchMatMul(context, inputs)]
-    }
+    registry.add(
+      "BatchMatMulV2", inputs: ["x", "y"], outputs: ["output"],
+      attributes: [.bool("adj_x", false), .bool("adj_y", false)], precision: .allow
+    ) { context, inputs in [try batchMatMul(context, inputs)] }
     registry.alias("BatchMatMul", of: "BatchMatMulV2")
-    registry.add("MatMul", inputs: ["a", "b"], outputs: ["product"]) { context, inputs in
-      [try matmul(context, inputs)]
-    }
-    registry.add("Einsum", inputs: [.init("inputs", .number("N"))], outputs: ["output"]) {
-      context, inputs in [try einsumByMatrixProducts(context, inputs) ?? einsum(context, inputs)]
+    registry.add(
+      "MatMul", inputs: ["a", "b"], outputs: ["product"],
+      attributes: [.bool("transpose_a", false), .bool("transpose_b", false)], precision: .allow
+    ) { context, inputs in [try matmul(context, inputs)] }
+    registry.add(
+      "Einsum", inputs: [.init("inputs", .number("N"))], outputs: ["output"],
+      attributes: [.string("equation")], precision: .allow
+    ) { context, inputs in [try einsumByMatrixProducts(context, inputs) ?? einsum(context, inputs)]
     }
   }
 
@@ -23,7 +27,7 @@ enum LinearAlgebraKernels {
       throw KernelError("BatchMatMul needs matrices.")
     }
     let (x, y) = (try a.requireFloats(), try b.requireFloats())
-    let (adjointA, adjointB) = (context.bool("adj_x"), context.bool("adj_y"))
+    let (adjointA, adjointB) = (try context.bool("adj_x"), try context.bool("adj_y"))
     let da = a.shape.dimensions
     let db = b.shape.dimensions
     let (ra, ca) = (da[da.count - 2], da[da.count - 1])
@@ -53,8 +57,8 @@ enum LinearAlgebraKernels {
   /// ``einsum(_:_:)``, the reference, computes.
   static func einsumByMatrixProducts(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor?
   {
-    guard inputs.count == 2, let equation = context.string("equation"), !equation.contains("."),
-      let arrow = equation.range(of: "->")
+    let equation = try context.string("equation")
+    guard inputs.count == 2, !equation.contains("."), let arrow = equation.range(of: "->")
     else { return nil }
     let operands = equation[..<arrow.lowerBound].split(separator: ",").map { Array($0) }
     let output = Array(equation[arrow.upperBound...])
@@ -151,12 +155,10 @@ enum LinearAlgebraKernels {
 
   /// Einsum of one or two operands, explicit output, no ellipsis.
   static func einsum(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
-    guard let equation = context.string("equation"), !equation.contains("."),
-      let arrow = equation.range(of: "->")
-    else {
+    let equation = try context.string("equation")
+    guard !equation.contains("."), let arrow = equation.range(of: "->") else {
       throw KernelError(
-        "Einsum '\(context.string("equation") ?? "")' is not supported yet (explicit output, no ellipsis)."
-      )
+        "Einsum '\(equation)' is not supported yet (explicit output, no ellipsis).")
     }
     let operandLabels = equation[..<arrow.lowerBound].split(separator: ",").map { Array($0) }
     let outputLabels = Array(equation[arrow.upperBound...])
@@ -227,7 +229,7 @@ enum LinearAlgebraKernels {
       throw KernelError("MatMul needs matrices, got \(a.shape) and \(b.shape).")
     }
     let (x, y) = (try a.requireFloats(), try b.requireFloats())
-    let (ta, tb) = (context.bool("transpose_a"), context.bool("transpose_b"))
+    let (ta, tb) = (try context.bool("transpose_a"), try context.bool("transpose_b"))
     let (ra, ca, rb, cb) = (
       a.shape.dimensions[0], a.shape.dimensions[1], b.shape.dimensions[0], b.shape.dimensions[1]
     )

@@ -4,14 +4,27 @@ internal import TensorCore
 /// The normalization family: FusedBatchNormV3 in inference mode.
 enum NormalizationKernels {
   static func register(in registry: inout OpRegistry) {
+    // Only `x` and `y` take the reduced type; the statistics stay float32 (type attribute U).
+    let statistics = ["scale", "offset", "mean", "variance"].map {
+      OpSchema.Argument($0, type: "U")
+    }
+    let outputs =
+      ["y"]
+      + ["batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2"].map {
+        OpSchema.Argument($0, type: "U")
+      }
+    let attributes: [OpSchema.Attribute] = [
+      .float("epsilon", 1e-4), .string("data_format", "NHWC"), .bool("is_training", true),
+    ]
+    registry.declare(
+      "FusedBatchNormV2", inputs: ["x"] + statistics, outputs: outputs, attributes: attributes,
+      precision: .infer)
     registry.add(
-      "FusedBatchNormV3", inputs: ["x", "scale", "offset", "mean", "variance"],
-      outputs: [
-        "y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2",
-        "reserve_space_3",
-      ]
+      "FusedBatchNormV3", inputs: ["x"] + statistics,
+      outputs: outputs + [.init("reserve_space_3", type: "U")], attributes: attributes,
+      precision: .infer
     ) { context, inputs in
-      guard !context.bool("is_training") else {
+      guard try !context.bool("is_training") else {
         throw KernelError("FusedBatchNormV3 in training mode is not supported.")
       }
       try ConvolutionKernels.checkNHWC(context)
@@ -21,7 +34,7 @@ enum NormalizationKernels {
         try Kernels.input(inputs, $0).requireFloats()
       }
       .withFour()
-      let epsilon = context.float("epsilon", default: 1e-4)
+      let epsilon = try context.float("epsilon")
       let channels = scale.count
       guard channels > 0, values.count % channels == 0,
         [offset, mean, variance].allSatisfy({ $0.count == channels })

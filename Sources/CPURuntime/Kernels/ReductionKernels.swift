@@ -6,17 +6,25 @@ internal import Foundation
 /// The reduction family: Sum, Max, Min, Prod, Mean, ArgMax, Softmax, LogSoftmax, Cumsum.
 enum ReductionKernels {
   static func register(in registry: inout OpRegistry) {
-    let reductions: [(String, Reduction)] = [
-      ("Sum", .sum), ("Max", .max), ("Min", .min), ("Prod", .product),
+    let reduced: [OpSchema.Argument] = ["input", .init("reduction_indices", type: .index("Tidx"))]
+    let keepDims = OpSchema.Attribute.bool("keep_dims", false)
+    // TensorFlow's lists; for bfloat16 (oneDNN lists) sums and means are infer: bfloat16 has
+    // float32's range, so they cannot overflow.
+    let sums = OpSchema.Precision(.deny, bfloat16: .infer)
+    let reductions: [(String, Reduction, OpSchema.Precision)] = [
+      ("Sum", .sum, sums), ("Max", .max, .clear), ("Min", .min, .clear),
+      ("Prod", .product, .infer),
     ]
-    for (op, reduction) in reductions {
-      registry.add(op, inputs: ["input", "reduction_indices"], outputs: ["output"]) {
-        context, inputs in
+    for (op, reduction, precision) in reductions {
+      registry.add(
+        op, inputs: reduced, outputs: ["output"], attributes: [keepDims], precision: precision
+      ) { context, inputs in
         [try reduce(context, inputs, reduction)]
       }
     }
-    registry.add("Mean", inputs: ["input", "reduction_indices"], outputs: ["output"]) {
-      context, inputs in
+    registry.add(
+      "Mean", inputs: reduced, outputs: ["output"], attributes: [keepDims], precision: sums
+    ) { context, inputs in
       let x = try Kernels.input(inputs, 0)
       let sum = try reduce(context, inputs, .sum)
       let divisor = Double((x.shape.elementCount ?? 0) / Swift.max(1, sum.shape.elementCount ?? 1))
@@ -25,7 +33,12 @@ enum ReductionKernels {
           try Kernels.doubles(sum).map { $0 / Swift.max(divisor, 1) }, like: x, shape: sum.shape)
       ]
     }
-    registry.add("ArgMax", inputs: ["input", "dimension"], outputs: ["output"]) { context, inputs in
+    let argumentIndices: [OpSchema.Argument] = ["input", .init("dimension", type: .index("Tidx"))]
+    let position = OpSchema.Argument(
+      "output", type: .attribute("output_type", defaultType: .int64))
+    registry.add(
+      "ArgMax", inputs: argumentIndices, outputs: [position], precision: .clear
+    ) { context, inputs in
       let x = try Kernels.input(inputs, 0)
       let values = try Kernels.doubles(x)
       let rank = x.shape.rank
@@ -49,19 +62,27 @@ enum ReductionKernels {
         }
       }
       let shape = Shape(dimensions.enumerated().filter { $0.offset != axis }.map(\.element))
-      return context.type("output_type") == .int32
+      return try context.type("output_type") == .int32
         ? [Tensor(dtype: .int32, shape: shape, storage: .int32(indices.map { Int32($0) }))]
         : [Tensor(dtype: .int64, shape: shape, storage: .int64(indices))]
     }
-    registry.add("Softmax", inputs: ["logits"], outputs: ["softmax"]) { _, inputs in
-      [try softmax(try Kernels.input(inputs, 0), logarithm: false)]
+    // Softmax and LogSoftmax are infer, as in TensorFlow; the one at a model's output is kept
+    // float32 by the converter, as TensorFlow's mixed precision guide advises.
+    registry.add("Softmax", inputs: ["logits"], outputs: ["softmax"], precision: .infer) {
+      _, inputs in [try softmax(try Kernels.input(inputs, 0), logarithm: false)]
     }
-    registry.add("LogSoftmax", inputs: ["logits"], outputs: ["logsoftmax"]) { _, inputs in
-      [try softmax(try Kernels.input(inputs, 0), logarithm: true)]
+    registry.add("LogSoftmax", inputs: ["logits"], outputs: ["logsoftmax"], precision: .infer) {
+      _, inputs in [try softmax(try Kernels.input(inputs, 0), logarithm: true)]
     }
-    registry.add("Cumsum", inputs: ["x", "axis"], outputs: ["out"]) { context, inputs in
+    registry.add(
+      "Cumsum", inputs: ["x", .init("axis", type: .index("Tidx"))], outputs: ["out"],
+      attributes: [.bool("exclusive", false), .bool("reverse", false)]
+    ) { context, inputs in
       [try cumulativeSum(try Kernels.input(inputs, 0), axis: try Kernels.input(inputs, 1), context)]
     }
+    // Not run yet.
+    registry.declare("ArgMin", inputs: argumentIndices, outputs: [position], precision: .clear)
+    registry.declare("L2Loss", inputs: ["t"], outputs: ["output"], precision: .deny)
   }
 
   /// Running sums along `axis` (attributes `exclusive`: each sum leaves its own element out;
@@ -79,7 +100,7 @@ enum ReductionKernels {
     let dimensions = x.shape.dimensions
     let (outer, size) = (dimensions.prefix(dimension).reduce(1, *), dimensions[dimension])
     let inner = dimensions.dropFirst(dimension + 1).reduce(1, *)
-    let (exclusive, reverse) = (context.bool("exclusive"), context.bool("reverse"))
+    let (exclusive, reverse) = (try context.bool("exclusive"), try context.bool("reverse"))
     func scan<T>(_ values: [T], zero: T, _ add: (T, T) -> T) -> [T] {
       var result = values
       for o in 0..<outer {
@@ -249,7 +270,7 @@ enum ReductionKernels {
       accumulate(try Kernels.doubles(x))
     }
     let shape = Shape(
-      context.bool("keep_dims")
+      try context.bool("keep_dims")
         ? kept : dimensions.enumerated().filter { !axes.contains($0.offset) }.map(\.element))
     return try Kernels.tensor(result, like: x, shape: shape)
   }

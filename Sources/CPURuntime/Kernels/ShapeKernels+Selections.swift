@@ -6,12 +6,21 @@ internal import TensorCore
 extension ShapeKernels {
   /// Ops that pick elements: StridedSlice, Slice, GatherV2, SelectV2.
   static func registerSelections(in registry: inout OpRegistry) {
+    let gathers = OpSchema.Precision(.clear, attribute: "Tparams")
     registry.add(
-      "StridedSlice", inputs: ["input", "begin", "end", "strides"], outputs: ["output"],
-      traits: .movesElements
+      "StridedSlice",
+      inputs: [
+        "input", .init("begin", type: "Index"), .init("end", type: "Index"),
+        .init("strides", type: "Index"),
+      ],
+      outputs: ["output"],
+      attributes: ["begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask"]
+        .map { .int($0, 0) },
+      traits: .movesElements, precision: .clear
     ) { context, inputs in [try stridedSlice(context, inputs)] }
     registry.add(
-      "Slice", inputs: ["input", "begin", "size"], outputs: ["output"], traits: .movesElements
+      "Slice", inputs: ["input", .init("begin", type: "Index"), .init("size", type: "Index")],
+      outputs: ["output"], traits: .movesElements, precision: .clear
     ) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       let begin = try Kernels.input(inputs, 1).requireIntegers()
@@ -32,12 +41,18 @@ extension ShapeKernels {
       return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))]
     }
     registry.add(
-      "GatherV2", inputs: ["params", "indices", "axis"], outputs: ["output"], traits: .movesElements
+      "GatherV2",
+      inputs: [
+        .init("params", type: "Tparams"), .init("indices", type: "Tindices"),
+        .init("axis", type: "Taxis"),
+      ],
+      outputs: [.init("output", type: "Tparams")], attributes: [.int("batch_dims", 0)],
+      traits: .movesElements, precision: gathers
     ) { context, inputs in
       let (params, indicesTensor) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
       let indices = try indicesTensor.requireIntegers()
       let rank = params.shape.rank
-      guard context.int("batch_dims") == 0 else {
+      guard try context.int("batch_dims") == 0 else {
         throw KernelError("GatherV2 with batch_dims is not supported yet.")
       }
       guard var axis = try Kernels.input(inputs, 2).requireIntegers().first else {
@@ -74,7 +89,8 @@ extension ShapeKernels {
       return [try gather([params], order, dtype: params.dtype, shape: shape)]
     }
     registry.add(
-      "SelectV2", inputs: ["condition", "t", "e"], outputs: ["output"], traits: .movesElements
+      "SelectV2", inputs: [.fixed("condition", .bool), "t", "e"], outputs: ["output"],
+      traits: .movesElements, precision: .clear
     ) { _, inputs in
       let (condition, a, b) = (
         try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2)
@@ -89,12 +105,36 @@ extension ShapeKernels {
       }
       return [try gather([a, b], order, dtype: a.dtype, shape: shape)]
     }
+    // Not run yet.
+    let gathered: [OpSchema.Argument] = [
+      .init("params", type: "Tparams"), .init("indices", type: "Tindices"),
+    ]
+    for op in ["Gather", "GatherNd"] {
+      registry.declare(
+        op, inputs: gathered, outputs: [.init("output", type: "Tparams")],
+        traits: .movesElements, precision: gathers)
+    }
+    registry.declare(
+      "ReverseV2", inputs: ["tensor", .init("axis", type: .index("Tidx"))], outputs: ["output"],
+      traits: .movesElements, precision: .clear)
+    registry.declare(
+      "Reverse", inputs: ["tensor", .fixed("dims", .bool)], outputs: ["output"],
+      traits: .movesElements, precision: .clear)
+    registry.declare(
+      "ReverseSequence", inputs: ["input", .init("seq_lengths", type: .index("Tlen", .int64))],
+      outputs: ["output"], attributes: [.int("seq_dim"), .int("batch_dim", 0)],
+      traits: .movesElements, precision: .clear)
+    registry.declare(
+      "TopKV2", inputs: ["input", .init("k", type: .index("Tk"))],
+      outputs: ["values", .init("indices", type: .index("index_type"))],
+      attributes: [.bool("sorted", true)], traits: .movesElements, precision: .clear)
   }
 
   /// Ops that repeat, pad, fill or convert elements: Tile, Pad, PadV2, Fill, Range, Cast.
   static func registerFills(in registry: inout OpRegistry) {
     registry.add(
-      "Tile", inputs: ["input", "multiples"], outputs: ["output"], traits: .movesElements
+      "Tile", inputs: ["input", .init("multiples", type: .index("Tmultiples"))],
+      outputs: ["output"], traits: .movesElements, precision: .clear
     ) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       let multiples = try Kernels.input(inputs, 1).requireIntegers()
@@ -106,12 +146,15 @@ extension ShapeKernels {
       }
       return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))]
     }
+    let paddings = OpSchema.Argument("paddings", type: .index("Tpaddings"))
     let pads: [(String, [OpSchema.Argument], OpSchema.Traits)] = [
-      ("Pad", ["input", "paddings"], .movesElements),
-      ("PadV2", ["input", "paddings", "constant_values"], []),
+      ("Pad", ["input", paddings], .movesElements),
+      ("PadV2", ["input", paddings, "constant_values"], []),
     ]
     for (op, arguments, traits) in pads {
-      registry.add(op, inputs: arguments, outputs: ["output"], traits: traits) { _, inputs in
+      registry.add(
+        op, inputs: arguments, outputs: ["output"], traits: traits, precision: .clear
+      ) { _, inputs in
         let x = try Kernels.input(inputs, 0)
         let paddings = try Kernels.input(inputs, 1).requireIntegers()
         guard paddings.count == 2 * x.shape.rank, paddings.allSatisfy({ $0 >= 0 }) else {
@@ -126,7 +169,10 @@ extension ShapeKernels {
         return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)), fill: fill)]
       }
     }
-    registry.add("Fill", inputs: ["dims", "value"], outputs: ["output"]) { _, inputs in
+    registry.add(
+      "Fill", inputs: [.init("dims", type: .index("index_type")), "value"], outputs: ["output"],
+      precision: .clear
+    ) { _, inputs in
       let dimensions = try Kernels.input(inputs, 0).requireIntegers()
       let value = try Kernels.input(inputs, 1)
       guard value.shape.elementCount == 1, let count = Shape(dimensions).elementCount else {
@@ -138,7 +184,10 @@ extension ShapeKernels {
           shape: Shape(dimensions))
       ]
     }
-    registry.add("Range", inputs: ["start", "limit", "delta"], outputs: ["output"]) { _, inputs in
+    registry.add(
+      "Range", inputs: ["start", "limit", "delta"].map { .init($0, type: .index("Tidx")) },
+      outputs: [.init("output", type: .index("Tidx"))]
+    ) { _, inputs in
       let (start, limit, delta) = (
         try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2)
       )
@@ -149,9 +198,12 @@ extension ShapeKernels {
       let values = Array(stride(from: a, to: b, by: d))
       return [try Kernels.tensor(values, like: start, shape: Shape([values.count]))]
     }
-    registry.add("Cast", inputs: ["x"], outputs: ["y"], fusion: .floatCast) { context, inputs in
+    registry.add(
+      "Cast", inputs: [.init("x", type: "SrcT")], outputs: [.init("y", type: "DstT")],
+      fusion: .floatCast
+    ) { context, inputs in
       let x = try Kernels.input(inputs, 0)
-      guard let target = context.type("DstT") else { throw KernelError("Cast needs DstT.") }
+      let target = try context.type("DstT")
       if case .float(let values) = x.storage, [.float32, .float16, .bfloat16].contains(target) {
         // The interpreter rounds float16 and bfloat16 results to DstT.
         return [Tensor(dtype: target, shape: x.shape, storage: .float(values))]
@@ -176,6 +228,10 @@ extension ShapeKernels {
       default: throw KernelError("Cast to \(target) is not supported yet.")
       }
     }
+    // Not run yet.
+    registry.declare(
+      "MirrorPad", inputs: ["input", paddings], outputs: ["output"],
+      attributes: [.string("mode")], traits: .movesElements, precision: .clear)
   }
 
   /// TensorFlow's StridedSlice: an ellipsis stands for the dimensions the other entries leave
@@ -186,9 +242,12 @@ extension ShapeKernels {
     let end = try Kernels.input(inputs, 2).requireIntegers()
     let steps = try Kernels.input(inputs, 3).requireIntegers()
     let (beginMask, endMask, shrinkMask) = (
-      context.int("begin_mask"), context.int("end_mask"), context.int("shrink_axis_mask")
+      try context.int("begin_mask"), try context.int("end_mask"),
+      try context.int("shrink_axis_mask")
     )
-    let (ellipsisMask, newAxisMask) = (context.int("ellipsis_mask"), context.int("new_axis_mask"))
+    let (ellipsisMask, newAxisMask) = (
+      try context.int("ellipsis_mask"), try context.int("new_axis_mask")
+    )
     guard begin.count == end.count, begin.count == steps.count else {
       throw KernelError("begin, end and strides differ in length.")
     }

@@ -12,16 +12,19 @@ enum ShapeKernels {
 
   /// Ops that give a tensor another shape or order of its elements: Shape, Reshape, Squeeze, ExpandDims, Transpose, BroadcastTo.
   static func registerShapes(in registry: inout OpRegistry) {
-    registry.add("Shape", inputs: ["input"], outputs: ["output"]) { context, inputs in
+    registry.add(
+      "Shape", inputs: ["input"], outputs: [.init("output", type: .index("out_type"))],
+      precision: .clear
+    ) { context, inputs in
       let dimensions = try Kernels.input(inputs, 0).shape.dimensions
       let shape = Shape([dimensions.count])
-      return context.type("out_type") == .int64
+      return try context.type("out_type") == .int64
         ? [Tensor(dtype: .int64, shape: shape, storage: .int64(dimensions.map(Int64.init)))]
         : [Tensor(dtype: .int32, shape: shape, storage: .int32(dimensions.map(Int32.init)))]
     }
     registry.add(
-      "Reshape", inputs: ["tensor", "shape"], outputs: ["output"],
-      traits: [.movesElements, .sharesInput]
+      "Reshape", inputs: ["tensor", .init("shape", type: .index("Tshape"))], outputs: ["output"],
+      traits: [.movesElements, .sharesInput], precision: .clear
     ) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       var target = try Kernels.input(inputs, 1).requireIntegers()
@@ -39,19 +42,20 @@ enum ShapeKernels {
       return [Tensor(dtype: x.dtype, shape: Shape(target), storage: x.storage)]
     }
     registry.add(
-      "Squeeze", inputs: ["input"], outputs: ["output"], traits: [.movesElements, .sharesInput]
+      "Squeeze", inputs: ["input"], outputs: ["output"], attributes: [.ints("squeeze_dims", [])],
+      traits: [.movesElements, .sharesInput], precision: .clear
     ) { context, inputs in
       let x = try Kernels.input(inputs, 0)
       let rank = x.shape.rank
-      let axes = Set(context.ints("squeeze_dims").map { $0 < 0 ? $0 + rank : $0 })
+      let axes = Set(try context.ints("squeeze_dims").map { $0 < 0 ? $0 + rank : $0 })
       let kept = x.shape.dimensions.enumerated().filter { axis, size in
         axes.isEmpty ? size != 1 : !axes.contains(axis)
       }.map(\.element)
       return [Tensor(dtype: x.dtype, shape: Shape(kept), storage: x.storage)]
     }
     registry.add(
-      "ExpandDims", inputs: ["input", "dim"], outputs: ["output"],
-      traits: [.movesElements, .sharesInput]
+      "ExpandDims", inputs: ["input", .init("dim", type: .index("Tdim"))], outputs: ["output"],
+      traits: [.movesElements, .sharesInput], precision: .clear
     ) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       let rank = x.shape.rank
@@ -64,8 +68,10 @@ enum ShapeKernels {
       dimensions.insert(1, at: axis)
       return [Tensor(dtype: x.dtype, shape: Shape(dimensions), storage: x.storage)]
     }
-    registry.add("Transpose", inputs: ["x", "perm"], outputs: ["y"], traits: .movesElements) {
-      _, inputs in
+    registry.add(
+      "Transpose", inputs: ["x", .init("perm", type: .index("Tperm"))], outputs: ["y"],
+      traits: .movesElements, precision: .clear
+    ) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       let permutation = try Kernels.input(inputs, 1).requireIntegers()
       let dimensions = x.shape.dimensions
@@ -104,7 +110,8 @@ enum ShapeKernels {
       }
     }
     registry.add(
-      "BroadcastTo", inputs: ["input", "shape"], outputs: ["output"], traits: .movesElements
+      "BroadcastTo", inputs: ["input", .init("shape", type: .index("Tidx"))], outputs: ["output"],
+      traits: .movesElements, precision: .clear
     ) { _, inputs in
       let x = try Kernels.input(inputs, 0)
       let target = try Kernels.input(inputs, 1).requireIntegers()
@@ -123,18 +130,50 @@ enum ShapeKernels {
       let source = Tensor(dtype: x.dtype, shape: Shape(sizes), storage: x.storage)
       return [try take(source, ranges: ranges, shape: shape)]
     }
+    // Not run yet.
+    registry.declare(
+      "EnsureShape", inputs: ["input"], outputs: ["output"],
+      attributes: [OpSchema.Attribute("shape", .shape)], traits: .movesElements,
+      precision: .clear)
+    let blockSize = OpSchema.Attribute.int("block_size")
+    for op in ["DepthToSpace", "SpaceToDepth"] {
+      registry.declare(
+        op, inputs: ["input"], outputs: ["output"],
+        attributes: [blockSize, .string("data_format", "NHWC")], traits: .movesElements,
+        precision: .clear)
+    }
+    let paddings = OpSchema.Argument("paddings", type: .index("Tpaddings"))
+    let blockShape = OpSchema.Argument("block_shape", type: .index("Tblock_shape"))
+    registry.declare(
+      "SpaceToBatch", inputs: ["input", paddings], outputs: ["output"], attributes: [blockSize],
+      traits: .movesElements, precision: .clear)
+    registry.declare(
+      "SpaceToBatchND", inputs: ["input", blockShape, paddings], outputs: ["output"],
+      traits: .movesElements, precision: .clear)
+    registry.declare(
+      "BatchToSpace", inputs: ["input", .init("crops", type: .index("Tidx"))], outputs: ["output"],
+      attributes: [blockSize], traits: .movesElements, precision: .clear)
+    registry.declare(
+      "BatchToSpaceND", inputs: ["input", blockShape, .init("crops", type: .index("Tcrops"))],
+      outputs: ["output"], traits: .movesElements, precision: .clear)
+    registry.declare(
+      "ResizeNearestNeighbor", inputs: ["images", .fixed("size", .int32)],
+      outputs: ["resized_images"],
+      attributes: [.bool("align_corners", false), .bool("half_pixel_centers", false)],
+      traits: .movesElements, precision: .clear)
   }
 
   /// Ops that join tensors or split one: Pack, ConcatV2, Split, SplitV, Unpack.
   static func registerJoinsAndSplits(in registry: inout OpRegistry) {
     registry.add(
-      "Pack", inputs: [.init("values", .number("N"))], outputs: ["output"], traits: .movesElements
+      "Pack", inputs: [.init("values", .number("N"))], outputs: ["output"],
+      attributes: [.int("axis", 0)], traits: .movesElements, precision: .clear
     ) { context, inputs in
       guard let first = inputs.first else { throw KernelError("Pack needs inputs.") }
       guard inputs.allSatisfy({ $0.shape == first.shape && $0.dtype == first.dtype }) else {
         throw KernelError("Pack needs inputs of one shape and dtype.")
       }
-      var axis = context.int("axis")
+      var axis = try context.int("axis")
       if axis < 0 { axis += first.shape.rank + 1 }
       let outer = first.shape.dimensions.prefix(axis).reduce(1, *)
       let inner = first.shape.dimensions.dropFirst(axis).reduce(1, *)
@@ -146,8 +185,8 @@ enum ShapeKernels {
       return [try gather(inputs, order, dtype: first.dtype, shape: Shape(dimensions))]
     }
     registry.add(
-      "ConcatV2", inputs: [.init("values", .number("N")), "axis"], outputs: ["output"],
-      traits: .movesElements
+      "ConcatV2", inputs: [.init("values", .number("N")), .init("axis", type: .index("Tidx"))],
+      outputs: ["output"], traits: .movesElements, precision: .clear
     ) { _, inputs in
       guard inputs.count >= 2 else { throw KernelError("ConcatV2 needs values and an axis.") }
       let values = Array(inputs.dropLast())
@@ -172,11 +211,11 @@ enum ShapeKernels {
       return [try gather(values, order, dtype: values[0].dtype, shape: Shape(dimensions))]
     }
     registry.add(
-      "Split", inputs: ["split_dim", "value"], outputs: [.init("output", .number("num_split"))],
-      traits: .movesElements
+      "Split", inputs: [.fixed("split_dim", .int32), "value"],
+      outputs: [.init("output", .number("num_split"))], traits: .movesElements, precision: .clear
     ) { context, inputs in
       let x = try Kernels.input(inputs, 1)
-      let pieces = context.int("num_split", default: 1)
+      let pieces = try context.int("num_split")
       guard var axis = try Kernels.input(inputs, 0).requireIntegers().first else {
         throw KernelError("No axis.")
       }
@@ -199,8 +238,11 @@ enum ShapeKernels {
       }
     }
     registry.add(
-      "SplitV", inputs: ["value", "size_splits", "split_dim"],
-      outputs: [.init("output", .number("num_split"))], traits: .movesElements
+      "SplitV",
+      inputs: [
+        "value", .init("size_splits", type: .index("Tlen", .int64)), .fixed("split_dim", .int32),
+      ],
+      outputs: [.init("output", .number("num_split"))], traits: .movesElements, precision: .clear
     ) { context, inputs in
       let x = try Kernels.input(inputs, 0)
       var sizes = try Kernels.input(inputs, 1).requireIntegers()
@@ -229,10 +271,10 @@ enum ShapeKernels {
     }
     registry.add(
       "Unpack", inputs: ["value"], outputs: [.init("output", .number("num"))],
-      traits: .movesElements
+      attributes: [.int("axis", 0)], traits: .movesElements, precision: .clear
     ) { context, inputs in
       let x = try Kernels.input(inputs, 0)
-      var axis = context.int("axis")
+      var axis = try context.int("axis")
       if axis < 0 { axis += x.shape.rank }
       guard (0..<x.shape.rank).contains(axis) else {
         throw KernelError("Axis \(axis) is out of range.")
@@ -245,5 +287,9 @@ enum ShapeKernels {
         return try take(x, ranges: ranges, shape: Shape(shape))
       }
     }
+    // Not run yet.
+    registry.declare(
+      "Concat", inputs: [.fixed("concat_dim", .int32), .init("values", .number("N"))],
+      outputs: ["output"], traits: .movesElements, precision: .clear)
   }
 }

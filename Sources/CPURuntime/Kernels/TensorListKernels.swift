@@ -5,16 +5,36 @@ internal import GraphIR
 /// of optional tensors (unset elements are nil).
 enum TensorListKernels {
   static func register(in registry: inout OpRegistry) {
+    let list = OpSchema.Argument.fixed("input_handle", .variant)
+    let index = OpSchema.Argument.fixed("index", .int32)
+    let element = OpSchema.ElementType.attribute("element_dtype")
     let schemas: [(String, [OpSchema.Argument], OpSchema.Argument)] = [
-      ("TensorListReserve", ["element_shape", "num_elements"], "handle"),
-      ("TensorListFromTensor", ["tensor", "element_shape"], "output_handle"),
-      ("TensorListGetItem", ["input_handle", "index", "element_shape"], "item"),
-      ("TensorListSetItem", ["input_handle", "index", "item"], "output_handle"),
-      ("TensorListLength", ["input_handle"], "length"),
-      ("TensorListStack", ["input_handle", "element_shape"], "tensor"),
+      (
+        "TensorListReserve",
+        [.init("element_shape", type: "shape_type"), .fixed("num_elements", .int32)],
+        .fixed("handle", .variant)
+      ),
+      (
+        "TensorListFromTensor",
+        [.init("tensor", type: element), .init("element_shape", type: "shape_type")],
+        .fixed("output_handle", .variant)
+      ),
+      (
+        "TensorListGetItem", [list, index, .init("element_shape", type: .index("Tshape"))],
+        .init("item", type: element)
+      ),
+      (
+        "TensorListSetItem", [list, index, .init("item", type: element)],
+        .fixed("output_handle", .variant)
+      ),
+      ("TensorListLength", [list], .fixed("length", .int32)),
+      ("TensorListStack", [list, .fixed("element_shape", .int32)], .init("tensor", type: element)),
     ]
     for (op, inputs, output) in schemas {
-      registry.add(op, inputs: inputs, outputs: [output], .values(execute))
+      // Reserve's element type is implied by no argument.
+      let attributes: [OpSchema.Attribute] =
+        op == "TensorListReserve" ? [.type("element_dtype")] : []
+      registry.add(op, inputs: inputs, outputs: [output], attributes: attributes, .values(execute))
     }
   }
 

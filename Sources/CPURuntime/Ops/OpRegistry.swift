@@ -24,21 +24,23 @@ enum FusionRule: Sendable {
   case floatCast
 }
 
-/// Everything tfmp knows about one op type: its schema, its kernel, and how it fuses.
+/// Everything tfmp knows about one op type: its schema, its kernel (`nil` for an op tfmp
+/// converts but cannot run yet), and how it fuses.
 struct OpDefinition: Sendable {
   var schema: OpSchema
-  var kernel: Kernel
+  var kernel: Kernel?
   var fusion: FusionRule?
 }
 
-/// The op registry: one ``OpDefinition`` per op type the runtime runs, registered by the file of
-/// its op family (`Kernels/*Kernels.swift`), each with its schema next to its kernel.
+/// The op registry: one ``OpDefinition`` per op type tfmp knows, registered by the file of its
+/// op family (`Kernels/*Kernels.swift`), each with its schema next to its kernel.
 ///
-/// It is also the ``OpSchemaSource`` that ``GraphVerifier`` checks modules against.
+/// It is the ``OpSchemaSource`` of the whole toolkit: the converter reads each op's precision
+/// from it, ``GraphVerifier`` checks modules against it, and the interpreter runs the kernels.
 public struct OpRegistry: OpSchemaSource {
   private var definitions: [String: OpDefinition] = [:]
 
-  /// Every op the CPU runtime has a kernel for.
+  /// Every op tfmp knows.
   public static let standard: OpRegistry = {
     var registry = OpRegistry()
     ElementwiseKernels.register(in: &registry)
@@ -55,33 +57,55 @@ public struct OpRegistry: OpSchemaSource {
   /// The op types registered, sorted.
   public var ops: [String] { definitions.keys.sorted() }
 
-  /// The schema of `op`, if the runtime has a kernel for it.
+  /// The schema of `op`, if tfmp knows it.
   public func schema(for op: String) -> OpSchema? { definitions[op]?.schema }
+
+  /// Whether the CPU runtime has a kernel for `op`.
+  public func hasKernel(for op: String) -> Bool { definitions[op]?.kernel != nil }
 
   func definition(for op: String) -> OpDefinition? { definitions[op] }
 
   /// Registers `op` with this interface and kernel.
-  ///
-  /// - Precondition: `op` is not registered yet.
   mutating func add(
     _ op: String, inputs: [OpSchema.Argument], outputs: [OpSchema.Argument],
-    traits: OpSchema.Traits = [],
-    fusion: FusionRule? = nil, _ kernel: Kernel
+    attributes: [OpSchema.Attribute] = [], traits: OpSchema.Traits = [],
+    precision: OpSchema.Precision? = nil, fusion: FusionRule? = nil, _ kernel: Kernel
   ) {
+    register(
+      OpSchema(
+        op, inputs: inputs, outputs: outputs, attributes: attributes, traits: traits,
+        precision: precision), kernel: kernel, fusion: fusion)
+  }
+
+  /// Registers `op` without a kernel: tfmp converts it, and `run` reports it as missing.
+  mutating func declare(
+    _ op: String, inputs: [OpSchema.Argument], outputs: [OpSchema.Argument],
+    attributes: [OpSchema.Attribute] = [], traits: OpSchema.Traits = [],
+    precision: OpSchema.Precision? = nil
+  ) {
+    register(
+      OpSchema(
+        op, inputs: inputs, outputs: outputs, attributes: attributes, traits: traits,
+        precision: precision), kernel: nil, fusion: nil)
+  }
+
+  /// - Precondition: the op is not registered yet.
+  private mutating func register(_ schema: OpSchema, kernel: Kernel?, fusion: FusionRule?) {
+    let op = schema.op
     precondition(definitions[op] == nil, "op \(op) is registered twice")
-    definitions[op] = OpDefinition(
-      schema: OpSchema(op, inputs: inputs, outputs: outputs, traits: traits), kernel: kernel,
-      fusion: fusion)
+    definitions[op] = OpDefinition(schema: schema, kernel: kernel, fusion: fusion)
   }
 
   /// Registers `op` with a tensor kernel.
   mutating func add(
     _ op: String, inputs: [OpSchema.Argument], outputs: [OpSchema.Argument],
-    traits: OpSchema.Traits = [],
-    fusion: FusionRule? = nil,
+    attributes: [OpSchema.Attribute] = [], traits: OpSchema.Traits = [],
+    precision: OpSchema.Precision? = nil, fusion: FusionRule? = nil,
     _ kernel: @escaping @Sendable (KernelContext, [Tensor]) throws -> [Tensor]
   ) {
-    add(op, inputs: inputs, outputs: outputs, traits: traits, fusion: fusion, .tensors(kernel))
+    add(
+      op, inputs: inputs, outputs: outputs, attributes: attributes, traits: traits,
+      precision: precision, fusion: fusion, .tensors(kernel))
   }
 
   /// Registers `alias` with the definition of `op` under its own name (`Add` as `AddV2`).
