@@ -47,7 +47,7 @@ let package = Package(
       swiftSettings: strictSettings),
     .target(
       name: "Validation",
-      dependencies: ["CPURuntime", "ModelFormats", "TensorCore"],
+      dependencies: ["CPURuntime", "GraphIR", "ModelFormats", "TensorCore"],
       swiftSettings: strictSettings),
     .executableTarget(
       name: "tfmp",

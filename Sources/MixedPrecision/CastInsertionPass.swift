@@ -50,7 +50,10 @@ struct CastInsertionPass {
       guard case .output(let id, let slot) = source else { return false }
       let node = id.index
       if castsToTarget.contains(node) { return true }
-      if retypedNodes.contains(body.nodes[node].name) { return body.nodes[node].op != "RestoreV2" }
+      if retypedNodes.contains(body.nodes[node].name) {
+        // RestoreV2's outputs are typed one by one; a handle is not a value.
+        return !["RestoreV2", "VarHandleOp"].contains(body.nodes[node].op)
+      }
       guard reduced[node], let schema = schemas[node] else { return false }
       return schema.convertsOutput(slot, attributes: body.nodes[node].attributes)
     }
@@ -92,6 +95,15 @@ struct CastInsertionPass {
         let replacement = cast(input, to: consumerReduced ? target : .float32)
         body[NodeID(node)].inputs[position] = replacement
       }
+    }
+    // A write into a variable stored in the reduced type takes a value of that type: a TF1
+    // initializer computes the initial value in float32.
+    for node in 0..<originalCount
+    where retypedNodes.contains(body.nodes[node].name)
+      && VariableStoragePass.assignOps.contains(body.nodes[node].op)
+      && body.nodes[node].inputs.count == 2 && !producesReduced(body.nodes[node].inputs[1])
+    {
+      body[NodeID(node)].inputs[1] = cast(body.nodes[node].inputs[1], to: target)
     }
     for key in sinks.keys.sorted() {
       guard let source = sinks[key], producesReduced(source) else { continue }

@@ -18,14 +18,9 @@ struct ConstantValues {
     shape = tensor.shape
   }
 
-  /// Whether the values survive rounding to `precision`: nothing overflows, and no nonzero value
-  /// becomes zero (in small constants such as epsilons, where one lost value matters) or more
-  /// than 0.1% of them do (in large ones).
+  /// Whether the values survive rounding to `precision` (see ``RangeCounts/survive``).
   func fits(_ precision: ReducedPrecision) -> Bool {
-    guard let counts = values.rangeCounts()[precision] else { return true }
-    if counts.overflow > 0 { return false }
-    if counts.flushToZero == 0 { return true }
-    return counts.total > 16 && counts.flushToZero * 1000 <= counts.total
+    values.rangeCounts()[precision]?.survive ?? true
   }
 
   /// The `value` tensor of an equivalent `Const` in `precision`, encoded as TensorFlow encodes
@@ -45,5 +40,17 @@ struct ConstantValues {
       tensor.halfValues = bits.map { Int32($0) }
     }
     return tensor
+  }
+}
+
+extension RangeCounts {
+  /// Whether values so counted survive rounding, for computing on them: nothing overflows, and
+  /// no nonzero value becomes zero (in small tensors such as epsilons, where one lost value
+  /// matters) or more than 0.1% of them do (in large ones). Values turning subnormal survive:
+  /// their absolute error stays below half the smallest subnormal.
+  var survive: Bool {
+    if overflow > 0 { return false }
+    if flushToZero == 0 { return true }
+    return total > 16 && flushToZero * 1000 <= total
   }
 }

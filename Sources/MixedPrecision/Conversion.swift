@@ -75,9 +75,10 @@ public struct Converter: Sendable {
     try refuseReducedPrecision(module, OpLists(for: options.precision), path: model.directory)
 
     var passes: [any ConversionPass] = [
+      RangePass(precision: options.precision),
       PaintingPass(
         lists: lists, float32NodePatterns: patterns, userReducedOps: Set(options.reducedOps),
-        userFloat32Ops: Set(options.float32Ops))
+        userFloat32Ops: Set(options.float32Ops)),
     ]
     if options.weights == .auto { passes.append(VariableStoragePass(precision: options.precision)) }
     passes.append(CastInsertionPass(precision: options.precision))

@@ -19,6 +19,8 @@ struct ConversionContext {
   let checkpoint: CheckpointReader?
   /// The model's folder, for messages.
   let modelPath: String
+  /// The values of each body that do not fit the reduced type (``RangePass``).
+  var unfit: RangePass.UnfitValues = [:]
   /// The painting of each body, by body name (``PaintingPass``).
   var decisions: [String: [PaintingPass.Decision]] = [:]
   /// The variables stored in the reduced type and the nodes retyped for them (``VariableStoragePass``).
@@ -37,11 +39,17 @@ struct ConversionContext {
   }
 }
 
+extension RangePass: ConversionPass {
+  func run(on module: inout Module, _ context: inout ConversionContext) throws {
+    context.unfit = try unfitValues(in: module, checkpoint: context.checkpoint)
+  }
+}
+
 extension PaintingPass: ConversionPass {
   func run(on module: inout Module, _ context: inout ConversionContext) throws {
     for name in module.bodyNames {
       let body = module.body(named: name)
-      let decisions = paint(body, sinks: module.sinks(of: name))
+      let decisions = paint(body, sinks: module.sinks(of: name), unfit: context.unfit[name] ?? [:])
       context.decisions[name] = decisions
       context.report.record(body, decisions, lists: context.lists)
     }

@@ -149,7 +149,9 @@ public struct KerasConverter: Sendable {
   }
 }
 
-/// Walks a Keras config and sets layer policies.
+/// Walks a Keras config and sets layer policies, and nothing else: the tensors a functional
+/// model's nodes record (`inbound_nodes`, whose KerasTensors carry a `dtype` too), the build and
+/// compile configs (losses and metrics have a `dtype`) are not layers and are left as they are.
 private struct PolicyWalker {
   let policy: String
   let options: KerasConversionOptions
@@ -161,6 +163,8 @@ private struct PolicyWalker {
     "mixed_float16", "mixed_bfloat16", "float16", "bfloat16",
   ]
   private static let probabilityActivations: Set<String> = ["softmax", "log_softmax", "sigmoid"]
+  /// Members that hold no layer configs.
+  private static let notLayers: Set<String> = ["inbound_nodes", "build_config", "compile_config"]
 
   mutating func walk(_ value: inout JSONValue, atOutput: Bool) {
     switch value {
@@ -169,11 +173,13 @@ private struct PolicyWalker {
       value = .array(elements)
     case .object:
       guard let className = value["class_name"]?.stringValue, var config = value["config"],
-        case .object(let members) = config,
+        className != "__keras_tensor__", case .object(let members) = config,
         members.contains(where: { $0.key == "dtype" || $0.key == "layers" })
       else {
         if case .object(var members) = value {
-          for index in members.indices { walk(&members[index].value, atOutput: false) }
+          for index in members.indices where !Self.notLayers.contains(members[index].key) {
+            walk(&members[index].value, atOutput: false)
+          }
           value = .object(members)
         }
         return

@@ -18,6 +18,8 @@ public enum PrecisionReason: String, Sendable, Hashable, Codable {
   case downstreamOfDeny = "downstream of a deny op"
   /// Reads a constant whose values do not fit the reduced type.
   case constantRange = "reads a constant that does not fit the reduced type"
+  /// A variable whose values would overflow or flush to zero is read.
+  case variableRange = "reads a variable that does not fit the reduced type"
   /// The user's `--fp32-op`.
   case userFloat32Op = "--fp32-op"
   /// The user's `--fp32-node`.
@@ -58,8 +60,11 @@ struct PaintingPass {
   let userReducedOps: Set<String>
   let userFloat32Ops: Set<String>
 
-  /// The decision for each node of `body` (by position), whose results leave it as `sinks`.
-  func paint(_ body: Function, sinks: [String: Input]) -> [Decision] {
+  /// The decision for each node of `body` (by position), whose results leave it as `sinks`;
+  /// `unfit` are its values that do not fit the reduced type (``RangePass``).
+  func paint(_ body: Function, sinks: [String: Input], unfit: [NodeID: PrecisionReason])
+    -> [Decision]
+  {
     let count = body.nodes.count
     let consumers = body.consumers()
     var decisions = body.nodes.map { node in
@@ -106,9 +111,16 @@ struct PaintingPass {
       }
     }
 
+    // Ops reading a value that does not fit stay float32, whatever their class.
+    var readsUnfit: [Int: PrecisionReason] = [:]
+    for index in 0..<count where schemas[index] != nil {
+      readsUnfit[index] =
+        body.nodes[index].inputs.lazy.compactMap { $0.node.flatMap { unfit[$0] } }
+        .first
+    }
     var color = [Color](repeating: .none, count: count)
     // Pass 1: allow.
-    for index in 0..<count where opClass[index] == .allow {
+    for index in 0..<count where opClass[index] == .allow && readsUnfit[index] == nil {
       color[index] = .allow
       decisions[index].reason =
         userReducedOps.contains(body.nodes[index].op) ? .userReducedOp : .allowList
@@ -116,13 +128,12 @@ struct PaintingPass {
     // Pass 2: deny sources and their downstream spread.
     let leadsToInferOrDeny = clearNodesUpstreamOfInferOrDeny(opClass, fanIn)
     var stack: [Int] = []
-    var constantFits: [Int: Bool] = [:]
     for index in 0..<count where schemas[index] != nil && color[index] == .none {
       if opClass[index] == .deny {
         decisions[index].reason =
           userFloat32Ops.contains(body.nodes[index].op) ? .userFloat32Op : .denyList
-      } else if readsConstantThatDoesNotFit(index, body, &constantFits) {
-        decisions[index].reason = .constantRange
+      } else if let reason = readsUnfit[index] {
+        decisions[index].reason = reason
       } else {
         continue
       }
@@ -225,19 +236,5 @@ struct PaintingPass {
       }
     }
     return leavesOnly(index)
-  }
-
-  /// Whether a data input of `index` is a float32 constant that would overflow, or lose nonzero
-  /// values to zero, in the reduced type.
-  private func readsConstantThatDoesNotFit(
-    _ index: Int, _ body: Function, _ cache: inout [Int: Bool]
-  ) -> Bool {
-    body.nodes[index].inputs.contains { input in
-      guard let producer = input.node?.index else { return false }
-      if let fits = cache[producer] { return !fits }
-      let fits = ConstantValues(body.nodes[producer]).map { $0.fits(lists.precision) } ?? true
-      cache[producer] = fits
-      return !fits
-    }
   }
 }

@@ -44,7 +44,7 @@ struct VariableStoragePass {
     "ReadVariableOp", "ResourceGather", "ResourceGatherNd",
   ]
   private static let gatherOps: Set<String> = ["GatherV2", "Gather", "GatherNd"]
-  private static let assignOps: Set<String> = [
+  static let assignOps: Set<String> = [
     "AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp",
   ]
   /// Ops that use a handle without reading or writing a value (Identity passes the handle on,
@@ -186,13 +186,15 @@ struct VariableStoragePass {
         || entries.contains(where: { $0.dtype != .float32 })
       {
         outcome.reason = "not a float32 variable"
+      } else if let problem = try checkpoint.rangeProblem(of: entries[0], in: precision) {
+        // Before the readers: those of a variable whose values do not survive stay float32
+        // (``RangePass``), and the range is the reason.
+        outcome.reason = "kept float32 (range): \(problem)"
       } else if let reader = floatReader(
         group, bodies: bodies, consumers: consumers, sinks: sinks, decisions: decisions,
         gathers: &gathers)
       {
         outcome.reason = "kept float32: read in float32 by \(reader)"
-      } else if let problem = try rangeProblem(entries[0], checkpoint) {
-        outcome.reason = "kept float32 (range): \(problem)"
       } else {
         outcome.converted = true
         outcome.dtype = precision.dtype
@@ -326,31 +328,6 @@ struct VariableStoragePass {
           return "the output of \(body.name)"
         }
       }
-    }
-    return nil
-  }
-
-  /// Why the tensor's values do not fit the reduced type, or `nil` when they do.
-  ///
-  /// Overflow is fatal. A value flushed to zero or rounded in the subnormal range changes by at
-  /// most half the smallest subnormal (2^-25 in float16), which is below the rounding error of
-  /// the tensor's largest value as long as that value is normal; only a tensor living wholly
-  /// below the smallest normal loses its relative precision, so only then is it kept float32.
-  private func rangeProblem(_ entry: CheckpointEntry, _ checkpoint: CheckpointReader) throws
-    -> String?
-  {
-    precondition(entry.dtype == .float32, "only float32 variables are range-checked")
-    let counts = try checkpoint.withBytes(of: entry) { bytes in
-      RangeCounts(float32LittleEndian: bytes, roundedTo: precision)
-    }
-    if counts.overflow > 0 {
-      return "\(counts.overflow) of \(counts.total) values overflow \(precision.rawValue)"
-    }
-    let smallestNormal: Float = precision == .float16 ? 0x1p-14 : Float.leastNormalMagnitude
-    let lost = counts.flushToZero + counts.subnormal
-    if lost > 0 && counts.largestMagnitude < smallestNormal {
-      return "all \(counts.total) values are below \(precision.rawValue)'s smallest normal "
-        + "(\(lost) flush to zero or turn subnormal)"
     }
     return nil
   }

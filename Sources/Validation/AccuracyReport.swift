@@ -96,18 +96,9 @@ public enum ModelComparison {
     let specs = try referenceRunner.inputSpecs(signature: signature)
     let candidateSpecs = try candidateRunner.inputSpecs(signature: signature)
     let given = try inputs ?? random(specs, samples: samples, seed: seed)
-    // A candidate with reduced-precision inputs (--no-keep-io-types) gets the same values rounded.
-    var candidateInputs = given
-    for (name, spec) in candidateSpecs {
-      if let tensor = given[name], let precision = ReducedPrecision(spec.dtype),
-        case .float(let values) = tensor.storage
-      {
-        candidateInputs[name] = Tensor(
-          dtype: spec.dtype, shape: tensor.shape, storage: .float(values.map(precision.rounded)))
-      }
-    }
     let expected = try referenceRunner.run(signature: signature, inputs: given)
-    let actual = try candidateRunner.run(signature: signature, inputs: candidateInputs)
+    let actual = try candidateRunner.run(
+      signature: signature, inputs: rounded(given, for: candidateSpecs))
     var outputs: [AccuracyReport.Output] = []
     var mismatches: [String] = []
     for name in Set(expected.keys).union(actual.keys).sorted() {
@@ -137,6 +128,23 @@ public enum ModelComparison {
       signature: signature, rtol: rtol, atol: atol,
       inputs: inputs == nil ? "\(samples) random samples, seed \(seed)" : "given", outputs: outputs,
       mismatches: mismatches)
+  }
+
+  /// `inputs` for a model whose inputs have `specs`: a candidate with reduced-precision inputs
+  /// (`--no-keep-io-types`) gets the same values rounded.
+  static func rounded(
+    _ inputs: [String: Tensor], for specs: [String: (dtype: DType, shape: [Int])]
+  ) -> [String: Tensor] {
+    var rounded = inputs
+    for (name, spec) in specs {
+      if let tensor = inputs[name], let precision = ReducedPrecision(spec.dtype),
+        case .float(let values) = tensor.storage
+      {
+        rounded[name] = Tensor(
+          dtype: spec.dtype, shape: tensor.shape, storage: .float(values.map(precision.rounded)))
+      }
+    }
+    return rounded
   }
 
   static func compare(

@@ -3,6 +3,7 @@ import Foundation
 import MixedPrecision
 import ModelFormats
 import TensorCore
+import Validation
 
 /// CLI spelling of ``ReducedPrecision``, as Keras names its policies.
 enum PolicyArgument: String, CaseIterable, ExpressibleByArgument {
@@ -82,6 +83,23 @@ struct Convert: ParsableCommand {
   @Flag(help: ".keras: leave the optimizer without loss scaling.")
   var noLossScale = false
 
+  @Flag(
+    inversion: .prefixedNo,
+    help: ArgumentHelp(
+      "Run the original and the converted SavedModel on the CPU before writing, and refuse "
+        + "(exit 2, nothing written) a conversion that gives inf or NaN where the original does "
+        + "not, or drifts beyond --verify-tolerance."))
+  var verify = true
+
+  @Option(
+    help: ArgumentHelp(
+      "Inputs to verify with, as a .npz keyed by signature input name (default: 2 seeded random "
+        + "samples)."))
+  var calibration: String?
+
+  @Option(help: "The largest error verification allows, as a share of each output's scale.")
+  var verifyTolerance = 0.1
+
   @Option(help: "Write a JSON report of every node's precision and the reason to this file.")
   var report: String?
 
@@ -97,6 +115,9 @@ struct Convert: ParsableCommand {
     if let growthSteps, growthSteps < 1 {
       throw ValidationError("--growth-steps must be at least 1.")
     }
+    if !(verifyTolerance > 0 && verifyTolerance.isFinite) {
+      throw ValidationError("--verify-tolerance must be a positive number.")
+    }
   }
 
   /// Whether the input is a `.keras` file rather than a SavedModel folder.
@@ -111,7 +132,8 @@ struct Convert: ParsableCommand {
       let savedModelOnly = [
         ("--weights", weights != .auto), ("--no-keep-io-types", !keepIoTypes),
         ("--fp32-op", !float32Ops.isEmpty), ("--fp32-node", !float32Nodes.isEmpty),
-        ("--lowp-op", !reducedOps.isEmpty),
+        ("--lowp-op", !reducedOps.isEmpty), ("--calibration", calibration != nil),
+        ("--no-verify", !verify),
       ]
       if let (flag, _) = savedModelOnly.first(where: \.1) {
         throw ValidationError("\(flag) applies to SavedModels; '\(input)' is a .keras file.")
@@ -134,12 +156,37 @@ struct Convert: ParsableCommand {
       options.float32Ops = float32Ops
       options.float32NodePatterns = float32Nodes
       options.reducedOps = reducedOps
-      let (model, conversion) = try Converter(options: options).convert(
-        SavedModel(contentsOf: input))
-      try model.write(to: output, overwrite: force)
+      let original = try SavedModel(contentsOf: input)
+      let inputs = try calibration.map { try NumPyFile.readArchive(at: $0) }
+      let (model, conversion) = try Converter(options: options).convert(original)
+      var verification: ConversionCheck.Outcome?
+      try model.write(to: output, overwrite: force) { written in
+        guard verify else { return }
+        let outcome = try ConversionCheck.check(
+          original: original, converted: try SavedModel(contentsOf: written), inputs: inputs,
+          tolerance: verifyTolerance)
+        verification = outcome
+        if let failure = outcome.failure { throw VerificationFailure(failure: failure) }
+      }
       try writeReport(conversion)
       print(conversion.summary, terminator: "")
+      if let verification { print(verification.summary) }
       print("wrote \(output)")
+    }
+  }
+
+  /// A conversion verification refused: reported, with what to do, and exit code 2.
+  struct VerificationFailure: Error, CustomStringConvertible {
+    var failure: ConversionCheck.Failure
+
+    var description: String {
+      let hint =
+        failure.node.map {
+          "Keep that node float32 with --fp32-node '^\($0.name)$' (or its op "
+            + "with --fp32-op \($0.op)), "
+        } ?? "Keep the ops involved float32 with --fp32-node, "
+      return "The conversion was not written: \(failure). \(hint)or pass --no-verify to write "
+        + "it anyway."
     }
   }
 

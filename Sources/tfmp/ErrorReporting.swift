@@ -15,6 +15,9 @@ struct ErrorReporting: ParsableArguments {
     } catch let error as RuntimeError {
       FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
       throw ExitCode(65)
+    } catch let error as Convert.VerificationFailure {
+      FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+      throw ExitCode(2)
     } catch let error as ModelFormatError {
       var message = "Error: \(error)\n"
       if verbose, let underlying = error.underlyingError {

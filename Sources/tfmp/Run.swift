@@ -80,8 +80,7 @@ struct Run: ParsableCommand {
         }
       }
       for (name, tensor) in outputs.sorted(by: { $0.key < $1.key }) {
-        let preview = (tensor.floats ?? []).prefix(6).map { String(format: "%.6g", $0) }.joined(
-          separator: " ")
+        let preview = Self.preview(tensor.storage).joined(separator: " ")
         print(
           "\(name): \(tensor.dtype) \(tensor.shape)  \(preview)\(tensor.shape.elementCount ?? 0 > 6 ? " ..." : "")"
         )
@@ -90,6 +89,19 @@ struct Run: ParsableCommand {
         try NumPyFile.writeArchive(outputs, to: output)
         print("wrote \(output)")
       }
+    }
+  }
+
+  /// The first six elements, as `run` prints them.
+  private static func preview(_ storage: Tensor.Storage) -> [String] {
+    func numbers<T>(_ values: [T], _ text: (T) -> String) -> [String] { values.prefix(6).map(text) }
+    return switch storage {
+    case .float(let values): numbers(values) { String(format: "%.6g", Double($0)) }
+    case .double(let values): numbers(values) { String(format: "%.6g", $0) }
+    case .int32(let values): numbers(values) { "\($0)" }
+    case .int64(let values): numbers(values) { "\($0)" }
+    case .bool(let values): numbers(values) { "\($0)" }
+    case .string(let values): numbers(values) { "\"\(String(decoding: $0, as: UTF8.self))\"" }
     }
   }
 }

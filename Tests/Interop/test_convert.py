@@ -153,3 +153,77 @@ def test_embedding_read_by_a_float32_lookup_is_stored_reduced_and_cast_after_the
         outputs = loader(out, inputs)
         for key, reference in recorded.items():
             assert np.max(np.abs(outputs[key] - reference)) <= TOLERANCE["mixed_float16"] * max(1.0, np.abs(reference).max())
+
+
+class OutOfRange(tf.Module):
+    """Variables beyond float16's range, read by an infer op (Mul) and by an allow op (MatMul),
+    and a constant beyond it read by a MatMul. Regression: the variables were kept float32 "for
+    range" while their readers computed in float16, so the model served inf and NaN."""
+
+    def __init__(self):
+        self.w = tf.Variable(tf.random.stateless_normal([8, 8], seed=[1, 2]))
+        self.huge = tf.Variable(tf.fill([8], 7.0e4))
+        self.tiny = tf.Variable(tf.fill([8], 1.0e-9))
+        self.wide = tf.Variable(tf.random.stateless_normal([8, 4], seed=[3, 4]) * 1.0e5)
+
+    @tf.function(input_signature=[tf.TensorSpec([3, 8], tf.float32)])
+    def __call__(self, x):
+        h = tf.matmul(x, self.w)
+        scaled = (h * self.huge) * self.tiny
+        constant = tf.constant(np.full([8, 2], 9.0e4, np.float32))
+        return {"scaled": scaled, "wide": tf.matmul(h, self.wide) * 1e-5, "constant": tf.matmul(h, constant) * 1e-5}
+
+
+@pytest.mark.parametrize("weights", ["auto", "float32"])
+def test_values_beyond_float16_keep_their_readers_float32(tmp_path, weights):
+    model, output = str(tmp_path / "range"), str(tmp_path / "converted")
+    tf.saved_model.save(OutOfRange(), model)
+    result = subprocess.run([TFMP, "convert", "--weights", weights, model, output], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "reads a variable that does not fit" in result.stdout
+    inputs = {"x": np.random.default_rng(5).standard_normal((3, 8)).astype(np.float32)}
+    reference = run_tf2(model, inputs)
+    for loaded in (run_tf2(output, inputs), run_tf1(output, inputs)):
+        for key, expected in reference.items():
+            assert np.all(np.isfinite(loaded[key])), key
+            assert np.max(np.abs(loaded[key] - expected)) <= 5e-3 * max(1.0, np.abs(expected).max()), key
+    # The MatMul reading only the in-range weight still computes in float16.
+    graph = loader_impl.parse_saved_model(output).meta_graphs[0].graph_def
+    products = [n for f in graph.library.function for n in f.node_def if n.op == "MatMul"]
+    assert sorted(n.attr["T"].type for n in products) == sorted(
+        [tf.float16.as_datatype_enum, tf.float32.as_datatype_enum, tf.float32.as_datatype_enum])
+
+
+class OverflowingProduct(tf.Module):
+    """Every weight fits float16, but the product overflows it on ordinary inputs: no list-based
+    choice keeps it finite; verification must refuse it."""
+
+    def __init__(self):
+        self.w = tf.Variable(tf.random.stateless_normal([64, 16], seed=[5, 6]) * 8000.0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32)])
+    def __call__(self, x):
+        return {"y": tf.nn.relu(tf.matmul(x, self.w)) * 1e-4}
+
+
+def test_verification_refuses_a_conversion_that_overflows_and_names_the_node(tmp_path):
+    model, output = str(tmp_path / "overflow"), str(tmp_path / "converted")
+    tf.saved_model.save(OverflowingProduct(), model)
+    refused = subprocess.run([TFMP, "convert", model, output], capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "the values first go wrong at node 'MatMul' (MatMul)" in refused.stderr
+    assert "--fp32-node '^MatMul$'" in refused.stderr
+    assert not os.path.exists(output) and os.listdir(tmp_path) == ["overflow"]
+    inputs = {"x": np.random.default_rng(7).standard_normal((4, 64)).astype(np.float32)}
+    # TensorFlow confirms the refusal: written anyway, the model serves inf.
+    unverified = subprocess.run([TFMP, "convert", "--no-verify", model, output], capture_output=True, text=True)
+    assert unverified.returncode == 0, unverified.stderr
+    assert not np.all(np.isfinite(run_tf2(output, inputs)["y"]))
+    # Following the advice gives a model that verifies, and TensorFlow agrees.
+    fixed = subprocess.run([TFMP, "convert", "--force", "--fp32-node", "^MatMul$", model, output],
+                           capture_output=True, text=True)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "verified serving_default" in fixed.stdout
+    reference, converted = run_tf2(model, inputs)["y"], run_tf2(output, inputs)["y"]
+    assert np.all(np.isfinite(converted))
+    assert np.max(np.abs(converted - reference)) <= 5e-3 * max(1.0, np.abs(reference).max())

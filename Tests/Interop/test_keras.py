@@ -143,3 +143,36 @@ def test_inspect_matches_keras_view(name):
             sorted((list(w.shape), w.dtype) for w in layer.weights), layer.name
     assert summary["optimizer"] == type(model.optimizer).__name__
     assert len(summary["optimizerVariables"]) == len(model.optimizer.variables)
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_op_layers_keep_their_tensors_and_the_model_loads(policy, tmp_path):
+    """A residual `x + f(x)` and a hard-swish `x * relu6(x + 3) / 6` are op layers, whose nodes
+    record KerasTensors with a `dtype` of their own. Only layer policies change. Regression: the
+    KerasTensor dtypes became policy objects and Keras refused the file ("unhashable type: 'dict'")."""
+    inputs = keras.Input((16,), name="features")
+    hidden = keras.layers.Dense(16, name="hidden")(inputs)
+    residual = hidden + keras.layers.Dense(16, name="attention")(hidden)
+    swished = residual * keras.ops.relu6(residual + 3) / 6
+    outputs = keras.layers.Dense(4, activation="softmax", name="probabilities")(swished)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    original, out = str(tmp_path / "ops.keras"), str(tmp_path / "converted.keras")
+    model.save(original)
+    result = subprocess.run([TFMP, "convert", original, out, "--policy", policy], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(out) as archive:
+        config = json.loads(archive.read("config.json"))
+    tensor_dtypes = {argument["config"]["dtype"] for layer in config["config"]["layers"]
+                     for node in layer["inbound_nodes"] for argument in node["args"]
+                     if isinstance(argument, dict) and argument.get("class_name") == "__keras_tensor__"}
+    assert tensor_dtypes == {"float32"}
+    converted = load(out)
+    policies = {layer.name: layer.dtype_policy.name for layer in converted.layers}
+    assert policies["hidden"] == policies["attention"] == policy
+    assert policies["probabilities"] == "float32"
+    x = np.random.default_rng(6).standard_normal((8, 16)).astype(np.float32)
+    reference, predictions = model.predict(x, verbose=0), converted.predict(x, verbose=0)
+    assert np.max(np.abs(predictions - reference)) <= POLICIES[policy]
+    history = converted.fit(x, np.arange(8) % 4, epochs=2, batch_size=4, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))

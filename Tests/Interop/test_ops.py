@@ -110,3 +110,24 @@ def test_new_ops_match_tensorflow(tmp_path):
     for key, reference in theirs.items():
         assert ours[key].dtype == reference.dtype and ours[key].shape == reference.shape, key
         np.testing.assert_allclose(ours[key], reference, rtol=1e-6, atol=1e-6, equal_nan=True, err_msg=key)
+
+
+class Float64Math(tf.Module):
+    """float64 constants and arithmetic cast back to float32, as some layers hold them."""
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 3], tf.float32)])
+    def __call__(self, x):
+        scale = tf.constant(np.array([1.5, 2.5, 1e-300]), tf.float64)
+        wide = tf.cast(x, tf.float64) * scale + tf.constant(0.25, tf.float64)
+        return {"wide": wide, "narrow": tf.cast(wide / tf.constant(3.0, tf.float64), tf.float32)}
+
+
+def test_float64_constants_and_arithmetic_match_tensorflow(tmp_path):
+    model = str(tmp_path / "float64")
+    tf.saved_model.save(Float64Math(), model)
+    inputs = {"x": np.array([[1.0, -2.0, 3.0], [0.1, 1e30, -0.0]], np.float32)}
+    ours, theirs = tfmp_run(model, inputs, tmp_path), run_tf2(model, inputs)
+    assert sorted(ours) == sorted(theirs)
+    for key, reference in theirs.items():
+        assert ours[key].dtype == reference.dtype and ours[key].shape == reference.shape, key
+        np.testing.assert_array_equal(ours[key], reference, err_msg=key)

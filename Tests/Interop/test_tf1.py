@@ -5,9 +5,10 @@ import os
 import subprocess
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from test_interop import run_tf1
+from test_interop import TFMP, run_tf1, run_tf2
 from test_run import tfmp_run
 
 
@@ -40,3 +41,29 @@ def test_tf1_saved_model_runs_as_tensorflow_runs_it(tmp_path):
     for key, reference in theirs.items():
         assert ours[key].dtype == reference.dtype and ours[key].shape == reference.shape
         assert np.max(np.abs(ours[key] - reference)) <= 1e-5 * max(1.0, np.abs(reference).max())
+
+
+@pytest.mark.parametrize("policy", ["float16", "bfloat16"])
+@pytest.mark.parametrize("weights", ["auto", "float32"])
+def test_converted_tf1_saved_model_loads_in_both_loaders(tmp_path, policy, weights):
+    """The TF1 initializers write float32 values: into a variable stored in the reduced type they
+    go through a cast, and the model gains no object graph (else the TF2 loader takes it for a
+    TF2 model). Regression: "Input 1 of node w1/Assign was passed float ... expected half"."""
+    model, output = str(tmp_path / "tf1"), str(tmp_path / "converted")
+    make_tf1_model(model)
+    result = subprocess.run([TFMP, "convert", model, output, "--policy", f"mixed_{policy}", "--weights", weights],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    inputs = {"x": np.random.default_rng(4).standard_normal((5, 4)).astype(np.float32)}
+    reference = run_tf1(model, inputs)["y"]
+    for loaded in (run_tf1(output, inputs)["y"], run_tf2(output, inputs)["y"]):
+        assert loaded.dtype == np.float32 and np.all(np.isfinite(loaded))
+        assert np.max(np.abs(loaded - reference)) <= 2e-2
+    stored = tf.train.load_checkpoint(os.path.join(output, "variables", "variables")).get_variable_to_dtype_map()
+    # The resource variable read only by a MatMul is stored reduced under --weights auto.
+    assert stored["w2"] == (tf.dtypes.as_dtype(policy) if weights == "auto" else tf.float32)
+    graph = tf.Graph()
+    with tf.compat.v1.Session(graph=graph) as session:
+        tf.compat.v1.saved_model.loader.load(session, ["serve"], output)
+        assert any(op.type == "MatMul" and op.get_attr("T") == tf.dtypes.as_dtype(policy)
+                   for op in graph.get_operations())

@@ -95,7 +95,8 @@ func convert(
     userReducedOps: Set(reducedOps), userFloat32Ops: Set(float32Ops))
   var function = try body.function()
   var sinks = Dictionary(uniqueKeysWithValues: function.results.map { ($0.name, $0.source) })
-  let decisions = painter.paint(function, sinks: sinks)
+  let unfit = RangePass(precision: precision).unfitConstants(in: function)
+  let decisions = painter.paint(function, sinks: sinks, unfit: unfit)
   let statistics = CastInsertionPass(precision: precision).apply(
     to: &function, sinks: &sinks, decisions: decisions)
   for index in function.results.indices {

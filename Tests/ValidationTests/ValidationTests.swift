@@ -75,4 +75,49 @@ struct ValidationTests {
     #expect(report.mismatches.count == 1, "\(report.text)")
     #expect(report.text.hasSuffix("FAIL: the outputs do not correspond\n"))
   }
+
+  @Test("Verification counts inf and NaN only where the original is finite, and drift by scale")
+  func verificationProblems() {
+    func tensor(_ values: [Float]) -> Tensor {
+      Tensor(shape: Shape([values.count]), floats: values)
+    }
+    let reference = tensor([1, .infinity, -3, 0.5])
+    #expect(ConversionCheck.problem(reference, tensor([1, .nan, -3, 0.5]), tolerance: 0.1) == nil)
+    #expect(
+      ConversionCheck.problem(reference, tensor([1, .infinity, .infinity, 0.5]), tolerance: 0.1)
+        == "is inf or NaN in 1 of 3 elements where the original's is finite")
+    // The scale is the largest finite magnitude (3): 0.25 off is within 0.1 of it, 0.5 is not.
+    #expect(ConversionCheck.problem(reference, tensor([1, 0, -3, 0.25]), tolerance: 0.1) == nil)
+    #expect(ConversionCheck.problem(reference, tensor([1, 0, -3, 1.0]), tolerance: 0.1) != nil)
+  }
+
+  @Test("Every fixture's conversion verifies, and a corrupted one is refused at its first bad node")
+  func verification() throws {
+    let folder = TemporaryFolder()
+    for fixture in Fixtures.savedModels {
+      let original = try SavedModel(contentsOf: Fixtures.path(fixture))
+      let (converted, _) = try Converter(options: ConversionOptions()).convert(original)
+      try converted.write(to: folder.child(fixture))
+      let outcome = try ConversionCheck.check(
+        original: original, converted: try SavedModel(contentsOf: folder.child(fixture)),
+        inputs: nil, tolerance: 0.1)
+      #expect(
+        outcome.failure == nil, "\(fixture): \(outcome.failure.map(String.init(describing:)) ?? "")"
+      )
+      #expect(!outcome.checked.isEmpty, "\(fixture): \(outcome.skipped)")
+    }
+    // mlp with its hidden Relu turned into an Elu: the outputs drift, first at that node.
+    let original = try SavedModel(contentsOf: Fixtures.path("mlp"))
+    var module = try original.module()
+    for index in module.functions.indices {
+      module.modifyFunction(at: index) { function in
+        for id in function.nodeIDs where function[id].op == "Relu" { function[id].op = "Elu" }
+      }
+    }
+    let outcome = try ConversionCheck.check(
+      original: original, converted: original.replacing(module), inputs: nil, tolerance: 1e-3)
+    let failure = try #require(outcome.failure, "\(outcome.skipped)")
+    #expect(failure.node?.op == "Elu")
+    #expect(failure.node?.name == "mlp_1/hidden_1/Relu")
+  }
 }

@@ -237,7 +237,8 @@ enum BinaryFunction: String, CaseIterable {
     }
   }
 
-  func apply(_ walk: StridedWalk, _ x: [Float], _ y: [Float]) -> [Float] {
+  /// The float32 or float64 form.
+  func apply<T: PowerFloatingPoint>(_ walk: StridedWalk, _ x: [T], _ y: [T]) -> [T] {
     switch self {
     case .add: walk.map(x, y) { $0 + $1 }
     case .sub: walk.map(x, y) { $0 - $1 }
@@ -248,7 +249,7 @@ enum BinaryFunction: String, CaseIterable {
     case .squaredDifference: walk.map(x, y) { ($0 - $1) * ($0 - $1) }
     case .floorDiv: walk.map(x, y) { ($0 / $1).rounded(.down) }
     case .floorMod: walk.map(x, y) { a, b in a - (a / b).rounded(.down) * b }
-    case .pow: walk.map(x, y) { Foundation.pow($0, $1) }
+    case .pow: walk.map(x, y) { T.power($0, $1) }
     }
   }
 
@@ -285,6 +286,7 @@ enum BinaryFunction: String, CaseIterable {
     let storage: Tensor.Storage?
     switch (a.storage, b.storage) {
     case (.float(let x), .float(let y)): storage = .float(apply(walk, x, y))
+    case (.double(let x), .double(let y)): storage = .double(apply(walk, x, y))
     case (.int32(let x), .int32(let y)): storage = apply(walk, x, y).map { .int32($0) }
     case (.int64(let x), .int64(let y)): storage = apply(walk, x, y).map { .int64($0) }
     default: storage = nil
@@ -329,4 +331,17 @@ extension BinaryFunction {
     case .pow: run { Foundation.pow($0, $1) }
     }
   }
+}
+
+/// The float types elementwise kernels compute in, with their `pow`.
+protocol PowerFloatingPoint: BinaryFloatingPoint {
+  static func power(_ base: Self, _ exponent: Self) -> Self
+}
+
+extension Float: PowerFloatingPoint {
+  static func power(_ base: Float, _ exponent: Float) -> Float { Foundation.pow(base, exponent) }
+}
+
+extension Double: PowerFloatingPoint {
+  static func power(_ base: Double, _ exponent: Double) -> Double { Foundation.pow(base, exponent) }
 }

@@ -108,6 +108,10 @@ enum TensorDecoding {
       return Tensor(dtype: dtype, shape: shape, storage: .float(values.allValues))
     }
     switch dtype {
+    case .float64:
+      return Tensor(
+        dtype: .float64, shape: shape,
+        storage: .double(load(UInt64.self).map(Double.init(bitPattern:))))
     case .int32: return Tensor(dtype: .int32, shape: shape, storage: .int32(load(Int32.self)))
     case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(load(Int64.self)))
     case .bool:
@@ -144,6 +148,9 @@ enum TensorDecoding {
       return Tensor(dtype: dtype, shape: shape, storage: .float(values.allValues))
     }
     switch dtype {
+    case .float64:
+      return Tensor(
+        dtype: .float64, shape: shape, storage: .double(splat(literal.doubleValues, zero: 0)))
     case .int32:
       return Tensor(dtype: .int32, shape: shape, storage: .int32(splat(literal.intValues, zero: 0)))
     case .int64:

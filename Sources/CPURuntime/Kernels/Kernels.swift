@@ -44,7 +44,8 @@ enum Kernels {
     case .int64:
       return Tensor(
         dtype: .int64, shape: shape, storage: .int64(values.map(ShapeKernels.truncated)))
-    default: throw KernelError("\(prototype.dtype) values cannot be reduced.")
+    case .bool: return Tensor(dtype: .bool, shape: shape, storage: .bool(values.map { $0 != 0 }))
+    case .string: throw KernelError("String values cannot be computed on.")
     }
   }
 }

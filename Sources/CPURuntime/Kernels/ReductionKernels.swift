@@ -3,7 +3,8 @@ internal import GraphIR
 internal import TensorCore
 internal import Foundation
 
-/// The reduction family: Sum, Max, Min, Prod, Mean, ArgMax, Softmax, LogSoftmax, Cumsum.
+/// The reduction family: Sum, Max, Min, Prod, All, Any, Mean, ArgMax, Softmax, LogSoftmax,
+/// Cumsum.
 enum ReductionKernels {
   static func register(in registry: inout OpRegistry) {
     let reduced: [OpSchema.Argument] = ["input", .init("reduction_indices", type: .index("Tidx"))]
@@ -21,6 +22,14 @@ enum ReductionKernels {
       ) { context, inputs in
         [try reduce(context, inputs, reduction)]
       }
+    }
+    // Over booleans as 0 and 1: all is the minimum (true when empty), any the sum (false when
+    // empty) being nonzero.
+    for (op, reduction) in [("All", Reduction.min), ("Any", .sum)] {
+      registry.add(
+        op, inputs: [.fixed("input", .bool), reduced[1]], outputs: [.fixed("output", .bool)],
+        attributes: [keepDims]
+      ) { context, inputs in [try reduce(context, inputs, reduction)] }
     }
     registry.add(
       "Mean", inputs: reduced, outputs: ["output"], attributes: [keepDims], precision: sums

@@ -208,17 +208,13 @@ extension ShapeKernels {
         // The interpreter rounds float16 and bfloat16 results to DstT.
         return [Tensor(dtype: target, shape: x.shape, storage: .float(values))]
       }
-      let doubles: [Double]
-      switch x.storage {
-      case .float(let values): doubles = values.map(Double.init)
-      case .int32(let values): doubles = values.map(Double.init)
-      case .int64(let values): doubles = values.map(Double.init)
-      case .bool(let values): doubles = values.map { $0 ? 1 : 0 }
-      default: throw KernelError("Cast from \(x.dtype) is not supported yet.")
-      }
+      guard x.dtype != .string else { throw KernelError("Cast from strings is not supported.") }
+      let doubles = try Kernels.doubles(x)
       switch target {
       case .float32, .float16, .bfloat16:
         return [Tensor(dtype: target, shape: x.shape, storage: .float(doubles.map(Float.init)))]
+      case .float64:
+        return [Tensor(dtype: .float64, shape: x.shape, storage: .double(doubles))]
       case .int32:
         return [Tensor(dtype: .int32, shape: x.shape, storage: .int32(doubles.map(truncated)))]
       case .int64:

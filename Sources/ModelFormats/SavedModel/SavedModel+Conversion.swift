@@ -11,6 +11,10 @@ extension SavedModel {
   /// - Throws: ``ModelFormatError`` when the checkpoint's object graph cannot be read.
   package mutating func storeReduced(_ keys: Set<String>, in precision: ReducedPrecision) throws {
     guard let checkpoint, !keys.isEmpty else { return }
+    for key in keys { checkpointConversions[key] = precision }
+    // A TF1 SavedModel has no object graph, and must not gain an empty one: TensorFlow's TF2
+    // loader would then take it for a TF2 model.
+    guard proto.metaGraphs[0].hasObjectGraphDef else { return }
     let target = precision.dtype.protoType
     var objectGraph = proto.metaGraphs[0].objectGraphDef
     for (node, key) in try checkpointKeysByNode(checkpoint) where keys.contains(key) {
@@ -24,7 +28,6 @@ extension SavedModel {
       objectGraph.nodes[node].variable = variable
     }
     proto.metaGraphs[0].objectGraphDef = objectGraph
-    for key in keys { checkpointConversions[key] = precision }
   }
 
   /// Gives `dtype` to the float32 TensorSpecs of concrete function `function` in the object

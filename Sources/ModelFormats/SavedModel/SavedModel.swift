@@ -90,12 +90,17 @@ public struct SavedModel: Sendable {
   /// - Parameters:
   ///   - path: The folder to create.
   ///   - overwrite: Whether to replace an existing file or folder at `path`.
+  ///   - check: Runs on the complete temporary folder before it is renamed into place (to
+  ///     verify what was written); when it throws, nothing is left behind.
   /// - Throws: ``ModelFormatError``: `outputExists` when `path` exists and `overwrite` is false,
   ///   or `path` would replace or lie inside the input folder; `fileSystem` when writing fails;
-  ///   the checkpoint's errors when a tensor fails its checksum.
-  public func write(to path: String, overwrite: Bool = false) throws {
+  ///   the checkpoint's errors when a tensor fails its checksum; whatever `check` throws.
+  public func write(
+    to path: String, overwrite: Bool = false, check: (String) throws -> Void = { _ in }
+  ) throws {
     try OutputFolder.write(to: path, overwrite: overwrite, protecting: directory) { temporary in
       try writeContents(to: temporary)
+      try check(temporary)
     }
   }
 

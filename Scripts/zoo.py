@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""The model zoo: real architectures from the libraries people build models with, made with fixed
+seeds into a cache folder (bench-work/zoo/ unless given), each a SavedModel with inputs to run it on.
+
+Usage: .venv/bin/python Scripts/zoo.py [--out FOLDER] [--only NAME ...] [--list] [--fast]
+
+Each model NAME gives FOLDER/NAME/ (a SavedModel, or NAME.pb for a frozen GraphDef) and
+FOLDER/NAME.inputs.npz (one array per signature input). Keras-made models also give
+FOLDER/NAME.keras. A model already in the folder is kept unless the script changed since it was
+made. Batch normalization statistics are set from data first (a few training-mode passes), as a
+trained model's would be: with the initial 0/1 statistics activations vanish in deep nets and
+every comparison passes trivially.
+
+Tests/Interop/test_zoo.py runs every model through every stage; --fast names the subset the
+README's test command runs.
+"""
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STAMP = hashlib.sha256(open(os.path.abspath(__file__), "rb").read()).hexdigest()[:16]
+MODELS = {}
+FAST = []
+
+
+def model(name, fast=False):
+    def register(function):
+        MODELS[name] = function
+        if fast:
+            FAST.append(name)
+        return function
+    return register
+
+
+def seeded(seed):
+    import keras
+    keras.utils.set_random_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def calibrate(net, batches):
+    """Training-mode passes so that batch normalization statistics come from data."""
+    for batch in batches:
+        net(batch, training=True)
+
+
+def export_keras(net, folder, name, inputs):
+    net.export(os.path.join(folder, name), format="tf_saved_model", verbose=False)
+    net.save(os.path.join(folder, name + ".keras"))
+    return inputs
+
+
+def image_net(constructor, size, seed, **options):
+    rng = seeded(seed)
+    net = constructor(weights=None, input_shape=(size, size, 3), classes=10, **options)
+    images = lambda n: rng.uniform(0, 255, (n, size, size, 3)).astype(np.float32)
+    calibrate(net, [images(8) for _ in range(3)])
+    return net, {"inputs": images(2)}
+
+
+def keras_applications(name, constructor, size, seed, fast=False, **options):
+    @model(name, fast)
+    def make(folder):
+        net, inputs = image_net(constructor, size, seed, **options)
+        # Keras names the signature input after the Input layer.
+        key = net.inputs[0].name
+        return export_keras(net, folder, name, {key: inputs["inputs"]})
+
+
+def register_applications():
+    import keras
+    apps = keras.applications
+    keras_applications("mobilenet_v3_small", apps.MobileNetV3Small, 64, 1, fast=True,
+                       include_preprocessing=True)
+    keras_applications("efficientnet_b0", apps.EfficientNetB0, 64, 2)
+    keras_applications("resnet50", apps.ResNet50, 64, 3)
+    keras_applications("densenet121", apps.DenseNet121, 64, 4)
+    keras_applications("inception_v3", apps.InceptionV3, 96, 5)
+    keras_applications("convnext_tiny", apps.ConvNeXtTiny, 64, 6)
+    keras_applications("mobilenet_v2", apps.MobileNetV2, 64, 7)
+
+
+def token_inputs(rng, batch, length, vocabulary):
+    ids = rng.integers(1, vocabulary, (batch, length)).astype(np.int32)
+    mask = np.ones((batch, length), np.int32)
+    mask[:, length - 2:] = 0
+    return ids, mask
+
+
+def hub_backbone(name, build, seed, fast=False):
+    @model(name, fast)
+    def make(folder):
+        rng = seeded(seed)
+        net, inputs = build(rng)
+        return export_keras(net, folder, name, inputs)
+
+
+def register_hub():
+    import keras_hub
+
+    def bert(rng):
+        net = keras_hub.models.BertBackbone(
+            vocabulary_size=200, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
+            max_sequence_length=16)
+        ids, mask = token_inputs(rng, 2, 12, 200)
+        return net, {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": mask}
+
+    def gpt2(rng):
+        net = keras_hub.models.GPT2Backbone(
+            vocabulary_size=200, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
+            max_sequence_length=16)
+        ids, mask = token_inputs(rng, 2, 12, 200)
+        return net, {"token_ids": ids, "padding_mask": mask}
+
+    def gemma(rng):
+        net = keras_hub.models.GemmaBackbone(
+            vocabulary_size=200, num_layers=2, num_query_heads=4, num_key_value_heads=1,
+            hidden_dim=32, intermediate_dim=64, head_dim=8)
+        ids, mask = token_inputs(rng, 2, 12, 200)
+        return net, {"token_ids": ids, "padding_mask": mask}
+
+    def llama(rng):
+        net = keras_hub.models.LlamaBackbone(
+            vocabulary_size=200, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+            hidden_dim=32, intermediate_dim=64)
+        ids, mask = token_inputs(rng, 2, 12, 200)
+        return net, {"token_ids": ids, "padding_mask": mask}
+
+    def vit(rng):
+        net = keras_hub.models.ViTBackbone(
+            image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=32,
+            mlp_dim=64)
+        return net, {"images": rng.uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)}
+
+    def bart(rng):
+        net = keras_hub.models.BartBackbone(
+            vocabulary_size=200, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
+            max_sequence_length=16)
+        ids, mask = token_inputs(rng, 2, 12, 200)
+        return net, {"encoder_token_ids": ids, "encoder_padding_mask": mask,
+                     "decoder_token_ids": ids[:, :8], "decoder_padding_mask": mask[:, :8]}
+
+    hub_backbone("bert_tiny", bert, 11, fast=True)
+    hub_backbone("gpt2_tiny", gpt2, 12)
+    hub_backbone("gemma_tiny", gemma, 13, fast=True)
+    hub_backbone("llama_tiny", llama, 14)
+    hub_backbone("vit_tiny", vit, 15)
+    hub_backbone("bart_tiny", bart, 16)
+
+
+def register_recurrent():
+    import keras
+
+    def recurrent(name, layer, seed, fast=False, masking=False):
+        @model(name, fast)
+        def make(folder):
+            rng = seeded(seed)
+            inputs = keras.Input((10, 6), name="sequence")
+            x = keras.layers.Masking(0.0)(inputs) if masking else inputs
+            x = layer()(x)
+            outputs = keras.layers.Dense(3, activation="softmax", name="probabilities")(x)
+            net = keras.Model(inputs, outputs)
+            sequence = rng.standard_normal((2, 10, 6)).astype(np.float32)
+            if masking:
+                sequence[1, 7:] = 0.0
+            return export_keras(net, folder, name, {"sequence": sequence})
+
+    recurrent("lstm", lambda: keras.layers.LSTM(16), 21, fast=True)
+    recurrent("gru", lambda: keras.layers.GRU(16), 22)
+    recurrent("bidirectional_masked", lambda: keras.layers.Bidirectional(keras.layers.LSTM(8)), 23,
+              masking=True)
+
+
+def register_modules():
+    class CustomMath(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(tf.random.stateless_normal([8, 8], seed=[1, 1]))
+            self.huge = tf.Variable(tf.fill([8], 7.0e4))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32)])
+        def __call__(self, x):
+            h = tf.matmul(x, self.w)
+            h = tf.cond(tf.reduce_sum(h) > 0, lambda: tf.nn.gelu(h), lambda: tf.tanh(h))
+            steps = tf.constant(0)
+            _, h = tf.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, tf.matmul(v, self.w) * 0.5),
+                                 [steps, h])
+            scaled = h * self.huge * 1e-5
+            return {"y": tf.reduce_logsumexp(scaled, axis=-1), "z": tf.math.cumsum(tf.sin(h), axis=1)}
+
+    @model("custom_module", fast=True)
+    def make(folder):
+        tf.saved_model.save(CustomMath(), os.path.join(folder, "custom_module"))
+        return {"x": np.random.default_rng(31).standard_normal((3, 8)).astype(np.float32)}
+
+
+def tf1_graph(rng):
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6], name="x")
+        w1 = tf.compat.v1.get_variable("w1", [6, 16], initializer=tf.compat.v1.glorot_uniform_initializer(seed=1))
+        b1 = tf.compat.v1.get_variable("b1", [16], initializer=tf.compat.v1.zeros_initializer(), use_resource=False)
+        w2 = tf.compat.v1.get_variable("w2", [16, 4], initializer=tf.compat.v1.glorot_uniform_initializer(seed=2))
+        y = tf.nn.softmax(tf.matmul(tf.nn.relu(tf.matmul(x, w1) + b1), w2), name="y")
+    return graph, x, y
+
+
+def register_tf1():
+    @model("tf1_session", fast=True)
+    def make(folder):
+        rng = np.random.default_rng(41)
+        graph, x, y = tf1_graph(rng)
+        with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            builder = tf.compat.v1.saved_model.Builder(os.path.join(folder, "tf1_session"))
+            signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
+            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature})
+            builder.save()
+        return {"x": rng.standard_normal((3, 6)).astype(np.float32)}
+
+
+def register_tf_keras():
+    @model("tf_keras_cnn")
+    def make(folder):
+        import tf_keras
+        tf_keras.utils.set_random_seed(51)
+        net = tf_keras.Sequential([
+            tf_keras.layers.Input((16, 16, 3), name="image"),
+            tf_keras.layers.Conv2D(8, 3, activation="relu"),
+            tf_keras.layers.BatchNormalization(),
+            tf_keras.layers.MaxPooling2D(),
+            tf_keras.layers.Flatten(),
+            tf_keras.layers.Dense(4, activation="softmax"),
+        ])
+        rng = np.random.default_rng(51)
+        for _ in range(3):
+            net(rng.standard_normal((8, 16, 16, 3)).astype(np.float32), training=True)
+        tf.saved_model.save(net, os.path.join(folder, "tf_keras_cnn"))
+        signature = tf.saved_model.load(os.path.join(folder, "tf_keras_cnn")).signatures["serving_default"]
+        key = list(signature.structured_input_signature[1])[0]
+        return {key: rng.standard_normal((2, 16, 16, 3)).astype(np.float32)}
+
+
+def build(name, folder):
+    stamp = os.path.join(folder, name + ".stamp")
+    if os.path.exists(stamp) and open(stamp).read() == STAMP:
+        return False
+    for leftover in (os.path.join(folder, name), os.path.join(folder, name + ".keras")):
+        if os.path.isdir(leftover):
+            shutil.rmtree(leftover)
+        elif os.path.exists(leftover):
+            os.remove(leftover)
+    inputs = MODELS[name](folder)
+    np.savez(os.path.join(folder, name + ".inputs.npz"), **inputs)
+    with open(stamp, "w") as file:
+        file.write(STAMP)
+    return True
+
+
+def register_all():
+    register_applications()
+    register_hub()
+    register_recurrent()
+    register_modules()
+    register_tf1()
+    register_tf_keras()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench-work", "zoo"))
+    parser.add_argument("--only", nargs="*")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--fast", action="store_true", help="only the subset the test command runs")
+    arguments = parser.parse_args()
+    register_all()
+    names = arguments.only or (FAST if arguments.fast else list(MODELS))
+    if arguments.list:
+        print("\n".join(names))
+        return
+    os.makedirs(arguments.out, exist_ok=True)
+    for name in names:
+        made = build(name, arguments.out)
+        print(f"{name}: {'made' if made else 'cached'}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

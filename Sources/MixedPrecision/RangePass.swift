@@ -1,0 +1,123 @@
+internal import GraphIR
+internal import ModelFormats
+internal import TensorCore
+
+/// Finds the values that would overflow or lose their values to zero in the reduced type, before
+/// anything is painted (``RangeCounts/survive``): float32 constants, and every read of a float32
+/// variable whose checkpoint values do not survive, wherever in the module the read is (handles
+/// are followed through `Identity` nodes, calls, loops and conditionals). The painter keeps every op reading one of
+/// them float32, allow ops included, so no op computes in reduced precision on a value kept
+/// float32 for range.
+struct RangePass {
+  let precision: ReducedPrecision
+
+  /// The nodes of each body whose output does not fit, with why, by body name.
+  typealias UnfitValues = [String: [NodeID: PrecisionReason]]
+
+  /// Ops whose output is the value of the variable whose handle is their input 0.
+  private static let reads: Set<String> = ["ReadVariableOp", "ResourceGather", "ResourceGatherNd"]
+
+  func unfitValues(in module: Module, checkpoint: CheckpointReader?) throws -> UnfitValues {
+    var unfit: UnfitValues = [:]
+    for name in module.bodyNames {
+      unfit[name] = unfitConstants(in: module.body(named: name))
+    }
+    guard let checkpoint else { return unfit }
+    for variable in module.variables {
+      guard let entry = checkpoint.entry(forKey: variable.checkpointKey), entry.dtype == .float32,
+        try !checkpoint.rangeCounts(of: entry, in: precision).survive
+      else { continue }
+      for read in reads(of: variable, in: module) {
+        unfit[read.body, default: [:]][read.node] = .variableRange
+      }
+    }
+    return unfit
+  }
+
+  /// The float32 constants of `body` that do not fit (see ``ConstantValues/fits(_:)``).
+  func unfitConstants(in body: Function) -> [NodeID: PrecisionReason] {
+    var unfit: [NodeID: PrecisionReason] = [:]
+    for id in body.nodeIDs {
+      if let values = ConstantValues(body[id]), !values.fits(precision) {
+        unfit[id] = .constantRange
+      }
+    }
+    return unfit
+  }
+
+  /// The nodes, anywhere in `module`, whose output is `variable`'s value: a TF1 reference
+  /// variable itself, or the reads of the handles it flows into.
+  private func reads(of variable: Variable, in module: Module) -> [(body: String, node: NodeID)] {
+    let graph = module.graph
+    guard variable.node.index < graph.nodes.count else { return [] }
+    if graph[variable.node].op != "VarHandleOp" { return [(Function.graphName, variable.node)] }
+    var found: [(body: String, node: NodeID)] = []
+    var visited = Set<String>()
+    var pending: [(body: String, handle: Input)] = [
+      (Function.graphName, .output(variable.node, OutputSlot(argument: "resource")))
+    ]
+    while let (name, handle) = pending.popLast() {
+      let body = module.body(named: name)
+      guard visited.insert("\(name)|\(handle)").inserted else { continue }
+      for id in body.nodeIDs {
+        let node = body[id]
+        for (position, input) in node.inputs.enumerated() where Self.same(input, handle) {
+          if Self.reads.contains(node.op) && position == 0 {
+            found.append((name, id))
+          } else if node.op == "Identity" {
+            pending.append((name, .output(id, OutputSlot(argument: "output"))))
+          } else if let callees = VariableStoragePass.callees(of: node, position: position) {
+            for (callee, argument) in callees where module.function(named: callee) != nil {
+              pending.append((callee, .argument(argument)))
+            }
+          }
+        }
+      }
+    }
+    return found
+  }
+
+  /// Whether two inputs name the same value (graphs number outputs, functions name them).
+  private static func same(_ input: Input, _ handle: Input) -> Bool {
+    switch (input, handle) {
+    case (.argument(let a), .argument(let b)): a == b
+    case (.output(let a, let slot), .output(let b, _)): a == b && slot.index == 0
+    default: false
+    }
+  }
+}
+
+extension CheckpointReader {
+  /// Why the float32 tensor `entry` does not fit `precision`, or `nil` when it does.
+  ///
+  /// Overflow is fatal. A value flushed to zero or rounded in the subnormal range changes by at
+  /// most half the smallest subnormal (2^-25 in float16), which is below the rounding error of
+  /// the tensor's largest value as long as that value is normal; only a tensor living wholly
+  /// below the smallest normal loses its relative precision, so only then does it not fit.
+  ///
+  /// - Precondition: `entry` is float32.
+  /// - Throws: ``ModelFormatError`` when its bytes cannot be read.
+  func rangeProblem(of entry: CheckpointEntry, in precision: ReducedPrecision) throws -> String? {
+    let counts = try rangeCounts(of: entry, in: precision)
+    if counts.overflow > 0 {
+      return "\(counts.overflow) of \(counts.total) values overflow \(precision.rawValue)"
+    }
+    let smallestNormal: Float = precision == .float16 ? 0x1p-14 : Float.leastNormalMagnitude
+    let lost = counts.flushToZero + counts.subnormal
+    if lost > 0 && counts.largestMagnitude < smallestNormal {
+      return "all \(counts.total) values are below \(precision.rawValue)'s smallest normal "
+        + "(\(lost) flush to zero or turn subnormal)"
+    }
+    return nil
+  }
+
+  /// How the float32 tensor `entry`'s values fare when rounded to `precision`.
+  ///
+  /// - Precondition: `entry` is float32.
+  /// - Throws: ``ModelFormatError`` when its bytes cannot be read.
+  func rangeCounts(of entry: CheckpointEntry, in precision: ReducedPrecision) throws -> RangeCounts
+  {
+    precondition(entry.dtype == .float32, "only float32 variables are range-checked")
+    return try withBytes(of: entry) { RangeCounts(float32LittleEndian: $0, roundedTo: precision) }
+  }
+}

@@ -1,0 +1,104 @@
+"""Every zoo model (Scripts/zoo.py) through every stage, against TensorFlow:
+
+1. `tfmp run` in float32 matches TensorFlow running the original;
+2. `tfmp convert` under both policies and both weight modes verifies (its own check) and writes a
+   model that TensorFlow's TF2 loader and its TF1/Serving loader load with the signature's dtypes
+   kept, whose outputs are finite and near the original's, with the matrix ops computing low;
+3. `tfmp run` of each conversion matches TensorFlow running that conversion;
+4. `tfmp inspect` reads the original.
+
+The README's test command runs the fast subset (`Scripts/zoo.py --fast`); TFMP_ZOO=all runs the
+whole zoo (Scripts/zoo, with its time stated in the README). Tolerances are relative to each
+output's scale (its largest magnitude, at least 1). Conversion: 5e-2 for float16 and 1e-1 for
+bfloat16, wide enough for deep random-weight nets (whose errors exceed trained ones'), far below
+what a broken conversion gives. tfmp's runtime against TensorFlow on the same converted graph:
+float32 1e-4; reduced precision 5e-2, as both round every op's result and TensorFlow's CPU kernels
+accumulate some products in the reduced type itself.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.python.saved_model import loader_impl
+
+from test_interop import ROOT, TFMP, run_tf1, run_tf2
+from test_run import tfmp_run
+
+ZOO = os.environ.get("TFMP_ZOO_FOLDER", os.path.join(ROOT, "bench-work", "zoo"))
+SCRIPT = os.path.join(ROOT, "Scripts", "zoo.py")
+EVERYTHING = os.environ.get("TFMP_ZOO") == "all"
+NAMES = subprocess.run([sys.executable, SCRIPT, "--list"] + ([] if EVERYTHING else ["--fast"]),
+                       capture_output=True, text=True, check=True).stdout.split()
+TOLERANCE = {"mixed_float16": 5e-2, "mixed_bfloat16": 1e-1}
+LOW = {"mixed_float16": tf.float16.as_datatype_enum, "mixed_bfloat16": tf.bfloat16.as_datatype_enum}
+MATRIX_OPS = {"MatMul", "BatchMatMulV2", "Einsum", "Conv2D", "DepthwiseConv2dNative"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def zoo():
+    subprocess.run([sys.executable, SCRIPT, "--out", ZOO, "--only", *NAMES], check=True,
+                   capture_output=True)
+
+
+def inputs_of(name):
+    with np.load(os.path.join(ZOO, name + ".inputs.npz")) as arrays:
+        return {k: arrays[k] for k in arrays.files}
+
+
+def scale(values):
+    finite = np.abs(values[np.isfinite(values)]).astype(np.float64)
+    return max(1.0, float(finite.max()) if finite.size else 1.0)
+
+
+def assert_close(actual, expected, tolerance, what):
+    assert sorted(actual) == sorted(expected), what
+    for key, reference in expected.items():
+        value = actual[key]
+        assert value.shape == reference.shape, (what, key)
+        if reference.dtype.kind != "f":
+            continue
+        reference, value = reference.astype(np.float64), value.astype(np.float64)
+        finite = np.isfinite(reference)
+        assert np.all(np.isfinite(value[finite])), (what, key, "inf or NaN where the original is finite")
+        error = float(np.max(np.abs(value[finite] - reference[finite]), initial=0.0))
+        assert error <= tolerance * scale(reference), (what, key, error, scale(reference))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_run_in_float32_matches_tensorflow(name, tmp_path):
+    model, inputs = os.path.join(ZOO, name), inputs_of(name)
+    assert_close(tfmp_run(model, inputs, tmp_path), run_tf2(model, inputs), 1e-4, "float32 run")
+
+
+@pytest.mark.parametrize("weights", ["auto", "float32"])
+@pytest.mark.parametrize("policy", sorted(TOLERANCE))
+@pytest.mark.parametrize("name", NAMES)
+def test_conversion_loads_in_tensorflow_and_runs_as_tensorflow_runs_it(name, policy, weights, tmp_path):
+    model, output, inputs = os.path.join(ZOO, name), str(tmp_path / "converted"), inputs_of(name)
+    result = subprocess.run([TFMP, "convert", model, output, "--policy", policy, "--weights", weights,
+                             "--calibration", os.path.join(ZOO, name + ".inputs.npz")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "verified" in result.stdout, result.stdout
+    reference = run_tf2(model, inputs)
+    converted_tf2 = run_tf2(output, inputs)
+    for key, value in converted_tf2.items():
+        assert value.dtype == reference[key].dtype, key  # the signature's dtypes are kept
+    assert_close(converted_tf2, reference, TOLERANCE[policy], "TF2 loader")
+    assert_close(run_tf1(output, inputs), converted_tf2, 1e-6, "TF1 loader")
+    assert_close(tfmp_run(output, inputs, tmp_path), converted_tf2, 5e-2, "tfmp run of the conversion")
+    graph = loader_impl.parse_saved_model(output).meta_graphs[0].graph_def
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    matrix = [n for n in nodes if n.op in MATRIX_OPS]
+    if matrix:
+        assert any(n.attr["T"].type == LOW[policy] for n in matrix), "no matrix op computes low"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inspect_reads_it(name):
+    result = subprocess.run([TFMP, "inspect", os.path.join(ZOO, name)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "serving_default" in result.stdout
