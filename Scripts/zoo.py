@@ -3,11 +3,12 @@
 seeds into a cache folder (bench-work/zoo/ unless given), each a SavedModel with inputs to run it on.
 
 Usage: .venv/bin/python Scripts/zoo.py [--out FOLDER] [--only NAME ...] [--list] [--fast]
+       .venv/bin/python Scripts/zoo.py --table TFMP [--only NAME ...]   (the README's table)
 
 Each model NAME gives FOLDER/NAME/ (a SavedModel, or NAME.pb for a frozen GraphDef) and
 FOLDER/NAME.inputs.npz (one array per signature input). Keras-made models also give
-FOLDER/NAME.keras. A model already in the folder is kept unless the script changed since it was
-made. Batch normalization statistics are set from data first (a few training-mode passes), as a
+FOLDER/NAME.keras. A model already in the folder is kept unless it was made under another VERSION
+(bump it when a model changes) or TensorFlow. Batch normalization statistics are set from data first (a few training-mode passes), as a
 trained model's would be: with the initial 0/1 statistics activations vanish in deep nets and
 every comparison passes trivially.
 
@@ -15,7 +16,6 @@ Tests/Interop/test_zoo.py runs every model through every stage; --fast names the
 README's test command runs.
 """
 import argparse
-import hashlib
 import os
 import shutil
 import sys
@@ -25,7 +25,9 @@ import numpy as np
 import tensorflow as tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAMP = hashlib.sha256(open(os.path.abspath(__file__), "rb").read()).hexdigest()[:16]
+# Bump when a model changes: a model in the folder made under another version is made again.
+VERSION = "1"
+STAMP = f"zoo {VERSION}, tensorflow {tf.__version__}"
 MODELS = {}
 FAST = []
 
@@ -263,6 +265,56 @@ def build(name, folder):
     return True
 
 
+def table(tfmp, names, folder):
+    """Per model: op types, and for each policy the compute ops converted, the casts, the largest
+    error TensorFlow measures on the conversion (relative to each output's scale), and the time
+    `tfmp convert` spent verifying. Prints a Markdown table."""
+    import json
+    import re
+    import subprocess
+    import tempfile
+    from tensorflow.python.saved_model import loader_impl
+
+    def run(path, inputs):
+        signature = tf.saved_model.load(path).signatures["serving_default"]
+        return {k: v.numpy() for k, v in signature(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+
+    print("| model | op types | float16: converted, casts, max error, verification | bfloat16: converted, casts, max error |")
+    print("|---|---|---|---|")
+    all_ops = set()
+    for name in names:
+        graph = loader_impl.parse_saved_model(os.path.join(folder, name)).meta_graphs[0].graph_def
+        ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+        all_ops |= ops
+        with np.load(os.path.join(folder, name + ".inputs.npz")) as arrays:
+            inputs = {k: arrays[k] for k in arrays.files}
+        reference = run(os.path.join(folder, name), inputs)
+        cells = []
+        for policy in ("mixed_float16", "mixed_bfloat16"):
+            with tempfile.TemporaryDirectory() as scratch:
+                output, report = os.path.join(scratch, "out"), os.path.join(scratch, "report.json")
+                result = subprocess.run([tfmp, "convert", os.path.join(folder, name), output, "--policy", policy,
+                                         "--calibration", os.path.join(folder, name + ".inputs.npz"),
+                                         "--report", report], capture_output=True, text=True)
+                if result.returncode != 0:
+                    cells.append("refused: " + result.stderr.strip().splitlines()[-1][:80])
+                    continue
+                facts = json.load(open(report))
+                converted = run(output, inputs)
+                error = 0.0
+                for key, expected in reference.items():
+                    if expected.dtype.kind == "f":
+                        scale = max(1.0, float(np.abs(expected).max()))
+                        error = max(error, float(np.abs(converted[key].astype(np.float64) - expected).max()) / scale)
+                seconds = re.search(r"verified .* in ([0-9.]+) s", result.stdout)
+                cell = f"{facts['convertedOpCount']}/{facts['computeOpCount']}, {facts['castsInserted']}, {error:.1e}"
+                if policy == "mixed_float16":
+                    cell += f", {seconds.group(1) if seconds else '-'} s"
+                cells.append(cell)
+        print(f"| {name} | {len(ops)} | {cells[0]} | {cells[1]} |", flush=True)
+    print(f"\n{len(names)} models, {len(all_ops)} distinct op types")
+
+
 def register_all():
     register_applications()
     register_hub()
@@ -278,12 +330,15 @@ def main():
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--fast", action="store_true", help="only the subset the test command runs")
+    parser.add_argument("--table", metavar="TFMP", help="print the README's table, converting with TFMP")
     arguments = parser.parse_args()
     register_all()
     names = arguments.only or (FAST if arguments.fast else list(MODELS))
     if arguments.list:
         print("\n".join(names))
         return
+    if arguments.table:
+        return table(arguments.table, names, arguments.out)
     os.makedirs(arguments.out, exist_ok=True)
     for name in names:
         made = build(name, arguments.out)

@@ -11,7 +11,7 @@ internal import Foundation
 public enum ConversionCheck {
   /// What the check found.
   public struct Outcome: Sendable {
-    /// The signatures checked, sorted.
+    /// The signatures checked, sorted (one of those running the same graph endpoints).
     public var checked: [String] = []
     /// Why signatures could not be checked (the runtime cannot run them, or no inputs).
     public var skipped: [String] = []
@@ -74,7 +74,15 @@ public enum ConversionCheck {
       Interpreter(module: models.1, checkpoint: converted.checkpoint)
     )
     var outcome = Outcome()
+    // Signatures over the same graph endpoints (a TF1 export's `predict` and
+    // `serving_default`) are checked once.
+    var seen = Set<[Input]>()
     for key in runners.0.signatureKeys.sorted() {
+      if let signature = models.0.signatures[key],
+        !seen.insert(signature.inputs.map(\.source) + signature.outputs.map(\.source)).inserted
+      {
+        continue
+      }
       do {
         let specs = try runners.0.inputSpecs(signature: key)
         let given = try inputs ?? ModelComparison.random(specs, samples: samples, seed: seed)

@@ -81,6 +81,19 @@ def test_registry_declares_ops_tfmp_converts_but_cannot_run_yet():
     assert schemas["MatMul"]["kernel"] and not schemas["Conv3D"]["kernel"]
 
 
+def assert_runs_as_tensorflow(module, inputs, tmp_path, tolerance=1e-6):
+    """Saves `module`, runs it with tfmp and with TensorFlow, and compares every output: dtype,
+    shape, and values (NaN where TensorFlow has NaN)."""
+    model = str(tmp_path / "module")
+    tf.saved_model.save(module, model)
+    ours, theirs = tfmp_run(model, inputs, tmp_path), run_tf2(model, inputs)
+    assert sorted(ours) == sorted(theirs)
+    for key, reference in theirs.items():
+        assert ours[key].dtype == reference.dtype and ours[key].shape == reference.shape, key
+        np.testing.assert_allclose(ours[key], reference, rtol=tolerance, atol=tolerance, equal_nan=True,
+                                   err_msg=key)
+
+
 class NewOps(tf.Module):
     """Sin, Cos, Sign, IsFinite, BroadcastTo and Cumsum, as rotary embeddings, position
     embeddings and reduce_logsumexp use them."""
@@ -100,16 +113,9 @@ class NewOps(tf.Module):
 
 
 def test_new_ops_match_tensorflow(tmp_path):
-    model = str(tmp_path / "new_ops")
-    tf.saved_model.save(NewOps(), model)
     x = np.array([[-3.0, -0.0, 0.0, 0.7, 2.5], [np.nan, 1e-3, -1e4, np.inf, 4.0]], np.float32)
     counts = np.arange(10, dtype=np.int32).reshape(2, 5) - 4
-    inputs = {"x": x, "counts": counts}
-    ours, theirs = tfmp_run(model, inputs, tmp_path), run_tf2(model, inputs)
-    assert sorted(ours) == sorted(theirs)
-    for key, reference in theirs.items():
-        assert ours[key].dtype == reference.dtype and ours[key].shape == reference.shape, key
-        np.testing.assert_allclose(ours[key], reference, rtol=1e-6, atol=1e-6, equal_nan=True, err_msg=key)
+    assert_runs_as_tensorflow(NewOps(), {"x": x, "counts": counts}, tmp_path)
 
 
 class Float64Math(tf.Module):
@@ -123,11 +129,33 @@ class Float64Math(tf.Module):
 
 
 def test_float64_constants_and_arithmetic_match_tensorflow(tmp_path):
-    model = str(tmp_path / "float64")
-    tf.saved_model.save(Float64Math(), model)
     inputs = {"x": np.array([[1.0, -2.0, 3.0], [0.1, 1e30, -0.0]], np.float32)}
-    ours, theirs = tfmp_run(model, inputs, tmp_path), run_tf2(model, inputs)
-    assert sorted(ours) == sorted(theirs)
-    for key, reference in theirs.items():
-        assert ours[key].dtype == reference.dtype and ours[key].shape == reference.shape, key
-        np.testing.assert_array_equal(ours[key], reference, err_msg=key)
+    assert_runs_as_tensorflow(Float64Math(), inputs, tmp_path, tolerance=0)
+
+
+class MoreOps(tf.Module):
+    """Ops the zoo's models and common tf.function code emit, each in its TensorFlow spelling."""
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 5], tf.float32), tf.TensorSpec([2, 5], tf.bool)])
+    def __call__(self, x, flags):
+        halves = tf.constant([[0.5, 1.5, 2.5, -0.5, -1.5], [-2.5, 3.5, 0.49, -0.51, 7.0]])
+        raw = tf.raw_ops
+        return {
+            "rounding": tf.floor(x) + 10 * tf.math.ceil(x) + 100 * tf.round(halves),
+            "math": tf.math.expm1(x) + raw.Inv(x=x) + tf.nn.softsign(x),
+            "classes": tf.cast(tf.math.is_inf(x), tf.int32) + 2 * tf.cast(tf.math.is_nan(x), tf.int32),
+            "sum": tf.add_n([x, halves, x * 2.0]),
+            "clipped": tf.clip_by_value(halves, -1.0, 2.0),
+            "checked": tf.debugging.check_numerics(halves, "halves"),
+            "selected": raw.Select(condition=flags, x=x, y=halves)
+            + raw.Select(condition=tf.constant([True, False]), x=halves, y=-halves),
+            "reversed": tf.reverse(halves, axis=[1]) + raw.Reverse(tensor=halves, dims=[True, True]),
+            "biased": raw.BiasAddV1(value=halves, bias=tf.range(5.0)),
+            "all": tf.reduce_all(flags, axis=1), "any": tf.reduce_any(flags, axis=0, keepdims=True),
+        }
+
+
+def test_more_ops_match_tensorflow(tmp_path):
+    x = np.array([[-3.0, -0.0, 0.0, 0.7, 2.5], [np.nan, 1e-3, -1e4, np.inf, -np.inf]], np.float32)
+    flags = np.array([[True, False, True, True, False], [True, True, True, True, True]])
+    assert_runs_as_tensorflow(MoreOps(), {"x": x, "flags": flags}, tmp_path)

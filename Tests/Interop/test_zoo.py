@@ -88,7 +88,9 @@ def test_conversion_loads_in_tensorflow_and_runs_as_tensorflow_runs_it(name, pol
     for key, value in converted_tf2.items():
         assert value.dtype == reference[key].dtype, key  # the signature's dtypes are kept
     assert_close(converted_tf2, reference, TOLERANCE[policy], "TF2 loader")
-    assert_close(run_tf1(output, inputs), converted_tf2, 1e-6, "TF1 loader")
+    # The TF1 loader's session optimizes the graph otherwise (its float16 kernels round
+    # differently): it is held to the original, as the TF2 loader is.
+    assert_close(run_tf1(output, inputs), reference, TOLERANCE[policy], "TF1 loader")
     assert_close(tfmp_run(output, inputs, tmp_path), converted_tf2, 5e-2, "tfmp run of the conversion")
     graph = loader_impl.parse_saved_model(output).meta_graphs[0].graph_def
     nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]

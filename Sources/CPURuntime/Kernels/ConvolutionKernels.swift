@@ -14,7 +14,7 @@ enum ConvolutionKernels {
     registry.add(
       "Conv2D", inputs: ["input", "filter"], outputs: ["output"], attributes: convolving,
       precision: .allow
-    ) { context, inputs in [try convolutionByMatrixProduct(context, inputs)] }
+    ) { context, inputs in [try groupedConvolution(context, inputs)] }
     registry.add(
       "DepthwiseConv2dNative", inputs: ["input", "filter"], outputs: ["output"],
       attributes: convolving, precision: .allow
@@ -67,6 +67,27 @@ enum ConvolutionKernels {
     default:
       throw KernelError("Padding '\(padding)' is not supported yet (SAME and VALID are).")
     }
+  }
+
+  /// Conv2D, whose filter may cover a group of the input channels (`tf.nn.convolution` with
+  /// groups, as Keras's grouped and depthwise layers emit it): one channel per group, each group
+  /// giving O / C outputs, is a depthwise convolution with the filter seen as [KH, KW, C, O / C]
+  /// (the same elements in the same order).
+  static func groupedConvolution(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    let (x, filter) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
+    guard x.shape.rank == 4, filter.shape.rank == 4 else {
+      return try convolutionByMatrixProduct(context, inputs)
+    }
+    let (channels, f) = (x.shape.dimensions[3], filter.shape.dimensions)
+    guard f[2] != channels else { return try convolutionByMatrixProduct(context, inputs) }
+    guard f[2] == 1, channels > 0, f[3] % channels == 0 else {
+      throw KernelError(
+        "Grouped convolution with \(f[2]) input channels per group is not supported yet "
+          + "(one per group is), got \(x.shape) and \(filter.shape).")
+    }
+    var depthwise = filter
+    depthwise.shape = Shape([f[0], f[1], channels, f[3] / channels])
+    return try convolution(context, [x, depthwise], depthwise: true)
   }
 
   static func checkNHWC(_ context: KernelContext) throws {

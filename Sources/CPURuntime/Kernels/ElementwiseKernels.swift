@@ -4,7 +4,7 @@ internal import Foundation
 internal import GraphIR
 
 /// The elementwise family: unary math and activations, broadcasting arithmetic, comparisons,
-/// logical ops, `BiasAdd`, `LeakyRelu`, `IsFinite`.
+/// logical ops, `BiasAdd`, `LeakyRelu`, `IsFinite`, `AddN`, `ClipByValue`, `CheckNumerics`.
 enum ElementwiseKernels {
   static func register(in registry: inout OpRegistry) {
     for function in UnaryFunction.allCases {
@@ -67,14 +67,40 @@ enum ElementwiseKernels {
       guard case .bool(let x) = a.storage else { throw KernelError("Expected a bool input.") }
       return [Tensor(dtype: .bool, shape: a.shape, storage: .bool(x.map { !$0 }))]
     }
+    let classifications: [(String, @Sendable (Float) -> Bool)] = [
+      ("IsFinite", { $0.isFinite }), ("IsInf", { $0.isInfinite }), ("IsNan", { $0.isNaN }),
+    ]
+    for (op, predicate) in classifications {
+      registry.add(
+        op, inputs: ["x"], outputs: [.fixed("y", .bool)], traits: .elementwise, precision: .clear
+      ) { _, inputs in
+        let x = try Kernels.input(inputs, 0)
+        return [
+          Tensor(dtype: .bool, shape: x.shape, storage: .bool(try x.requireFloats().map(predicate)))
+        ]
+      }
+    }
     registry.add(
-      "IsFinite", inputs: ["x"], outputs: [.fixed("y", .bool)], traits: .elementwise,
+      "AddN", inputs: [.init("inputs", .number("N"))], outputs: ["sum"], precision: .infer
+    ) { _, inputs in
+      guard var sum = inputs.first, inputs.allSatisfy({ $0.shape == sum.shape }) else {
+        throw KernelError("AddN needs inputs of one shape.")
+      }
+      for addend in inputs.dropFirst() { sum = try BinaryFunction.add.apply(sum, addend) }
+      return [sum]
+    }
+    registry.add(
+      "ClipByValue", inputs: ["t", "clip_value_min", "clip_value_max"], outputs: ["output"],
       precision: .clear
     ) { _, inputs in
-      let x = try Kernels.input(inputs, 0)
-      return [
-        Tensor(dtype: .bool, shape: x.shape, storage: .bool(try x.requireFloats().map(\.isFinite)))
-      ]
+      let (x, low, high) = (
+        try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2)
+      )
+      let clipped = try BinaryFunction.minimum.apply(try BinaryFunction.maximum.apply(x, low), high)
+      guard clipped.shape == x.shape else {
+        throw KernelError("The clip values \(low.shape), \(high.shape) do not fit \(x.shape).")
+      }
+      return [clipped]
     }
     registry.add(
       "BiasAdd", inputs: ["value", "bias"], outputs: ["output"],
@@ -82,14 +108,13 @@ enum ElementwiseKernels {
       fusion: .binary(.add)
     ) { context, inputs in
       try ConvolutionKernels.checkNHWC(context)
-      let (x, bias) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
-      guard bias.shape.rank == 1, x.shape.rank >= 1,
-        bias.shape.dimensions[0] == x.shape.dimensions.last
-      else {
-        throw KernelError("The bias \(bias.shape) does not fit the last dimension of \(x.shape).")
-      }
-      return [try BinaryFunction.add.apply(x, bias)]
+      return [try biasAdd(inputs)]
     }
+    // BiasAdd before data formats: always NHWC.
+    registry.add(
+      "BiasAddV1", inputs: ["value", "bias"], outputs: ["output"], traits: .elementwise,
+      precision: .infer, fusion: .binary(.add)
+    ) { _, inputs in [try biasAdd(inputs)] }
     registry.add(
       "LeakyRelu", inputs: [.init("features", type: .attribute("T", defaultType: .float32))],
       outputs: [.init("activations", type: .attribute("T", defaultType: .float32))],
@@ -101,40 +126,28 @@ enum ElementwiseKernels {
         Tensor(shape: x.shape, floats: try x.requireFloats().map { $0 > 0 ? $0 : alpha * $0 })
       ]
     }
-    declareWithoutKernels(in: &registry)
+    registry.add(
+      "CheckNumerics", inputs: ["tensor"], outputs: ["output"], attributes: [.string("message")],
+      traits: [.stateful, .movesElements], precision: .clear
+    ) { context, inputs in
+      let x = try Kernels.input(inputs, 0)
+      guard try x.requireFloats().allSatisfy(\.isFinite) else {
+        throw KernelError(
+          "CheckNumerics found inf or NaN: \(try context.string("message"))")
+      }
+      return [x]
+    }
   }
 
-  /// Ops tfmp converts but cannot run yet.
-  private static func declareWithoutKernels(in registry: inout OpRegistry) {
-    for op in ["Ceil", "Floor", "Round"] {
-      registry.declare(op, inputs: ["x"], outputs: ["y"], traits: .elementwise, precision: .clear)
+  /// A bias added along the last dimension.
+  static func biasAdd(_ inputs: [Tensor]) throws -> Tensor {
+    let (x, bias) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
+    guard bias.shape.rank == 1, x.shape.rank >= 1,
+      bias.shape.dimensions[0] == x.shape.dimensions.last
+    else {
+      throw KernelError("The bias \(bias.shape) does not fit the last dimension of \(x.shape).")
     }
-    for op in ["Expm1"] {
-      registry.declare(op, inputs: ["x"], outputs: ["y"], traits: .elementwise, precision: .deny)
-    }
-    registry.declare("Inv", inputs: ["x"], outputs: ["y"], traits: .elementwise, precision: .infer)
-    registry.declare(
-      "Softsign", inputs: ["features"], outputs: ["activations"], traits: .elementwise,
-      precision: .infer)
-    for op in ["IsInf", "IsNan"] {
-      registry.declare(
-        op, inputs: ["x"], outputs: [.fixed("y", .bool)], traits: .elementwise,
-        precision: .clear)
-    }
-    registry.declare(
-      "AddN", inputs: [.init("inputs", .number("N"))], outputs: ["sum"], precision: .infer)
-    registry.declare(
-      "BiasAddV1", inputs: ["value", "bias"], outputs: ["output"], traits: .elementwise,
-      precision: .infer)
-    registry.declare(
-      "ClipByValue", inputs: ["t", "clip_value_min", "clip_value_max"], outputs: ["output"],
-      precision: .clear)
-    registry.declare(
-      "CheckNumerics", inputs: ["tensor"], outputs: ["output"], attributes: [.string("message")],
-      traits: .stateful, precision: .clear)
-    registry.declare(
-      "Select", inputs: [.fixed("condition", .bool), "t", "e"], outputs: ["output"],
-      traits: .movesElements, precision: .clear)
+    return try BinaryFunction.add.apply(x, bias)
   }
 }
 
@@ -146,20 +159,22 @@ enum UnaryFunction: String, CaseIterable {
   case erfc = "Erfc", softplus = "Softplus", elu = "Elu", reciprocal = "Reciprocal", log1p = "Log1p"
   case selu = "Selu", zerosLike = "ZerosLike", onesLike = "OnesLike", sin = "Sin", cos = "Cos",
     sign = "Sign"
+  case floor = "Floor", ceil = "Ceil", round = "Round", expm1 = "Expm1", inv = "Inv",
+    softsign = "Softsign"
 
   /// Whether TensorFlow names the argument `features` and the result `activations` (the
   /// activation functions) rather than `x` and `y`.
-  var isActivation: Bool { [.relu, .relu6, .softplus, .elu, .selu].contains(self) }
+  var isActivation: Bool { [.relu, .relu6, .softplus, .elu, .selu, .softsign].contains(self) }
 
   /// The class in the op lists: TensorFlow's, except that Rsqrt and Square are infer as in the
   /// oneDNN float16 list (as safe as Sqrt and Mul, and Keras's batch normalization uses them).
   /// Sin and Cos are in no list: they stay float32.
   var precision: OpSchema.Precision? {
     switch self {
-    case .relu, .neg, .abs, .relu6, .zerosLike, .onesLike, .sign: .clear
-    case .exp: .deny
+    case .relu, .neg, .abs, .relu6, .zerosLike, .onesLike, .sign, .floor, .ceil, .round: .clear
+    case .exp, .expm1: .deny
     case .log, .sqrt, .rsqrt, .square, .tanh, .sigmoid, .erf, .erfc, .softplus, .elu,
-      .reciprocal, .log1p, .selu:
+      .reciprocal, .log1p, .selu, .inv, .softsign:
       .infer
     case .sin, .cos: nil
     }
@@ -214,6 +229,13 @@ enum UnaryFunction: String, CaseIterable {
     case .cos: map { Foundation.cos($0) }
     // NaN stays NaN; both zeros give +0, as in TensorFlow (Eigen's `(x > 0) - (x < 0)`).
     case .sign: map { $0.isNaN ? $0 : $0 > 0 ? 1 : $0 < 0 ? -1 : 0 }
+    case .floor: map { $0.rounded(.down) }
+    case .ceil: map { $0.rounded(.up) }
+    // Halves to even, as TensorFlow's Round (banker's rounding).
+    case .round: map { $0.rounded(.toNearestOrEven) }
+    case .expm1: map { Foundation.expm1($0) }
+    case .inv: map { 1 / $0 }
+    case .softsign: map { $0 / (1 + Swift.abs($0)) }
     }
   }
 }

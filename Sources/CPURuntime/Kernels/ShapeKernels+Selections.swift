@@ -88,22 +88,56 @@ extension ShapeKernels {
       }
       return [try gather([params], order, dtype: params.dtype, shape: shape)]
     }
+    let selected: [OpSchema.Argument] = [.fixed("condition", .bool), "t", "e"]
     registry.add(
-      "SelectV2", inputs: [.fixed("condition", .bool), "t", "e"], outputs: ["output"],
-      traits: .movesElements, precision: .clear
+      "SelectV2", inputs: selected, outputs: ["output"], traits: .movesElements, precision: .clear
     ) { _, inputs in
-      let (condition, a, b) = (
-        try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2)
-      )
-      guard case .bool(let flags) = condition.storage, a.dtype == b.dtype else {
-        throw KernelError("SelectV2 needs a bool condition and two values of one dtype.")
+      [
+        try select(
+          try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2))
+      ]
+    }
+    // TF1's Select: a vector condition picks whole rows (along the first dimension).
+    registry.add(
+      "Select", inputs: selected, outputs: ["output"], traits: .movesElements, precision: .clear
+    ) { _, inputs in
+      var condition = try Kernels.input(inputs, 0)
+      let (a, b) = (try Kernels.input(inputs, 1), try Kernels.input(inputs, 2))
+      guard a.shape == b.shape, condition.shape == a.shape || condition.shape.rank <= 1 else {
+        throw KernelError("Select needs t and e of one shape, and a condition of it or a vector.")
       }
-      let (shape, walk) = try StridedWalk.broadcast([condition.shape, a.shape, b.shape])
-      let indices = walk.indices()
-      let order = (0..<(shape.elementCount ?? 0)).map {
-        flags[indices[0][$0]] ? (0, indices[1][$0]) : (1, indices[2][$0])
+      if condition.shape.rank == 1 && a.shape.rank > 1 {
+        condition.shape = Shape(
+          condition.shape.dimensions + Array(repeating: 1, count: a.shape.rank - 1))
       }
-      return [try gather([a, b], order, dtype: a.dtype, shape: shape)]
+      return [try select(condition, a, b)]
+    }
+    let reversed: [(String, OpSchema.Argument)] = [
+      ("ReverseV2", .init("axis", type: .index("Tidx"))), ("Reverse", .fixed("dims", .bool)),
+    ]
+    for (op, axes) in reversed {
+      registry.add(
+        op, inputs: ["tensor", axes], outputs: ["output"], traits: .movesElements,
+        precision: .clear
+      ) { _, inputs in
+        let x = try Kernels.input(inputs, 0)
+        let rank = x.shape.rank
+        let given = try Kernels.input(inputs, 1)
+        // ReverseV2 lists the axes; Reverse flags each dimension.
+        let axes: Set<Int> =
+          if case .bool(let flags) = given.storage {
+            Set(flags.indices.filter { flags[$0] })
+          } else {
+            Set(try given.requireIntegers().map { $0 < 0 ? $0 + rank : $0 })
+          }
+        guard axes.allSatisfy({ (0..<rank).contains($0) }) else {
+          throw KernelError("A reversed axis is out of range for \(x.shape).")
+        }
+        let ranges = x.shape.dimensions.enumerated().map { axis, size in
+          axes.contains(axis) ? Array((0..<size).reversed()) : Array(0..<size)
+        }
+        return [try take(x, ranges: ranges, shape: x.shape)]
+      }
     }
     // Not run yet.
     let gathered: [OpSchema.Argument] = [
@@ -114,12 +148,6 @@ extension ShapeKernels {
         op, inputs: gathered, outputs: [.init("output", type: "Tparams")],
         traits: .movesElements, precision: gathers)
     }
-    registry.declare(
-      "ReverseV2", inputs: ["tensor", .init("axis", type: .index("Tidx"))], outputs: ["output"],
-      traits: .movesElements, precision: .clear)
-    registry.declare(
-      "Reverse", inputs: ["tensor", .fixed("dims", .bool)], outputs: ["output"],
-      traits: .movesElements, precision: .clear)
     registry.declare(
       "ReverseSequence", inputs: ["input", .init("seq_lengths", type: .index("Tlen", .int64))],
       outputs: ["output"], attributes: [.int("seq_dim"), .int("batch_dim", 0)],
@@ -228,6 +256,19 @@ extension ShapeKernels {
     registry.declare(
       "MirrorPad", inputs: ["input", paddings], outputs: ["output"],
       attributes: [.string("mode")], traits: .movesElements, precision: .clear)
+  }
+
+  /// `t` where `condition` holds, else `e`, the three broadcast together.
+  static func select(_ condition: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+    guard case .bool(let flags) = condition.storage, a.dtype == b.dtype else {
+      throw KernelError("Select needs a bool condition and two values of one dtype.")
+    }
+    let (shape, walk) = try StridedWalk.broadcast([condition.shape, a.shape, b.shape])
+    let indices = walk.indices()
+    let order = (0..<(shape.elementCount ?? 0)).map {
+      flags[indices[0][$0]] ? (0, indices[1][$0]) : (1, indices[2][$0])
+    }
+    return try gather([a, b], order, dtype: a.dtype, shape: shape)
   }
 
   /// TensorFlow's StridedSlice: an ellipsis stands for the dimensions the other entries leave
