@@ -313,7 +313,32 @@ def table(tfmp, names, folder):
         signature = tf.saved_model.load(path).signatures["serving_default"]
         return {k: v.numpy() for k, v in signature(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
 
-    print("| model | op types | float16: converted, casts, max error, verification | bfloat16: converted, casts, max error |")
+    def keras_error(name, inputs, policy):
+        """The error of Keras's own mixed precision on the same weights: the .keras file with
+        every layer's policy set as keras.mixed_precision would set it (tfmp's .keras conversion),
+        run by Keras, against the float32 model run by Keras."""
+        import keras
+        original = os.path.join(folder, name + ".keras")
+        if not os.path.exists(original):
+            return None
+        with tempfile.TemporaryDirectory() as scratch:
+            mixed = os.path.join(scratch, "mixed.keras")
+            subprocess.run([tfmp, "convert", original, mixed, "--policy", policy], check=True,
+                           capture_output=True)
+            def outputs(path):
+                net = keras.saving.load_model(path, compile=False)
+                given = inputs if len(net.inputs) > 1 else next(iter(inputs.values()))
+                result = net.predict(given, verbose=0)
+                values = result.values() if isinstance(result, dict) else (
+                    result if isinstance(result, (list, tuple)) else [result])
+                return [np.asarray(v, np.float64) for v in values]
+            error = 0.0
+            for expected, actual in zip(outputs(original), outputs(mixed)):
+                error = max(error, float(np.abs(actual - expected).max()) / max(1.0, float(np.abs(expected).max())))
+            return error
+
+    print("| model | op types | float16: converted, casts, max error (Keras's), verification "
+          "| bfloat16: converted, casts, max error (Keras's) |")
     print("|---|---|---|---|")
     all_ops = set()
     for name in names:
@@ -341,7 +366,9 @@ def table(tfmp, names, folder):
                         scale = max(1.0, float(np.abs(expected).max()))
                         error = max(error, float(np.abs(converted[key].astype(np.float64) - expected).max()) / scale)
                 seconds = re.search(r"verified .* in ([0-9.]+) s", result.stdout)
+                bar = keras_error(name, inputs, policy)
                 cell = f"{facts['convertedOpCount']}/{facts['computeOpCount']}, {facts['castsInserted']}, {error:.1e}"
+                cell += f" ({bar:.1e})" if bar is not None else ""
                 if policy == "mixed_float16":
                     cell += f", {seconds.group(1) if seconds else '-'} s"
                 cells.append(cell)

@@ -35,7 +35,8 @@ public struct ConversionOptions: Sendable {
 /// Converts SavedModels to mixed precision: reads the model into a GraphIR module, runs the
 /// conversion passes over it, and writes the result back into the model.
 ///
-/// The pipeline, in order: ``PaintingPass`` decides each node's precision; with
+/// The pipeline, in order: ``RangePass`` finds the constants and variable reads whose values do
+/// not survive the reduced type; ``PaintingPass`` decides each node's precision; with
 /// `--weights auto`, ``VariableStoragePass`` stores variables in the reduced type where every
 /// reader computes in it; ``CastInsertionPass`` retypes the converted nodes and puts casts at the
 /// boundaries; with `--no-keep-io-types`, ``SignatureTypesPass`` gives the signatures reduced
