@@ -23,11 +23,12 @@ struct RangePass {
       unfit[name] = unfitConstants(in: module.body(named: name))
     }
     guard let checkpoint else { return unfit }
+    var readers: [String: Readers] = [:]
     for variable in module.variables {
       guard let entry = checkpoint.entry(forKey: variable.checkpointKey), entry.dtype == .float32,
         try !checkpoint.rangeCounts(of: entry, in: precision).survive
       else { continue }
-      for read in reads(of: variable, in: module) {
+      for read in reads(of: variable, in: module, &readers) {
         unfit[read.body, default: [:]][read.node] = .variableRange
       }
     }
@@ -46,30 +47,38 @@ struct RangePass {
   }
 
   /// The nodes, anywhere in `module`, whose output is `variable`'s value: a TF1 reference
-  /// variable itself, or the reads of the handles it flows into.
-  private func reads(of variable: Variable, in module: Module) -> [(body: String, node: NodeID)] {
+  /// variable itself, or the reads of the handles it flows into. `readers` caches, per body,
+  /// who reads each node's outputs and each argument.
+  private func reads(
+    of variable: Variable, in module: Module, _ readers: inout [String: Readers]
+  ) -> [(body: String, node: NodeID)] {
     let graph = module.graph
     guard variable.node.index < graph.nodes.count else { return [] }
     if graph[variable.node].op != "VarHandleOp" { return [(Function.graphName, variable.node)] }
     var found: [(body: String, node: NodeID)] = []
     var visited = Set<String>()
-    var pending: [(body: String, handle: Input)] = [
-      (Function.graphName, .output(variable.node, OutputSlot(argument: "resource")))
+    // A handle: a node's output (handles have one) or an argument, in a body.
+    var pending: [(body: String, node: NodeID?, argument: Int)] = [
+      (Function.graphName, variable.node, 0)
     ]
-    while let (name, handle) = pending.popLast() {
+    while let (name, node, argument) = pending.popLast() {
+      guard visited.insert("\(name)|\(node.map(\.description) ?? "")|\(argument)").inserted else {
+        continue
+      }
       let body = module.body(named: name)
-      guard visited.insert("\(name)|\(handle)").inserted else { continue }
-      for id in body.nodeIDs {
-        let node = body[id]
-        for (position, input) in node.inputs.enumerated() where Self.same(input, handle) {
-          if Self.reads.contains(node.op) && position == 0 {
-            found.append((name, id))
-          } else if node.op == "Identity" {
-            pending.append((name, .output(id, OutputSlot(argument: "output"))))
-          } else if let callees = VariableStoragePass.callees(of: node, position: position) {
-            for (callee, argument) in callees where module.function(named: callee) != nil {
-              pending.append((callee, .argument(argument)))
-            }
+      if readers[name] == nil { readers[name] = Readers(body) }
+      let consumers =
+        node.map { readers[name]?.ofNodes[$0.index] ?? [] }
+        ?? readers[name]?.ofArguments[argument] ?? []
+      for (id, position) in consumers {
+        let reader = body[id]
+        if Self.reads.contains(reader.op) && position == 0 {
+          found.append((name, id))
+        } else if reader.op == "Identity" {
+          pending.append((name, id, 0))
+        } else if let callees = VariableStoragePass.callees(of: reader, position: position) {
+          for (callee, argument) in callees where module.function(named: callee) != nil {
+            pending.append((callee, nil, argument))
           }
         }
       }
@@ -77,12 +86,20 @@ struct RangePass {
     return found
   }
 
-  /// Whether two inputs name the same value (graphs number outputs, functions name them).
-  private static func same(_ input: Input, _ handle: Input) -> Bool {
-    switch (input, handle) {
-    case (.argument(let a), .argument(let b)): a == b
-    case (.output(let a, let slot), .output(let b, _)): a == b && slot.index == 0
-    default: false
+  /// Who reads each node's outputs and each argument of one body.
+  struct Readers {
+    var ofNodes: [[(node: NodeID, position: Int)]]
+    var ofArguments: [Int: [(node: NodeID, position: Int)]] = [:]
+
+    init(_ body: Function) {
+      ofNodes = body.consumers()
+      for id in body.nodeIDs {
+        for (position, input) in body[id].inputs.enumerated() {
+          if case .argument(let argument) = input {
+            ofArguments[argument, default: []].append((id, position))
+          }
+        }
+      }
     }
   }
 }
