@@ -27,6 +27,9 @@ public struct ConversionOptions: Sendable {
   public var float32NodePatterns: [String] = []
   /// Op types always converted (treated as allow ops).
   public var reducedOps: [String] = []
+  /// Whether normalizations (batch, layer, RMS) compute in float32, as Keras computes them, or
+  /// like any other op.
+  public var normalizationInFloat32 = true
 
   /// Options with the defaults: float16 compute, variables stored by range, no overrides.
   public init() {}
@@ -36,7 +39,8 @@ public struct ConversionOptions: Sendable {
 /// conversion passes over it, and writes the result back into the model.
 ///
 /// The pipeline, in order: ``RangePass`` finds the constants and variable reads whose values do
-/// not survive the reduced type; ``PaintingPass`` decides each node's precision; with
+/// not survive the reduced type; ``NormalizationPass`` finds the normalizations, which stay
+/// float32 as in Keras (unless turned off); ``PaintingPass`` decides each node's precision; with
 /// `--weights auto`, ``VariableStoragePass`` stores variables in the reduced type where every
 /// reader computes in it; ``CastInsertionPass`` retypes the converted nodes and puts casts at the
 /// boundaries; with `--no-keep-io-types`, ``SignatureTypesPass`` gives the signatures reduced
@@ -75,12 +79,12 @@ public struct Converter: Sendable {
     var module = try model.module()
     try refuseReducedPrecision(module, OpLists(for: options.precision), path: model.directory)
 
-    var passes: [any ConversionPass] = [
-      RangePass(precision: options.precision),
+    var passes: [any ConversionPass] = [RangePass(precision: options.precision)]
+    if options.normalizationInFloat32 { passes.append(NormalizationPass()) }
+    passes.append(
       PaintingPass(
         lists: lists, float32NodePatterns: patterns, userReducedOps: Set(options.reducedOps),
-        userFloat32Ops: Set(options.float32Ops)),
-    ]
+        userFloat32Ops: Set(options.float32Ops)))
     if options.weights == .auto { passes.append(VariableStoragePass(precision: options.precision)) }
     passes.append(CastInsertionPass(precision: options.precision))
     if !options.keepIOTypes { passes.append(SignatureTypesPass(precision: options.precision)) }

@@ -21,6 +21,8 @@ struct ConversionContext {
   let modelPath: String
   /// The values of each body that do not fit the reduced type (``RangePass``).
   var unfit: RangePass.UnfitValues = [:]
+  /// The normalizations of each body (``NormalizationPass``).
+  var normalizations: NormalizationPass.Normalizations = [:]
   /// The painting of each body, by body name (``PaintingPass``).
   var decisions: [String: [PaintingPass.Decision]] = [:]
   /// The variables stored in the reduced type and the nodes retyped for them (``VariableStoragePass``).
@@ -45,11 +47,19 @@ extension RangePass: ConversionPass {
   }
 }
 
+extension NormalizationPass: ConversionPass {
+  func run(on module: inout Module, _ context: inout ConversionContext) throws {
+    context.normalizations = normalizations(in: module)
+  }
+}
+
 extension PaintingPass: ConversionPass {
   func run(on module: inout Module, _ context: inout ConversionContext) throws {
     for name in module.bodyNames {
       let body = module.body(named: name)
-      let decisions = paint(body, sinks: module.sinks(of: name), unfit: context.unfit[name] ?? [:])
+      let decisions = paint(
+        body, sinks: module.sinks(of: name), unfit: context.unfit[name] ?? [:],
+        normalizations: context.normalizations[name] ?? [])
       context.decisions[name] = decisions
       context.report.record(body, decisions, lists: context.lists)
     }

@@ -20,6 +20,10 @@ public enum PrecisionReason: String, Sendable, Hashable, Codable {
   case constantRange = "reads a constant that does not fit the reduced type"
   /// A variable whose values would overflow or flush to zero is read.
   case variableRange = "reads a variable that does not fit the reduced type"
+  /// Reads positions computed from a `Range` (rotary or sinusoidal embedding angles).
+  case positions = "reads positions computed from a Range"
+  /// Part of a normalization: computed in float32, as Keras computes normalizations.
+  case normalization = "normalization (float32, as in Keras)"
   /// The user's `--fp32-op`.
   case userFloat32Op = "--fp32-op"
   /// The user's `--fp32-node`.
@@ -38,8 +42,9 @@ public enum PrecisionReason: String, Sendable, Hashable, Codable {
 /// passes (grappler `AutoMixedPrecisionImpl`) over the nodes that compute in float32.
 ///
 /// 1. allow-list ops are converted;
-/// 2. deny ops, and nodes reading constants that would overflow or flush to zero, spread float32
-///    downstream through infer ops and through clear ops that lead to infer or deny ops;
+/// 2. deny ops, nodes reading values that would overflow or flush to zero, and normalizations
+///    holding a deny op spread float32 downstream through infer ops and through clear ops that
+///    lead to infer or deny ops (other normalizations stay float32 on their own);
 /// 3. infer and clear ops lying between converted ops are converted;
 /// 4. infer ops fed by converted ops and by no deny op are converted, and clear ops next to
 ///    converted ops follow; 4 repeats until nothing changes. (TensorFlow runs this step once and,
@@ -61,10 +66,13 @@ struct PaintingPass {
   let userFloat32Ops: Set<String>
 
   /// The decision for each node of `body` (by position), whose results leave it as `sinks`;
-  /// `unfit` are its values that do not fit the reduced type (``RangePass``).
-  func paint(_ body: Function, sinks: [String: Input], unfit: [NodeID: PrecisionReason])
-    -> [Decision]
-  {
+  /// `unfit` are its values that do not fit the reduced type (``RangePass``); `normalizations`
+  /// its normalizations (``NormalizationPass``), which compute in float32: like deny ops when
+  /// they hold one, otherwise as a float32 island in the painting.
+  func paint(
+    _ body: Function, sinks: [String: Input], unfit: [NodeID: PrecisionReason],
+    normalizations: [Set<NodeID>]
+  ) -> [Decision] {
     let count = body.nodes.count
     let consumers = body.consumers()
     var decisions = body.nodes.map { node in
@@ -93,6 +101,22 @@ struct PaintingPass {
       decisions[index].reason = .outputSoftmax
     }
 
+    // Normalizations holding a deny op spread float32 from all their nodes; the others are
+    // float32 islands, connected to nothing.
+    var spreadingNormalizations = Set<Int>()
+    for normalization in normalizations {
+      let indices = normalization.map(\.index).filter { schemas[$0] != nil }
+      if indices.contains(where: { opClass[$0] == .deny }) {
+        spreadingNormalizations.formUnion(indices)
+        continue
+      }
+      for index in indices {
+        schemas[index] = nil
+        opClass[index] = nil
+        decisions[index].reason = .normalization
+      }
+    }
+
     // Float edges connect candidates through governed outputs and inputs.
     var fanIn = [[Int]](repeating: [], count: count)
     var fanOut = [[Int]](repeating: [], count: count)
@@ -111,11 +135,17 @@ struct PaintingPass {
       }
     }
 
-    // Ops reading a value that does not fit stay float32, whatever their class.
+    // Ops reading a value that does not fit through a port they convert stay float32, whatever
+    // their class.
     var readsUnfit: [Int: PrecisionReason] = [:]
-    for index in 0..<count where schemas[index] != nil {
+    for index in 0..<count {
+      guard let schema = schemas[index] else { continue }
+      let node = body.nodes[index]
       readsUnfit[index] =
-        body.nodes[index].inputs.lazy.compactMap { $0.node.flatMap { unfit[$0] } }
+        node.inputs.indices.lazy.compactMap { position -> PrecisionReason? in
+          guard schema.convertsInput(position, attributes: node.attributes) else { return nil }
+          return node.inputs[position].node.flatMap { unfit[$0] }
+        }
         .first
     }
     var color = [Color](repeating: .none, count: count)
@@ -134,6 +164,8 @@ struct PaintingPass {
           userFloat32Ops.contains(body.nodes[index].op) ? .userFloat32Op : .denyList
       } else if let reason = readsUnfit[index] {
         decisions[index].reason = reason
+      } else if spreadingNormalizations.contains(index) {
+        decisions[index].reason = .normalization
       } else {
         continue
       }

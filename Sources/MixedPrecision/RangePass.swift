@@ -5,9 +5,12 @@ internal import TensorCore
 /// Finds the values that would overflow or lose their values to zero in the reduced type, before
 /// anything is painted (``RangeCounts/survive``): float32 constants, and every read of a float32
 /// variable whose checkpoint values do not survive, wherever in the module the read is (handles
-/// are followed through `Identity` nodes, calls, loops and conditionals). The painter keeps every op reading one of
-/// them float32, allow ops included, so no op computes in reduced precision on a value kept
-/// float32 for range.
+/// are followed through `Identity` nodes, calls, loops and conditionals). It also finds
+/// positions: values computed from a `Range` with shapes and constants only, such as the angles
+/// of rotary and sinusoidal embeddings, which lose whole radians in float16 at long sequence
+/// lengths (keras-hub computes them in float32). The painter keeps every op reading one of them
+/// float32, allow ops included, so no op computes in reduced precision on a value kept float32
+/// for range.
 struct RangePass {
   let precision: ReducedPrecision
 
@@ -20,7 +23,7 @@ struct RangePass {
   func unfitValues(in module: Module, checkpoint: CheckpointReader?) throws -> UnfitValues {
     var unfit: UnfitValues = [:]
     for name in module.bodyNames {
-      unfit[name] = unfitConstants(in: module.body(named: name))
+      unfit[name] = unfitValues(in: module.body(named: name))
     }
     guard let checkpoint else { return unfit }
     var readers: [String: Readers] = [:]
@@ -35,8 +38,13 @@ struct RangePass {
     return unfit
   }
 
+  /// The values of `body` that do not fit whatever the variables hold: constants and positions.
+  func unfitValues(in body: Function) -> [NodeID: PrecisionReason] {
+    unfitConstants(in: body).merging(positions(in: body)) { first, _ in first }
+  }
+
   /// The float32 constants of `body` that do not fit (see ``ConstantValues/fits(_:)``).
-  func unfitConstants(in body: Function) -> [NodeID: PrecisionReason] {
+  private func unfitConstants(in body: Function) -> [NodeID: PrecisionReason] {
     var unfit: [NodeID: PrecisionReason] = [:]
     for id in body.nodeIDs {
       if let values = ConstantValues(body[id]), !values.fits(precision) {
@@ -44,6 +52,30 @@ struct RangePass {
       }
     }
     return unfit
+  }
+
+  /// The nodes of `body` whose value is computed from a `Range`, shapes and constants only, up
+  /// to the sines, cosines and comparisons of it.
+  private func positions(in body: Function) -> [NodeID: PrecisionReason] {
+    enum Origin { case constant, position, data }
+    var origin = [Origin](repeating: .data, count: body.nodes.count)
+    var found: [NodeID: PrecisionReason] = [:]
+    for id in body.topologicalOrder() {
+      let node = body[id]
+      let inputs = node.inputs.map { input in input.node.map { origin[$0.index] } ?? .data }
+      switch node.op {
+      case "Const": origin[id.index] = .constant
+      case "Shape", "ShapeN", "Size", "Rank": origin[id.index] = .constant
+      case _ where inputs.contains(.data) || inputs.isEmpty: origin[id.index] = .data
+      case "Range": origin[id.index] = .position
+      // Bounded functions and comparisons of positions fit the reduced type.
+      case "Sin", "Cos", "Less", "LessEqual", "Greater", "GreaterEqual", "Equal", "NotEqual":
+        origin[id.index] = .constant
+      default: origin[id.index] = inputs.contains(.position) ? .position : .constant
+      }
+      if origin[id.index] == .position { found[id] = .positions }
+    }
+    return found
   }
 
   /// The nodes, anywhere in `module`, whose output is `variable`'s value: a TF1 reference

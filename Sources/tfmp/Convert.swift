@@ -66,6 +66,14 @@ struct Convert: ParsableCommand {
   @Option(name: .customLong("lowp-op"), help: "An op type to always convert (repeatable).")
   var reducedOps: [String] = []
 
+  @Flag(
+    name: .customLong("reduced-normalization"),
+    help: ArgumentHelp(
+      "Let normalizations (batch, layer, RMS) compute in the reduced type like the ops around "
+        + "them, instead of in float32 as Keras computes them (more ops in the reduced type, less "
+        + "accuracy)."))
+  var reducedNormalization = false
+
   @Option(
     name: .customLong("fp32-layer"), help: ".keras: a layer name to keep float32 (repeatable).")
   var float32Layers: [String] = []
@@ -133,7 +141,7 @@ struct Convert: ParsableCommand {
         ("--weights", weights != .auto), ("--no-keep-io-types", !keepIoTypes),
         ("--fp32-op", !float32Ops.isEmpty), ("--fp32-node", !float32Nodes.isEmpty),
         ("--lowp-op", !reducedOps.isEmpty), ("--calibration", calibration != nil),
-        ("--no-verify", !verify),
+        ("--no-verify", !verify), ("--reduced-normalization", reducedNormalization),
       ]
       if let (flag, _) = savedModelOnly.first(where: \.1) {
         throw ValidationError("\(flag) applies to SavedModels; '\(input)' is a .keras file.")
@@ -156,6 +164,7 @@ struct Convert: ParsableCommand {
       options.float32Ops = float32Ops
       options.float32NodePatterns = float32Nodes
       options.reducedOps = reducedOps
+      options.normalizationInFloat32 = !reducedNormalization
       let original = try SavedModel(contentsOf: input)
       let inputs = try calibration.map { try NumPyFile.readArchive(at: $0) }
       let (model, conversion) = try Converter(options: options).convert(original)

@@ -227,3 +227,72 @@ def test_verification_refuses_a_conversion_that_overflows_and_names_the_node(tmp
     reference, converted = run_tf2(model, inputs)["y"], run_tf2(output, inputs)["y"]
     assert np.all(np.isfinite(converted))
     assert np.max(np.abs(converted - reference)) <= 5e-3 * max(1.0, np.abs(reference).max())
+
+
+def keras_bn_net(folder):
+    """Conv -> BatchNormalization -> ReLU -> Conv, with statistics from data, exported by Keras."""
+    import keras
+    keras.utils.set_random_seed(3)
+    net = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3), keras.layers.BatchNormalization(),
+                            keras.layers.ReLU(), keras.layers.Conv2D(4, 3)])
+    images = np.random.default_rng(3).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
+    net(images, training=True)
+    net.export(folder, format="tf_saved_model", verbose=False)
+    return {"keras_tensor": images}
+
+
+@pytest.mark.parametrize("flags", [[], ["--reduced-normalization"]])
+def test_batch_normalization_computes_in_float32_unless_asked(tmp_path, flags):
+    model, output = str(tmp_path / "bn"), str(tmp_path / "converted")
+    inputs = keras_bn_net(model)
+    signature = tf.saved_model.load(model).signatures["serving_default"]
+    inputs = {next(iter(signature.structured_input_signature[1])): next(iter(inputs.values()))}
+    result = subprocess.run([TFMP, "convert", "--policy", "mixed_bfloat16", *flags, model, output],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert ("normalization (float32, as in Keras)" in result.stdout) == (not flags), result.stdout
+    reference = run_tf2(model, inputs)
+    for loaded in (run_tf2(output, inputs), run_tf1(output, inputs)):
+        for key, expected in reference.items():
+            assert np.max(np.abs(loaded[key] - expected)) <= 2.5e-2 * max(1.0, np.abs(expected).max()), key
+    graph = loader_impl.parse_saved_model(output).meta_graphs[0].graph_def
+    nodes = [n for f in graph.library.function for n in f.node_def]
+    applied = [n for n in nodes if "batch_normalization" in n.name and n.name.endswith("batchnorm/mul_1")]
+    assert len(applied) == 1
+    expected_type = tf.bfloat16 if flags else tf.float32
+    assert applied[0].attr["T"].type == expected_type.as_datatype_enum
+    convolutions = [n for n in nodes if n.op == "Conv2D"]
+    assert convolutions and all(n.attr["T"].type == tf.bfloat16.as_datatype_enum for n in convolutions)
+
+
+class RotaryPositions(tf.Module):
+    """Rotary-style angles, positions times frequencies, over a long sequence: float16 would get the
+    angles wrong by up to half a radian beyond position 1024."""
+
+    def __init__(self):
+        self.w = tf.Variable(tf.random.stateless_normal([16, 16], seed=[1, 2]) * 0.25)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 16], tf.float32)])
+    def __call__(self, x):
+        positions = tf.cast(tf.range(tf.shape(x)[1]), tf.float32)
+        frequencies = 1.0 / (10000.0 ** (tf.range(0, 16, 2, dtype=tf.float32) / 16.0))
+        angles = tf.einsum("i,j->ij", positions, frequencies)
+        rotation = tf.concat([tf.sin(angles), tf.cos(angles)], axis=-1)
+        return {"y": tf.einsum("btd,de->bte", x * rotation, self.w)}
+
+
+def test_positions_from_a_range_keep_float32_at_long_sequences(tmp_path):
+    model, output = str(tmp_path / "rotary"), str(tmp_path / "converted")
+    tf.saved_model.save(RotaryPositions(), model)
+    result = subprocess.run([TFMP, "convert", model, output], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "reads positions computed from a Range" in result.stdout
+    inputs = {"x": np.ones((1, 2048, 16), np.float32)}
+    reference = run_tf2(model, inputs)["y"]
+    for loaded in (run_tf2(output, inputs), run_tf1(output, inputs)):
+        # float16's rounding of the product alone: a few units of 2^-11 of the output's scale.
+        assert np.max(np.abs(loaded["y"] - reference)) <= 5e-3 * max(1.0, np.abs(reference).max())
+    graph = loader_impl.parse_saved_model(output).meta_graphs[0].graph_def
+    einsums = {n.attr["equation"].s.decode(): n.attr["T"].type
+               for f in graph.library.function for n in f.node_def if n.op == "Einsum"}
+    assert einsums == {"i,j->ij": tf.float32.as_datatype_enum, "btd,de->bte": tf.float16.as_datatype_enum}

@@ -5,7 +5,10 @@
    model that TensorFlow's TF2 loader and its TF1/Serving loader load with the signature's dtypes
    kept, whose outputs are finite and near the original's, with the matrix ops computing low;
 3. `tfmp run` of each conversion matches TensorFlow running that conversion;
-4. `tfmp inspect` reads the original.
+4. `tfmp inspect` reads the original;
+5. for Keras-made models, `tfmp convert` of the `.keras` file under both policies loads in Keras
+   with every layer's policy set, predicts near the float32 model, and trains: two steps of
+   gradient descent on the model's own outputs as targets, the loss finite and the weights moved.
 
 The README's test command runs the fast subset (`Scripts/zoo.py --fast`); TFMP_ZOO=all runs the
 whole zoo (Scripts/zoo, with its time stated in the README). Tolerances are relative to each
@@ -104,3 +107,45 @@ def test_inspect_reads_it(name):
     result = subprocess.run([TFMP, "inspect", os.path.join(ZOO, name)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "serving_default" in result.stdout
+
+
+KERAS_NAMES = [name for name in NAMES if os.path.exists(os.path.join(ZOO, name + ".keras"))]
+
+
+def keras_outputs(net, inputs):
+    """The model's outputs by name (or position), and the inputs as the model takes them."""
+    given = inputs if len(net.inputs) > 1 else next(iter(inputs.values()))
+    result = net.predict(given, verbose=0)
+    if not isinstance(result, dict):
+        result = dict(enumerate(result if isinstance(result, (list, tuple)) else [result]))
+    return {str(k): np.asarray(v) for k, v in result.items()}, given
+
+
+@pytest.mark.parametrize("policy", sorted(TOLERANCE))
+@pytest.mark.parametrize("name", KERAS_NAMES)
+def test_keras_conversion_loads_predicts_and_trains(name, policy, tmp_path):
+    import keras
+    original, output = os.path.join(ZOO, name + ".keras"), str(tmp_path / "converted.keras")
+    result = subprocess.run([TFMP, "convert", original, output, "--policy", policy],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    inputs = inputs_of(name)
+    expected, _ = keras_outputs(keras.saving.load_model(original, compile=False), inputs)
+    net = keras.saving.load_model(output, compile=False)
+    compute = "float16" if policy == "mixed_float16" else "bfloat16"
+    assert compute in {layer.dtype_policy.compute_dtype for layer in net.layers}, "no layer took the policy"
+    actual, given = keras_outputs(net, inputs)
+    assert_close(actual, expected, TOLERANCE[policy], ".keras predict")
+    # Training: the model's own float32 outputs, shifted, as regression targets.
+    if any(e.dtype.kind != "f" for e in expected.values()):
+        pytest.skip("outputs that are not floats")
+    shifted = {k: e + 0.1 * np.std(e) for k, e in expected.items()}
+    targets = shifted if isinstance(net.output, dict) else (
+        [shifted[str(i)] for i in range(len(shifted))] if len(shifted) > 1 else shifted["0"])
+    net.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    before = [w.numpy().copy() for w in net.trainable_weights]
+    history = net.fit(given, targets, epochs=2, batch_size=len(next(iter(expected.values()))), verbose=0)
+    assert all(np.isfinite(history.history["loss"])), history.history
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, net.trainable_weights)), \
+        "no weight changed"
+    assert all(w.dtype == "float32" for w in net.trainable_weights), "master weights are not float32"

@@ -84,7 +84,7 @@ struct TestBody {
 /// Paints and rewrites `body`; returns the decisions by node name and the rewritten body.
 func convert(
   _ body: TestBody, precision: ReducedPrecision = .float16, float32Nodes: [String] = [],
-  float32Ops: [String] = [], reducedOps: [String] = []
+  float32Ops: [String] = [], reducedOps: [String] = [], normalizationInFloat32: Bool = true
 ) throws -> (decisions: [String: PaintingPass.Decision], body: TestBody, casts: Int) {
   var lists = OpLists(for: precision)
   for op in reducedOps { lists.assign(op, to: .allow) }
@@ -95,8 +95,11 @@ func convert(
     userReducedOps: Set(reducedOps), userFloat32Ops: Set(float32Ops))
   var function = try body.function()
   var sinks = Dictionary(uniqueKeysWithValues: function.results.map { ($0.name, $0.source) })
-  let unfit = RangePass(precision: precision).unfitConstants(in: function)
-  let decisions = painter.paint(function, sinks: sinks, unfit: unfit)
+  let unfit = RangePass(precision: precision).unfitValues(in: function)
+  let normalizations =
+    normalizationInFloat32 ? NormalizationPass().normalizations(in: function) : []
+  let decisions = painter.paint(
+    function, sinks: sinks, unfit: unfit, normalizations: normalizations)
   let statistics = CastInsertionPass(precision: precision).apply(
     to: &function, sinks: &sinks, decisions: decisions)
   for index in function.results.indices {
