@@ -61,7 +61,9 @@ struct NormalizationPass {
     return found
   }
 
-  private func isAnchor(_ id: NodeID, _ body: Function, _ consumers: [[(node: NodeID, position: Int)]])
+  private func isAnchor(
+    _ id: NodeID, _ body: Function, _ consumers: [[(node: NodeID, position: Int)]]
+  )
     -> Bool
   {
     let node = body[id]

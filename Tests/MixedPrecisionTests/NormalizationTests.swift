@@ -115,7 +115,8 @@ struct NormalizationTests {
     builder.add("next", "MatMul", ["mul_1:z:0", "v"])
     let body = builder.body(returning: ["y": "next:product:0"])
     let function = try body.function()
-    let names = Set(NormalizationPass().normalizations(in: function).joined().map { function[$0].name })
+    let names = Set(
+      NormalizationPass().normalizations(in: function).joined().map { function[$0].name })
     #expect(names == ["square", "mean", "add", "sqrt", "reciprocal", "mul", "add_1", "mul_1"])
   }
 
@@ -142,7 +143,8 @@ struct PositionTests {
     builder.add("shape", "Shape", ["x"], type: .dtFloat)
     builder.add("length", "StridedSlice", ["shape:output:0"], type: .dtInt32)
     builder.add("zero", "Const", [], type: .dtInt32, attribute: "dtype")
-    builder.add("range", "Range", ["zero:output:0", "length:output:0", "zero:output:0"],
+    builder.add(
+      "range", "Range", ["zero:output:0", "length:output:0", "zero:output:0"],
       type: .dtInt32, attribute: "Tidx")
     builder.add("positions", "Cast", ["range:output:0"], type: .dtFloat, attribute: "DstT")
     builder.constant("frequencies", [1, 0.1, 0.01])
