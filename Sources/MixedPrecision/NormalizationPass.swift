@@ -63,9 +63,7 @@ struct NormalizationPass {
 
   private func isAnchor(
     _ id: NodeID, _ body: Function, _ consumers: [[(node: NodeID, position: Int)]]
-  )
-    -> Bool
-  {
+  ) -> Bool {
     let node = body[id]
     guard node.type("T") == .float32 else { return false }
     if node.op == "Rsqrt" { return true }
@@ -104,21 +102,19 @@ struct NormalizationPass {
       region.insert(producer)
       stack.append(contentsOf: node.inputs.compactMap(\.node))
     }
-    // Values computed only from the statistics for the normalization (the mean's negation).
-    var changed = true
-    while changed {
-      changed = false
-      for id in body.nodeIDs where !region.contains(id) && Self.arithmetic.contains(body[id].op) {
-        let node = body[id]
-        guard node.type("T") == .float32, !consumers[id.index].isEmpty,
-          consumers[id.index].allSatisfy({ region.contains($0.node) }),
-          node.inputs.allSatisfy({ input in
-            input.node.map { region.contains($0) || origins.isParameter($0) } ?? false
-          })
-        else { continue }
-        region.insert(id)
-        changed = true
-      }
+    // Producers computed from the statistics and parameters only for the normalization (the
+    // mean's negation, `1 + scale`).
+    var producers = region.flatMap { body[$0].inputs.compactMap(\.node) }
+    while let id = producers.popLast() {
+      let node = body[id]
+      guard !region.contains(id), Self.arithmetic.contains(node.op), node.type("T") == .float32,
+        consumers[id.index].allSatisfy({ region.contains($0.node) }),
+        node.inputs.allSatisfy({ input in
+          input.node.map { region.contains($0) || origins.isParameter($0) } ?? false
+        })
+      else { continue }
+      region.insert(id)
+      producers.append(contentsOf: node.inputs.compactMap(\.node))
     }
     return region
   }
