@@ -63,7 +63,9 @@ let package = Package(
       swiftSettings: strictSettings),
     .target(
       name: "_TestSupport",
-      dependencies: ["TensorCore", "TFProtos"],
+      dependencies: [
+        "TensorCore", "TFProtos", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
       path: "Tests/_TestSupport",
       resources: [.copy("Fixtures")],
       swiftSettings: strictSettings),

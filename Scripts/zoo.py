@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """The model zoo: real architectures from the libraries people build models with, made with fixed
-seeds into a cache folder (bench-work/zoo/ unless given), each a SavedModel with inputs to run it on.
+seeds into a cache folder (bench-work/zoo/ unless given), each a SavedModel or a frozen graph with
+inputs to run it on.
 
 Usage: .venv/bin/python Scripts/zoo.py [--out FOLDER] [--only NAME ...] [--list] [--fast]
        .venv/bin/python Scripts/zoo.py --table TFMP [--only NAME ...]   (the README's table)
 
-Each model NAME gives FOLDER/NAME/ (a SavedModel, or NAME.pb for a frozen GraphDef) and
-FOLDER/NAME.inputs.npz (one array per signature input). Keras-made models also give
+Each model NAME gives FOLDER/NAME/ (a SavedModel), or FOLDER/NAME.pb (a frozen GraphDef) with
+FOLDER/NAME.fetches (the tensor names it fetches, one per line), and FOLDER/NAME.inputs.npz (one
+array per signature input, or per placeholder). Keras-made models also give
 FOLDER/NAME.keras. A model already in the folder is kept unless it was made under another VERSION
 (bump it when a model changes) or TensorFlow. Batch normalization statistics are set from data first (a few training-mode passes), as a
 trained model's would be: with the initial 0/1 statistics activations vanish in deep nets and
@@ -261,6 +263,97 @@ def register_tf1():
         return {"x": rng.standard_normal((3, 6)).astype(np.float32)}
 
 
+def fetches_of(path):
+    """The tensor names the frozen graph at PATH (NAME.pb) fetches, from NAME.fetches."""
+    with open(path[:-len(".pb")] + ".fetches") as file:
+        return file.read().split()
+
+
+def run_frozen(path, fetches, inputs, loader="session"):
+    """Runs the frozen graph at PATH on INPUTS (by placeholder name) as TensorFlow runs one: in a
+    TF1 Session after import_graph_def ("session"), or as a TF2 function pruned from the imported
+    graph ("wrap_function"). Returns the FETCHES by node name (the name without ":0")."""
+    graph_def = tf.compat.v1.GraphDef.FromString(open(path, "rb").read())
+    names = sorted(inputs)
+    if loader == "session":
+        with tf.Graph().as_default() as graph:
+            tf.graph_util.import_graph_def(graph_def, name="")
+            with tf.compat.v1.Session(graph=graph) as session:
+                values = session.run(fetches, {f"{k}:0": inputs[k] for k in names})
+    else:
+        imported = tf.compat.v1.wrap_function(
+            lambda: tf.graph_util.import_graph_def(graph_def, name=""), [])
+        function = imported.prune([imported.graph.get_tensor_by_name(f"{k}:0") for k in names],
+                                  [imported.graph.get_tensor_by_name(f) for f in fetches])
+        values = [v.numpy() for v in function(*[tf.constant(inputs[k]) for k in names])]
+    return {f.split(":")[0]: np.asarray(v) for f, v in zip(fetches, values)}
+
+
+def freeze(function, folder, name):
+    """Writes `function`'s graph with its variables folded into constants as FOLDER/NAME.pb, and
+    the tensor names it fetches (one per line) as FOLDER/NAME.fetches."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    frozen = convert_variables_to_constants_v2(function)
+    with open(os.path.join(folder, name + ".pb"), "wb") as file:
+        file.write(frozen.graph.as_graph_def().SerializeToString())
+    write_fetches(folder, name, [t.name for t in frozen.outputs])
+
+
+def write_fetches(folder, name, fetches):
+    with open(os.path.join(folder, name + ".fetches"), "w") as file:
+        file.write("\n".join(fetches) + "\n")
+
+
+def register_frozen():
+    import keras
+    import keras_hub
+
+    @model("frozen_mobilenet_v2", fast=True)
+    def make(folder):
+        net, inputs = image_net(keras.applications.MobileNetV2, 64, 27)
+        spec = tf.TensorSpec([None, 64, 64, 3], tf.float32, name="image")
+        freeze(tf.function(lambda image: net(image)).get_concrete_function(spec), folder,
+               "frozen_mobilenet_v2")
+        return {"image": inputs["inputs"]}
+
+    @model("frozen_bert")
+    def make(folder):
+        rng = seeded(28)
+        net = keras_hub.models.BertBackbone(
+            vocabulary_size=200, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
+            max_sequence_length=16)
+        ids, mask = token_inputs(rng, 2, 12, 200)
+        specs = {key: tf.TensorSpec([None, None], tf.int32, name=key)
+                 for key in ("token_ids", "segment_ids", "padding_mask")}
+        function = tf.function(lambda token_ids, segment_ids, padding_mask: net(
+            {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}))
+        freeze(function.get_concrete_function(**specs), folder, "frozen_bert")
+        return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": mask}
+
+    @model("frozen_tf1", fast=True)
+    def make(folder):
+        # A TF1 graph frozen as TF1 froze them: its fetch is the logits' BiasAdd, an op tfmp
+        # converts, so the conversion must keep that name on a float32 value.
+        rng = np.random.default_rng(29)
+        graph = tf.Graph()
+        with graph.as_default():
+            x = tf.compat.v1.placeholder(tf.float32, [None, 6], name="x")
+            w1 = tf.compat.v1.get_variable("w1", [6, 16], initializer=tf.compat.v1.glorot_uniform_initializer(seed=3))
+            b1 = tf.compat.v1.get_variable("b1", [16], initializer=tf.compat.v1.constant_initializer(0.1))
+            w2 = tf.compat.v1.get_variable("w2", [16, 4], initializer=tf.compat.v1.glorot_uniform_initializer(seed=4))
+            b2 = tf.compat.v1.get_variable("b2", [4], initializer=tf.compat.v1.constant_initializer(-0.1))
+            hidden = tf.nn.relu(tf.nn.bias_add(tf.matmul(x, w1), b1))
+            tf.nn.bias_add(tf.matmul(hidden, w2), b2, name="logits")
+            with tf.compat.v1.Session(graph=graph) as session:
+                session.run(tf.compat.v1.global_variables_initializer())
+                frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
+                    session, graph.as_graph_def(), ["logits"])
+        with open(os.path.join(folder, "frozen_tf1.pb"), "wb") as file:
+            file.write(frozen.SerializeToString())
+        write_fetches(folder, "frozen_tf1", ["logits:0"])
+        return {"x": rng.standard_normal((3, 6)).astype(np.float32)}
+
+
 def register_tf_keras():
     @model("tf_keras_cnn")
     def make(folder):
@@ -287,7 +380,7 @@ def build(name, folder):
     stamp = os.path.join(folder, name + ".stamp")
     if os.path.exists(stamp) and open(stamp).read() == STAMP:
         return False
-    for leftover in (os.path.join(folder, name), os.path.join(folder, name + ".keras")):
+    for leftover in (os.path.join(folder, name + suffix) for suffix in ("", ".keras", ".pb", ".fetches")):
         if os.path.isdir(leftover):
             shutil.rmtree(leftover)
         elif os.path.exists(leftover):
@@ -309,7 +402,9 @@ def table(tfmp, names, folder):
     import tempfile
     from tensorflow.python.saved_model import loader_impl
 
-    def run(path, inputs):
+    def run(path, inputs, frozen_from=None):
+        if frozen_from:
+            return run_frozen(path, fetches_of(frozen_from), inputs, "wrap_function")
         signature = tf.saved_model.load(path).signatures["serving_default"]
         names = list(signature.structured_input_signature[1])
         if len(names) == 1 and len(inputs) == 1:  # a re-loaded Keras model renames its input
@@ -349,24 +444,31 @@ def table(tfmp, names, folder):
     print("|---|---|---|---|")
     all_ops = set()
     for name in names:
-        graph = loader_impl.parse_saved_model(os.path.join(folder, name)).meta_graphs[0].graph_def
+        model = os.path.join(folder, name)
+        frozen = model + ".pb" if os.path.exists(model + ".pb") else None
+        if frozen:
+            model = frozen
+            graph = tf.compat.v1.GraphDef.FromString(open(frozen, "rb").read())
+        else:
+            graph = loader_impl.parse_saved_model(model).meta_graphs[0].graph_def
         ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
         all_ops |= ops
         with np.load(os.path.join(folder, name + ".inputs.npz")) as arrays:
             inputs = {k: arrays[k] for k in arrays.files}
-        reference = run(os.path.join(folder, name), inputs)
+        reference = run(model, inputs, frozen)
         cells = []
         for policy in ("mixed_float16", "mixed_bfloat16"):
             with tempfile.TemporaryDirectory() as scratch:
-                output, report = os.path.join(scratch, "out"), os.path.join(scratch, "report.json")
-                result = subprocess.run([tfmp, "convert", os.path.join(folder, name), output, "--policy", policy,
+                output = os.path.join(scratch, "out.pb" if frozen else "out")
+                report = os.path.join(scratch, "report.json")
+                result = subprocess.run([tfmp, "convert", model, output, "--policy", policy,
                                          "--calibration", os.path.join(folder, name + ".inputs.npz"),
                                          "--report", report], capture_output=True, text=True)
                 if result.returncode != 0:
                     cells.append("refused: " + result.stderr.strip().splitlines()[-1][:80])
                     continue
                 facts = json.load(open(report))
-                error = error_of(run(output, inputs), reference)
+                error = error_of(run(output, inputs, frozen), reference)
                 seconds = re.search(r"verified .* in ([0-9.]+) s", result.stdout)
                 bar = keras_error(name, inputs, policy, reference)
                 cell = f"{facts['convertedOpCount']}/{facts['computeOpCount']}, {facts['castsInserted']}, {error:.1e}"
@@ -385,6 +487,7 @@ def register_all():
     register_modules()
     register_tf1()
     register_tf_keras()
+    register_frozen()
 
 
 def main():

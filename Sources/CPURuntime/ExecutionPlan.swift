@@ -55,6 +55,12 @@ extension Interpreter {
     var steps: [Step]
     var outputs: [Source]
 
+    /// TF1's dataflow control-flow ops, which the runtime does not run.
+    static let dataflowControlOps: Set<String> = [
+      "Enter", "RefEnter", "Exit", "RefExit", "Switch", "RefSwitch", "Merge", "RefMerge",
+      "NextIteration", "RefNextIteration", "LoopCond",
+    ]
+
     /// Plans `function` for computing `outputs`, with the placeholders `fed` given as values
     /// (top-level graphs) and the op definitions of `registry`; without `fusing`, every node is
     /// a step of its own.
@@ -112,6 +118,14 @@ extension Interpreter {
       }
       for node in order {
         let id = NodeID(node)
+        if Self.dataflowControlOps.contains(function[id].op) {
+          throw RuntimeError(
+            code: .unsupported, function: function.name, node: function[id].name,
+            message: "\(function[id].op) is TF1 dataflow control flow (Enter, Switch, Merge, "
+              + "NextIteration, Exit), which freezing a loop or tf.compat.v1's while_loop and "
+              + "cond leave; tfmp's CPU runtime runs functional While and If only. Run the "
+              + "SavedModel the graph was frozen from instead.")
+        }
         guard let schema = registry.schema(for: function[id].op) else { continue }
         do {
           function[id].attributes = try schema.completing(function[id].attributes)

@@ -46,10 +46,10 @@ public final class Interpreter: @unchecked Sendable {
       module.variables.map { ($0.node, $0.checkpointKey) }, uniquingKeysWith: { first, _ in first })
   }
 
-  /// Prepares the SavedModel `model` for running.
+  /// Prepares `model` (a SavedModel or a frozen graph) for running.
   ///
   /// - Throws: ``ModelFormatError`` when its graph cannot be read into a module.
-  public convenience init(model: SavedModel, profiling: Bool = false) throws {
+  public convenience init(model: GraphModel, profiling: Bool = false) throws {
     self.init(module: try model.module(), checkpoint: model.checkpoint, profiling: profiling)
   }
 

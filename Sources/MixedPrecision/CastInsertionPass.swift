@@ -52,7 +52,12 @@ struct CastInsertionPass {
       if castsToTarget.contains(node) { return true }
       if retypedNodes.contains(body.nodes[node].name) {
         // RestoreV2's outputs are typed one by one; a handle is not a value.
-        return !["RestoreV2", "VarHandleOp"].contains(body.nodes[node].op)
+        if body.nodes[node].op == "RestoreV2",
+          case .list(let list)? = body.nodes[node].attributes["dtypes"]
+        {
+          return list.types.indices.contains(slot.index) && list.types[slot.index] == target
+        }
+        return body.nodes[node].op != "VarHandleOp"
       }
       guard reduced[node], let schema = schemas[node] else { return false }
       return schema.convertsOutput(slot, attributes: body.nodes[node].attributes)

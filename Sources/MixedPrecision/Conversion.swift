@@ -56,50 +56,29 @@ public struct Converter: Sendable {
   /// A converter with `options`.
   public init(options: ConversionOptions) { self.options = options }
 
-  /// Converts `model`.
+  /// Converts `model`, a SavedModel or a frozen graph, into the same format.
+  ///
+  /// - Throws: See ``convert(_:)-(SavedModel)`` and ``convert(_:)-(GraphDefFile)``.
+  public func convert(_ model: GraphModel) throws -> (GraphModel, ConversionReport) {
+    switch model {
+    case .savedModel(let savedModel):
+      let (converted, report) = try convert(savedModel)
+      return (.savedModel(converted), report)
+    case .frozenGraph(let file):
+      let (converted, report) = try convert(file)
+      return (.frozenGraph(converted), report)
+    }
+  }
+
+  /// Converts the SavedModel `model`.
   ///
   /// - Returns: The converted model (its `fingerprint.pb` dropped) and a report of every decision.
   /// - Throws: ``ModelFormatError`` with code `alreadyConverted` when the model already computes
   ///   in float16 or bfloat16; `malformed` for an invalid `--fp32-node` pattern or a graph that
   ///   cannot be read; `unsupported` for signatures `--no-keep-io-types` cannot retype.
   public func convert(_ model: SavedModel) throws -> (SavedModel, ConversionReport) {
-    var lists = OpLists(for: options.precision)
-    for op in options.reducedOps { lists.assign(op, to: .allow) }
-    for op in options.float32Ops { lists.assign(op, to: .deny) }
-    let patterns = try options.float32NodePatterns.map { pattern in
-      do {
-        return try NSRegularExpression(pattern: pattern)
-      } catch {
-        throw ModelFormatError(
-          code: .malformed, path: "--fp32-node", location: "'\(pattern)'",
-          message: "The pattern is not a valid regular expression. Fix or quote it.",
-          underlyingError: error)
-      }
-    }
     var module = try model.module()
-    try refuseReducedPrecision(module, OpLists(for: options.precision), path: model.directory)
-
-    var passes: [any ConversionPass] = [RangePass(precision: options.precision)]
-    if options.normalizationInFloat32 { passes.append(NormalizationPass()) }
-    passes.append(
-      PaintingPass(
-        lists: lists, float32NodePatterns: patterns, userReducedOps: Set(options.reducedOps),
-        userFloat32Ops: Set(options.float32Ops)))
-    if options.weights == .auto { passes.append(VariableStoragePass(precision: options.precision)) }
-    passes.append(CastInsertionPass(precision: options.precision))
-    if !options.keepIOTypes { passes.append(SignatureTypesPass(precision: options.precision)) }
-
-    var context = ConversionContext(
-      options: options, lists: lists, checkpoint: model.checkpoint, modelPath: model.directory)
-    // Passes must keep a well-formed module well formed (checked in builds with internal
-    // checks; a malformed input, such as a corrupted file, is left as it is).
-    let schemas = OpRegistry.standard
-    let wellFormed = GraphVerifier.isWellFormedForInternalChecks(module, schemas: schemas)
-    for pass in passes {
-      try pass.run(on: &module, &context)
-      if wellFormed { GraphVerifier.checkInternally(module, schemas: schemas) }
-    }
-
+    let context = try runPasses(on: &module, checkpoint: model.checkpoint, path: model.directory)
     var converted = model.replacing(module)
     converted.fingerprint = nil
     try converted.storeReduced(context.storage.convertedKeys, in: options.precision)
@@ -118,6 +97,92 @@ public struct Converter: Sendable {
     }
     report.record(context.storage.outcomes, variables: variables)
     return (converted, report)
+  }
+
+  /// Converts the frozen graph `file`: its weights are constants, stored in the reduced type
+  /// where the ops reading them compute in it; its fetched node names stay.
+  ///
+  /// - Returns: The converted graph and a report of every decision.
+  /// - Throws: ``ModelFormatError`` as for a SavedModel; `unsupported` for `--weights float32`,
+  ///   which a graph without variables cannot honour, and for `--no-keep-io-types`.
+  public func convert(_ file: GraphDefFile) throws -> (GraphDefFile, ConversionReport) {
+    guard options.keepIOTypes else {
+      throw ModelFormatError(
+        code: .unsupported, path: file.path, location: "--no-keep-io-types",
+        message: "A frozen graph's placeholders and fetched nodes keep their float32 types. "
+          + "Convert with the default --keep-io-types, and cast where you feed and fetch.")
+    }
+    guard options.weights == .auto else {
+      throw ModelFormatError(
+        code: .unsupported, path: file.path, location: "--weights float32",
+        message: "A frozen graph has no variables to keep as float32 master weights: its "
+          + "weights are constants, stored in the reduced type where the ops reading them "
+          + "compute in it. Drop --weights float32, or convert the SavedModel it was frozen from.")
+    }
+    var module = try file.module()
+    let before = Self.constantBytes(module)
+    let context = try runPasses(on: &module, checkpoint: nil, path: file.path)
+    var report = context.report
+    report.weightsAreConstants = true
+    report.weightBytesBefore = before
+    report.weightBytesAfter = Self.constantBytes(module)
+    return (file.replacing(module), report)
+  }
+
+  /// Runs the pipeline over `module`, whose variables `checkpoint` holds, read from `path`.
+  private func runPasses(on module: inout Module, checkpoint: CheckpointReader?, path: String)
+    throws -> ConversionContext
+  {
+    var lists = OpLists(for: options.precision)
+    for op in options.reducedOps { lists.assign(op, to: .allow) }
+    for op in options.float32Ops { lists.assign(op, to: .deny) }
+    let patterns = try options.float32NodePatterns.map { pattern in
+      do {
+        return try NSRegularExpression(pattern: pattern)
+      } catch {
+        throw ModelFormatError(
+          code: .malformed, path: "--fp32-node", location: "'\(pattern)'",
+          message: "The pattern is not a valid regular expression. Fix or quote it.",
+          underlyingError: error)
+      }
+    }
+    try refuseReducedPrecision(module, OpLists(for: options.precision), path: path)
+
+    var passes: [any ConversionPass] = [RangePass(precision: options.precision)]
+    if options.normalizationInFloat32 { passes.append(NormalizationPass()) }
+    passes.append(
+      PaintingPass(
+        lists: lists, float32NodePatterns: patterns, userReducedOps: Set(options.reducedOps),
+        userFloat32Ops: Set(options.float32Ops)))
+    if options.weights == .auto { passes.append(VariableStoragePass(precision: options.precision)) }
+    passes.append(CastInsertionPass(precision: options.precision))
+    if !options.keepIOTypes { passes.append(SignatureTypesPass(precision: options.precision)) }
+
+    var context = ConversionContext(
+      options: options, lists: lists, checkpoint: checkpoint, modelPath: path)
+    // Passes must keep a well-formed module well formed (checked in builds with internal
+    // checks; a malformed input, such as a corrupted file, is left as it is).
+    let schemas = OpRegistry.standard
+    let wellFormed = GraphVerifier.isWellFormedForInternalChecks(module, schemas: schemas)
+    for pass in passes {
+      try pass.run(on: &module, &context)
+      if wellFormed { GraphVerifier.checkInternally(module, schemas: schemas) }
+    }
+    return context
+  }
+
+  /// The bytes of the module's float constants (a frozen graph's weights).
+  private static func constantBytes(_ module: Module) -> Int {
+    var bytes = 0
+    for body in [module.graph] + module.functions {
+      for node in body.nodes where node.op == "Const" {
+        guard case .tensor(let tensor)? = node.attributes["value"], tensor.dtype.isFloatingPoint,
+          let count = tensor.elementCount, let size = tensor.dtype.byteSize
+        else { continue }
+        bytes += count * size
+      }
+    }
+    return bytes
   }
 
   /// Refuses a model whose Tensor Core ops (the allow list) already run in float16 or bfloat16.

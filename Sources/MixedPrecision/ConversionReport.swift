@@ -34,6 +34,8 @@ public struct ConversionReport: Sendable, Codable {
   public var weightBytesBefore = 0
   /// Bytes after.
   public var weightBytesAfter = 0
+  /// Whether the weights are constants (a frozen graph), not variables.
+  public var weightsAreConstants = false
   /// Op types not in the lists (left as they are), with how many nodes have each.
   public var opsNotInLists: [String: Int] = [:]
   /// Every compute op and every node with an op not in the lists.
@@ -121,15 +123,21 @@ public struct ConversionReport: Sendable, Codable {
   /// The summary `tfmp convert` prints.
   public var summary: String {
     let percent = computeOpCount == 0 ? 0 : 100 * convertedOpCount / computeOpCount
+    let storage =
+      if weightsAreConstants {
+        " (constants of a frozen graph)"
+      } else if weights == .float32 {
+        " (float32 master weights kept)"
+      } else {
+        ", \(variables.filter { $0.dtype == precision.rawValue }.count) of \(variables.count) "
+          + "variables stored in \(precision.rawValue)"
+      }
     var lines = [
       "converted \(convertedOpCount) of \(computeOpCount) compute ops to \(precision.rawValue) "
         + "(\(percent)%), \(castsInserted) casts inserted, \(constantsConverted) constants stored in "
         + "\(precision.rawValue)",
       "weights \(Self.megabytes(weightBytesBefore)) -> \(Self.megabytes(weightBytesAfter))"
-        + (weights == .float32
-          ? " (float32 master weights kept)"
-          : ", \(variables.filter { $0.dtype == precision.rawValue }.count) of \(variables.count) variables "
-            + "stored in \(precision.rawValue)"),
+        + storage,
     ]
     let keptByRange = variables.filter { $0.reason.hasPrefix("kept float32 (range)") }
     if !keptByRange.isEmpty {

@@ -5,7 +5,8 @@ internal import TensorCore
 /// Finds the values that would overflow or lose their values to zero in the reduced type, before
 /// anything is painted (``RangeCounts/survive``): float32 constants, and every read of a float32
 /// variable whose checkpoint values do not survive, wherever in the module the read is (handles
-/// are followed through `Identity` nodes, calls, loops and conditionals). It also finds
+/// are followed through `Identity` nodes, calls, loops and conditionals), and the `Identity`
+/// nodes that pass any of these values on. It also finds
 /// positions: values computed from a `Range` with shapes and constants only, such as the angles
 /// of rotary and sinusoidal embeddings, which lose whole radians in float16 at long sequence
 /// lengths (keras-hub computes them in float32). The painter keeps every op reading one of them
@@ -21,26 +22,52 @@ struct RangePass {
   private static let reads: Set<String> = ["ReadVariableOp", "ResourceGather", "ResourceGatherNd"]
 
   func unfitValues(in module: Module, checkpoint: CheckpointReader?) throws -> UnfitValues {
+    var variableReads: UnfitValues = [:]
+    if let checkpoint {
+      var readers: [String: Readers] = [:]
+      for variable in module.variables {
+        guard let entry = checkpoint.entry(forKey: variable.checkpointKey),
+          entry.dtype == .float32, try !checkpoint.rangeCounts(of: entry, in: precision).survive
+        else { continue }
+        for read in reads(of: variable, in: module, &readers) {
+          variableReads[read.body, default: [:]][read.node] = .variableRange
+        }
+      }
+    }
     var unfit: UnfitValues = [:]
     for name in module.bodyNames {
-      unfit[name] = unfitValues(in: module.body(named: name))
-    }
-    guard let checkpoint else { return unfit }
-    var readers: [String: Readers] = [:]
-    for variable in module.variables {
-      guard let entry = checkpoint.entry(forKey: variable.checkpointKey), entry.dtype == .float32,
-        try !checkpoint.rangeCounts(of: entry, in: precision).survive
-      else { continue }
-      for read in reads(of: variable, in: module, &readers) {
-        unfit[read.body, default: [:]][read.node] = .variableRange
-      }
+      unfit[name] = unfitValues(
+        in: module.body(named: name), variableReads: variableReads[name] ?? [:])
     }
     return unfit
   }
 
-  /// The values of `body` that do not fit whatever the variables hold: constants and positions.
-  func unfitValues(in body: Function) -> [NodeID: PrecisionReason] {
-    unfitConstants(in: body).merging(positions(in: body)) { first, _ in first }
+  /// The values of `body` that do not fit: constants, positions, the `variableReads` given, and
+  /// the `Identity` nodes that pass any of them on.
+  func unfitValues(in body: Function, variableReads: [NodeID: PrecisionReason] = [:])
+    -> [NodeID: PrecisionReason]
+  {
+    let values = unfitConstants(in: body).merging(positions(in: body)) { first, _ in first }
+      .merging(variableReads) { first, _ in first }
+    return values.isEmpty ? values : Self.throughIdentities(values, in: body)
+  }
+
+  /// `values` and the `Identity` nodes that pass them on unchanged (a TF1 variable's `read`, a
+  /// frozen graph's reads of its constants), with the same reason.
+  private static func throughIdentities(_ values: [NodeID: PrecisionReason], in body: Function)
+    -> [NodeID: PrecisionReason]
+  {
+    var values = values
+    let consumers = body.consumers()
+    var pending = Array(values.keys)
+    while let node = pending.popLast() {
+      for consumer in consumers[node.index]
+      where body[consumer.node].op == "Identity" && values[consumer.node] == nil {
+        values[consumer.node] = values[node]
+        pending.append(consumer.node)
+      }
+    }
+    return values
   }
 
   /// The float32 constants of `body` that do not fit (see ``ConstantValues/fits(_:)``).

@@ -6,9 +6,9 @@ internal import TensorCore
 /// place that records their dtype, so both TensorFlow loaders accept the model
 /// (reference/tf-formats.md §6.3).
 ///
-/// A variable is followed through its resource handles: top-level `VarHandleOp`s, function
-/// arguments reached through calls and `While`/`If` bodies, and the save, restore and Keras
-/// initializer plumbing that ties several handles (and checkpoint keys) to one weight. All
+/// A variable is followed through its resource handles: top-level `VarHandleOp`s (or TF1
+/// reference variables, `VariableV2`), function arguments reached through calls and `While`/`If`
+/// bodies, and the save, restore and Keras or TF1 initializer plumbing that ties several handles (and checkpoint keys) to one weight. All
 /// handles linked this way form one group and change together. A group is stored in the reduced
 /// type when it is a float32 checkpoint tensor, every read feeds only reduced-precision compute
 /// (or the saver), nothing else uses it, and its values fit (see `rangeProblem`).
@@ -45,12 +45,20 @@ struct VariableStoragePass {
   ]
   private static let gatherOps: Set<String> = ["GatherV2", "Gather", "GatherNd"]
   static let assignOps: Set<String> = [
-    "AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp",
+    "AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp", "Assign", "AssignAdd",
+    "AssignSub",
   ]
+  /// TF1's writes into a reference variable, which type their value with `T`.
+  private static let referenceAssignOps: Set<String> = ["Assign", "AssignAdd", "AssignSub"]
+  /// TF1 reference variables: the node is the handle, and its output also reads as the value.
+  private static let referenceOps: Set<String> = ["VariableV2", "Variable"]
   /// Ops that use a handle without reading or writing a value (Identity passes the handle on,
   /// as loop bodies do when they return their resource arguments).
+  /// A reference variable's `Identity` is its read; whoever reads that is checked like any
+  /// other reader.
   private static let neutralOps: Set<String> = [
     "VarIsInitializedOp", "DisableCopyOnRead", "VariableShape", "DestroyResourceOp", "Identity",
+    "IsVariableInitialized",
   ]
 
   /// Decides every group of handles and retypes the converted ones in `module`.
@@ -85,8 +93,13 @@ struct VariableStoragePass {
         return Place(body: body, name: function.arguments[position].name)
       case .output(let node, _):
         let definition = function[node]
-        if definition.op == "VarHandleOp" { return Place(body: body, name: definition.name) }
-        if definition.op == "Identity", let input = definition.inputs.first {
+        if definition.op == "VarHandleOp" || Self.referenceOps.contains(definition.op) {
+          return Place(body: body, name: definition.name)
+        }
+        // The Identity of a reference variable reads its value; of a handle, passes it on.
+        if definition.op == "Identity", let input = definition.inputs.first,
+          let producer = input.node, !Self.referenceOps.contains(function[producer].op)
+        {
           return handle(body, input)
         }
         return nil
@@ -121,7 +134,7 @@ struct VariableStoragePass {
             || (Self.assignOps.contains(node.op) && position == 0)
           {
             groups.union(place, Place(body: body, name: node.name))
-          } else if !Self.neutralOps.contains(node.op) {
+          } else if !Self.neutralOps.contains(node.op) && !(node.op == "SaveV2" && position >= 3) {
             blocked[place] = "used by \(node.op) '\(node.name)'"
           }
         }
@@ -134,10 +147,10 @@ struct VariableStoragePass {
     for body in names {
       guard let function = bodies[body] else { continue }
       for saved in SavedVariables.slots(in: function) {
-        guard let source = function[saved.read].inputs.first, let place = handle(body, source)
-        else {
-          continue
-        }
+        let source =
+          Self.referenceOps.contains(function[saved.read].op)
+          ? .output(saved.read, OutputSlot()) : function[saved.read].inputs.first
+        guard let source, let place = handle(body, source) else { continue }
         keys[place, default: []].append(saved.key)
         saverEdits[place, default: []] +=
           [(body, saved.save, "dtypes", saved.slot)]
@@ -145,7 +158,8 @@ struct VariableStoragePass {
       }
       for restore in function.nodeIDs where function[restore].op == "RestoreV2" {
         let names = SavedVariables.tensorNames(function[restore], in: function)
-        for assign in function.nodeIDs where function[assign].op == "AssignVariableOp" {
+        for assign in function.nodeIDs
+        where ["AssignVariableOp", "Assign"].contains(function[assign].op) {
           let inputs = function[assign].inputs
           guard inputs.count == 2, let place = handle(body, inputs[0]),
             let (traced, chain) = traceBack(function, inputs[1], to: "RestoreV2"),
@@ -221,8 +235,11 @@ struct VariableStoragePass {
         // Edited in place: each body is copied once, at its first edit, not at every edit.
         if let node = bodies[place.body]?.id(of: place.name), let op = bodies[place.body]?[node].op
         {
-          if op == "VarHandleOp" || Self.readOps.contains(op) || Self.assignOps.contains(op) {
-            bodies[place.body]?[node].setType("dtype", target)
+          if op == "VarHandleOp" || Self.referenceOps.contains(op) || Self.readOps.contains(op)
+            || Self.assignOps.contains(op)
+          {
+            let attribute = Self.referenceAssignOps.contains(op) ? "T" : "dtype"
+            bodies[place.body]?[node].setType(attribute, target)
             result.retyped[place.body, default: []].insert(place.name)
           }
         } else if let argument = bodies[place.body]?.argumentPosition(of: place.name) {
@@ -294,7 +311,7 @@ struct VariableStoragePass {
     for place in group {
       guard let body = bodies[place.body], let readers = consumers[place.body],
         let painted = decisions[place.body], let read = body.id(of: place.name),
-        Self.readOps.contains(body[read].op)
+        Self.readOps.contains(body[read].op) || Self.referenceOps.contains(body[read].op)
       else { continue }
       var pending = [read]
       while let node = pending.popLast() {
@@ -313,7 +330,9 @@ struct VariableStoragePass {
             gathers.append((place.body, consumer.node))
             continue
           }
-          if Self.assignOps.contains(definition.op) && consumer.position == 1
+          // A write into the group: a reference variable's own Assign (position 0), or a
+          // Keras copy from another member (position 1).
+          if Self.assignOps.contains(definition.op)
             && members.contains(Place(body: place.body, name: definition.name))
           {
             continue

@@ -88,7 +88,7 @@ public enum ModelComparison {
   /// - Returns: Each output's errors, and the outputs that do not correspond.
   /// - Throws: Whatever running the models throws; `RuntimeError` when the signatures differ.
   public static func compare(
-    reference: SavedModel, candidate: SavedModel, signature: String, inputs: [String: Tensor]?,
+    reference: GraphModel, candidate: GraphModel, signature: String, inputs: [String: Tensor]?,
     samples: Int = 8, seed: UInt64 = 0, rtol: Double, atol: Double
   ) throws -> AccuracyReport {
     let referenceRunner = try Interpreter(model: reference)

@@ -64,7 +64,7 @@ public enum ConversionCheck {
   /// - Throws: ``ModelFormatError`` when a model's graph cannot be read. A signature the runtime
   ///   cannot run is reported in ``Outcome/skipped``, not thrown.
   public static func check(
-    original: SavedModel, converted: SavedModel, inputs: [String: Tensor]?, samples: Int = 2,
+    original: GraphModel, converted: GraphModel, inputs: [String: Tensor]?, samples: Int = 2,
     seed: UInt64 = 0, tolerance: Double
   ) throws -> Outcome {
     let start = ContinuousClock.now
@@ -136,7 +136,7 @@ public enum ConversionCheck {
   /// model (in evaluation order) whose first output goes wrong against the same node of the
   /// original, by ``problem(_:_:tolerance:)``.
   private static func firstWrongNode(
-    _ models: (GraphIR.Module, GraphIR.Module), _ original: SavedModel, _ converted: SavedModel,
+    _ models: (GraphIR.Module, GraphIR.Module), _ original: GraphModel, _ converted: GraphModel,
     _ key: String, _ given: [String: Tensor], _ fed: [String: Tensor], tolerance: Double
   ) throws -> (name: String, op: String, function: String)? {
     let recorders = (Recorder(), Recorder())

@@ -23,21 +23,26 @@ enum WeightsArgument: String, CaseIterable, ExpressibleByArgument {
 struct Convert: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract:
-      "Converts a float32 SavedModel or .keras model to mixed precision, in the same format.",
+      "Converts a float32 SavedModel, frozen graph or .keras model to mixed precision, in the "
+      + "same format.",
     discussion: """
       SavedModel: matrix multiplications and convolutions compute in the reduced type; ops that \
       are numerically risky (exp, large sums, softmax at the output, constants that do not fit) \
       stay float32, with casts only where precision changes. Signatures and their dtypes are kept.
+
+      Frozen graph (a binary GraphDef .pb): converted the same way into a .pb; its placeholders \
+      and the nodes nothing reads keep their names and dtypes, so a Session feeds and fetches it \
+      as before.
 
       .keras: every layer gets the mixed policy, as keras.mixed_precision would give it, except \
       softmax outputs, preprocessing layers and the layers you name; for mixed_float16 the \
       optimizer is wrapped in a LossScaleOptimizer. The weights file is copied unchanged.
       """)
 
-  @Argument(help: "The float32 SavedModel folder or .keras file.")
+  @Argument(help: "The float32 SavedModel folder, frozen graph .pb or .keras file.")
   var input: String
 
-  @Argument(help: "The folder to write.")
+  @Argument(help: "The folder (SavedModel) or file (.pb, .keras) to write.")
   var output: String
 
   @Option(help: "The mixed-precision policy.")
@@ -128,15 +133,8 @@ struct Convert: ParsableCommand {
     }
   }
 
-  /// Whether the input is a `.keras` file rather than a SavedModel folder.
-  private var inputIsKeras: Bool {
-    var isDirectory: ObjCBool = false
-    return FileManager.default.fileExists(atPath: input, isDirectory: &isDirectory)
-      ? !isDirectory.boolValue : input.hasSuffix(".keras")
-  }
-
   func run() throws {
-    if inputIsKeras {
+    if input.hasSuffix(".keras") {
       let savedModelOnly = [
         ("--weights", weights != .auto), ("--no-keep-io-types", !keepIoTypes),
         ("--fp32-op", !float32Ops.isEmpty), ("--fp32-node", !float32Nodes.isEmpty),
@@ -154,7 +152,7 @@ struct Convert: ParsableCommand {
       ("--no-loss-scale", noLossScale),
     ]
     if let (flag, _) = kerasOnly.first(where: \.1) {
-      throw ValidationError("\(flag) applies to .keras files; '\(input)' is a SavedModel.")
+      throw ValidationError("\(flag) applies to .keras files; '\(input)' is not one.")
     }
     try reporting.reportingErrors {
       var options = ConversionOptions()
@@ -165,14 +163,14 @@ struct Convert: ParsableCommand {
       options.float32NodePatterns = float32Nodes
       options.reducedOps = reducedOps
       options.normalizationInFloat32 = !reducedNormalization
-      let original = try SavedModel(contentsOf: input)
+      let original = try GraphModel(contentsOf: input)
       let inputs = try calibration.map { try NumPyFile.readArchive(at: $0) }
       let (model, conversion) = try Converter(options: options).convert(original)
       var verification: ConversionCheck.Outcome?
       try model.write(to: output, overwrite: force) { written in
         guard verify else { return }
         let outcome = try ConversionCheck.check(
-          original: original, converted: try SavedModel(contentsOf: written), inputs: inputs,
+          original: original, converted: try GraphModel(contentsOf: written), inputs: inputs,
           tolerance: verifyTolerance)
         verification = outcome
         if let failure = outcome.failure { throw VerificationFailure(failure: failure) }

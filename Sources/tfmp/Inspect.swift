@@ -4,10 +4,11 @@ import ModelFormats
 
 struct Inspect: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Describes a SavedModel or .keras model: signatures or layers and policies, "
+    abstract: "Describes a SavedModel, frozen graph or .keras model: signatures or layers and "
+      + "policies, "
       + "functions and ops, variables, and a range report for float16 and bfloat16.")
 
-  @Argument(help: "The SavedModel folder or .keras file.")
+  @Argument(help: "The SavedModel folder, frozen graph .pb or .keras file.")
   var model: String
 
   @Flag(help: "Print JSON instead of text.")
@@ -17,13 +18,11 @@ struct Inspect: ParsableCommand {
 
   func run() throws {
     try reporting.reportingErrors {
-      var isDirectory: ObjCBool = false
-      let exists = FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory)
-      if exists && !isDirectory.boolValue || !exists && model.hasSuffix(".keras") {
+      if model.hasSuffix(".keras") {
         let summary = try KerasArchive(contentsOf: model).summary()
         try show(summary, text: summary.text)
       } else {
-        let summary = try SavedModel(contentsOf: model).summary()
+        let summary = try GraphModel(contentsOf: model).summary()
         try show(summary, text: summary.text)
       }
     }

@@ -6,13 +6,15 @@ import TensorCore
 
 struct Run: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Runs a SavedModel signature on the CPU (float32) and prints or saves its outputs.",
+    abstract:
+      "Runs a SavedModel signature or a frozen graph on the CPU and prints or saves its outputs.",
     discussion: """
       Kernels so far cover dense, convolutional and batch-normalized models and common math; an \
       op without a kernel is named in the error.
       """)
 
-  @Argument(help: "The SavedModel folder.")
+  @Argument(
+    help: "The SavedModel folder, or a frozen graph .pb (inputs named by placeholder).")
   var model: String
 
   @Option(name: .customLong("input"), help: "An input as NAME=FILE.npy (repeatable).")
@@ -46,7 +48,7 @@ struct Run: ParsableCommand {
     try reporting.reportingErrors {
       Interpreter.keepFreedMemoryForReuse()
       let interpreter = try Interpreter(
-        model: try SavedModel(contentsOf: model), profiling: profile)
+        model: try GraphModel(contentsOf: model), profiling: profile)
       let outputs: [String: Tensor]
       do {
         outputs = try interpreter.run(signature: signature, inputs: tensors)

@@ -7,7 +7,8 @@ import Validation
 
 struct Validate: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Runs two SavedModels on the same inputs and compares their outputs.",
+    abstract: "Runs two models (SavedModels or frozen graphs) on the same inputs and compares "
+      + "their outputs.",
     discussion: """
       Typically the float32 model and its converted form. Reports per output the max absolute \
       and relative error, mean relative error, cosine similarity and top-1 agreement for \
@@ -15,10 +16,10 @@ struct Validate: ParsableCommand {
       2 when not.
       """)
 
-  @Argument(help: "The reference SavedModel (usually float32).")
+  @Argument(help: "The reference model (usually float32).")
   var reference: String
 
-  @Argument(help: "The candidate SavedModel (usually converted).")
+  @Argument(help: "The candidate model (usually converted).")
   var candidate: String
 
   @Option(help: "Inputs as a .npz keyed by signature input name (default: random samples).")
@@ -48,7 +49,7 @@ struct Validate: ParsableCommand {
     Interpreter.keepFreedMemoryForReuse()
     let report = try reporting.reportingErrors {
       try ModelComparison.compare(
-        reference: SavedModel(contentsOf: reference), candidate: SavedModel(contentsOf: candidate),
+        reference: GraphModel(contentsOf: reference), candidate: GraphModel(contentsOf: candidate),
         signature: signature, inputs: try inputs.map { try NumPyFile.readArchive(at: $0) },
         samples: samples, seed: seed, rtol: rtol, atol: atol)
     }

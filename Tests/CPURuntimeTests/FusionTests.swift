@@ -119,7 +119,8 @@ struct FusionTests {
     let gamma = (0..<width).map { _ in Float.random(in: 0.5...1.5, using: &generator) }
     let beta = (0..<width).map { _ in Float.random(in: -0.5...0.5, using: &generator) }
     let interpreter = try Interpreter(
-      model: try model(batch: batch, rows: rows, width: width, gamma: gamma, beta: beta))
+      model: .savedModel(
+        try model(batch: batch, rows: rows, width: width, gamma: gamma, beta: beta)))
     let outputs = try interpreter.run(
       signature: "fused", inputs: ["x": Tensor(shape: Shape([batch, rows, width]), floats: x)])
 
@@ -206,7 +207,8 @@ struct FusionTests {
       graph.add("relu", "Relu", ["scaled"])
       graph.add("residual", "AddV2", ["relu", "x"])
       graph.add("out", "SquaredDifference", ["s2", "residual"])
-      let interpreter = try Interpreter(model: try Self.model(graph, outputs: ["relu", "out"]))
+      let interpreter = try Interpreter(
+        model: .savedModel(try Self.model(graph, outputs: ["relu", "out"])))
       let input = Tensor(shape: Shape(dimensions), floats: x)
       let outputs = try interpreter.run(signature: "fused", inputs: ["x": input])
       // The same nodes through their own kernels.

@@ -18,7 +18,8 @@ struct InterpreterTests {
     let model = try SavedModel(contentsOf: Fixtures.path(fixture))
     let inputs = try NumPyFile.readArchive(at: Fixtures.path(fixture + ".inputs.npz"))
     let expected = try NumPyFile.readArchive(at: Fixtures.path(fixture + ".outputs.npz"))
-    let outputs = try Interpreter(model: model).run(signature: "serving_default", inputs: inputs)
+    let outputs = try Interpreter(model: .savedModel(model)).run(
+      signature: "serving_default", inputs: inputs)
     #expect(Set(outputs.keys) == Set(expected.keys))
     for (name, reference) in expected {
       let result = try #require(outputs[name])
@@ -43,7 +44,8 @@ struct InterpreterTests {
     }
     let inputs = try NumPyFile.readArchive(at: Fixtures.path("mlp.inputs.npz"))
     let error = #expect(throws: RuntimeError.self) {
-      _ = try Interpreter(model: model).run(signature: "serving_default", inputs: inputs)
+      _ = try Interpreter(model: .savedModel(model)).run(
+        signature: "serving_default", inputs: inputs)
     }
     #expect(
       error?.description
@@ -68,7 +70,7 @@ struct InterpreterTests {
       return model
     }
     func run(_ model: SavedModel) throws -> [String: Tensor] {
-      try Interpreter(model: model).run(signature: "serving_default", inputs: inputs)
+      try Interpreter(model: .savedModel(model)).run(signature: "serving_default", inputs: inputs)
     }
     // As TensorFlow does, a left-out attribute takes its default (transpose_a/b: false).
     let defaulted = edited {
@@ -92,7 +94,8 @@ struct InterpreterTests {
 
   @Test("A missing or mistyped input is refused")
   func badInputs() throws {
-    let interpreter = try Interpreter(model: try SavedModel(contentsOf: Fixtures.path("mlp")))
+    let interpreter = try Interpreter(
+      model: .savedModel(try SavedModel(contentsOf: Fixtures.path("mlp"))))
     #expect(throws: RuntimeError.self) {
       _ = try interpreter.run(signature: "serving_default", inputs: [:])
     }

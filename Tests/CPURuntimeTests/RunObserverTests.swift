@@ -29,7 +29,8 @@ struct RunObserverTests {
   func observedRun(fixture: String) throws {
     let model = try SavedModel(contentsOf: Fixtures.path(fixture))
     let inputs = try NumPyFile.readArchive(at: Fixtures.path("\(fixture).inputs.npz"))
-    let plain = try Interpreter(model: model).run(signature: "serving_default", inputs: inputs)
+    let plain = try Interpreter(model: .savedModel(model)).run(
+      signature: "serving_default", inputs: inputs)
     let recorder = Recorder()
     let observed = try Interpreter(
       module: try model.module(), checkpoint: model.checkpoint, observer: recorder

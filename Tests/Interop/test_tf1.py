@@ -60,10 +60,45 @@ def test_converted_tf1_saved_model_loads_in_both_loaders(tmp_path, policy, weigh
         assert loaded.dtype == np.float32 and np.all(np.isfinite(loaded))
         assert np.max(np.abs(loaded - reference)) <= 2e-2
     stored = tf.train.load_checkpoint(os.path.join(output, "variables", "variables")).get_variable_to_dtype_map()
-    # The resource variable read only by a MatMul is stored reduced under --weights auto.
-    assert stored["w2"] == (tf.dtypes.as_dtype(policy) if weights == "auto" else tf.float32)
+    # Every variable is read only by reduced-precision compute (the softmax at the output alone
+    # stays float32), so under --weights auto all are stored reduced: the reference variables
+    # (VariableV2, with their Assign initializers and the Saver's restore Assign) and the
+    # resource one.
+    for key in ("w1", "w2", "b2"):
+        assert stored[key] == (tf.dtypes.as_dtype(policy) if weights == "auto" else tf.float32), key
     graph = tf.Graph()
     with tf.compat.v1.Session(graph=graph) as session:
         tf.compat.v1.saved_model.loader.load(session, ["serve"], output)
         assert any(op.type == "MatMul" and op.get_attr("T") == tf.dtypes.as_dtype(policy)
                    for op in graph.get_operations())
+
+
+def test_reference_variable_beyond_float16_keeps_its_readers_float32(tmp_path):
+    """A VariableV2 holding 7e4 (beyond float16) read through its Identity by a MatMul: the
+    variable stays float32 and so does the MatMul, and the conversion verifies and serves finite
+    values. Regression: the MatMul converted, so the output was inf."""
+    model, output = str(tmp_path / "tf1"), str(tmp_path / "converted")
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        big = tf.compat.v1.get_variable("big", [4, 8], initializer=tf.compat.v1.constant_initializer(7e4),
+                                        use_resource=False)
+        w = tf.compat.v1.get_variable("w", [8, 3], initializer=tf.compat.v1.random_normal_initializer(seed=5),
+                                      use_resource=False)
+        y = tf.identity(tf.matmul(tf.matmul(x, big) * 1e-5, w), name="y")
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            builder = tf.compat.v1.saved_model.Builder(model)
+            signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
+            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature})
+            builder.save()
+    result = subprocess.run([TFMP, "convert", model, output], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "verified serving_default" in result.stdout
+    inputs = {"x": np.random.default_rng(6).standard_normal((5, 4)).astype(np.float32)}
+    reference = run_tf1(model, inputs)["y"]
+    converted = run_tf1(output, inputs)["y"]
+    assert np.all(np.isfinite(converted))
+    assert np.max(np.abs(converted - reference)) <= 5e-2 * max(1.0, np.abs(reference).max())
+    stored = tf.train.load_checkpoint(os.path.join(output, "variables", "variables")).get_variable_to_dtype_map()
+    assert stored["big"] == tf.float32 and stored["w"] == tf.float16

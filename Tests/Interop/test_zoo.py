@@ -10,6 +10,10 @@
    with every layer's policy set, predicts near the float32 model, and trains: two steps of
    gradient descent on the model's own outputs as targets, the loss finite and the weights moved.
 
+A frozen graph (NAME.pb) goes through the same stages: TensorFlow runs it as a TF2 function
+pruned from the imported graph and in a TF1 Session, fed and fetched by the original names; its
+conversion with `--weights float32` is refused (it has no variables).
+
 The README's test command runs the fast subset (`Scripts/zoo.py --fast`); TFMP_ZOO=all runs the
 whole zoo (Scripts/zoo, with its time stated in the README). Tolerances are relative to each
 output's scale (its largest magnitude, at least 1). Conversion: 5e-2 for float16 and 1e-1 for
@@ -30,6 +34,9 @@ from tensorflow.python.saved_model import loader_impl
 from test_interop import ROOT, TFMP, run_tf1, run_tf2
 from test_run import tfmp_run
 
+sys.path.insert(0, os.path.join(ROOT, "Scripts"))
+import zoo as zoo_script  # noqa: E402
+
 ZOO = os.environ.get("TFMP_ZOO_FOLDER", os.path.join(ROOT, "bench-work", "zoo"))
 SCRIPT = os.path.join(ROOT, "Scripts", "zoo.py")
 EVERYTHING = os.environ.get("TFMP_ZOO") == "all"
@@ -44,6 +51,27 @@ MATRIX_OPS = {"MatMul", "BatchMatMulV2", "Einsum", "Conv2D", "DepthwiseConv2dNat
 def zoo():
     subprocess.run([sys.executable, SCRIPT, "--out", ZOO, "--only", *NAMES], check=True,
                    capture_output=True)
+
+
+def path_of(name):
+    """The model's SavedModel folder, or its frozen graph's .pb."""
+    frozen = os.path.join(ZOO, name + ".pb")
+    return frozen if os.path.exists(frozen) else os.path.join(ZOO, name)
+
+
+def serve(name, path, inputs, loader="tf2"):
+    """The outputs TensorFlow gives for model NAME written at PATH: a SavedModel by the TF2 loader
+    or the TF1 loader, a frozen graph by the matching way of running one."""
+    if path_of(name).endswith(".pb"):
+        fetches = zoo_script.fetches_of(path_of(name))
+        return zoo_script.run_frozen(path, fetches, inputs, "wrap_function" if loader == "tf2" else "session")
+    return (run_tf2 if loader == "tf2" else run_tf1)(path, inputs)
+
+
+def graph_def_of(path):
+    if path.endswith(".pb"):
+        return tf.compat.v1.GraphDef.FromString(open(path, "rb").read())
+    return loader_impl.parse_saved_model(path).meta_graphs[0].graph_def
 
 
 def inputs_of(name):
@@ -72,30 +100,35 @@ def assert_close(actual, expected, tolerance, what):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_run_in_float32_matches_tensorflow(name, tmp_path):
-    model, inputs = os.path.join(ZOO, name), inputs_of(name)
-    assert_close(tfmp_run(model, inputs, tmp_path), run_tf2(model, inputs), 1e-4, "float32 run")
+    model, inputs = path_of(name), inputs_of(name)
+    assert_close(tfmp_run(model, inputs, tmp_path), serve(name, model, inputs), 1e-4, "float32 run")
 
 
 @pytest.mark.parametrize("weights", ["auto", "float32"])
 @pytest.mark.parametrize("policy", sorted(TOLERANCE))
 @pytest.mark.parametrize("name", NAMES)
 def test_conversion_loads_in_tensorflow_and_runs_as_tensorflow_runs_it(name, policy, weights, tmp_path):
-    model, output, inputs = os.path.join(ZOO, name), str(tmp_path / "converted"), inputs_of(name)
+    model, inputs = path_of(name), inputs_of(name)
+    output = str(tmp_path / ("converted.pb" if model.endswith(".pb") else "converted"))
     result = subprocess.run([TFMP, "convert", model, output, "--policy", policy, "--weights", weights,
                              "--calibration", os.path.join(ZOO, name + ".inputs.npz")],
                             capture_output=True, text=True)
+    if model.endswith(".pb") and weights == "float32":
+        assert result.returncode != 0 and "no variables" in result.stderr, result.stderr
+        assert not os.path.exists(output)
+        return
     assert result.returncode == 0, result.stderr
     assert "verified" in result.stdout, result.stdout
-    reference = run_tf2(model, inputs)
-    converted_tf2 = run_tf2(output, inputs)
+    reference = serve(name, model, inputs)
+    converted_tf2 = serve(name, output, inputs)
     for key, value in converted_tf2.items():
         assert value.dtype == reference[key].dtype, key  # the signature's dtypes are kept
     assert_close(converted_tf2, reference, TOLERANCE[policy], "TF2 loader")
     # The TF1 loader's session optimizes the graph otherwise (its float16 kernels round
     # differently): it is held to the original, as the TF2 loader is.
-    assert_close(run_tf1(output, inputs), reference, TOLERANCE[policy], "TF1 loader")
+    assert_close(serve(name, output, inputs, "tf1"), reference, TOLERANCE[policy], "TF1 loader")
     assert_close(tfmp_run(output, inputs, tmp_path), converted_tf2, 5e-2, "tfmp run of the conversion")
-    graph = loader_impl.parse_saved_model(output).meta_graphs[0].graph_def
+    graph = graph_def_of(output)
     nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
     matrix = [n for n in nodes if n.op in MATRIX_OPS]
     if matrix:
@@ -104,7 +137,7 @@ def test_conversion_loads_in_tensorflow_and_runs_as_tensorflow_runs_it(name, pol
 
 @pytest.mark.parametrize("name", NAMES)
 def test_inspect_reads_it(name):
-    result = subprocess.run([TFMP, "inspect", os.path.join(ZOO, name)], capture_output=True, text=True)
+    result = subprocess.run([TFMP, "inspect", path_of(name)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "serving_default" in result.stdout
 

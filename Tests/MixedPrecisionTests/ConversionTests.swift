@@ -1,4 +1,5 @@
 import Foundation
+import GraphIR
 import MixedPrecision
 import ModelFormats
 import TensorCore
@@ -17,6 +18,37 @@ struct ConversionTests {
       SavedModel(contentsOf: Fixtures.path(fixture)))
     let mismatch = snapshotMismatch(report.summary, named: "convert-\(fixture)-\(precision)")
     #expect(mismatch == nil, "\(mismatch ?? "")")
+  }
+
+  @Test("A frozen graph converts into a frozen graph that fetches the same names, in float32")
+  func frozenGraph() throws {
+    let folder = TemporaryFolder()
+    let path = folder.child("frozen.pb")
+    try GraphProtos.write(GraphProtos.frozenGraph(), to: path)
+    let (converted, report) = try Converter(options: ConversionOptions()).convert(
+      GraphDefFile(contentsOf: path))
+    #expect(report.convertedOpCount == 1 && report.constantsConverted == 1)
+    #expect(report.weightsAreConstants && report.weightBytesBefore == 24)
+    #expect(report.weightBytesAfter == 12)
+    #expect(report.summary.contains("weights 24 B -> 12 B (constants of a frozen graph)\n"))
+    try converted.write(to: folder.child("out.pb"))
+    let graph = try GraphDefFile(contentsOf: folder.child("out.pb")).module().graph
+    let logits = try #require(graph.id(of: "logits"))
+    #expect(graph[logits].op == "Cast" && graph[logits].type("DstT") == .float32)
+    let matMul = try #require(graph.id(of: "logits/tfmp_compute"))
+    #expect(graph[matMul].op == "MatMul" && graph[matMul].type("T") == .float16)
+
+    for (flag, edit) in [
+      ("--weights float32", { (options: inout ConversionOptions) in options.weights = .float32 }),
+      ("--no-keep-io-types", { (options: inout ConversionOptions) in options.keepIOTypes = false }),
+    ] {
+      var options = ConversionOptions()
+      edit(&options)
+      let error = #expect(throws: ModelFormatError.self) {
+        _ = try Converter(options: options).convert(GraphDefFile(contentsOf: path))
+      }
+      #expect(error?.code == .unsupported && error?.location == flag)
+    }
   }
 
   @Test("Converting a converted model is refused with a clear message")

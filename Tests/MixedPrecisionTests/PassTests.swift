@@ -225,6 +225,19 @@ struct PassTests {
     #expect(bfloat16.decisions["softmax"]?.reduced == true)
   }
 
+  @Test("A weight that overflows float16 keeps the MatMul reading it through an Identity float32")
+  func unfitConstantBehindIdentity() throws {
+    // Frozen graphs read their weights through Identity nodes (a read of a variable before).
+    var builder = BodyBuilder()
+    builder.constant("w", [7e4, 1])
+    builder.add("read", "Identity", ["w:output:0"])
+    builder.add("product", "MatMul", ["x", "read:output:0"])
+    let (decisions, _, _) = try convert(builder.body(returning: ["y": "product:product:0"]))
+    #expect(decisions["read"]?.reason == .constantRange)
+    #expect(decisions["product"]?.reason == .constantRange)
+    #expect(decisions["product"]?.reduced == false)
+  }
+
   @Test("A softmax at the output stays float32; one inside the model converts")
   func outputSoftmax() throws {
     var builder = BodyBuilder()

@@ -2,6 +2,7 @@ import Foundation
 import GraphIR
 import SwiftProtobuf
 import TFProtos
+import TensorCore
 import Testing
 import _TestSupport
 
@@ -23,13 +24,58 @@ struct GraphDefFileTests {
     let path = try graphFile(fixture, in: folder)
     let file = try GraphDefFile(contentsOf: path)
     let module = try file.module()
-    #expect(module.signatures.isEmpty && module.variables.isEmpty)
+    #expect(module.signatures.keys.sorted() == ["serving_default"] && module.variables.isEmpty)
     #expect(module.functions.count == file.proto.library.function.count)
     let output = folder.child("out.pb")
     try file.replacing(module).write(to: output)
     #expect(
       try Data(contentsOf: URL(fileURLWithPath: output))
         == Data(contentsOf: URL(fileURLWithPath: path)))
+  }
+
+  @Test("A frozen graph is fed its read placeholders and fetches the nodes nothing reads")
+  func derivedSignature() throws {
+    let folder = TemporaryFolder()
+    let path = folder.child("frozen.pb")
+    try GraphProtos.write(GraphProtos.frozenGraph(), to: path)
+    let module = try GraphDefFile(contentsOf: path).module()
+    let signature = try #require(module.signatures["serving_default"])
+    #expect(signature.inputs.map(\.name) == ["x"])
+    #expect(signature.inputs.first?.dtype == .float32)
+    #expect(signature.inputs.first?.shape.unknownRank == true)
+    #expect(signature.outputs.map(\.name) == ["logits"])
+    #expect(signature.outputs.first?.source == .output(NodeID(3), OutputSlot()))
+  }
+
+  @Test("Writing back keeps the fetched names when an output moved to another node")
+  func fetchNamesKept() throws {
+    let folder = TemporaryFolder()
+    let path = folder.child("frozen.pb")
+    try GraphProtos.write(GraphProtos.frozenGraph(), to: path)
+    let file = try GraphDefFile(contentsOf: path)
+    var module = try file.module()
+    let logits = try #require(module.graph.id(of: "logits"))
+    let cast = module.graph.append(
+      Node(name: "logits/cast", op: "Identity", inputs: [.output(logits, OutputSlot())]))
+    module.signatures["serving_default"]?.outputs[0].source = .output(cast, OutputSlot())
+    let written = file.replacing(module).proto
+    #expect(
+      written.node.map(\.name) == ["x", "unused", "w", "logits/tfmp_compute", "init", "logits"])
+    #expect(written.node.last?.op == "Identity")
+    #expect(written.node.last?.input == ["logits/tfmp_compute"])
+  }
+
+  @Test("inspect describes a frozen graph: its signature, ops and constants")
+  func summary() throws {
+    let folder = TemporaryFolder()
+    let path = folder.child("frozen.pb")
+    try GraphProtos.write(GraphProtos.frozenGraph(), to: path)
+    let text = try GraphModel(contentsOf: path).summary().text
+    #expect(text.hasPrefix("GraphDef  \(path)\n  a frozen graph: "))
+    #expect(
+      text.contains("    in  x: float32 unknown rank  <- x:0\n    out logits: ? unknown rank"))
+    #expect(text.contains("Ops by type: Placeholder 2, Const 1, MatMul 1, NoOp 1\n"))
+    #expect(text.contains("Range report: 1 float tensors (variables and constants), 6 values"))
   }
 
   @Test("A file that is not a GraphDef, and a missing one, give one-line errors")

@@ -37,12 +37,14 @@ struct ValidationTests {
     let candidate = try SavedModel(contentsOf: folder.child("cnn"))
     let inputs = try NumPyFile.readArchive(at: Fixtures.path("cnn_bn.inputs.npz"))
     let loose = try ModelComparison.compare(
-      reference: reference, candidate: candidate, signature: "serving_default", inputs: inputs,
+      reference: .savedModel(reference), candidate: .savedModel(candidate),
+      signature: "serving_default", inputs: inputs,
       rtol: 1e-2, atol: 1e-3)
     #expect(loose.passed, "\(loose.text)")
     #expect(loose.outputs.first?.top1Agreement == 1)
     let strict = try ModelComparison.compare(
-      reference: reference, candidate: candidate, signature: "serving_default", inputs: inputs,
+      reference: .savedModel(reference), candidate: .savedModel(candidate),
+      signature: "serving_default", inputs: inputs,
       rtol: 0, atol: 0)
     #expect(!strict.passed)
   }
@@ -70,7 +72,8 @@ struct ValidationTests {
     let candidate = reference.replacing(module)
     let inputs = try NumPyFile.readArchive(at: Fixtures.path("two_io.inputs.npz"))
     let report = try ModelComparison.compare(
-      reference: reference, candidate: candidate, signature: key, inputs: inputs, rtol: 1, atol: 1)
+      reference: .savedModel(reference), candidate: .savedModel(candidate), signature: key,
+      inputs: inputs, rtol: 1, atol: 1)
     #expect(!report.passed)
     #expect(report.mismatches.count == 1, "\(report.text)")
     #expect(report.text.hasSuffix("FAIL: the outputs do not correspond\n"))
@@ -99,7 +102,8 @@ struct ValidationTests {
       let (converted, _) = try Converter(options: ConversionOptions()).convert(original)
       try converted.write(to: folder.child(fixture))
       let outcome = try ConversionCheck.check(
-        original: original, converted: try SavedModel(contentsOf: folder.child(fixture)),
+        original: .savedModel(original),
+        converted: .savedModel(try SavedModel(contentsOf: folder.child(fixture))),
         inputs: nil, tolerance: 0.1)
       #expect(
         outcome.failure == nil, "\(fixture): \(outcome.failure.map(String.init(describing:)) ?? "")"
@@ -115,7 +119,8 @@ struct ValidationTests {
       }
     }
     let outcome = try ConversionCheck.check(
-      original: original, converted: original.replacing(module), inputs: nil, tolerance: 1e-3)
+      original: .savedModel(original), converted: .savedModel(original.replacing(module)),
+      inputs: nil, tolerance: 1e-3)
     let failure = try #require(outcome.failure, "\(outcome.skipped)")
     #expect(failure.node?.op == "Elu")
     #expect(failure.node?.name == "mlp_1/hidden_1/Relu")

@@ -1,4 +1,6 @@
 package import TFProtos
+internal import Foundation
+internal import SwiftProtobuf
 
 /// Graph protos that tests build by hand.
 package enum GraphProtos {
@@ -14,6 +16,37 @@ package enum GraphProtos {
     value.tensor = tensor
     node.attr["value"] = value
     return node
+  }
+
+  /// A node named `name` of type `op`, reading `inputs`, with float32 `T` (or `dtype`, for a
+  /// `Placeholder`).
+  package static func node(_ name: String, _ op: String, _ inputs: [String] = [])
+    -> Tensorflow_NodeDef
+  {
+    var node = Tensorflow_NodeDef()
+    node.name = name
+    node.op = op
+    node.input = inputs
+    node.attr[op == "Placeholder" ? "dtype" : "T"] = type(.dtFloat)
+    return node
+  }
+
+  /// A frozen graph: `logits = MatMul(x, w)`, an unread placeholder, and an init `NoOp`.
+  package static func frozenGraph() -> Tensorflow_GraphDef {
+    var graph = Tensorflow_GraphDef()
+    graph.node = [
+      node("x", "Placeholder"), node("unused", "Placeholder"),
+      constant("w", tensor([1, 2, 3, 4, 5, 6], shape: [2, 3])),
+      node("logits", "MatMul", ["x", "w"]),
+      node("init", "NoOp"),
+    ]
+    graph.node[2].attr.removeValue(forKey: "T")
+    return graph
+  }
+
+  /// Writes `graph` to `path` as a binary `.pb`.
+  package static func write(_ graph: Tensorflow_GraphDef, to path: String) throws {
+    try graph.serializedData().write(to: URL(fileURLWithPath: path))
   }
 
   /// A float32 tensor of `shape` (a vector by default).

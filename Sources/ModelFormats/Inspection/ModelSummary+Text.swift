@@ -6,10 +6,15 @@ extension ModelSummary {
   public var text: String {
     var lines: [String] = []
     lines.append("\(format)  \(path)")
-    lines.append(
-      "  tags: \(tags.joined(separator: ", "))"
-        + (tensorflowVersion.isEmpty ? "" : "   written by TensorFlow \(tensorflowVersion)")
-        + (metaGraphCount > 1 ? "   (first of \(metaGraphCount) MetaGraphDefs)" : ""))
+    if metaGraphCount == 0 {
+      lines.append(
+        "  a frozen graph: its placeholders are the inputs, the nodes nothing reads the outputs")
+    } else {
+      lines.append(
+        "  tags: \(tags.joined(separator: ", "))"
+          + (tensorflowVersion.isEmpty ? "" : "   written by TensorFlow \(tensorflowVersion)")
+          + (metaGraphCount > 1 ? "   (first of \(metaGraphCount) MetaGraphDefs)" : ""))
+    }
     lines.append("")
     lines.append("Signatures (\(signatures.count))")
     for signature in signatures {
@@ -30,8 +35,10 @@ extension ModelSummary {
     lines.append("Ops by type: " + Self.counts(opCounts))
     lines.append("")
     lines.append(
-      "Variables: \(variables.count) (\(variables.checkpointEntryCount) checkpoint entries, "
-        + "\(Self.bytes(variables.checkpointBytes)) of tensor data)")
+      metaGraphCount == 0
+        ? "Variables: none (a frozen graph's weights are constants)"
+        : "Variables: \(variables.count) (\(variables.checkpointEntryCount) checkpoint entries, "
+          + "\(Self.bytes(variables.checkpointBytes)) of tensor data)")
     if !variables.bytesByDType.isEmpty {
       lines.append(
         "  by dtype: "

@@ -131,19 +131,7 @@ extension SavedModel {
   /// - Throws: ``ModelFormatError`` when a checkpoint tensor is corrupt.
   public func summary() throws -> ModelSummary {
     let metaGraph = proto.metaGraphs[0]
-    let graph = metaGraph.graphDef
-    var opCounts: [String: Int] = [:]
-    for node in graph.node { opCounts[node.op, default: 0] += 1 }
-    let functions = graph.library.function.map { function -> ModelSummary.Function in
-      var counts: [String: Int] = [:]
-      for node in function.nodeDef {
-        counts[node.op, default: 0] += 1
-        opCounts[node.op, default: 0] += 1
-      }
-      return ModelSummary.Function(
-        name: function.signature.name, nodeCount: function.nodeDef.count, opCounts: counts)
-    }.sorted { $0.name < $1.name }
-
+    let contents = Self.contents(of: metaGraph.graphDef)
     let signatures = metaGraph.signatureDef.map { key, signature in
       ModelSummary.Signature(
         key: key, methodName: signature.methodName,
@@ -172,22 +160,7 @@ extension SavedModel {
         }
       }
     }
-    for node in graph.node {
-      if let values = Self.constantValues(node) {
-        rangeEntries.append(
-          Self.rangeEntry(node.name, kind: "constant", dtype: values.dtype, values.rangeCounts()))
-      }
-    }
-    for function in graph.library.function {
-      for node in function.nodeDef {
-        if let values = Self.constantValues(node) {
-          rangeEntries.append(
-            Self.rangeEntry(
-              "\(function.signature.name)/\(node.name)", kind: "constant", dtype: values.dtype,
-              values.rangeCounts()))
-        }
-      }
-    }
+    rangeEntries += contents.constants
 
     var bytesByDType: [String: Int] = [:]
     for variable in variables { bytesByDType[variable.dtype, default: 0] += variable.bytes }
@@ -197,7 +170,7 @@ extension SavedModel {
       format: "SavedModel", path: directory, tags: metaGraph.metaInfoDef.tags,
       metaGraphCount: proto.metaGraphs.count,
       tensorflowVersion: metaGraph.metaInfoDef.tensorflowVersion, signatures: signatures,
-      functions: functions, opCounts: opCounts,
+      functions: contents.functions, opCounts: contents.opCounts,
       variables: ModelSummary.Variables(
         count: variables.count, checkpointEntryCount: tensorEntries.count,
         bytesByDType: bytesByDType,
@@ -267,6 +240,36 @@ extension SavedModel {
       }
     }
     return keys
+  }
+
+  /// What `graph` holds: its library's functions, the count of each op type (library
+  /// included), and a range entry for each float constant.
+  static func contents(of graph: Tensorflow_GraphDef) -> (
+    functions: [ModelSummary.Function], opCounts: [String: Int],
+    constants: [ModelSummary.RangeEntry]
+  ) {
+    var opCounts: [String: Int] = [:]
+    var constants: [ModelSummary.RangeEntry] = []
+    func count(_ node: Tensorflow_NodeDef, in function: String?) {
+      opCounts[node.op, default: 0] += 1
+      if let values = constantValues(node) {
+        constants.append(
+          rangeEntry(
+            function.map { "\($0)/\(node.name)" } ?? node.name, kind: "constant",
+            dtype: values.dtype, values.rangeCounts()))
+      }
+    }
+    for node in graph.node { count(node, in: nil) }
+    let functions = graph.library.function.map { function -> ModelSummary.Function in
+      var counts: [String: Int] = [:]
+      for node in function.nodeDef {
+        counts[node.op, default: 0] += 1
+        count(node, in: function.signature.name)
+      }
+      return ModelSummary.Function(
+        name: function.signature.name, nodeCount: function.nodeDef.count, opCounts: counts)
+    }.sorted { $0.name < $1.name }
+    return (functions, opCounts, constants)
   }
 
   private static func spec(name: String, info: Tensorflow_TensorInfo) -> ModelSummary.TensorSpec {
