@@ -174,6 +174,49 @@ def register_hub():
             return net, {"token_ids": ids, "padding_mask": mask}
         return build
 
+    def t5(rng):
+        net = keras_hub.models.T5Backbone(
+            vocabulary_size=200, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
+            key_value_dim=16)
+        ids, mask = token_inputs(rng, 2, 12, 200)
+        return net, {"encoder_token_ids": ids, "encoder_padding_mask": mask,
+                     "decoder_token_ids": ids[:, :8], "decoder_padding_mask": mask[:, :8]}
+
+    def whisper(rng):
+        net = keras_hub.models.WhisperBackbone(
+            vocabulary_size=200, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
+            num_mels=16, max_encoder_sequence_length=64, max_decoder_sequence_length=16)
+        ids, mask = token_inputs(rng, 2, 8, 200)
+        features = rng.standard_normal((2, 64, 16)).astype(np.float32)
+        return net, {"encoder_features": features, "decoder_token_ids": ids, "decoder_padding_mask": mask}
+
+    def mixtral(rng):
+        # A mixture of experts: a router's top-2 experts per token (TopKV2, OneHot).
+        net = keras_hub.models.MixtralBackbone(
+            vocabulary_size=200, num_layers=2, num_query_heads=4, hidden_dim=32, intermediate_dim=64,
+            num_key_value_heads=2, num_experts=4, top_k=2)
+        ids, mask = token_inputs(rng, 2, 12, 200)
+        return net, {"token_ids": ids, "padding_mask": mask}
+
+    def swin(rng):
+        # Shifted-window attention (Roll, and slice updates for the attention mask).
+        net = keras_hub.models.SwinTransformerBackbone(
+            image_shape=(32, 32, 3), embed_dim=16, depths=[2, 2], num_heads=[2, 2], window_size=4,
+            patch_size=2)
+        return net, {net.inputs[0].name: rng.uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)}
+
+    def xlnet(rng):
+        net = keras_hub.models.XLNetBackbone(
+            vocabulary_size=200, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64)
+        ids, mask = token_inputs(rng, 2, 12, 200)
+        return net, {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": mask}
+
+    hub_backbone("t5_tiny", t5, 30)
+    hub_backbone("whisper_tiny", whisper, 31)
+    hub_backbone("mixtral_tiny", mixtral, 32, fast=True)
+    hub_backbone("swin_tiny", swin, 33)
+    hub_backbone("xlnet_tiny", xlnet, 34)
+    hub_backbone("deberta_v3_tiny", encoder(keras_hub.models.DebertaV3Backbone, bucket_size=8), 35)
     hub_backbone("mistral_tiny", decoder(keras_hub.models.MistralBackbone, num_query_heads=4,
                                          num_key_value_heads=2), 17)
     hub_backbone("qwen2_tiny", decoder(keras_hub.models.Qwen2Backbone, num_query_heads=4,
@@ -236,6 +279,237 @@ def register_modules():
     def make(folder):
         tf.saved_model.save(CustomMath(), os.path.join(folder, "custom_module"))
         return {"x": np.random.default_rng(31).standard_normal((3, 8)).astype(np.float32)}
+
+    class DetectionHead(tf.Module):
+        """A detector's head and post-processing as hand-written TF code has it: box decoding
+        against anchors, per-class sigmoid scores, the top detections per image gathered by
+        index, per-class score totals, and overlaps with the best box."""
+
+        def __init__(self, rng):
+            self.w = tf.Variable(rng.normal(0, 0.2, (16, 4 + 5)).astype(np.float32))
+            self.anchors = tf.constant(np.sort(rng.uniform(0, 1, (12, 4)), axis=-1).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 12, 16], tf.float32)])
+        def __call__(self, features):
+            head = tf.einsum("bnf,fo->bno", features, self.w)
+            deltas, logits = tf.split(head, [4, 5], axis=-1)
+            centers = (self.anchors[:, :2] + self.anchors[:, 2:]) / 2 + deltas[..., :2] * 0.1
+            sizes = (self.anchors[:, 2:] - self.anchors[:, :2]) * tf.exp(tf.clip_by_value(deltas[..., 2:], -4.0, 4.0))
+            boxes = tf.concat([centers - sizes / 2, centers + sizes / 2], axis=-1)
+            scores = tf.sigmoid(logits)
+            best = tf.reduce_max(scores, axis=-1)
+            classes = tf.argmax(scores, axis=-1, output_type=tf.int32)
+            top, order = tf.math.top_k(best, k=5)
+            batch = tf.broadcast_to(tf.range(tf.shape(order)[0])[:, None], tf.shape(order))
+            picked = tf.gather_nd(boxes, tf.stack([batch, order], axis=-1))
+            picked_classes = tf.gather_nd(classes, tf.stack([batch, order], axis=-1))
+            totals = tf.math.unsorted_segment_sum(
+                tf.reshape(best, [-1]), tf.reshape(classes, [-1]), num_segments=5)
+            lower = tf.maximum(picked[:, :1, :2], picked[..., :2])
+            upper = tf.minimum(picked[:, :1, 2:], picked[..., 2:])
+            overlap = tf.reduce_prod(tf.nn.relu(upper - lower), axis=-1)
+            area = tf.reduce_prod(picked[..., 2:] - picked[..., :2], axis=-1)
+            return {
+                "confident": tf.boolean_mask(best, best > 0.5),
+                "boxes": picked, "scores": top,
+                "classes": tf.one_hot(picked_classes, 5, dtype=tf.float32) * top[..., None],
+                "class_totals": totals, "weakest": tf.argmin(best, axis=-1),
+                "overlaps": tf.math.divide_no_nan(overlap, area + area[:, :1] - overlap),
+            }
+
+    @model("detection_head", fast=True)
+    def make(folder):
+        rng = np.random.default_rng(37)
+        tf.saved_model.save(DetectionHead(rng), os.path.join(folder, "detection_head"))
+        return {"features": rng.standard_normal((2, 12, 16)).astype(np.float32)}
+
+    class SignalFeatures(tf.Module):
+        """Hand-written signal features: reflect-padded frames, phases and magnitudes of two
+        filtered signals, running decays, a small network with assorted activations, and a
+        causal summary per valid length."""
+
+        def __init__(self, rng):
+            self.filters = tf.constant(rng.normal(0, 0.5, (8, 2)).astype(np.float32))
+            self.w1 = tf.Variable(rng.normal(0, 0.3, (6, 16)).astype(np.float32))
+            self.w2 = tf.Variable(rng.normal(0, 0.3, (16, 4)).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32), tf.TensorSpec([None], tf.int32)])
+        def __call__(self, signal, lengths):
+            padded = tf.pad(signal, [[0, 0], [4, 4]], mode="REFLECT")
+            frames = tf.reshape(padded[:, :64], [-1, 8, 8])
+            filtered = tf.einsum("bft,tc->bfc", frames, self.filters)
+            real, imaginary = tf.unstack(filtered, axis=-1)
+            phase = tf.atan2(imaginary, real)
+            magnitude = tf.math.log1p(tf.sqrt(real * real + imaginary * imaginary))
+            decay = tf.math.cumprod(tf.fill(tf.shape(magnitude), 0.9), axis=1, exclusive=True)
+            energy = tf.math.cumsum(magnitude * decay, axis=1, reverse=True)
+            features = tf.concat([
+                tf.stack([magnitude, tf.sin(phase), tf.cos(phase), tf.atan(energy)], axis=-1),
+                tf.stack([tf.math.floormod(phase, 1.0), tf.round(energy * 4.0) / 4.0], axis=-1),
+            ], axis=-1)
+            hidden = tf.matmul(features, self.w1)
+            hidden = tf.add_n([tf.nn.elu(hidden), tf.nn.selu(hidden), tf.nn.softplus(hidden),
+                               tf.nn.softsign(hidden), tf.nn.leaky_relu(hidden, 0.1)])
+            logits = tf.matmul(hidden, self.w2)
+            causal = tf.linalg.band_part(tf.ones([8, 8]), -1, 0)
+            steps = tf.minimum(tf.maximum(lengths // 8, 1), 8)
+            valid = tf.sequence_mask(steps, 8, dtype=tf.float32)
+            summary = tf.einsum("ij,bjc->bic", causal, logits * valid[..., None])
+            reversed_ = tf.reverse_sequence(summary, tf.cast(steps, tf.int64), seq_axis=1, batch_axis=0)
+            return {
+                "log_probabilities": tf.nn.log_softmax(reversed_, axis=-1),
+                "smallest": tf.reduce_min(logits, axis=1),
+                "flagged": tf.cast(tf.logical_or(tf.math.is_nan(phase), tf.math.is_inf(energy)), tf.float32)
+                + tf.math.erf(tf.math.expm1(-tf.abs(real))),
+                "edges": tf.reverse(tf.pad(magnitude, [[0, 0], [1, 1]], constant_values=-1.0), axis=[1]),
+            }
+
+    class Geometry(tf.Module):
+        """Hand-written geometry on learned embeddings: great-circle (haversine) distances
+        between points on a sphere, angles between vectors, distances in the Poincaré ball
+        (hyperbolic embeddings, as recommenders and taxonomies use them), and a map back from
+        the ball through the hyperbolic functions."""
+
+        def __init__(self, rng):
+            self.w = tf.Variable(rng.normal(0, 0.3, (6, 6)).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 6], tf.float32), tf.TensorSpec([None, 6], tf.float32)])
+        def __call__(self, a, b):
+            a, b = tf.matmul(a, self.w), tf.matmul(b, self.w)
+            latitude, longitude = tf.tanh(a[:, 0]) * 1.5, tf.tanh(a[:, 1]) * 3.0
+            latitude2, longitude2 = tf.tanh(b[:, 0]) * 1.5, tf.tanh(b[:, 1]) * 3.0
+            h = tf.sin((latitude2 - latitude) / 2) ** 2 + tf.cos(latitude) * tf.cos(latitude2) * tf.sin(
+                (longitude2 - longitude) / 2) ** 2
+            great_circle = 2 * tf.asin(tf.sqrt(tf.clip_by_value(h, 0.0, 1.0)))
+            cosine = tf.reduce_sum(tf.math.l2_normalize(a, -1) * tf.math.l2_normalize(b, -1), axis=-1)
+            angle = tf.acos(tf.clip_by_value(cosine, -0.999, 0.999))
+            # Points inside the unit ball, via tanh of their norms.
+            def into_ball(v):
+                norm = tf.norm(v, axis=-1, keepdims=True)
+                return tf.tanh(norm) * v / (norm + 1e-6) * 0.9
+            u, v = into_ball(a), into_ball(b)
+            squared = tf.reduce_sum((u - v) ** 2, -1)
+            denominator = (1 - tf.reduce_sum(u * u, -1)) * (1 - tf.reduce_sum(v * v, -1))
+            hyperbolic = tf.acosh(1 + 2 * squared / denominator)
+            radius = tf.norm(u, axis=-1)
+            tangent = tf.atanh(radius) / (radius + 1e-6)
+            return {
+                "great_circle": great_circle, "angle": angle, "hyperbolic": hyperbolic,
+                "tangent": tangent,
+                "curvature": tf.sinh(hyperbolic * 0.5) / tf.cosh(hyperbolic * 0.5) + tf.asinh(squared)
+                + tf.tan(angle * 0.25),
+            }
+
+    @model("geometry_module")
+    def make(folder):
+        rng = np.random.default_rng(43)
+        tf.saved_model.save(Geometry(rng), os.path.join(folder, "geometry_module"))
+        return {"a": rng.standard_normal((4, 6)).astype(np.float32),
+                "b": rng.standard_normal((4, 6)).astype(np.float32)}
+
+    @model("signal_features")
+    def make(folder):
+        rng = np.random.default_rng(38)
+        tf.saved_model.save(SignalFeatures(rng), os.path.join(folder, "signal_features"))
+        return {"signal": rng.standard_normal((3, 64)).astype(np.float32),
+                "lengths": np.array([64, 20, 5], np.int32)}
+
+
+def export_calibrated_on_images(net, rng, folder, name):
+    """Exports a net on 32x32 RGB images (input "image") with its batch normalization
+    statistics set from such images."""
+    images = lambda n: rng.uniform(0, 255, (n, 32, 32, 3)).astype(np.float32)
+    calibrate(net, [images(8) for _ in range(3)])
+    return export_keras(net, folder, name, {"image": images(2)})
+
+
+def register_dense_prediction():
+    import keras
+
+    @model("unet_small")
+    def make(folder):
+        # A segmentation net: transposed convolutions, bilinear upsampling and resizing, skip
+        # connections.
+        rng = seeded(36)
+        layers = keras.layers
+        inputs = keras.Input((32, 32, 3), name="image")
+        x = layers.Rescaling(1 / 255)(inputs)
+        down1 = layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same", activation="relu")(x))
+        down2 = layers.SeparableConv2D(16, 3, padding="same", activation="relu")(layers.MaxPooling2D()(down1))
+        bottom = layers.Conv2D(32, 3, padding="same", activation="relu")(layers.MaxPooling2D()(down2))
+        up2 = layers.Concatenate()([layers.Conv2DTranspose(16, 3, strides=2, padding="same")(bottom), down2])
+        up1 = layers.UpSampling2D(interpolation="bilinear")(layers.Conv2D(8, 3, padding="same", activation="relu")(up2))
+        logits = layers.Conv2D(4, 1)(layers.Concatenate()([up1, down1]))
+        net = keras.Model(inputs, layers.Resizing(48, 48)(logits))
+        return export_calibrated_on_images(net, rng, folder, "unet_small")
+
+    @model("deeplab_aspp")
+    def make(folder):
+        # Atrous spatial pyramid pooling: parallel dilated convolutions (SpaceToBatchND,
+        # BatchToSpaceND), image pooling, bilinear upsampling back to the input.
+        rng = seeded(39)
+        layers = keras.layers
+        inputs = keras.Input((32, 32, 3), name="image")
+        x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(layers.Rescaling(1 / 127.5, -1)(inputs))
+        x = layers.BatchNormalization()(x)
+        branches = [layers.Conv2D(8, 1, activation="relu")(x)] + [
+            layers.Conv2D(8, 3, padding="same", dilation_rate=rate, activation="relu")(x) for rate in (2, 4)]
+        pooled = layers.GlobalAveragePooling2D(keepdims=True)(x)
+        branches.append(layers.UpSampling2D(16, interpolation="bilinear")(layers.Conv2D(8, 1)(pooled)))
+        x = layers.Conv2D(16, 1, activation="relu")(layers.Concatenate()(branches))
+        logits = layers.UpSampling2D(2, interpolation="bilinear")(layers.Conv2D(3, 1)(x))
+        return export_calibrated_on_images(keras.Model(inputs, logits), rng, folder, "deeplab_aspp")
+
+    @model("video_classifier")
+    def make(folder):
+        # 3-D convolutions over frames, 3-D max and average pooling.
+        rng = seeded(40)
+        layers = keras.layers
+        inputs = keras.Input((6, 16, 16, 3), name="frames")
+        x = layers.Conv3D(8, 3, padding="same", activation="relu")(inputs)
+        x = layers.BatchNormalization()(x)
+        x = layers.MaxPooling3D((1, 2, 2))(x)
+        x = layers.Conv3D(16, (3, 3, 3), padding="same", activation="relu")(x)
+        x = layers.AveragePooling3D(2, padding="same")(x)
+        outputs = layers.Dense(5)(layers.GlobalAveragePooling3D()(x))
+        net = keras.Model(inputs, outputs)
+        clips = lambda n: rng.standard_normal((n, 6, 16, 16, 3)).astype(np.float32)
+        calibrate(net, [clips(4) for _ in range(2)])
+        return export_keras(net, folder, "video_classifier", {"frames": clips(2)})
+
+    @model("volume_segmenter")
+    def make(folder):
+        # A 3-D U-Net step: down with a strided Conv3D, up with Conv3DTranspose.
+        rng = seeded(41)
+        layers = keras.layers
+        inputs = keras.Input((8, 8, 8, 1), name="volume")
+        down = layers.Conv3D(8, 3, padding="same", activation="relu")(inputs)
+        bottom = layers.Conv3D(16, 3, strides=2, padding="same", activation="relu")(down)
+        up = layers.Conv3DTranspose(8, 3, strides=2, padding="same", activation="relu")(bottom)
+        outputs = layers.Conv3D(2, 1)(layers.Concatenate()([up, down]))
+        net = keras.Model(inputs, outputs)
+        return export_keras(net, folder, "volume_segmenter",
+                            {"volume": rng.standard_normal((2, 8, 8, 8, 1)).astype(np.float32)})
+
+    @model("tabular_model")
+    def make(folder):
+        # Structured data: bucketized numbers one-hot and counted (Bucketize, DenseBincount),
+        # embedded, and normalized numbers, into a small network.
+        rng = seeded(42)
+        layers = keras.layers
+        numbers = keras.Input((4,), name="numbers")
+        codes = keras.Input((3,), dtype="int32", name="codes")
+        buckets = layers.Discretization(bin_boundaries=[-1.0, 0.0, 1.0])(numbers)
+        encoded = layers.CategoryEncoding(num_tokens=4, output_mode="multi_hot")(buckets)
+        counted = layers.CategoryEncoding(num_tokens=6, output_mode="count")(codes)
+        embedded = layers.Flatten()(layers.Embedding(6, 3)(codes))
+        scaled = layers.Normalization(mean=[0.5, -0.5, 0.0, 1.0], variance=[1.0, 2.0, 0.5, 4.0])(numbers)
+        x = layers.Concatenate()([encoded, counted, embedded, scaled])
+        x = layers.Dense(16, activation="relu")(x)
+        net = keras.Model([numbers, codes], layers.Dense(1, activation="sigmoid")(x))
+        return export_keras(net, folder, "tabular_model", {
+            "numbers": rng.standard_normal((4, 4)).astype(np.float32),
+            "codes": rng.integers(0, 6, (4, 3)).astype(np.int32)})
 
 
 def tf1_graph(rng):
@@ -484,6 +758,7 @@ def register_all():
     register_applications()
     register_hub()
     register_recurrent()
+    register_dense_prediction()
     register_modules()
     register_tf1()
     register_tf_keras()

@@ -21,8 +21,8 @@ extension OpSchema {
   /// take the reduced type; the others (indices, axes, `FusedBatchNormV3`'s float32 statistics)
   /// keep theirs.
   public struct Precision: Hashable, Sendable {
-    /// The class for float16 (TensorFlow's CUDA lists).
-    public var float16Class: OpClass
+    /// The class for float16 (TensorFlow's CUDA lists); `nil`: not converted to float16.
+    public var float16Class: OpClass?
     /// The class for bfloat16 (TensorFlow's oneDNN lists).
     public var bfloat16Class: OpClass
     /// The type attribute conversion changes, usually `T`.
@@ -35,8 +35,16 @@ extension OpSchema {
       self.attribute = attribute
     }
 
-    /// The class for `precision`.
-    public func opClass(for precision: ReducedPrecision) -> OpClass {
+    /// Converted to bfloat16 only, in class `opClass`: TensorFlow has no float16 CPU kernel for
+    /// the op, so a float16 conversion would not run where it is checked.
+    public static func bfloat16Only(_ opClass: OpClass) -> Precision {
+      var precision = Precision(opClass)
+      precision.float16Class = nil
+      return precision
+    }
+
+    /// The class for `precision`; `nil` when the op is not converted to it.
+    public func opClass(for precision: ReducedPrecision) -> OpClass? {
       precision == .float16 ? float16Class : bfloat16Class
     }
 

@@ -59,6 +59,7 @@ public struct OpSchema: Sendable {
       case int, float, bool, string, type, shape, tensor
       case function = "func"
       case ints = "list(int)"
+      case floats = "list(float)"
       case types = "list(type)"
       case shapes = "list(shape)"
     }
@@ -107,6 +108,9 @@ public struct OpSchema: Sendable {
         })
     }
 
+    /// A float list attribute, required.
+    public static func floats(_ name: String) -> Self { Self(name, .floats) }
+
     /// Whether `value` is of this attribute's kind.
     func admits(_ value: AttrValue) -> Bool {
       switch (kind, value) {
@@ -114,6 +118,7 @@ public struct OpSchema: Sendable {
         (.shape, .shape), (.tensor, .tensor), (.function, .function):
         return true
       case (.ints, .list(let list)): return list.holdsOnly(\.ints)
+      case (.floats, .list(let list)): return list.holdsOnly(\.floats)
       case (.types, .list(let list)): return list.holdsOnly(\.types)
       case (.shapes, .list(let list)): return list.holdsOnly(\.shapes)
       default: return false

@@ -40,7 +40,8 @@ public struct ConversionOptions: Sendable {
 ///
 /// The pipeline, in order: ``RangePass`` finds the constants and variable reads whose values do
 /// not survive the reduced type; ``NormalizationPass`` finds the normalizations, which stay
-/// float32 as in Keras (unless turned off); ``PaintingPass`` decides each node's precision; with
+/// float32 as in Keras (unless turned off); ``ChoicePass`` finds what choices (top-k, arg max)
+/// are made on, which stays float32; ``PaintingPass`` decides each node's precision; with
 /// `--weights auto`, ``VariableStoragePass`` stores variables in the reduced type where every
 /// reader computes in it; ``CastInsertionPass`` retypes the converted nodes and puts casts at the
 /// boundaries; with `--no-keep-io-types`, ``SignatureTypesPass`` gives the signatures reduced
@@ -150,6 +151,7 @@ public struct Converter: Sendable {
 
     var passes: [any ConversionPass] = [RangePass(precision: options.precision)]
     if options.normalizationInFloat32 { passes.append(NormalizationPass()) }
+    passes.append(ChoicePass())
     passes.append(
       PaintingPass(
         lists: lists, float32NodePatterns: patterns, userReducedOps: Set(options.reducedOps),

@@ -21,8 +21,8 @@ struct ConversionContext {
   let modelPath: String
   /// The values of each body that do not fit the reduced type (``RangePass``).
   var unfit: RangePass.UnfitValues = [:]
-  /// The normalizations of each body (``NormalizationPass``).
-  var normalizations: NormalizationPass.Normalizations = [:]
+  /// The float32 islands of each body, by body name (``NormalizationPass``, ``ChoicePass``).
+  var islands: [String: [PaintingPass.Island]] = [:]
   /// The painting of each body, by body name (``PaintingPass``).
   var decisions: [String: [PaintingPass.Decision]] = [:]
   /// The variables stored in the reduced type and the nodes retyped for them (``VariableStoragePass``).
@@ -49,7 +49,21 @@ extension RangePass: ConversionPass {
 
 extension NormalizationPass: ConversionPass {
   func run(on module: inout Module, _ context: inout ConversionContext) throws {
-    context.normalizations = normalizations(in: module)
+    for name in module.bodyNames {
+      for nodes in normalizations(in: module.body(named: name)) {
+        context.islands[name, default: []].append(.init(nodes: nodes, reason: .normalization))
+      }
+    }
+  }
+}
+
+extension ChoicePass: ConversionPass {
+  func run(on module: inout Module, _ context: inout ConversionContext) throws {
+    for name in module.bodyNames {
+      for nodes in choices(in: module.body(named: name)) {
+        context.islands[name, default: []].append(.init(nodes: nodes, reason: .choice))
+      }
+    }
   }
 }
 
@@ -59,7 +73,7 @@ extension PaintingPass: ConversionPass {
       let body = module.body(named: name)
       let decisions = paint(
         body, sinks: module.sinks(of: name), unfit: context.unfit[name] ?? [:],
-        normalizations: context.normalizations[name] ?? [])
+        islands: context.islands[name] ?? [])
       context.decisions[name] = decisions
       context.report.record(body, decisions, lists: context.lists)
     }

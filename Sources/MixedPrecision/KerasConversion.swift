@@ -24,6 +24,10 @@ public struct KerasConversionOptions: Sendable {
     "IntegerLookup", "StringLookup", "TextVectorization",
   ]
 
+  /// Layer classes kept float32 under `mixed_float16`: TensorFlow has no float16 CPU kernel for
+  /// 3-D pooling, so a Keras model with them under the policy does not run on a CPU.
+  public static let float16Float32Classes: Set<String> = ["MaxPooling3D", "AveragePooling3D"]
+
   /// Options with Keras's defaults: `mixed_float16` and dynamic loss scaling.
   public init() {}
 }
@@ -244,6 +248,11 @@ private struct PolicyWalker {
       layer.reason =
         options.float32Classes.contains(className)
         ? "--fp32-class" : "preprocessing layer that sees raw inputs"
+    } else if policy == "mixed_float16"
+      && KerasConversionOptions.float16Float32Classes.contains(className)
+    {
+      layer.policy = "float32"
+      layer.reason = "TensorFlow has no float16 CPU kernel for it"
     } else if atOutput && endsInProbability(className, config) {
       layer.policy = "float32"
       layer.reason = "produces a model output through a softmax or sigmoid"

@@ -21,9 +21,6 @@ internal import TensorCore
 /// - **backward**, the statistics the anchor is computed from: means, squares and differences,
 ///   up to the activation itself (an operand the scale is applied to), which is left out.
 struct NormalizationPass {
-  /// The normalizations of each body, each as its nodes, by body name.
-  typealias Normalizations = [String: [Set<NodeID>]]
-
   private enum Role { case scale, applied }
 
   /// Ops through which a normalization's scale and result flow.
@@ -37,15 +34,6 @@ struct NormalizationPass {
   ]
   /// Ops whose output is a variable's value or a constant: parameters.
   private static let parameterSources: Set<String> = ["Const", "ReadVariableOp", "VariableV2"]
-
-  func normalizations(in module: Module) -> Normalizations {
-    var found: Normalizations = [:]
-    for name in module.bodyNames {
-      let nodes = normalizations(in: module.body(named: name))
-      if !nodes.isEmpty { found[name] = nodes }
-    }
-    return found
-  }
 
   /// The normalizations of `body`, each as its nodes.
   func normalizations(in body: Function) -> [Set<NodeID>] {

@@ -24,6 +24,9 @@ public enum PrecisionReason: String, Sendable, Hashable, Codable {
   case positions = "reads positions computed from a Range"
   /// Part of a normalization: computed in float32, as Keras computes normalizations.
   case normalization = "normalization (float32, as in Keras)"
+  /// Computes the values a choice (top-k, arg max or min) is made on: in float32, so that
+  /// rounding does not change what is chosen.
+  case choice = "feeds a choice (top-k, arg max or min)"
   /// The user's `--fp32-op`.
   case userFloat32Op = "--fp32-op"
   /// The user's `--fp32-node`.
@@ -42,9 +45,10 @@ public enum PrecisionReason: String, Sendable, Hashable, Codable {
 /// passes (grappler `AutoMixedPrecisionImpl`) over the nodes that compute in float32.
 ///
 /// 1. allow-list ops are converted;
-/// 2. deny ops, nodes reading values that would overflow or flush to zero, and normalizations
-///    holding a deny op spread float32 downstream through infer ops and through clear ops that
-///    lead to infer or deny ops (other normalizations stay float32 on their own);
+/// 2. deny ops, nodes reading values that would overflow or flush to zero, and float32 islands
+///    (normalizations, choices) holding a deny op spread float32 downstream through infer ops
+///    and through clear ops that lead to infer or deny ops (other islands stay float32 on their
+///    own);
 /// 3. infer and clear ops lying between converted ops are converted;
 /// 4. infer ops fed by converted ops and by no deny op are converted, and clear ops next to
 ///    converted ops follow; 4 repeats until nothing changes. (TensorFlow runs this step once and,
@@ -52,6 +56,13 @@ public enum PrecisionReason: String, Sendable, Hashable, Codable {
 ///    Relu -> Add chains stay in reduced precision without casts.)
 struct PaintingPass {
   enum Color { case none, allow, deny }
+
+  /// Nodes that compute in float32 together (a normalization, what a choice is made on), and
+  /// why.
+  struct Island {
+    var nodes: Set<NodeID>
+    var reason: PrecisionReason
+  }
 
   struct Decision {
     var reduced: Bool
@@ -66,12 +77,12 @@ struct PaintingPass {
   let userFloat32Ops: Set<String>
 
   /// The decision for each node of `body` (by position), whose results leave it as `sinks`;
-  /// `unfit` are its values that do not fit the reduced type (``RangePass``); `normalizations`
-  /// its normalizations (``NormalizationPass``), which compute in float32: like deny ops when
-  /// they hold one, otherwise as a float32 island in the painting.
+  /// `unfit` are its values that do not fit the reduced type (``RangePass``); `islands` compute
+  /// in float32 (``NormalizationPass``, ``ChoicePass``): like deny ops when they hold one,
+  /// otherwise as float32 islands in the painting.
   func paint(
     _ body: Function, sinks: [String: Input], unfit: [NodeID: PrecisionReason],
-    normalizations: [Set<NodeID>]
+    islands: [Island]
   ) -> [Decision] {
     let count = body.nodes.count
     let consumers = body.consumers()
@@ -101,19 +112,19 @@ struct PaintingPass {
       decisions[index].reason = .outputSoftmax
     }
 
-    // Normalizations holding a deny op spread float32 from all their nodes; the others are
-    // float32 islands, connected to nothing.
-    var spreadingNormalizations = Set<Int>()
-    for normalization in normalizations {
-      let indices = normalization.map(\.index).filter { schemas[$0] != nil }
+    // Islands holding a deny op spread float32 from all their nodes; the others stay float32,
+    // connected to nothing.
+    var spreading: [Int: PrecisionReason] = [:]
+    for island in islands {
+      let indices = island.nodes.map(\.index).filter { schemas[$0] != nil }
       if indices.contains(where: { opClass[$0] == .deny }) {
-        spreadingNormalizations.formUnion(indices)
+        for index in indices where spreading[index] == nil { spreading[index] = island.reason }
         continue
       }
       for index in indices {
         schemas[index] = nil
         opClass[index] = nil
-        decisions[index].reason = .normalization
+        decisions[index].reason = island.reason
       }
     }
 
@@ -164,8 +175,8 @@ struct PaintingPass {
           userFloat32Ops.contains(body.nodes[index].op) ? .userFloat32Op : .denyList
       } else if let reason = readsUnfit[index] {
         decisions[index].reason = reason
-      } else if spreadingNormalizations.contains(index) {
-        decisions[index].reason = .normalization
+      } else if let reason = spreading[index] {
+        decisions[index].reason = reason
       } else {
         continue
       }

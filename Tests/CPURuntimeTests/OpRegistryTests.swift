@@ -60,8 +60,8 @@ struct OpRegistryTests {
           "exclusive": .bool(exclusive), "reverse": .bool(reverse), "T": .type(.float32),
         ])
       let axisTensor = Tensor(dtype: .int32, shape: Shape([]), storage: .int32([axis]))
-      return try ReductionKernels.cumulativeSum(
-        x, axis: axisTensor, try KernelContext(planned: node)
+      return try ReductionKernels.cumulative(
+        x, axis: axisTensor, product: false, try KernelContext(planned: node)
       )
       .floats ?? []
     }

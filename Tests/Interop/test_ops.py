@@ -76,9 +76,9 @@ def test_every_schema_matches_tensorflows_op_def():
 def test_registry_declares_ops_tfmp_converts_but_cannot_run_yet():
     """The precision rules live in the schemas; ops converted but not yet run say so."""
     schemas = {s["op"]: s for s in registry_schemas()}
-    for op in ["MatMul", "Conv2D", "Conv3D", "AddN", "GatherV2", "TopKV2", "FusedBatchNormV2"]:
+    for op in ["MatMul", "Conv2D", "Conv3D", "AddN", "GatherV2", "TopKV2", "FusedBatchNormV2", "SpaceToBatch"]:
         assert op in schemas, op
-    assert schemas["MatMul"]["kernel"] and not schemas["Conv3D"]["kernel"]
+    assert schemas["MatMul"]["kernel"] and not schemas["SpaceToBatch"]["kernel"]
 
 
 def assert_runs_as_tensorflow(module, inputs, tmp_path, tolerance=1e-6):
@@ -159,3 +159,168 @@ def test_more_ops_match_tensorflow(tmp_path):
     x = np.array([[-3.0, -0.0, 0.0, 0.7, 2.5], [np.nan, 1e-3, -1e4, np.inf, -np.inf]], np.float32)
     flags = np.array([[True, False, True, True, False], [True, True, True, True, True]])
     assert_runs_as_tensorflow(MoreOps(), {"x": x, "flags": flags}, tmp_path)
+
+
+class IndexingOps(tf.Module):
+    """Ops that address elements by computed indices, in their TensorFlow spellings."""
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 3, 4], tf.float32), tf.TensorSpec([3, 2], tf.int32)])
+    def __call__(self, x, pairs):
+        raw = tf.raw_ops
+        values, indices = tf.math.top_k(tf.reshape(x, [6, 4]), k=3)
+        ties = tf.constant([[1.0, 3.0, 3.0, 2.0, 3.0]])
+        return {
+            "gathered_nd": tf.gather_nd(x, pairs), "gathered_rows": raw.Gather(params=x, indices=[1, 0, 1]),
+            "batch_gathered": tf.gather(x, tf.constant([[3, 0], [1, 1]]), axis=2, batch_dims=1),
+            "batch_gathered_rows": tf.gather(x, tf.constant([[2, 0, 1, 1], [0, 0, 1, 2]]), axis=1, batch_dims=1),
+            "scattered": tf.scatter_nd(pairs, tf.constant([[1.0] * 4, [2.0] * 4, [4.0] * 4]), [2, 3, 4]),
+            "one_hot": tf.one_hot(pairs, 4, on_value=2.0, off_value=-1.0, axis=1),
+            "one_hot_last": tf.one_hot(tf.constant([0, 3, -1, 5]), 4),
+            "top_values": values, "top_indices": indices,
+            "tie_indices": tf.math.top_k(ties, k=4).indices,
+            "reversed": tf.reverse_sequence(x, [2, 4], seq_axis=2, batch_axis=0),
+            "band": tf.linalg.band_part(tf.reshape(x, [2, 3, 4]), 1, 0)
+            + tf.linalg.band_part(tf.reshape(x, [2, 3, 4]), -1, 2),
+            "mirrored": tf.pad(x, [[0, 0], [1, 2], [2, 3]], mode="SYMMETRIC")[..., :5],
+            "reflected": tf.pad(x, [[1, 1], [2, 1], [3, 2]], mode="REFLECT"),
+        }
+
+
+def test_indexing_ops_match_tensorflow(tmp_path):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    pairs = np.array([[0, 1], [1, 2], [0, 1]], np.int32)
+    assert_runs_as_tensorflow(IndexingOps(), {"x": x, "pairs": pairs}, tmp_path)
+
+
+class MathOps(tf.Module):
+    """Trigonometric and hyperbolic functions, DivNoNan, Atan2, ArgMin, Cumprod, L2Loss,
+    UnsortedSegmentSum, Rank and Size, and the unary functions TensorFlow defines on integers."""
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 5], tf.float32), tf.TensorSpec([2, 5], tf.int32)])
+    def __call__(self, x, counts):
+        unit = tf.tanh(x)  # inside (-1, 1)
+        return {
+            "trigonometric": tf.tan(unit) + tf.atan(x) + tf.asin(unit) + tf.acos(unit),
+            "hyperbolic": tf.sinh(unit) + tf.cosh(unit) + tf.asinh(x) + tf.acosh(2.0 + x * x)
+            + tf.atanh(unit * 0.9),
+            "divided": tf.math.divide_no_nan(x, tf.round(x)), "angle": tf.atan2(x, unit + 0.5),
+            "smallest": tf.argmin(x, axis=1), "smallest_int32": tf.argmin(counts, axis=0, output_type=tf.int32),
+            "products": tf.math.cumprod(x, axis=1) + tf.math.cumprod(x, axis=0, exclusive=True, reverse=True),
+            "integer_products": tf.math.cumprod(counts, axis=1),
+            "l2": tf.nn.l2_loss(x),
+            "segments": tf.math.unsorted_segment_sum(x, [1, -1], num_segments=3)
+            + tf.cast(tf.math.unsorted_segment_sum(counts, [0, 0], num_segments=3), tf.float32),
+            "rank": tf.raw_ops.Rank(input=x), "size": tf.raw_ops.Size(input=counts, out_type=tf.int64),
+            "integer_unary": tf.abs(counts) + 2 * tf.negative(counts) + 3 * tf.sign(counts)
+            + tf.square(counts) + tf.nn.relu(counts) + tf.ones_like(counts) + tf.zeros_like(counts),
+            "wide_unary": tf.abs(tf.cast(counts, tf.int64)) - tf.sign(tf.cast(counts, tf.int64)),
+        }
+
+
+def test_math_ops_match_tensorflow(tmp_path):
+    x = np.array([[-3.0, -0.4, 0.0, 0.7, 2.5], [0.2, 1e-3, -1.6, 1.0, 4.0]], np.float32)
+    counts = np.arange(10, dtype=np.int32).reshape(2, 5) - 4
+    assert_runs_as_tensorflow(MathOps(), {"x": x, "counts": counts}, tmp_path, tolerance=1e-5)
+
+
+class ImageOps(tf.Module):
+    """Resizing, depth and space rearrangement, the transposed convolution, MaxPoolV2, TF1's
+    Concat, FusedBatchNormV2 and EnsureShape."""
+
+    def __init__(self):
+        rng = np.random.default_rng(8)
+        self.filter = tf.constant(rng.standard_normal((3, 3, 4, 6)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 5, 6, 4], tf.float32)])
+    def __call__(self, x):
+        raw = tf.raw_ops
+        y = tf.nn.conv2d(x, self.filter, strides=2, padding="SAME")
+        scale = tf.constant([1.5, 0.5, 1.0, 2.0])
+        return {
+            "bilinear": tf.image.resize(x, [9, 4]),
+            "bilinear_corners": raw.ResizeBilinear(images=x, size=[7, 11], align_corners=True),
+            "bilinear_legacy": raw.ResizeBilinear(images=x, size=[3, 8]),
+            "nearest": tf.image.resize(x, [10, 3], method="nearest"),
+            "nearest_corners": raw.ResizeNearestNeighbor(images=x, size=[7, 9], align_corners=True),
+            "nearest_legacy": raw.ResizeNearestNeighbor(images=x, size=[4, 13]),
+            "deep": tf.nn.space_to_depth(x[:, :4], 2),
+            "wide": tf.nn.depth_to_space(tf.concat([x, x], axis=-1), 2),
+            "transposed_same": tf.nn.conv2d_transpose(y, self.filter, [2, 5, 6, 4], strides=2, padding="SAME"),
+            "transposed_valid": tf.nn.conv2d_transpose(
+                x, tf.transpose(self.filter, [0, 1, 3, 2]), [2, 11, 13, 6], strides=2, padding="VALID"),
+            "pooled": raw.MaxPoolV2(input=x, ksize=[1, 2, 3, 1], strides=[1, 2, 2, 1], padding="SAME"),
+            "joined": raw.Concat(concat_dim=2, values=[x, 2.0 * x]),
+            "normalized": raw.FusedBatchNormV2(
+                x=x, scale=scale, offset=-scale, mean=scale / 3.0, variance=scale, epsilon=1e-3,
+                is_training=False).y,
+            "ensured": tf.ensure_shape(x, [None, 5, 6, 4]),
+        }
+
+
+def test_image_ops_match_tensorflow(tmp_path):
+    x = np.random.default_rng(9).standard_normal((2, 5, 6, 4)).astype(np.float32)
+    assert_runs_as_tensorflow(ImageOps(), {"x": x}, tmp_path, tolerance=1e-5)
+
+
+class ShiftOps(tf.Module):
+    """Roll, as shifted-window attention uses it, and XlaDynamicUpdateSlice, which Keras's
+    `ops.slice_update` emits on TensorFlow."""
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 4, 5], tf.float32), tf.TensorSpec([3], tf.int32)])
+    def __call__(self, x, starts):
+        from tensorflow.compiler.tf2xla.python import xla
+        return {
+            "rolled": tf.roll(x, shift=[2, -1, 7], axis=[1, 2, 1]),
+            "updated": xla.dynamic_update_slice(x, tf.ones([1, 2, 3]), starts),
+            "clamped": xla.dynamic_update_slice(x, -tf.ones([2, 3, 2]), starts + 3),
+        }
+
+
+def test_shift_ops_match_tensorflow(tmp_path):
+    x = np.random.default_rng(10).standard_normal((2, 4, 5)).astype(np.float32)
+    assert_runs_as_tensorflow(ShiftOps(), {"x": x, "starts": np.array([1, 1, 2], np.int32)}, tmp_path)
+
+
+class LayerOps(tf.Module):
+    """What Keras layers emit beyond the basics: dilated convolutions (SpaceToBatchND and
+    BatchToSpaceND), 3-D convolution and pooling and the 3-D transposed convolution, Bucketize
+    and DenseBincount (Discretization, CategoryEncoding), Where (boolean masks), and
+    PlaceholderWithDefault."""
+
+    def __init__(self):
+        rng = np.random.default_rng(11)
+        self.filter = tf.constant(rng.standard_normal((3, 3, 2, 3)).astype(np.float32))
+        self.volume = tf.constant(rng.standard_normal((2, 3, 3, 2, 4)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 9, 10, 2], tf.float32), tf.TensorSpec([2, 4, 6, 5, 2], tf.float32),
+                                  tf.TensorSpec([3, 4], tf.int32)])
+    def __call__(self, image, clip, codes):
+        raw = tf.raw_ops
+        conv = tf.nn.conv3d(clip, self.volume, strides=[1, 1, 2, 1, 1], padding="SAME")
+        return {
+            "dilated": tf.nn.convolution(image, self.filter, padding="SAME", dilations=2),
+            "dilated_valid": tf.nn.convolution(image, self.filter, padding="VALID", dilations=[3, 2]),
+            "to_batch": tf.space_to_batch_nd(image, [2, 3], [[1, 0], [1, 1]]),
+            "conv3d": conv,
+            "conv3d_valid": tf.nn.conv3d(clip, self.volume, strides=[1, 2, 1, 2, 1], padding="VALID"),
+            "max3d": tf.nn.max_pool3d(clip, [2, 2, 3], [1, 2, 2], "SAME"),
+            "avg3d": tf.nn.avg_pool3d(clip, [2, 3, 2], [2, 1, 2], "SAME"),
+            "transposed3d": tf.nn.conv3d_transpose(conv, self.volume, [2, 4, 6, 5, 2], strides=[1, 1, 2, 1, 1],
+                                                   padding="SAME"),
+            "buckets": raw.Bucketize(input=image[0, :, :, 0], boundaries=[-1.0, 0.0, 0.5, 2.0]),
+            "counts": tf.math.bincount(codes, minlength=6, maxlength=6, axis=-1),
+            "weighted": raw.DenseBincount(input=codes, size=5, weights=tf.cast(codes, tf.float32) * 0.5),
+            "binary": raw.DenseBincount(input=codes[0], size=4, weights=tf.zeros([0]), binary_output=True),
+            "where": tf.where(image[..., 0] > 0.5),
+            "masked": tf.boolean_mask(image[..., 1], image[..., 0] > 0),
+            "defaulted": raw.PlaceholderWithDefault(input=codes, shape=[3, 4]),
+        }
+
+
+def test_layer_ops_match_tensorflow(tmp_path):
+    rng = np.random.default_rng(12)
+    inputs = {"image": rng.standard_normal((2, 9, 10, 2)).astype(np.float32),
+              "clip": rng.standard_normal((2, 4, 6, 5, 2)).astype(np.float32),
+              "codes": rng.integers(0, 7, (3, 4)).astype(np.int32)}
+    assert_runs_as_tensorflow(LayerOps(), inputs, tmp_path, tolerance=1e-5)

@@ -24,12 +24,18 @@ def make_tf1_model(path):
         b2 = tf.compat.v1.get_variable("b2", [3], initializer=tf.compat.v1.constant_initializer(0.5),
                                        use_resource=False)
         y = tf.nn.softmax(tf.matmul(tf.nn.relu(tf.matmul(x, w1)), w2) + b2, name="y")
-        with tf.compat.v1.Session(graph=graph) as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            builder = tf.compat.v1.saved_model.Builder(path)
-            signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
-            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature})
-            builder.save()
+        save_session_model(graph, path, x, y)
+
+
+def save_session_model(graph, path, x, y):
+    """Initializes the variables of `graph` in a Session and saves it with the TF1 builder, its
+    serving signature x -> y."""
+    with tf.compat.v1.Session(graph=graph) as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        builder = tf.compat.v1.saved_model.Builder(path)
+        signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
+        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature})
+        builder.save()
 
 
 def test_tf1_saved_model_runs_as_tensorflow_runs_it(tmp_path):
@@ -86,12 +92,7 @@ def test_reference_variable_beyond_float16_keeps_its_readers_float32(tmp_path):
         w = tf.compat.v1.get_variable("w", [8, 3], initializer=tf.compat.v1.random_normal_initializer(seed=5),
                                       use_resource=False)
         y = tf.identity(tf.matmul(tf.matmul(x, big) * 1e-5, w), name="y")
-        with tf.compat.v1.Session(graph=graph) as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            builder = tf.compat.v1.saved_model.Builder(model)
-            signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
-            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature})
-            builder.save()
+        save_session_model(graph, model, x, y)
     result = subprocess.run([TFMP, "convert", model, output], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "verified serving_default" in result.stdout

@@ -22,6 +22,7 @@ what a broken conversion gives. tfmp's runtime against TensorFlow on the same co
 float32 1e-4; reduced precision 5e-2, as both round every op's result and TensorFlow's CPU kernels
 accumulate some products in the reduced type itself.
 """
+import json
 import os
 import subprocess
 import sys
@@ -44,7 +45,13 @@ NAMES = subprocess.run([sys.executable, SCRIPT, "--list"] + ([] if EVERYTHING el
                        capture_output=True, text=True, check=True).stdout.split()
 TOLERANCE = {"mixed_float16": 5e-2, "mixed_bfloat16": 1e-1}
 LOW = {"mixed_float16": tf.float16.as_datatype_enum, "mixed_bfloat16": tf.bfloat16.as_datatype_enum}
-MATRIX_OPS = {"MatMul", "BatchMatMulV2", "Einsum", "Conv2D", "DepthwiseConv2dNative"}
+MATRIX_OPS = {"MatMul", "BatchMatMulV2", "Einsum", "Conv2D", "DepthwiseConv2dNative", "Conv3D",
+              "Conv2DBackpropInput", "Conv3DBackpropInputV2"}
+# Why a matrix op may stay float32: what a choice is made on, a value beyond the reduced type.
+REASONS_TO_KEEP_MATRIX_OPS = {"feeds a choice (top-k, arg max or min)",
+                              "reads a constant that does not fit the reduced type",
+                              "reads a variable that does not fit the reduced type",
+                              "reads positions computed from a Range"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -110,8 +117,9 @@ def test_run_in_float32_matches_tensorflow(name, tmp_path):
 def test_conversion_loads_in_tensorflow_and_runs_as_tensorflow_runs_it(name, policy, weights, tmp_path):
     model, inputs = path_of(name), inputs_of(name)
     output = str(tmp_path / ("converted.pb" if model.endswith(".pb") else "converted"))
+    report = str(tmp_path / "report.json")
     result = subprocess.run([TFMP, "convert", model, output, "--policy", policy, "--weights", weights,
-                             "--calibration", os.path.join(ZOO, name + ".inputs.npz")],
+                             "--calibration", os.path.join(ZOO, name + ".inputs.npz"), "--report", report],
                             capture_output=True, text=True)
     if model.endswith(".pb") and weights == "float32":
         assert result.returncode != 0 and "no variables" in result.stderr, result.stderr
@@ -127,12 +135,36 @@ def test_conversion_loads_in_tensorflow_and_runs_as_tensorflow_runs_it(name, pol
     # The TF1 loader's session optimizes the graph otherwise (its float16 kernels round
     # differently): it is held to the original, as the TF2 loader is.
     assert_close(serve(name, output, inputs, "tf1"), reference, TOLERANCE[policy], "TF1 loader")
-    assert_close(tfmp_run(output, inputs, tmp_path), converted_tf2, 5e-2, "tfmp run of the conversion")
+    assert_runs_as_converted(tfmp_run(output, inputs, tmp_path), converted_tf2, reference)
+    # Matrix ops compute low unless the report gives a reason they cannot.
+    with open(report) as file:
+        decisions = json.load(file)["nodes"]
+    matrix = [n for n in decisions if n["op"] in MATRIX_OPS]
+    kept = [n for n in matrix if n["precision"] == "float32" and n["reason"] not in REASONS_TO_KEEP_MATRIX_OPS]
+    assert not kept, kept[:3]
     graph = graph_def_of(output)
     nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
-    matrix = [n for n in nodes if n.op in MATRIX_OPS]
-    if matrix:
-        assert any(n.attr["T"].type == LOW[policy] for n in matrix), "no matrix op computes low"
+    if any(n["precision"] != "float32" for n in matrix):
+        assert any(n.attr["T"].type == LOW[policy] for n in nodes if n.op in MATRIX_OPS), "no matrix op computes low"
+
+
+def assert_runs_as_converted(ours, theirs, reference):
+    """tfmp's runtime on a conversion against TensorFlow's on it: within 5e-2 of each output's
+    scale, or, where they differ more, no farther from the float32 original than TensorFlow's
+    run is. TensorFlow's reduced-precision CPU kernels accumulate some products in the reduced
+    type (on the zoo's Mixtral in bfloat16 TensorFlow errs 5.2e-2 against the original, tfmp
+    2.0e-2), so the two can differ by more than either errs beyond the original's."""
+    assert sorted(ours) == sorted(theirs)
+    for key, value in theirs.items():
+        if value.dtype.kind != "f":
+            assert_close({key: ours[key]}, {key: value}, 5e-2, "tfmp run of the conversion")
+            continue
+        s = scale(reference[key])
+        gap = float(np.max(np.abs(ours[key].astype(np.float64) - value), initial=0.0))
+        if gap <= 5e-2 * s:
+            continue
+        error = lambda v: float(np.max(np.abs(v.astype(np.float64) - reference[key]), initial=0.0))
+        assert error(ours[key]) <= error(value), ("tfmp run of the conversion", key, gap, s)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -143,6 +175,16 @@ def test_inspect_reads_it(name):
 
 
 KERAS_NAMES = [name for name in NAMES if os.path.exists(os.path.join(ZOO, name + ".keras"))]
+# Where Keras's own mixed precision fails on the model, the .keras conversion (which does what
+# the policy does) fails the same way: the stage must fail with this error, and says why.
+KERAS_OWN_FAILURES = {
+    ("t5_tiny", "mixed_float16"): ("inf or NaN", "T5's activations overflow float16 under Keras's "
+                                   "mixed_float16; tfmp's SavedModel conversion keeps them finite"),
+    ("mixtral_tiny", "mixed_float16"): ("MixtralSparseMoeBlock", "keras-hub's Mixtral does not train "
+                                        "under a mixed policy (its router loss multiplies float32 "
+                                        "by the compute type)"),
+    ("mixtral_tiny", "mixed_bfloat16"): ("MixtralSparseMoeBlock", "as under mixed_float16"),
+}
 
 
 def keras_outputs(net, inputs):
@@ -157,6 +199,16 @@ def keras_outputs(net, inputs):
 @pytest.mark.parametrize("policy", sorted(TOLERANCE))
 @pytest.mark.parametrize("name", KERAS_NAMES)
 def test_keras_conversion_loads_predicts_and_trains(name, policy, tmp_path):
+    if (name, policy) not in KERAS_OWN_FAILURES:
+        return keras_stage(name, policy, tmp_path)
+    symptom, why = KERAS_OWN_FAILURES[(name, policy)]
+    with pytest.raises(Exception) as failure:
+        keras_stage(name, policy, tmp_path)
+    assert symptom in str(failure.value), failure.value
+    pytest.xfail(f"Keras's own mixed precision fails here: {why}")
+
+
+def keras_stage(name, policy, tmp_path):
     import keras
     original, output = os.path.join(ZOO, name + ".keras"), str(tmp_path / "converted.keras")
     result = subprocess.run([TFMP, "convert", original, output, "--policy", policy],
@@ -166,7 +218,8 @@ def test_keras_conversion_loads_predicts_and_trains(name, policy, tmp_path):
     expected, _ = keras_outputs(keras.saving.load_model(original, compile=False), inputs)
     net = keras.saving.load_model(output, compile=False)
     compute = "float16" if policy == "mixed_float16" else "bfloat16"
-    assert compute in {layer.dtype_policy.compute_dtype for layer in net.layers}, "no layer took the policy"
+    layers = net._flatten_layers(include_self=False)  # nested models' layers included
+    assert compute in {layer.dtype_policy.compute_dtype for layer in layers}, "no layer took the policy"
     actual, given = keras_outputs(net, inputs)
     assert_close(actual, expected, TOLERANCE[policy], ".keras predict")
     # Training: the model's own float32 outputs, shifted, as regression targets.

@@ -98,8 +98,11 @@ func convert(
   let unfit = RangePass(precision: precision).unfitValues(in: function)
   let normalizations =
     normalizationInFloat32 ? NormalizationPass().normalizations(in: function) : []
+  let islands =
+    normalizations.map { PaintingPass.Island(nodes: $0, reason: .normalization) }
+    + ChoicePass().choices(in: function).map { PaintingPass.Island(nodes: $0, reason: .choice) }
   let decisions = painter.paint(
-    function, sinks: sinks, unfit: unfit, normalizations: normalizations)
+    function, sinks: sinks, unfit: unfit, islands: islands)
   let statistics = CastInsertionPass(precision: precision).apply(
     to: &function, sinks: &sinks, decisions: decisions)
   for index in function.results.indices {
@@ -236,6 +239,25 @@ struct PassTests {
     #expect(decisions["read"]?.reason == .constantRange)
     #expect(decisions["product"]?.reason == .constantRange)
     #expect(decisions["product"]?.reduced == false)
+  }
+
+  @Test("What a top-k choice is made on computes in float32, back to the matrix product")
+  func choiceIsland() throws {
+    // A router: hidden -> MatMul -> Softmax -> TopKV2; the hidden state's MatMul converts.
+    var builder = BodyBuilder()
+    builder.add("hidden", "MatMul", ["x", "w"])
+    builder.add("relu", "Relu", ["hidden:product:0"])
+    builder.add("router", "MatMul", ["relu:activations:0", "v"])
+    builder.add("probabilities", "Softmax", ["router:product:0"])
+    builder.add("top", "TopKV2", ["probabilities:softmax:0", "k"])
+    let (decisions, _, _) = try convert(
+      builder.body(returning: ["y": "top:values:0", "z": "relu:activations:0"]))
+    #expect(decisions["hidden"]?.reduced == true)
+    #expect(decisions["relu"]?.reduced == true)
+    for name in ["router", "probabilities", "top"] {
+      #expect(decisions[name]?.reduced == false, "\(name)")
+      #expect(decisions[name]?.reason == .choice, "\(name)")
+    }
   }
 
   @Test("A softmax at the output stays float32; one inside the model converts")

@@ -21,6 +21,16 @@ enum ControlFlowKernels {
           return [value]
         })
     }
+    // A placeholder with a default: its input, when nothing is fed (a signature feeds the node
+    // itself).
+    registry.add(
+      "PlaceholderWithDefault", inputs: [.init("input", type: "dtype")],
+      outputs: [.init("output", type: "dtype")], attributes: [OpSchema.Attribute("shape", .shape)],
+      traits: .movesElements, precision: .clear,
+      .values { _, inputs in
+        guard let value = inputs.first else { throw KernelError("Expected one input.") }
+        return [value]
+      })
     registry.add(
       "IdentityN", inputs: [.init("input", .typeList("T"))],
       outputs: [.init("output", .typeList("T"))],

@@ -2,7 +2,8 @@ internal import GraphIR
 internal import TensorCore
 internal import Foundation
 
-/// NHWC convolution and pooling: Conv2D, DepthwiseConv2dNative, MaxPool, AvgPool.
+/// NHWC convolution and pooling: Conv2D, DepthwiseConv2dNative, Conv2DBackpropInput, MaxPool,
+/// MaxPoolV2, AvgPool.
 enum ConvolutionKernels {
   static func register(in registry: inout OpRegistry) {
     let strided: [OpSchema.Attribute] = [.ints("strides"), .string("padding")]
@@ -30,22 +31,19 @@ enum ConvolutionKernels {
     registry.add(
       "AvgPool", inputs: ["value"], outputs: ["output"], attributes: pooling, precision: .infer
     ) { context, inputs in [try pool(context, inputs, average: true)] }
-
-    // Not run yet.
-    let volume: [OpSchema.Attribute] = strided + [.string("data_format", "NDHWC")]
-    registry.declare(
-      "Conv3D", inputs: ["input", "filter"], outputs: ["output"],
-      attributes: volume + [.ints("dilations", [1, 1, 1, 1, 1])], precision: .allow)
-    registry.declare(
-      "AvgPool3D", inputs: ["input"], outputs: ["output"], attributes: [.ints("ksize")] + volume,
-      precision: .infer)
-    registry.declare(
-      "MaxPool3D", inputs: ["input"], outputs: ["output"], attributes: [.ints("ksize")] + volume,
-      traits: .movesElements, precision: .clear)
-    registry.declare(
+    registry.add(
       "MaxPoolV2", inputs: [maxPooled, .fixed("ksize", .int32), .fixed("strides", .int32)],
       outputs: [maxPool], attributes: [.string("padding"), .string("data_format", "NHWC")],
-      traits: .movesElements, precision: .clear)
+      traits: .movesElements, precision: .clear
+    ) { context, inputs in [try pool(context, inputs, average: false)] }
+    // The transposed convolution (Keras's Conv2DTranspose): the gradient of a Conv2D with
+    // respect to its input, for an input of `input_sizes`.
+    registry.add(
+      "Conv2DBackpropInput", inputs: [.fixed("input_sizes", .int32), "filter", "out_backprop"],
+      outputs: ["output"], attributes: convolving + [.bool("use_cudnn_on_gpu", true)],
+      precision: OpSchema.Precision(.allow)
+    ) { context, inputs in [try transposedConvolution(context, inputs)] }
+
   }
 
   /// Output size and leading padding of one spatial dimension.
@@ -210,6 +208,63 @@ enum ConvolutionKernels {
     }
   }
 
+  /// Conv2DBackpropInput: every output-gradient position spreads its values back over the input
+  /// positions its receptive field covers, weighted by the filter. As one matrix product
+  /// ([positions, O] times the filter's transpose, [O, KH*KW*C]) and a scatter of the resulting
+  /// patch rows into the input (the reverse of ``convolutionByMatrixProduct(_:_:)``).
+  static func transposedConvolution(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    try checkNHWC(context)
+    let sizes = try Kernels.input(inputs, 0).requireIntegers()
+    let (filter, gradient) = (try Kernels.input(inputs, 1), try Kernels.input(inputs, 2))
+    guard sizes.count == 4, sizes.allSatisfy({ $0 >= 0 }), filter.shape.rank == 4,
+      gradient.shape.rank == 4, sizes[3] == filter.shape.dimensions[2],
+      gradient.shape.dimensions[3] == filter.shape.dimensions[3],
+      gradient.shape.dimensions[0] == sizes[0]
+    else {
+      throw KernelError(
+        "Conv2DBackpropInput needs input_sizes [N, H, W, C], an HWIO filter with C inputs and "
+          + "an NHWC gradient with its outputs, got \(sizes), \(filter.shape), \(gradient.shape).")
+    }
+    let geometry = try Geometry(context, input: Shape(sizes), filter: filter.shape)
+    let (rows, columns) = (geometry.rows, geometry.columns)
+    guard gradient.shape.dimensions[1] == rows.output,
+      gradient.shape.dimensions[2] == columns.output
+    else {
+      throw KernelError(
+        "The gradient \(gradient.shape) is not the shape a convolution of \(sizes) gives "
+          + "([\(sizes[0]), \(rows.output), \(columns.output), \(filter.shape.dimensions[3])]).")
+    }
+    let f = filter.shape.dimensions
+    let (kh, kw, channels, outputs) = (f[0], f[1], f[2], f[3])
+    let patchWidth = kh * kw * channels
+    let positions = geometry.batch * rows.output * columns.output
+    let patches = Gemm.multiply(
+      try gradient.requireFloats(), try filter.requireFloats(), m: positions, k: outputs,
+      n: patchWidth, transposeB: true, precision: Gemm.sharedPrecision(gradient, filter))
+    var result = [Float](repeating: 0, count: sizes.reduce(1, *))
+    for n in 0..<geometry.batch {
+      for oy in 0..<rows.output {
+        for ox in 0..<columns.output {
+          let row = ((n * rows.output + oy) * columns.output + ox) * patchWidth
+          for ky in 0..<kh {
+            let iy = oy * geometry.strides.0 + ky * geometry.dilations.0 - rows.before
+            guard (0..<geometry.height).contains(iy) else { continue }
+            for kx in 0..<kw {
+              let ix = ox * geometry.strides.1 + kx * geometry.dilations.1 - columns.before
+              guard (0..<geometry.width).contains(ix) else { continue }
+              let (source, target) = (
+                row + (ky * kw + kx) * channels,
+                ((n * geometry.height + iy) * geometry.width + ix) * channels
+              )
+              for c in 0..<channels { result[target + c] += patches[source + c] }
+            }
+          }
+        }
+      }
+    }
+    return Tensor(shape: Shape(sizes), floats: result)
+  }
+
   /// Conv2D (filter HWIO) or, with `depthwise`, DepthwiseConv2dNative (filter HWCM: each input
   /// channel c makes M outputs c*M+m from its own slice).
   static func convolution(_ context: KernelContext, _ inputs: [Tensor], depthwise: Bool) throws
@@ -273,8 +328,9 @@ enum ConvolutionKernels {
     let values = try x.requireFloats()
     let d = x.shape.dimensions
     let (batch, height, width, channels) = (d[0], d[1], d[2], d[3])
-    let size = try context.ints("ksize")
-    let strides = try context.ints("strides")
+    // MaxPoolV2 takes the window and strides as inputs.
+    let size = inputs.count == 3 ? try inputs[1].requireIntegers() : try context.ints("ksize")
+    let strides = inputs.count == 3 ? try inputs[2].requireIntegers() : try context.ints("strides")
     guard size.count == 4, strides.count == 4 else {
       throw KernelError("Pooling needs 4 ksize and strides values.")
     }

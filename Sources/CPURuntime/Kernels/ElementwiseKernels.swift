@@ -4,7 +4,8 @@ internal import Foundation
 internal import GraphIR
 
 /// The elementwise family: unary math and activations, broadcasting arithmetic, comparisons,
-/// logical ops, `BiasAdd`, `LeakyRelu`, `IsFinite`, `AddN`, `ClipByValue`, `CheckNumerics`.
+/// logical ops, `BiasAdd`, `LeakyRelu`, `IsFinite`, `AddN`, `ClipByValue`, `Bucketize`,
+/// `CheckNumerics`.
 enum ElementwiseKernels {
   static func register(in registry: inout OpRegistry) {
     for function in UnaryFunction.allCases {
@@ -16,6 +17,17 @@ enum ElementwiseKernels {
         precision: function.precision, fusion: .unary(function)
       ) { _, inputs in
         let x = try Kernels.input(inputs, 0)
+        switch x.storage {
+        case .int32(let values):
+          if let result = function.apply(values) {
+            return [Tensor(dtype: x.dtype, shape: x.shape, storage: .int32(result))]
+          }
+        case .int64(let values):
+          if let result = function.apply(values) {
+            return [Tensor(dtype: x.dtype, shape: x.shape, storage: .int64(result))]
+          }
+        default: break
+        }
         return [
           Tensor(
             dtype: x.dtype, shape: x.shape, storage: .float(function.apply(try x.requireFloats())))
@@ -24,9 +36,9 @@ enum ElementwiseKernels {
     }
     for function in BinaryFunction.allCases {
       let moves: OpSchema.Traits = [.maximum, .minimum].contains(function) ? .movesElements : []
-      let fuses = ![.floorDiv, .floorMod, .pow].contains(function)
+      let fuses = ![.floorDiv, .floorMod, .pow, .divNoNan, .atan2].contains(function)
       registry.add(
-        function.rawValue, inputs: ["x", "y"], outputs: ["z"], traits: [.elementwise, moves],
+        function.rawValue, inputs: function.inputs, outputs: ["z"], traits: [.elementwise, moves],
         precision: function.precision, fusion: fuses ? .binary(function) : nil
       ) { _, inputs in
         [try function.apply(try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))]
@@ -126,6 +138,27 @@ enum ElementwiseKernels {
         Tensor(shape: x.shape, floats: try x.requireFloats().map { $0 > 0 ? $0 : alpha * $0 })
       ]
     }
+    // The bucket of each element: how many boundaries are at or below it (Keras's
+    // Discretization).
+    registry.add(
+      "Bucketize", inputs: ["input"], outputs: [.fixed("output", .int32)],
+      attributes: [.floats("boundaries")], traits: .elementwise
+    ) { context, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let boundaries = try context.floats("boundaries").map(Double.init)
+      guard zip(boundaries, boundaries.dropFirst()).allSatisfy({ $0 <= $1 }) else {
+        throw KernelError("Bucketize's boundaries must be sorted.")
+      }
+      let buckets = try Kernels.doubles(x).map { value -> Int32 in
+        var (low, high) = (0, boundaries.count)
+        while low < high {
+          let middle = (low + high) / 2
+          if boundaries[middle] <= value { low = middle + 1 } else { high = middle }
+        }
+        return Int32(low)
+      }
+      return [Tensor(dtype: .int32, shape: x.shape, storage: .int32(buckets))]
+    }
     registry.add(
       "CheckNumerics", inputs: ["tensor"], outputs: ["output"], attributes: [.string("message")],
       traits: [.stateful, .movesElements], precision: .clear
@@ -161,6 +194,8 @@ enum UnaryFunction: String, CaseIterable {
     sign = "Sign"
   case floor = "Floor", ceil = "Ceil", round = "Round", expm1 = "Expm1", inv = "Inv",
     softsign = "Softsign"
+  case tan = "Tan", atan = "Atan", asin = "Asin", acos = "Acos", sinh = "Sinh", cosh = "Cosh",
+    asinh = "Asinh", acosh = "Acosh", atanh = "Atanh"
 
   /// Whether TensorFlow names the argument `features` and the result `activations` (the
   /// activation functions) rather than `x` and `y`.
@@ -168,7 +203,7 @@ enum UnaryFunction: String, CaseIterable {
 
   /// The class in the op lists: TensorFlow's, except that Rsqrt and Square are infer as in the
   /// oneDNN float16 list (as safe as Sqrt and Mul, and Keras's batch normalization uses them).
-  /// Sin and Cos are in no list: they stay float32.
+  /// The trigonometric and hyperbolic functions are in no list: they stay float32.
   var precision: OpSchema.Precision? {
     switch self {
     case .relu, .neg, .abs, .relu6, .zerosLike, .onesLike, .sign, .floor, .ceil, .round: .clear
@@ -176,7 +211,7 @@ enum UnaryFunction: String, CaseIterable {
     case .log, .sqrt, .rsqrt, .square, .tanh, .sigmoid, .erf, .erfc, .softplus, .elu,
       .reciprocal, .log1p, .selu, .inv, .softsign:
       .infer
-    case .sin, .cos: nil
+    case .sin, .cos, .tan, .atan, .asin, .acos, .sinh, .cosh, .asinh, .acosh, .atanh: nil
     }
   }
 
@@ -188,6 +223,21 @@ enum UnaryFunction: String, CaseIterable {
         }
       }
       initialized = x.count
+    }
+  }
+
+  /// The integer form, wrapping as TensorFlow does (`abs` of the smallest value is itself);
+  /// `nil` for functions TensorFlow does not define on integers.
+  func apply<T: FixedWidthInteger & SignedInteger>(_ x: [T]) -> [T]? {
+    switch self {
+    case .abs: x.map { $0 < 0 ? 0 &- $0 : $0 }
+    case .neg: x.map { 0 &- $0 }
+    case .sign: x.map { $0 > 0 ? 1 : $0 < 0 ? -1 : 0 }
+    case .square: x.map { $0 &* $0 }
+    case .relu: x.map { Swift.max($0, 0) }
+    case .zerosLike: x.map { _ in 0 }
+    case .onesLike: x.map { _ in 1 }
+    default: nil
     }
   }
 
@@ -236,6 +286,15 @@ enum UnaryFunction: String, CaseIterable {
     case .expm1: map { Foundation.expm1($0) }
     case .inv: map { 1 / $0 }
     case .softsign: map { $0 / (1 + Swift.abs($0)) }
+    case .tan: map { Foundation.tan($0) }
+    case .atan: map { Foundation.atan($0) }
+    case .asin: map { Foundation.asin($0) }
+    case .acos: map { Foundation.acos($0) }
+    case .sinh: map { Foundation.sinh($0) }
+    case .cosh: map { Foundation.cosh($0) }
+    case .asinh: map { Foundation.asinh($0) }
+    case .acosh: map { Foundation.acosh($0) }
+    case .atanh: map { Foundation.atanh($0) }
     }
   }
 }
@@ -247,20 +306,24 @@ enum BinaryFunction: String, CaseIterable {
     "Minimum"
   case squaredDifference = "SquaredDifference", floorDiv = "FloorDiv", floorMod = "FloorMod", pow =
     "Pow"
+  case divNoNan = "DivNoNan", atan2 = "Atan2"
+
+  /// The input names: TensorFlow's Atan2 takes `y` first.
+  var inputs: [OpSchema.Argument] { self == .atan2 ? ["y", "x"] : ["x", "y"] }
 
   /// The class in the op lists: TensorFlow's, with SquaredDifference infer as in the oneDNN
-  /// float16 list. FloorMod is in no list.
+  /// float16 list. FloorMod, DivNoNan and Atan2 are in no list.
   var precision: OpSchema.Precision? {
     switch self {
     case .add, .sub, .mul, .realDiv, .squaredDifference, .floorDiv: .infer
     case .maximum, .minimum: .clear
     case .pow: .deny
-    case .floorMod: nil
+    case .floorMod, .divNoNan, .atan2: nil
     }
   }
 
   /// The float32 or float64 form.
-  func apply<T: PowerFloatingPoint>(_ walk: StridedWalk, _ x: [T], _ y: [T]) -> [T] {
+  func apply<T: ElementwiseFloatingPoint>(_ walk: StridedWalk, _ x: [T], _ y: [T]) -> [T] {
     switch self {
     case .add: walk.map(x, y) { $0 + $1 }
     case .sub: walk.map(x, y) { $0 - $1 }
@@ -272,6 +335,8 @@ enum BinaryFunction: String, CaseIterable {
     case .floorDiv: walk.map(x, y) { ($0 / $1).rounded(.down) }
     case .floorMod: walk.map(x, y) { a, b in a - (a / b).rounded(.down) * b }
     case .pow: walk.map(x, y) { T.power($0, $1) }
+    case .divNoNan: walk.map(x, y) { $1 == 0 ? 0 : $0 / $1 }
+    case .atan2: walk.map(x, y) { T.arcTangent($0, $1) }
     }
   }
 
@@ -297,7 +362,7 @@ enum BinaryFunction: String, CaseIterable {
         let remainder = a % b
         return remainder != 0 && (remainder < 0) != (b < 0) ? remainder + b : remainder
       }
-    case .realDiv, .pow: nil
+    case .realDiv, .pow, .divNoNan, .atan2: nil
     }
   }
 
@@ -351,19 +416,24 @@ extension BinaryFunction {
     case .floorDiv: run { ($0 / $1).rounded(.down) }
     case .floorMod: run { a, b in a - (a / b).rounded(.down) * b }
     case .pow: run { Foundation.pow($0, $1) }
+    case .divNoNan: run { $1 == 0 ? 0 : $0 / $1 }
+    case .atan2: run { Foundation.atan2($0, $1) }
     }
   }
 }
 
-/// The float types elementwise kernels compute in, with their `pow`.
-protocol PowerFloatingPoint: BinaryFloatingPoint {
+/// The float types elementwise kernels compute in, with their `pow` and `atan2`.
+protocol ElementwiseFloatingPoint: BinaryFloatingPoint {
   static func power(_ base: Self, _ exponent: Self) -> Self
+  static func arcTangent(_ y: Self, _ x: Self) -> Self
 }
 
-extension Float: PowerFloatingPoint {
+extension Float: ElementwiseFloatingPoint {
   static func power(_ base: Float, _ exponent: Float) -> Float { Foundation.pow(base, exponent) }
+  static func arcTangent(_ y: Float, _ x: Float) -> Float { Foundation.atan2(y, x) }
 }
 
-extension Double: PowerFloatingPoint {
+extension Double: ElementwiseFloatingPoint {
   static func power(_ base: Double, _ exponent: Double) -> Double { Foundation.pow(base, exponent) }
+  static func arcTangent(_ y: Double, _ x: Double) -> Double { Foundation.atan2(y, x) }
 }

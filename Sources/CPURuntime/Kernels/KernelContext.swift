@@ -57,8 +57,16 @@ struct KernelContext {
     }
   }
 
+  func floats(_ name: String) throws -> [Float] {
+    try attribute(name, "list(float)") { if case .list(let list) = $0 { list.floats } else { nil } }
+  }
+
   func type(_ name: String) throws -> DType {
     try attribute(name, "type") { if case .type(let type) = $0 { type } else { nil } }
+  }
+
+  func shape(_ name: String) throws -> ShapeValue {
+    try attribute(name, "shape") { if case .shape(let shape) = $0 { shape } else { nil } }
   }
 
   /// The interpreter, for value kernels.

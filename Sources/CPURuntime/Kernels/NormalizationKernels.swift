@@ -1,7 +1,7 @@
 internal import GraphIR
 internal import TensorCore
 
-/// The normalization family: FusedBatchNormV3 in inference mode.
+/// The normalization family: FusedBatchNormV2 and V3 in inference mode.
 enum NormalizationKernels {
   static func register(in registry: inout OpRegistry) {
     // Only `x` and `y` take the reduced type; the statistics stay float32 (type attribute U).
@@ -16,48 +16,55 @@ enum NormalizationKernels {
     let attributes: [OpSchema.Attribute] = [
       .float("epsilon", 1e-4), .string("data_format", "NHWC"), .bool("is_training", true),
     ]
-    registry.declare(
-      "FusedBatchNormV2", inputs: ["x"] + statistics, outputs: outputs, attributes: attributes,
-      precision: .infer)
-    registry.add(
-      "FusedBatchNormV3", inputs: ["x"] + statistics,
-      outputs: outputs + [.init("reserve_space_3", type: "U")], attributes: attributes,
-      precision: .infer
-    ) { context, inputs in
-      guard try !context.bool("is_training") else {
-        throw KernelError("FusedBatchNormV3 in training mode is not supported.")
+    // V2 is V3 without the third reserve space.
+    for (op, extra) in [
+      ("FusedBatchNormV2", []),
+      ("FusedBatchNormV3", [OpSchema.Argument("reserve_space_3", type: "U")]),
+    ] {
+      registry.add(
+        op, inputs: ["x"] + statistics, outputs: outputs + extra, attributes: attributes,
+        precision: .infer
+      ) { context, inputs in
+        Array(try batchNormalization(context, inputs).prefix(outputs.count + extra.count))
       }
-      try ConvolutionKernels.checkNHWC(context)
-      let x = try Kernels.input(inputs, 0)
-      let values = try x.requireFloats()
-      let (scale, offset, mean, variance) = try (1...4).map {
-        try Kernels.input(inputs, $0).requireFloats()
-      }
-      .withFour()
-      let epsilon = try context.float("epsilon")
-      let channels = scale.count
-      guard channels > 0, values.count % channels == 0,
-        [offset, mean, variance].allSatisfy({ $0.count == channels })
-      else {
-        throw KernelError(
-          "The scale, offset, mean and variance do not fit the \(x.shape) input's channels.")
-      }
-      let multipliers = (0..<channels).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
-      let result = [Float](unsafeUninitializedCapacity: values.count) { output, initialized in
-        for row in stride(from: 0, to: values.count, by: channels) {
-          for c in 0..<channels {
-            output[row + c] = (values[row + c] - mean[c]) * multipliers[c] + offset[c]
-          }
-        }
-        initialized = values.count
-      }
-      let statistics = Tensor(shape: Shape([channels]), floats: mean)
-      return [
-        Tensor(shape: x.shape, floats: result), statistics,
-        Tensor(shape: Shape([channels]), floats: variance),
-        statistics, statistics, statistics,
-      ]
     }
+  }
+
+  /// FusedBatchNorm in inference: y and the statistics passed through (six outputs).
+  static func batchNormalization(_ context: KernelContext, _ inputs: [Tensor]) throws -> [Tensor] {
+    guard try !context.bool("is_training") else {
+      throw KernelError("FusedBatchNorm in training mode is not supported.")
+    }
+    try ConvolutionKernels.checkNHWC(context)
+    let x = try Kernels.input(inputs, 0)
+    let values = try x.requireFloats()
+    let (scale, offset, mean, variance) = try (1...4).map {
+      try Kernels.input(inputs, $0).requireFloats()
+    }
+    .withFour()
+    let epsilon = try context.float("epsilon")
+    let channels = scale.count
+    guard channels > 0, values.count % channels == 0,
+      [offset, mean, variance].allSatisfy({ $0.count == channels })
+    else {
+      throw KernelError(
+        "The scale, offset, mean and variance do not fit the \(x.shape) input's channels.")
+    }
+    let multipliers = (0..<channels).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
+    let result = [Float](unsafeUninitializedCapacity: values.count) { output, initialized in
+      for row in stride(from: 0, to: values.count, by: channels) {
+        for c in 0..<channels {
+          output[row + c] = (values[row + c] - mean[c]) * multipliers[c] + offset[c]
+        }
+      }
+      initialized = values.count
+    }
+    let statistics = Tensor(shape: Shape([channels]), floats: mean)
+    return [
+      Tensor(shape: x.shape, floats: result), statistics,
+      Tensor(shape: Shape([channels]), floats: variance),
+      statistics, statistics, statistics,
+    ]
   }
 }
 

@@ -3,8 +3,8 @@ internal import GraphIR
 internal import TensorCore
 internal import Foundation
 
-/// The reduction family: Sum, Max, Min, Prod, All, Any, Mean, ArgMax, Softmax, LogSoftmax,
-/// Cumsum.
+/// The reduction family: Sum, Max, Min, Prod, All, Any, Mean, ArgMax, ArgMin, Softmax,
+/// LogSoftmax, Cumsum, Cumprod, L2Loss, UnsortedSegmentSum, DenseBincount.
 enum ReductionKernels {
   static func register(in registry: inout OpRegistry) {
     let reduced: [OpSchema.Argument] = ["input", .init("reduction_indices", type: .index("Tidx"))]
@@ -45,35 +45,12 @@ enum ReductionKernels {
     let argumentIndices: [OpSchema.Argument] = ["input", .init("dimension", type: .index("Tidx"))]
     let position = OpSchema.Argument(
       "output", type: .attribute("output_type", defaultType: .int64))
-    registry.add(
-      "ArgMax", inputs: argumentIndices, outputs: [position], precision: .clear
-    ) { context, inputs in
-      let x = try Kernels.input(inputs, 0)
-      let values = try Kernels.doubles(x)
-      let rank = x.shape.rank
-      guard var axis = try Kernels.input(inputs, 1).requireIntegers().first else {
-        throw KernelError("No axis.")
+    // The position of the largest (smallest) element along an axis; the first on ties.
+    for (op, largest) in [("ArgMax", true), ("ArgMin", false)] {
+      registry.add(op, inputs: argumentIndices, outputs: [position], precision: .clear) {
+        context, inputs in
+        [try argumentPosition(context, inputs, largest: largest)]
       }
-      if axis < 0 { axis += rank }
-      guard (0..<rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
-      let dimensions = x.shape.dimensions
-      let (outer, size) = (dimensions.prefix(axis).reduce(1, *), dimensions[axis])
-      let inner = dimensions.dropFirst(axis + 1).reduce(1, *)
-      var indices: [Int64] = []
-      for o in 0..<outer {
-        for i in 0..<inner {
-          let candidates = (0..<size).map { values[(o * size + $0) * inner + i] }
-          indices.append(
-            Int64(
-              candidates.indices.max {
-                candidates[$0] < candidates[$1] || (candidates[$0] == candidates[$1] && $0 > $1)
-              } ?? 0))
-        }
-      }
-      let shape = Shape(dimensions.enumerated().filter { $0.offset != axis }.map(\.element))
-      return try context.type("output_type") == .int32
-        ? [Tensor(dtype: .int32, shape: shape, storage: .int32(indices.map { Int32($0) }))]
-        : [Tensor(dtype: .int64, shape: shape, storage: .int64(indices))]
     }
     // Softmax and LogSoftmax are infer, as in TensorFlow; the one at a model's output is kept
     // float32 by the converter, as TensorFlow's mixed precision guide advises.
@@ -83,21 +60,149 @@ enum ReductionKernels {
     registry.add("LogSoftmax", inputs: ["logits"], outputs: ["logsoftmax"], precision: .infer) {
       _, inputs in [try softmax(try Kernels.input(inputs, 0), logarithm: true)]
     }
-    registry.add(
-      "Cumsum", inputs: ["x", .init("axis", type: .index("Tidx"))], outputs: ["out"],
-      attributes: [.bool("exclusive", false), .bool("reverse", false)]
-    ) { context, inputs in
-      [try cumulativeSum(try Kernels.input(inputs, 0), axis: try Kernels.input(inputs, 1), context)]
+    for (op, product) in [("Cumsum", false), ("Cumprod", true)] {
+      registry.add(
+        op, inputs: ["x", .init("axis", type: .index("Tidx"))], outputs: ["out"],
+        attributes: [.bool("exclusive", false), .bool("reverse", false)]
+      ) { context, inputs in
+        [
+          try cumulative(
+            try Kernels.input(inputs, 0), axis: try Kernels.input(inputs, 1), product: product,
+            context)
+        ]
+      }
     }
-    // Not run yet.
-    registry.declare("ArgMin", inputs: argumentIndices, outputs: [position], precision: .clear)
-    registry.declare("L2Loss", inputs: ["t"], outputs: ["output"], precision: .deny)
+    registry.add("L2Loss", inputs: ["t"], outputs: ["output"], precision: .deny) { _, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let total = try x.requireFloats().reduce(0.0) { $0 + Double($1) * Double($1) }
+      return [Tensor(dtype: x.dtype, shape: Shape([]), storage: .float([Float(total / 2)]))]
+    }
+    registry.add(
+      "DenseBincount",
+      inputs: [.init("input", type: "Tidx"), .init("size", type: "Tidx"), "weights"],
+      outputs: ["output"], attributes: [.bool("binary_output", false)]
+    ) { context, inputs in
+      [try bincount(inputs, binary: try context.bool("binary_output"))]
+    }
+    registry.add(
+      "UnsortedSegmentSum",
+      inputs: [
+        "data", .init("segment_ids", type: "Tindices"),
+        .init("num_segments", type: .index("Tnumsegments")),
+      ],
+      outputs: ["output"]
+    ) { _, inputs in [try unsortedSegmentSum(inputs)] }
   }
 
-  /// Running sums along `axis` (attributes `exclusive`: each sum leaves its own element out;
-  /// `reverse`: from the end), accumulated in the element type as TensorFlow does (float32 for
-  /// float types, wrapping for integers).
-  static func cumulativeSum(_ x: Tensor, axis: Tensor, _ context: KernelContext) throws -> Tensor {
+  /// ArgMax or ArgMin: the position of the largest (smallest) element along the axis input 1
+  /// names, the first of equal ones, typed by `output_type`.
+  static func argumentPosition(_ context: KernelContext, _ inputs: [Tensor], largest: Bool) throws
+    -> Tensor
+  {
+    let x = try Kernels.input(inputs, 0)
+    let values = try Kernels.doubles(x)
+    let rank = x.shape.rank
+    guard var axis = try Kernels.input(inputs, 1).requireIntegers().first else {
+      throw KernelError("No axis.")
+    }
+    if axis < 0 { axis += rank }
+    guard (0..<rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
+    let dimensions = x.shape.dimensions
+    let (outer, size) = (dimensions.prefix(axis).reduce(1, *), dimensions[axis])
+    let inner = dimensions.dropFirst(axis + 1).reduce(1, *)
+    var indices: [Int64] = []
+    indices.reserveCapacity(outer * inner)
+    for o in 0..<outer {
+      for i in 0..<inner {
+        var best = 0
+        for candidate in 1..<Swift.max(size, 1) {
+          let (value, current) = (
+            values[(o * size + candidate) * inner + i], values[(o * size + best) * inner + i]
+          )
+          if largest ? value > current : value < current { best = candidate }
+        }
+        indices.append(Int64(best))
+      }
+    }
+    let shape = Shape(dimensions.enumerated().filter { $0.offset != axis }.map(\.element))
+    return try context.type("output_type") == .int32
+      ? Tensor(dtype: .int32, shape: shape, storage: .int32(indices.map { Int32($0) }))
+      : Tensor(dtype: .int64, shape: shape, storage: .int64(indices))
+  }
+
+  /// DenseBincount: per row of a 1-D or 2-D input, how often each value in [0, size) occurs
+  /// (or the sum of the weights at its positions, or 1 where it occurs with `binary`); values
+  /// outside are not counted.
+  static func bincount(_ inputs: [Tensor], binary: Bool) throws -> Tensor {
+    let (x, weights) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 2))
+    guard let size = try Kernels.input(inputs, 1).requireIntegers().first, size >= 0,
+      (1...2).contains(x.shape.rank)
+    else { throw KernelError("DenseBincount needs a 1-D or 2-D input and a non-negative size.") }
+    let values = try x.requireIntegers()
+    let weighted = (weights.shape.elementCount ?? 0) > 0
+    guard !weighted || weights.shape == x.shape else {
+      throw KernelError(
+        "The weights \(weights.shape) must be empty or of the input's shape \(x.shape).")
+    }
+    let given = weighted ? try Kernels.doubles(weights) : []
+    let width = x.shape.dimensions.last ?? 0
+    let rows = x.shape.rank == 2 ? x.shape.dimensions[0] : 1
+    var counts = [Double](repeating: 0, count: rows * size)
+    for (position, value) in values.enumerated() where (0..<size).contains(value) {
+      let bin = position / Swift.max(width, 1) * size + value
+      counts[bin] = binary ? 1 : counts[bin] + (weighted ? given[position] : 1)
+    }
+    let shape = Shape(x.shape.rank == 2 ? [rows, size] : [size])
+    return try Kernels.tensor(counts, like: weights, shape: shape)
+  }
+
+  /// Sums of `data`'s rows by segment: row i (of the leading dimensions segment_ids covers)
+  /// adds into segment `segment_ids[i]`; rows with a negative id are dropped, as in TensorFlow.
+  static func unsortedSegmentSum(_ inputs: [Tensor]) throws -> Tensor {
+    let data = try Kernels.input(inputs, 0)
+    let ids = try Kernels.input(inputs, 1)
+    guard let count = try Kernels.input(inputs, 2).requireIntegers().first, count >= 0 else {
+      throw KernelError("num_segments must be a non-negative scalar.")
+    }
+    let segments = try ids.requireIntegers()
+    guard data.shape.dimensions.starts(with: ids.shape.dimensions) else {
+      throw KernelError(
+        "The segment ids \(ids.shape) do not prefix the data's shape \(data.shape).")
+    }
+    if let bad = segments.first(where: { $0 >= count }) {
+      throw KernelError("Segment id \(bad) is not below num_segments \(count).")
+    }
+    let rest = Array(data.shape.dimensions.dropFirst(ids.shape.rank))
+    let width = rest.reduce(1, *)
+    let shape = Shape([count] + rest)
+    func sum<T>(_ values: [T], zero: T, _ add: (T, T) -> T) -> [T] {
+      var result = [T](repeating: zero, count: count * width)
+      for (row, segment) in segments.enumerated() where segment >= 0 {
+        for j in 0..<width {
+          result[segment * width + j] = add(result[segment * width + j], values[row * width + j])
+        }
+      }
+      return result
+    }
+    switch data.storage {
+    case .float(let values):
+      return Tensor(dtype: data.dtype, shape: shape, storage: .float(sum(values, zero: 0, +)))
+    case .double(let values):
+      return Tensor(dtype: data.dtype, shape: shape, storage: .double(sum(values, zero: 0, +)))
+    case .int32(let values):
+      return Tensor(dtype: data.dtype, shape: shape, storage: .int32(sum(values, zero: 0, &+)))
+    case .int64(let values):
+      return Tensor(dtype: data.dtype, shape: shape, storage: .int64(sum(values, zero: 0, &+)))
+    default: throw KernelError("UnsortedSegmentSum of \(data.dtype) is not supported.")
+    }
+  }
+
+  /// Running sums (or products) along `axis` (attributes `exclusive`: each leaves its own element
+  /// out; `reverse`: from the end), accumulated in the element type as TensorFlow does (float32
+  /// for float types, wrapping for integers).
+  static func cumulative(_ x: Tensor, axis: Tensor, product: Bool, _ context: KernelContext)
+    throws -> Tensor
+  {
     let rank = x.shape.rank
     guard axis.shape.rank == 0, var dimension = try axis.requireIntegers().first else {
       throw KernelError("The axis must be a scalar, got shape \(axis.shape).")
@@ -132,12 +237,19 @@ enum ReductionKernels {
     }
     switch x.storage {
     case .float(let values):
-      return Tensor(dtype: x.dtype, shape: x.shape, storage: .float(scan(values, zero: 0, +)))
+      let result = product ? scan(values, zero: 1, *) : scan(values, zero: 0, +)
+      return Tensor(dtype: x.dtype, shape: x.shape, storage: .float(result))
+    case .double(let values):
+      let result = product ? scan(values, zero: 1, *) : scan(values, zero: 0, +)
+      return Tensor(dtype: x.dtype, shape: x.shape, storage: .double(result))
     case .int32(let values):
-      return Tensor(dtype: x.dtype, shape: x.shape, storage: .int32(scan(values, zero: 0, &+)))
+      let result = product ? scan(values, zero: 1, &*) : scan(values, zero: 0, &+)
+      return Tensor(dtype: x.dtype, shape: x.shape, storage: .int32(result))
     case .int64(let values):
-      return Tensor(dtype: x.dtype, shape: x.shape, storage: .int64(scan(values, zero: 0, &+)))
-    default: throw KernelError("Cumsum of \(x.dtype) is not supported yet.")
+      let result = product ? scan(values, zero: 1, &*) : scan(values, zero: 0, &+)
+      return Tensor(dtype: x.dtype, shape: x.shape, storage: .int64(result))
+    default:
+      throw KernelError("A running \(product ? "product" : "sum") of \(x.dtype) is not supported.")
     }
   }
 

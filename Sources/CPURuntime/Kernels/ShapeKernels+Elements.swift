@@ -56,6 +56,9 @@ extension ShapeKernels {
     case .int64:
       let arrays: [[Int64]] = inputs.map { if case .int64(let v) = $0.storage { v } else { [] } }
       return Tensor(dtype: dtype, shape: shape, storage: .int64(order.map { arrays[$0.0][$0.1] }))
+    case .double:
+      let arrays: [[Double]] = inputs.map { if case .double(let v) = $0.storage { v } else { [] } }
+      return Tensor(dtype: dtype, shape: shape, storage: .double(order.map { arrays[$0.0][$0.1] }))
     case .bool:
       let arrays: [[Bool]] = inputs.map { if case .bool(let v) = $0.storage { v } else { [] } }
       return Tensor(dtype: dtype, shape: shape, storage: .bool(order.map { arrays[$0.0][$0.1] }))

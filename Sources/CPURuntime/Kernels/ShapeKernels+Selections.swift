@@ -1,8 +1,9 @@
 internal import GraphIR
 internal import TensorCore
 
-/// The shape family's ops that select elements (StridedSlice, Slice, GatherV2, SelectV2) and
-/// that repeat, pad, fill or convert them (Tile, Pad, PadV2, Fill, Range, Cast).
+/// The shape family's ops that select elements (StridedSlice, Slice, GatherV2, SelectV2,
+/// ReverseV2) and that repeat, pad, fill or convert them (Tile, Pad, PadV2, MirrorPad, Fill,
+/// Range, Cast).
 extension ShapeKernels {
   /// Ops that pick elements: StridedSlice, Slice, GatherV2, SelectV2.
   static func registerSelections(in registry: inout OpRegistry) {
@@ -49,44 +50,14 @@ extension ShapeKernels {
       outputs: [.init("output", type: "Tparams")], attributes: [.int("batch_dims", 0)],
       traits: .movesElements, precision: gathers
     ) { context, inputs in
-      let (params, indicesTensor) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
-      let indices = try indicesTensor.requireIntegers()
-      let rank = params.shape.rank
-      guard try context.int("batch_dims") == 0 else {
-        throw KernelError("GatherV2 with batch_dims is not supported yet.")
-      }
-      guard var axis = try Kernels.input(inputs, 2).requireIntegers().first else {
+      guard let axis = try Kernels.input(inputs, 2).requireIntegers().first else {
         throw KernelError("No axis.")
       }
-      if axis < 0 { axis += rank }
-      guard (0..<rank).contains(axis) else { throw KernelError("Axis \(axis) is out of range.") }
-      let dimensions = params.shape.dimensions
-      let outer = dimensions.prefix(axis).reduce(1, *)
-      let inner = dimensions.dropFirst(axis + 1).reduce(1, *)
-      if let index = indices.first(where: { !(0..<dimensions[axis]).contains($0) }) {
-        throw KernelError("Index \(index) is outside [0, \(dimensions[axis])).")
-      }
-      let shape = Shape(
-        Array(dimensions.prefix(axis)) + indicesTensor.shape.dimensions
-          + Array(dimensions.dropFirst(axis + 1)))
-      // Float rows (an embedding lookup) are copied whole.
-      if case .float(let values) = params.storage {
-        var result: [Float] = []
-        result.reserveCapacity(outer * indices.count * inner)
-        for o in 0..<outer {
-          for index in indices {
-            let start = (o * dimensions[axis] + index) * inner
-            result.append(contentsOf: values[start..<(start + inner)])
-          }
-        }
-        return [Tensor(dtype: params.dtype, shape: shape, storage: .float(result))]
-      }
-      let order = (0..<outer).flatMap { o in
-        indices.flatMap { index in
-          (0..<inner).map { (0, (o * dimensions[axis] + index) * inner + $0) }
-        }
-      }
-      return [try gather([params], order, dtype: params.dtype, shape: shape)]
+      return [
+        try gathered(
+          try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), axis: axis,
+          batchDimensions: try context.int("batch_dims"))
+      ]
     }
     let selected: [OpSchema.Argument] = [.fixed("condition", .bool), "t", "e"]
     registry.add(
@@ -139,23 +110,56 @@ extension ShapeKernels {
         return [try take(x, ranges: ranges, shape: x.shape)]
       }
     }
-    // Not run yet.
-    let gathered: [OpSchema.Argument] = [
-      .init("params", type: "Tparams"), .init("indices", type: "Tindices"),
-    ]
-    for op in ["Gather", "GatherNd"] {
-      registry.declare(
-        op, inputs: gathered, outputs: [.init("output", type: "Tparams")],
-        traits: .movesElements, precision: gathers)
+  }
+
+  /// The slices of `params` along `axis` that `indicesTensor` names, in its shape. With
+  /// `batchDimensions` b, the first b dimensions of both are a batch: each batch entry gathers
+  /// from its own params with its own indices.
+  static func gathered(
+    _ params: Tensor, _ indicesTensor: Tensor, axis given: Int, batchDimensions: Int = 0
+  ) throws -> Tensor {
+    let indices = try indicesTensor.requireIntegers()
+    let rank = params.shape.rank
+    let axis = given < 0 ? given + rank : given
+    let batch = batchDimensions < 0 ? batchDimensions + indicesTensor.shape.rank : batchDimensions
+    let dimensions = params.shape.dimensions
+    guard (0..<rank).contains(axis), (0...axis).contains(batch),
+      batch <= indicesTensor.shape.rank,
+      Array(dimensions.prefix(batch)) == Array(indicesTensor.shape.dimensions.prefix(batch))
+    else {
+      throw KernelError(
+        "Axis \(given) and batch_dims \(batchDimensions) do not fit params \(params.shape) and "
+          + "indices \(indicesTensor.shape).")
     }
-    registry.declare(
-      "ReverseSequence", inputs: ["input", .init("seq_lengths", type: .index("Tlen", .int64))],
-      outputs: ["output"], attributes: [.int("seq_dim"), .int("batch_dim", 0)],
-      traits: .movesElements, precision: .clear)
-    registry.declare(
-      "TopKV2", inputs: ["input", .init("k", type: .index("Tk"))],
-      outputs: ["values", .init("indices", type: .index("index_type"))],
-      attributes: [.bool("sorted", true)], traits: .movesElements, precision: .clear)
+    let batches = dimensions.prefix(batch).reduce(1, *)
+    // Per batch entry: `outer` rows before the axis, `perBatch` indices, `inner` after it.
+    let outer = dimensions[batch..<axis].reduce(1, *)
+    let inner = dimensions.dropFirst(axis + 1).reduce(1, *)
+    let perBatch = indices.count / Swift.max(batches, 1)
+    if let index = indices.first(where: { !(0..<dimensions[axis]).contains($0) }) {
+      throw KernelError("Index \(index) is outside [0, \(dimensions[axis])).")
+    }
+    let shape = Shape(
+      Array(dimensions.prefix(axis)) + indicesTensor.shape.dimensions.dropFirst(batch)
+        + Array(dimensions.dropFirst(axis + 1)))
+    var starts: [Int] = []
+    starts.reserveCapacity(batches * outer * perBatch)
+    for b in 0..<batches {
+      for o in 0..<outer {
+        for i in 0..<perBatch {
+          starts.append(((b * outer + o) * dimensions[axis] + indices[b * perBatch + i]) * inner)
+        }
+      }
+    }
+    // Float rows (an embedding lookup) are copied whole.
+    if case .float(let values) = params.storage {
+      var result: [Float] = []
+      result.reserveCapacity(starts.count * inner)
+      for start in starts { result.append(contentsOf: values[start..<(start + inner)]) }
+      return Tensor(dtype: params.dtype, shape: shape, storage: .float(result))
+    }
+    let order = starts.flatMap { start in (0..<inner).map { (0, start + $0) } }
+    return try gather([params], order, dtype: params.dtype, shape: shape)
   }
 
   /// Ops that repeat, pad, fill or convert elements: Tile, Pad, PadV2, Fill, Range, Cast.
@@ -252,10 +256,35 @@ extension ShapeKernels {
       default: throw KernelError("Cast to \(target) is not supported yet.")
       }
     }
-    // Not run yet.
-    registry.declare(
+    registry.add(
       "MirrorPad", inputs: ["input", paddings], outputs: ["output"],
-      attributes: [.string("mode")], traits: .movesElements, precision: .clear)
+      attributes: [.string("mode")], traits: .movesElements, precision: .clear
+    ) { context, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let paddings = try Kernels.input(inputs, 1).requireIntegers()
+      let mode = try context.string("mode")
+      // REFLECT mirrors about the edge element, SYMMETRIC about the edge itself.
+      let edge = mode == "REFLECT" ? 1 : 0
+      let dimensions = x.shape.dimensions
+      let fits =
+        paddings.count == 2 * dimensions.count
+        && dimensions.indices.allSatisfy { axis in
+          let (before, after) = (paddings[2 * axis], paddings[2 * axis + 1])
+          return before >= 0 && after >= 0 && Swift.max(before, after) <= dimensions[axis] - edge
+        }
+      guard ["REFLECT", "SYMMETRIC"].contains(mode), fits else {
+        throw KernelError(
+          "MirrorPad needs mode REFLECT or SYMMETRIC and two paddings per dimension, each at "
+            + "most the size (less one for REFLECT).")
+      }
+      let ranges = dimensions.enumerated().map { axis, size -> [Int] in
+        (-paddings[2 * axis]..<(size + paddings[2 * axis + 1])).map { index -> Int in
+          if index < 0 { return -index - 1 + edge }
+          return index >= size ? 2 * size - 1 - edge - index : index
+        }
+      }
+      return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))]
+    }
   }
 
   /// `t` where `condition` holds, else `e`, the three broadcast together.

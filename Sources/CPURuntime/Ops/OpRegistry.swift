@@ -49,6 +49,8 @@ public struct OpRegistry: OpSchemaSource {
     ConvolutionKernels.register(in: &registry)
     LinearAlgebraKernels.register(in: &registry)
     NormalizationKernels.register(in: &registry)
+    ResizeKernels.register(in: &registry)
+    VolumeKernels.register(in: &registry)
     ControlFlowKernels.register(in: &registry)
     TensorListKernels.register(in: &registry)
     return registry

@@ -1,0 +1,109 @@
+internal import GraphIR
+internal import TensorCore
+
+/// Image resizing of NHWC batches, as `tf.image.resize` and Keras's Resizing and UpSampling2D
+/// emit it: ResizeNearestNeighbor and ResizeBilinear, with TensorFlow's coordinate conventions
+/// (`align_corners`, `half_pixel_centers`).
+enum ResizeKernels {
+  static func register(in registry: inout OpRegistry) {
+    let corners: [OpSchema.Attribute] = [
+      .bool("align_corners", false), .bool("half_pixel_centers", false),
+    ]
+    registry.add(
+      "ResizeNearestNeighbor", inputs: ["images", .fixed("size", .int32)],
+      outputs: ["resized_images"], attributes: corners, traits: .movesElements, precision: .clear
+    ) { context, inputs in
+      let (x, size) = try sizes(inputs)
+      let (alignCorners, halfPixel) = (
+        try context.bool("align_corners"), try context.bool("half_pixel_centers")
+      )
+      let d = x.shape.dimensions
+      // The source row (column) of each output row (column).
+      func sources(_ output: Int, _ input: Int) -> [Int] {
+        let scale = self.scale(input, output, alignCorners: alignCorners)
+        return (0..<output).map { index in
+          let position = halfPixel ? (Float(index) + 0.5) * scale : Float(index) * scale
+          let nearest = Int(
+            alignCorners ? position.rounded(.toNearestOrAwayFromZero) : position.rounded(.down))
+          return Swift.max(0, Swift.min(nearest, input - 1))
+        }
+      }
+      let (rows, columns) = (sources(size.height, d[1]), sources(size.width, d[2]))
+      var order: [(Int, Int)] = []
+      order.reserveCapacity(d[0] * size.height * size.width * d[3])
+      for n in 0..<d[0] {
+        for row in rows {
+          for column in columns {
+            let start = ((n * d[1] + row) * d[2] + column) * d[3]
+            for c in 0..<d[3] { order.append((0, start + c)) }
+          }
+        }
+      }
+      return [
+        try ShapeKernels.gather(
+          [x], order, dtype: x.dtype, shape: Shape([d[0], size.height, size.width, d[3]]))
+      ]
+    }
+    // Float32 out whatever the input type; in no list, so it stays float32.
+    registry.add(
+      "ResizeBilinear", inputs: ["images", .fixed("size", .int32)],
+      outputs: [.fixed("resized_images", .float32)], attributes: corners
+    ) { context, inputs in
+      let (x, size) = try sizes(inputs)
+      let (alignCorners, halfPixel) = (
+        try context.bool("align_corners"), try context.bool("half_pixel_centers")
+      )
+      let d = x.shape.dimensions
+      // For each output row (column): the two source rows and the weight of the second.
+      func taps(_ output: Int, _ input: Int) -> [(Int, Int, Float)] {
+        let scale = self.scale(input, output, alignCorners: alignCorners)
+        return (0..<output).map { index in
+          let position = halfPixel ? (Float(index) + 0.5) * scale - 0.5 : Float(index) * scale
+          let below = position.rounded(.down)
+          let lower = Swift.max(Int(below), 0)
+          let upper = Swift.min(Int(position.rounded(.up)), input - 1)
+          return (lower, upper, position - below)
+        }
+      }
+      let (rows, columns) = (taps(size.height, d[1]), taps(size.width, d[2]))
+      let values = try Kernels.doubles(x).map(Float.init)
+      var result: [Float] = []
+      result.reserveCapacity(d[0] * size.height * size.width * d[3])
+      for n in 0..<d[0] {
+        for (top, bottom, y) in rows {
+          for (left, right, x) in columns {
+            func at(_ row: Int, _ column: Int, _ c: Int) -> Float {
+              values[((n * d[1] + row) * d[2] + column) * d[3] + c]
+            }
+            for c in 0..<d[3] {
+              let upper = at(top, left, c) + (at(top, right, c) - at(top, left, c)) * x
+              let lower = at(bottom, left, c) + (at(bottom, right, c) - at(bottom, left, c)) * x
+              result.append(upper + (lower - upper) * y)
+            }
+          }
+        }
+      }
+      return [Tensor(shape: Shape([d[0], size.height, size.width, d[3]]), floats: result)]
+    }
+  }
+
+  /// The images (NHWC) and the output height and width.
+  private static func sizes(_ inputs: [Tensor]) throws -> (Tensor, (height: Int, width: Int)) {
+    let x = try Kernels.input(inputs, 0)
+    let size = try Kernels.input(inputs, 1).requireIntegers()
+    guard x.shape.rank == 4, size.count == 2, size.allSatisfy({ $0 > 0 }),
+      x.shape.dimensions[1] > 0, x.shape.dimensions[2] > 0
+    else {
+      throw KernelError(
+        "Resizing needs NHWC images with rows and columns and a positive size [height, width], "
+          + "got \(x.shape) and \(size).")
+    }
+    return (x, (size[0], size[1]))
+  }
+
+  /// Input positions per output position, as TensorFlow's `CalculateResizeScale`.
+  private static func scale(_ input: Int, _ output: Int, alignCorners: Bool) -> Float {
+    alignCorners && output > 1
+      ? Float(input - 1) / Float(output - 1) : Float(input) / Float(output)
+  }
+}
