@@ -705,12 +705,16 @@ def table(tfmp, names, folder):
             return error_of(run(os.path.join(scratch, "exported"), inputs), reference)
 
     def error_of(outputs, reference):
-        """The largest error over float outputs, relative to each output's scale (at least 1)."""
+        """The largest error over float outputs, relative to each output's scale (at least 1);
+        inf where an output is inf or NaN and the reference is finite."""
         error = 0.0
         for key, expected in reference.items():
             if expected.dtype.kind == "f":
                 scale = max(1.0, float(np.abs(expected).max()))
-                error = max(error, float(np.abs(outputs[key].astype(np.float64) - expected).max()) / scale)
+                difference = np.abs(outputs[key].astype(np.float64) - expected)
+                if not np.all(np.isfinite(difference[np.isfinite(expected)])):
+                    return float("inf")
+                error = max(error, float(difference.max(initial=0.0)) / scale)
         return error
 
     print("| model | op types | float16: converted, casts, max error (Keras's), verification "

@@ -10,7 +10,8 @@ internal import TensorCore
 /// did (a post-norm transformer's residual additions then stay float32).
 ///
 /// A normalization is anchored at the inverse square root of a statistic: an `Rsqrt`, or a
-/// `Sqrt` that is inverted or divided by, unless it is a scalar computed from constants alone (an
+/// `Sqrt` that is inverted or divided by (after a floor, as Keras's Normalization divides by
+/// `max(sqrt(variance), epsilon)`), unless it is a scalar computed from constants alone (an
 /// attention scale `rsqrt(d)` is not a normalization; a frozen batch normalization's variance is a
 /// constant vector). From the anchor:
 /// - **forward**, elementwise arithmetic on the *scale* (the anchor and its products with
@@ -25,7 +26,7 @@ struct NormalizationPass {
 
   /// Ops through which a normalization's scale and result flow.
   private static let arithmetic: Set<String> = [
-    "Mul", "AddV2", "Add", "Sub", "RealDiv", "Neg", "Reciprocal", "Inv",
+    "Mul", "AddV2", "Add", "Sub", "RealDiv", "Neg", "Reciprocal", "Inv", "Maximum",
   ]
   /// Ops that compute the statistics an anchor reads.
   private static let statistics: Set<String> = [
@@ -56,10 +57,15 @@ struct NormalizationPass {
     guard node.type("T") == .float32 else { return false }
     if node.op == "Rsqrt" { return true }
     guard node.op == "Sqrt" else { return false }
-    return consumers[id.index].contains { consumer in
-      let op = body[consumer.node].op
-      return op == "Reciprocal" || op == "Inv" || (op == "RealDiv" && consumer.position == 1)
+    func inverted(_ id: NodeID) -> Bool {
+      consumers[id.index].contains { consumer in
+        let op = body[consumer.node].op
+        return op == "Reciprocal" || op == "Inv" || (op == "RealDiv" && consumer.position == 1)
+      }
     }
+    // Keras's Normalization floors the deviation first: x / max(sqrt(variance), epsilon).
+    return inverted(id)
+      || consumers[id.index].contains { body[$0.node].op == "Maximum" && inverted($0.node) }
   }
 
   private func normalization(
@@ -125,7 +131,8 @@ struct NormalizationPass {
       case nil: others.append((position, input))
       }
     }
-    if applied { return others.isEmpty ? .applied : nil }
+    // A floor (`Maximum`) belongs to the scale only, not to an applied value.
+    if applied { return others.isEmpty && node.op != "Maximum" ? .applied : nil }
     if others.isEmpty { return .scale }
     // The scale applied to one activation: `x * scale`, or `x / sqrt(...)`.
     guard others.count == 1, node.op == "Mul" || (node.op == "RealDiv" && others[0].position == 0)

@@ -33,8 +33,9 @@ public enum PrecisionReason: String, Sendable, Hashable, Codable {
   case userFloat32Node = "--fp32-node"
   /// The user's `--lowp-op`.
   case userReducedOp = "--lowp-op"
-  /// A softmax whose result is the model's output stays float32 (TensorFlow's guide).
-  case outputSoftmax = "softmax at the model output"
+  /// A softmax or sigmoid whose result is the model's output stays float32 (TensorFlow's guide;
+  /// Keras keeps such output layers float32).
+  case outputSoftmax = "softmax or sigmoid at the model output"
   /// An infer or clear op with no reduced-precision neighbour.
   case noReducedNeighbour = "no reduced-precision neighbour"
   /// The op is in no list, or tfmp has no type rule for it: left as it is.
@@ -112,16 +113,19 @@ struct PaintingPass {
       decisions[index].reason = .outputSoftmax
     }
 
-    // Islands holding a deny op spread float32 from all their nodes; the others stay float32,
+    // Islands holding a deny op spread float32 from all their nodes (an allow op among them, a
+    // choice's matrix product, stays float32 without spreading); the others stay float32,
     // connected to nothing.
     var spreading: [Int: PrecisionReason] = [:]
     for island in islands {
       let indices = island.nodes.map(\.index).filter { schemas[$0] != nil }
-      if indices.contains(where: { opClass[$0] == .deny }) {
-        for index in indices where spreading[index] == nil { spreading[index] = island.reason }
-        continue
+      let spreads = indices.contains(where: { opClass[$0] == .deny })
+      if spreads {
+        for index in indices where spreading[index] == nil && opClass[index] != .allow {
+          spreading[index] = island.reason
+        }
       }
-      for index in indices {
+      for index in indices where !spreads || opClass[index] == .allow {
         schemas[index] = nil
         opClass[index] = nil
         decisions[index].reason = island.reason
@@ -264,12 +268,13 @@ struct PaintingPass {
     return reached
   }
 
-  /// Whether a Softmax or LogSoftmax's result leaves the body (through Identity nodes only).
+  /// Whether a Softmax, LogSoftmax or Sigmoid's result leaves the body (through Identity nodes
+  /// only): a model's probabilities, which Keras computes in float32 too.
   private func isOutputSoftmax(
     _ index: Int, _ body: Function, _ consumers: [[(node: NodeID, position: Int)]],
     _ sinks: [String: Input]
   ) -> Bool {
-    guard ["Softmax", "LogSoftmax"].contains(body.nodes[index].op) else { return false }
+    guard ["Softmax", "LogSoftmax", "Sigmoid"].contains(body.nodes[index].op) else { return false }
     let sinkNodes = Set(sinks.values.compactMap { $0.node?.index })
     func leavesOnly(_ node: Int) -> Bool {
       let readers = consumers[node]

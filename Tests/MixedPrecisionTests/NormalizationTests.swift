@@ -120,6 +120,28 @@ struct NormalizationTests {
     #expect(names == ["square", "mean", "add", "sqrt", "reciprocal", "mul", "add_1", "mul_1"])
   }
 
+  @Test("Keras's Normalization layer: the deviation floored, then divided by")
+  func kerasNormalizationLayer() throws {
+    // (x - mean) / max(sqrt(variance), epsilon), the statistics passed in as arguments.
+    var builder = BodyBuilder()
+    builder.add("h", "MatMul", ["x", "w"])
+    builder.add("sub", "Sub", ["h:product:0", "mean"])
+    builder.add("sqrt", "Sqrt", ["variance"])
+    builder.constant("epsilon", [1e-7])
+    builder.add("floor", "Maximum", ["sqrt:y:0", "epsilon:output:0"])
+    builder.add("truediv", "RealDiv", ["sub:z:0", "floor:z:0"])
+    builder.add("clipped", "Maximum", ["truediv:z:0", "epsilon:output:0"])
+    builder.add("next", "MatMul", ["clipped:z:0", "v"])
+    let body = builder.body(returning: ["y": "next:product:0"])
+    let function = try body.function()
+    let names = Set(
+      NormalizationPass().normalizations(in: function).joined().map { function[$0].name })
+    // The floor of the applied value is not part of it.
+    #expect(names == ["sqrt", "floor", "truediv"])
+    let (decisions, _, _) = try convert(body)
+    #expect(decisions["truediv"]?.reason == .normalization)
+  }
+
   @Test("An attention scale, rsqrt of a constant scalar, is not a normalization")
   func attentionScale() throws {
     var builder = BodyBuilder()

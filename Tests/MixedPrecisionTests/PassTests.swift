@@ -258,9 +258,19 @@ struct PassTests {
       #expect(decisions[name]?.reduced == false, "\(name)")
       #expect(decisions[name]?.reason == .choice, "\(name)")
     }
+    // Choosing from exponentials (a deny op): float32 spreads from the choice, and its matrix
+    // product stays float32 all the same.
+    var scores = BodyBuilder()
+    scores.add("logits", "MatMul", ["x", "w"])
+    scores.add("exp", "Exp", ["logits:product:0"])
+    scores.add("top", "TopKV2", ["exp:y:0", "k"])
+    let exponential = try convert(scores.body(returning: ["y": "top:values:0"])).decisions
+    #expect(exponential["logits"]?.reduced == false)
+    #expect(exponential["logits"]?.reason == .choice)
+    #expect(exponential["exp"]?.reason == .denyList)
   }
 
-  @Test("A softmax at the output stays float32; one inside the model converts")
+  @Test("A softmax or sigmoid at the output stays float32; one inside the model converts")
   func outputSoftmax() throws {
     var builder = BodyBuilder()
     builder.add("logits", "MatMul", ["x", "w"])
@@ -271,6 +281,13 @@ struct PassTests {
     builder.add("next", "MatMul", ["probabilities:softmax:0", "v"])
     let inside = try convert(builder.body(returning: ["y": "next:product:0"]))
     #expect(inside.decisions["probabilities"]?.reduced == true)
+    // A binary classifier's sigmoid at the output too.
+    var binary = BodyBuilder()
+    binary.add("logit", "MatMul", ["x", "w"])
+    binary.add("probability", "Sigmoid", ["logit:product:0"])
+    let sigmoid = try convert(binary.body(returning: ["y": "probability:y:0"]))
+    #expect(sigmoid.decisions["probability"]?.reason == .outputSoftmax)
+    #expect(sigmoid.decisions["logit"]?.reduced == true)
   }
 
   @Test("An existing Cast takes the reduced type instead of gaining a neighbour")
