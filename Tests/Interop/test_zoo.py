@@ -43,6 +43,9 @@ SCRIPT = os.path.join(ROOT, "Scripts", "zoo.py")
 EVERYTHING = os.environ.get("TFMP_ZOO") == "all"
 NAMES = subprocess.run([sys.executable, SCRIPT, "--list"] + ([] if EVERYTHING else ["--fast"]),
                        capture_output=True, text=True, check=True).stdout.split()
+# Made (or found cached) before the tests are collected: which models have a .keras file
+# decides which run the .keras stage.
+subprocess.run([sys.executable, SCRIPT, "--out", ZOO, "--only", *NAMES], check=True, capture_output=True)
 TOLERANCE = {"mixed_float16": 5e-2, "mixed_bfloat16": 1e-1}
 LOW = {"mixed_float16": tf.float16.as_datatype_enum, "mixed_bfloat16": tf.bfloat16.as_datatype_enum}
 MATRIX_OPS = {"MatMul", "BatchMatMulV2", "Einsum", "Conv2D", "DepthwiseConv2dNative", "Conv3D",
@@ -52,12 +55,6 @@ REASONS_TO_KEEP_MATRIX_OPS = {"feeds a choice (top-k, arg max or min)",
                               "reads a constant that does not fit the reduced type",
                               "reads a variable that does not fit the reduced type",
                               "reads positions computed from a Range"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def zoo():
-    subprocess.run([sys.executable, SCRIPT, "--out", ZOO, "--only", *NAMES], check=True,
-                   capture_output=True)
 
 
 def path_of(name):
