@@ -66,7 +66,7 @@ enum ResizeKernels {
         }
       }
       let (rows, columns) = (taps(size.height, d[1]), taps(size.width, d[2]))
-      let values = try Kernels.doubles(x).map(Float.init)
+      let values = try x.floats ?? Kernels.doubles(x).map(Float.init)
       var result: [Float] = []
       result.reserveCapacity(d[0] * size.height * size.width * d[3])
       for n in 0..<d[0] {

@@ -8,7 +8,8 @@ internal import TFProtos
 /// What a frozen graph is fed and fetches is named by its nodes, so tfmp gives it one signature,
 /// ``signatureKey``: every `Placeholder` something reads is an input (freezing leaves unread
 /// ones behind) and every node whose outputs nothing reads is an output (its first output), each
-/// named after its node, as a `Session` would feed and fetch them. Writing a converted graph back keeps those names (``replacing(_:)``).
+/// named after its node, as a `Session` would feed and fetch them. Writing a converted graph
+/// back keeps those names (``replacing(_:)``).
 public struct GraphDefFile: Sendable {
   /// The file it was read from.
   public let path: String
@@ -49,7 +50,8 @@ public struct GraphDefFile: Sendable {
   static func signature(of graph: Function) -> Signature {
     var read = [Bool](repeating: false, count: graph.nodes.count)
     for node in graph.nodes {
-      for input in node.inputs + node.controlInputs {
+      for input in node.inputs { if let producer = input.node { read[producer.index] = true } }
+      for input in node.controlInputs {
         if let producer = input.node { read[producer.index] = true }
       }
     }

@@ -8,7 +8,9 @@ extension GraphDefFile {
   /// - Throws: ``ModelFormatError`` (code `malformed`) for a tensor reference that cannot be parsed.
   public func summary() throws -> ModelSummary {
     let contents = SavedModel.contents(of: proto)
-    let signature = GraphDefFile.signature(of: try module().graph)
+    let signature =
+      try module().signatures[GraphDefFile.signatureKey]
+      ?? Signature(key: GraphDefFile.signatureKey, inputs: [], outputs: [])
     func specs(_ endpoints: [Signature.Endpoint]) -> [ModelSummary.TensorSpec] {
       endpoints.map { endpoint in
         ModelSummary.TensorSpec(
