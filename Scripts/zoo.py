@@ -604,6 +604,55 @@ def register_frozen():
         freeze(function.get_concrete_function(**specs), folder, "frozen_bert")
         return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": mask}
 
+    @model("frozen_gru")
+    def make(folder):
+        # Freezing lowers the GRU's While loop to TF1 dataflow control flow (Enter, Merge,
+        # Switch, NextIteration, Exit) over TensorLists.
+        rng = seeded(31)
+        inputs = keras.Input((12, 5), name="sequence")
+        x = keras.layers.GRU(16, return_sequences=True)(inputs)
+        x = keras.layers.GRU(8)(x)
+        net = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+        spec = tf.TensorSpec([None, 12, 5], tf.float32, name="sequence")
+        freeze(tf.function(lambda sequence: net(sequence)).get_concrete_function(spec), folder,
+               "frozen_gru")
+        return {"sequence": rng.standard_normal((3, 12, 5)).astype(np.float32)}
+
+    @model("frozen_tf1_loop")
+    def make(folder):
+        # TF1 control flow, frozen by TF1: an Elman RNN unrolled by tf.compat.v1.while_loop over
+        # the time steps, with a tf.compat.v1.cond clipping the state inside the loop.
+        rng = np.random.default_rng(32)
+        tf1 = tf.compat.v1
+        tf1.disable_control_flow_v2()
+        try:
+            graph = tf.Graph()
+            with graph.as_default():
+                x = tf1.placeholder(tf.float32, [None, 9, 6], name="x")
+                initializer = tf1.glorot_uniform_initializer(seed=5)
+                w = tf1.get_variable("w", [6, 16], initializer=initializer)
+                u = tf1.get_variable("u", [16, 16], initializer=initializer)
+                v = tf1.get_variable("v", [16, 4], initializer=initializer)
+                steps = tf.transpose(x, [1, 0, 2])
+
+                def body(t, h):
+                    h = tf.tanh(tf.matmul(tf.gather(steps, t), w) + tf.matmul(h, u))
+                    h = tf1.cond(tf.reduce_max(tf.abs(h)) > 0.9, lambda: h * 0.9, lambda: h)
+                    return t + 1, h
+                _, h = tf1.while_loop(lambda t, h: t < 9, body,
+                                      [tf.constant(0), tf.zeros([tf.shape(x)[0], 16])])
+                tf.matmul(h, v, name="logits")
+                with tf1.Session(graph=graph) as session:
+                    session.run(tf1.global_variables_initializer())
+                    frozen = tf1.graph_util.convert_variables_to_constants(
+                        session, graph.as_graph_def(), ["logits"])
+        finally:
+            tf1.enable_control_flow_v2()
+        with open(os.path.join(folder, "frozen_tf1_loop.pb"), "wb") as file:
+            file.write(frozen.SerializeToString())
+        write_fetches(folder, "frozen_tf1_loop", ["logits:0"])
+        return {"x": rng.standard_normal((3, 9, 6)).astype(np.float32)}
+
     @model("frozen_tf1", fast=True)
     def make(folder):
         # A TF1 graph frozen as TF1 froze them: its fetch is the logits' BiasAdd, an op tfmp

@@ -17,6 +17,9 @@ extension Interpreter {
       /// Whether the node is a fed placeholder of the top-level graph.
       var fed: Bool
       var inputs: [Source]
+      /// The nodes whose deadness the node inherits through control inputs (in functions with
+      /// TF1 conditionals: a `Switch`'s branch pivots); see ``Plan/pivotOps``.
+      var controls: [Int] = []
       /// Elementwise nodes computed from the node's result, in order (see ``Fused``).
       var fused: [Fused] = []
       /// Members (0 the node, i the i-th fused node) other than the last whose results are read
@@ -55,21 +58,29 @@ extension Interpreter {
     var steps: [Step]
     var outputs: [Source]
 
-    /// TF1's dataflow control-flow ops, which the runtime does not run.
-    static let dataflowControlOps: Set<String> = [
-      "Enter", "RefEnter", "Exit", "RefExit", "Switch", "RefSwitch", "Merge", "RefMerge",
-      "NextIteration", "RefNextIteration", "LoopCond",
+    /// TF1's dataflow loop ops, which ``GraphIR/Module/functionalizingLoops()`` turns into
+    /// `While` loops; one left means the loop could not be rewritten.
+    static let dataflowLoopOps: Set<String> = [
+      "Enter", "RefEnter", "Exit", "RefExit", "NextIteration", "RefNextIteration", "LoopCond",
     ]
+    /// TF1 conditionals' ops: a `Switch` sends its value to one output and leaves the other
+    /// dead, and a `Merge` passes on its live input.
+    static let conditionalOps = Set(["Switch", "RefSwitch"]).union(mergeOps)
+    static let mergeOps: Set<String> = ["Merge", "RefMerge"]
+    /// The ops through whose control outputs a conditional's deadness reaches the nodes of a
+    /// branch (its pivots: an `Identity` of a `Switch` output, the `NoOp` gathering them).
+    static let pivotOps: Set<String> = conditionalOps.union(["Identity", "NoOp"])
 
     /// Plans `function` for computing `outputs`, with the placeholders `fed` given as values
     /// (top-level graphs) and the op definitions of `registry`; without `fusing`, every node is
-    /// a step of its own.
+    /// a step of its own. `loopProblem` is why the module's TF1 loops could not be rewritten,
+    /// if they could not.
     ///
     /// - Throws: ``RuntimeError`` with code `malformedGraph` for a node the outputs need whose
-    ///   attributes do not fit its op's schema.
+    ///   attributes do not fit its op's schema, `unsupported` for a TF1 loop op.
     init(
       _ function: Function, fed: Set<NodeID>, outputs: [Input], registry: OpRegistry,
-      fusing: Bool = true
+      fusing: Bool = true, loopProblem: String? = nil
     ) throws {
       var function = function
       func source(_ input: Input) -> Source {
@@ -97,6 +108,19 @@ extension Interpreter {
         return nil
       }
       let sources = function.nodes.map { $0.inputs.map(source) }
+      // With conditionals, deadness also flows through control inputs from pivots, which are
+      // then evaluated too; fused steps, which assume live inputs, are not formed.
+      let hasConditionals = function.nodes.contains { Self.conditionalOps.contains($0.op) }
+      let controls = function.nodes.map { node -> [Int] in
+        guard hasConditionals else { return [] }
+        return node.controlInputs.compactMap { input in
+          guard let producer = input.node?.index,
+            Self.pivotOps.contains(function.nodes[producer].op)
+          else { return nil }
+          return producer
+        }
+      }
+      let fusing = fusing && !hasConditionals
       // The nodes the outputs need, in dependency order (depth-first post-order).
       var order: [Int] = []
       var state = [UInt8](repeating: 0, count: function.nodes.count)  // 0 new, 1 open, 2 done
@@ -110,21 +134,18 @@ extension Interpreter {
         guard state[node] == 0 else { continue }
         state[node] = 1
         stack.append((node, true))
-        for input in sources[node] {
-          if let producer = producer(input), state[producer] == 0 {
-            stack.append((producer, false))
-          }
+        for producer in sources[node].compactMap(producer) + controls[node]
+        where state[producer] == 0 {
+          stack.append((producer, false))
         }
       }
       for node in order {
         let id = NodeID(node)
-        if Self.dataflowControlOps.contains(function[id].op) {
+        if Self.dataflowLoopOps.contains(function[id].op) {
           throw RuntimeError(
             code: .unsupported, function: function.name, node: function[id].name,
-            message: "\(function[id].op) is TF1 dataflow control flow (Enter, Switch, Merge, "
-              + "NextIteration, Exit), which freezing a loop or tf.compat.v1's while_loop and "
-              + "cond leave; tfmp's CPU runtime runs functional While and If only. Run the "
-              + "SavedModel the graph was frozen from instead.")
+            message: "\(function[id].op) belongs to a TF1 dataflow loop that tfmp could not "
+              + "rewrite as a While loop: \(loopProblem ?? "it is not part of a loop frame")")
         }
         guard let schema = registry.schema(for: function[id].op) else { continue }
         do {
@@ -137,8 +158,10 @@ extension Interpreter {
       }
       self.function = function
       let nodes = function.nodes
-      // Constants first: they are then ready for any fused node that reads one.
-      order = order.filter { nodes[$0].op == "Const" } + order.filter { nodes[$0].op != "Const" }
+      // Constants first: they are then ready for any fused node that reads one (but those that
+      // a conditional's deadness reaches, which must follow their pivots).
+      let early = { (node: Int) in nodes[node].op == "Const" && controls[node].isEmpty }
+      order = order.filter(early) + order.filter { !early($0) }
       // Results that are the same array on every run: constants and variables, reshaped or not.
       var isWeight = [Bool](repeating: false, count: nodes.count)
       for node in order {
@@ -202,7 +225,10 @@ extension Interpreter {
         }
         let weightInput =
           sources[node].count > 1 && producer(sources[node][1]).map { isWeight[$0] } == true
-        steps.append(Step(node: node, fed: isFed, inputs: sources[node], weightInput: weightInput))
+        steps.append(
+          Step(
+            node: node, fed: isFed, inputs: sources[node], controls: controls[node],
+            weightInput: weightInput))
         stepOf[node] = steps.count - 1
       }
       // A member read outside its step (by a later step, another step's fused node, or as an
@@ -229,8 +255,8 @@ extension Interpreter {
       // last use of a node is (step, 0) when it is the step's node, (step, 1) a fused node.
       var lastUse = [(step: Int, fused: Int)](repeating: (-1, 0), count: nodes.count)
       for (position, step) in steps.enumerated() {
-        for input in step.inputs {
-          if let producer = producer(input) { lastUse[producer] = (position, 0) }
+        for producer in step.inputs.compactMap(producer) + step.controls {
+          lastUse[producer] = (position, 0)
         }
         for fused in step.fused {
           for case .outside(let input) in fused.operands {

@@ -17,6 +17,9 @@ public final class Interpreter: @unchecked Sendable {
   // is immutable.
 
   private let module: Module
+  /// Why the module's TF1 dataflow loops could not be rewritten as While loops, if they could
+  /// not (the plan of a graph that needs one says so).
+  private let loopProblem: String?
   private let registry: OpRegistry
   private let variableKeys: [NodeID: String]
   private let store: VariableStore
@@ -33,11 +36,21 @@ public final class Interpreter: @unchecked Sendable {
 
   /// Prepares `module` for running, its variables read from `checkpoint`; with `profiling`,
   /// ``profile`` collects each kernel's time; `observer` sees every node's outputs.
+  ///
+  /// TF1 dataflow loops are run as the While loops they stand for
+  /// (``GraphIR/Module/functionalizingLoops()``): the observer sees their nodes in the
+  /// functions made for their conditions and bodies.
   public init(
     module: Module, checkpoint: CheckpointReader?, profiling: Bool = false,
     observer: (any RunObserver)? = nil
   ) {
-    self.module = module
+    do {
+      self.module = try module.functionalizingLoops()
+      loopProblem = nil
+    } catch {
+      self.module = module
+      loopProblem = error.description
+    }
     self.observer = observer
     registry = .standard
     store = VariableStore(checkpoint: checkpoint)
@@ -117,7 +130,8 @@ public final class Interpreter: @unchecked Sendable {
       guard case .tensor(let tensor) = value else {
         throw RuntimeError(
           code: .malformedGraph, function: Function.graphName, node: output.name,
-          message: "The signature output is not a tensor (a variable handle or a TensorList).")
+          message: "The signature output is not a tensor (a variable handle, a TensorList, or "
+            + "the output of a conditional's branch not taken).")
       }
       result[output.name] = tensor
     }
@@ -140,7 +154,8 @@ public final class Interpreter: @unchecked Sendable {
   {
     if let plan = lock.withLock({ plans[key] }) { return plan }
     let plan = try Plan(
-      function, fed: fed, outputs: outputs, registry: registry, fusing: observer == nil)
+      function, fed: fed, outputs: outputs, registry: registry, fusing: observer == nil,
+      loopProblem: loopProblem)
     lock.withLock { plans[key] = plan }
     return plan
   }
@@ -157,6 +172,7 @@ public final class Interpreter: @unchecked Sendable {
     func value(_ source: Plan.Source, for node: String) throws -> Value {
       switch source {
       case .node(let producer, let output, let reference):
+        if isDead(producer) { return .dead }
         guard output < results[producer].count else {
           throw RuntimeError(
             code: .malformedGraph, function: function.name, node: node,
@@ -178,6 +194,11 @@ public final class Interpreter: @unchecked Sendable {
           message: "An input cannot be read: \(reason).")
       }
     }
+    /// Whether every output of `node` is dead (see ``Value/dead``).
+    func isDead(_ node: Int) -> Bool {
+      if results[node].count == 1, case .dead = results[node][0] { return true }
+      return false
+    }
     for step in plan.steps {
       let id = NodeID(step.node)
       let node = function[id]
@@ -185,10 +206,20 @@ public final class Interpreter: @unchecked Sendable {
         results[step.node] = [feed]
       } else {
         let inputs = try step.inputs.map { try value($0, for: node.name) }
-        results[step.node] = try runtimeErrors(function, node) {
-          node.op == "Const"
-            ? [.tensor(try store.constant(node, id: id, in: function.name))]
-            : try execute(node, id: id, in: function, inputs: inputs, weightInput: step.weightInput)
+        // A node on a branch not taken is not run; a Merge takes its live input whatever
+        // reaches it through control inputs, as in TensorFlow's executor.
+        let readsDead =
+          inputs.contains { if case .dead = $0 { true } else { false } }
+          || step.controls.contains(where: isDead)
+        if readsDead && !Plan.mergeOps.contains(node.op) {
+          results[step.node] = [.dead]
+        } else {
+          results[step.node] = try runtimeErrors(function, node) {
+            node.op == "Const"
+              ? [.tensor(try store.constant(node, id: id, in: function.name))]
+              : try execute(
+                node, id: id, in: function, inputs: inputs, weightInput: step.weightInput)
+          }
         }
       }
       if let observer {

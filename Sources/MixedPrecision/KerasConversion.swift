@@ -48,8 +48,8 @@ public struct KerasConversionReport: Sendable, Codable {
 
   /// The mixed policy applied.
   public var policy: String
-  /// Every layer with a dtype policy, in the order of the config (model containers excluded:
-  /// Keras gives them the global policy at load).
+  /// Every layer, in the order of the config (model containers excluded: Keras gives them the
+  /// global policy at load); a layer whose config has no dtype policy is listed as left alone.
   public var layers: [Layer] = []
   /// What happened to the compiled optimizer.
   public var optimizer: String = ""
@@ -98,7 +98,7 @@ public struct KerasConverter: Sendable {
       policy: policy, options: options,
       float32Classes: KerasConversionOptions.defaultFloat32Classes
         .union(options.float32Classes))
-    walker.walk(&archive.config, atOutput: true)
+    walker.walk(&archive.config, atOutput: true, isLayer: false)
     if let layer = walker.alreadyReduced {
       throw ModelFormatError(
         code: .alreadyConverted, path: original.path, location: "layer '\(layer.name)'",
@@ -170,19 +170,34 @@ private struct PolicyWalker {
   /// Members that hold no layer configs.
   private static let notLayers: Set<String> = ["inbound_nodes", "build_config", "compile_config"]
 
-  mutating func walk(_ value: inout JSONValue, atOutput: Bool) {
+  /// Walks `value`; `isLayer` says that it is a layer's serialization (an element of a model's
+  /// `layers`, a wrapper's `layer`), which other objects with a config (initializers,
+  /// regularizers, KerasTensors) are not.
+  mutating func walk(_ value: inout JSONValue, atOutput: Bool, isLayer: Bool) {
     switch value {
     case .array(var elements):
-      for index in elements.indices { walk(&elements[index], atOutput: false) }
+      for index in elements.indices { walk(&elements[index], atOutput: false, isLayer: isLayer) }
       value = .array(elements)
     case .object:
       guard let className = value["class_name"]?.stringValue, var config = value["config"],
         className != "__keras_tensor__", case .object(let members) = config,
         members.contains(where: { $0.key == "dtype" || $0.key == "layers" })
       else {
+        if isLayer, let className = value["class_name"]?.stringValue,
+          className != "InputLayer"
+        {
+          // A custom layer whose `get_config` leaves out the base layer's: Keras builds it with
+          // the global policy, and giving it one could break its constructor.
+          layers.append(
+            KerasConversionReport.Layer(
+              name: value["name"]?.stringValue ?? className, className: className,
+              policy: "float32",
+              reason: "left alone: its config has no dtype policy to set (a custom layer whose "
+                + "get_config leaves out the base layer's)"))
+        }
         if case .object(var members) = value {
           for index in members.indices where !Self.notLayers.contains(members[index].key) {
-            walk(&members[index].value, atOutput: false)
+            walk(&members[index].value, atOutput: false, isLayer: false)
           }
           value = .object(members)
         }
@@ -192,13 +207,15 @@ private struct PolicyWalker {
         let outputs = outputNames(config, children)
         for index in children.indices {
           let name = children[index]["config"]?["name"]?.stringValue ?? ""
-          walk(&children[index], atOutput: atOutput && outputs.contains(name))
+          walk(&children[index], atOutput: atOutput && outputs.contains(name), isLayer: true)
         }
         config.set("layers", .array(children))
       }
       for member in members where member.key != "layers" && member.key != "dtype" {
         if var child = config[member.key] {
-          walk(&child, atOutput: atOutput && member.key == "layer")
+          walk(
+            &child, atOutput: atOutput && member.key == "layer",
+            isLayer: member.key == "layer" || member.key == "backward_layer")
           config.set(member.key, child)
         }
       }

@@ -176,3 +176,84 @@ def test_op_layers_keep_their_tensors_and_the_model_loads(policy, tmp_path):
     assert np.max(np.abs(predictions - reference)) <= POLICIES[policy]
     history = converted.fit(x, np.arange(8) % 4, epochs=2, batch_size=4, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
+
+
+@keras.saving.register_keras_serializable(package="tfmp_test")
+class ScaledDense(keras.layers.Layer):
+    """A custom layer whose config carries the base layer's, dtype policy included."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, shape):
+        self.kernel = self.add_weight(shape=(shape[-1], self.units), name="kernel")
+        self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.kernel) * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="tfmp_test")
+class Gate(keras.layers.Layer):
+    """A custom layer whose `get_config` leaves out the base layer's: it has no policy to set."""
+
+    def __init__(self, units):
+        super().__init__()
+        self.units = units
+
+    def build(self, shape):
+        self.kernel = self.add_weight(shape=(shape[-1], self.units), name="kernel")
+
+    def call(self, x):
+        return keras.ops.sigmoid(keras.ops.matmul(x, self.kernel)) * x[..., : self.units]
+
+    def get_config(self):
+        return {"units": self.units}
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_shared_nested_and_custom_layers(policy, tmp_path):
+    """A layer shared by two inputs, a Sequential inside a functional model and two registered
+    custom layers: the one whose config has a policy gets the mixed policy and computes in it;
+    the one whose config has none is listed as left alone and loads as it was."""
+    left, right = keras.Input((12,), name="left"), keras.Input((12,), name="right")
+    shared = keras.layers.Dense(12, activation="relu", name="shared")
+    block = keras.Sequential([keras.layers.Dense(16, activation="gelu", name="block_dense"),
+                              keras.layers.LayerNormalization(name="block_norm")], name="block")
+    merged = keras.layers.Concatenate(name="merge")([shared(left), shared(right)])
+    hidden = ScaledDense(12, name="scaled")(block(merged))
+    outputs = keras.layers.Dense(3, activation="softmax", name="probabilities")(Gate(12)(hidden))
+    model = keras.Model([left, right], outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    original, out = str(tmp_path / "layers.keras"), str(tmp_path / "converted.keras")
+    model.save(original)
+    result = subprocess.run([TFMP, "convert", original, out, "--policy", policy,
+                             "--report", out + ".json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.load(open(out + ".json"))["layers"]
+    [gate] = [layer for layer in report if layer["className"] == "Gate"]
+    assert gate["policy"] == "float32" and gate["reason"].startswith("left alone")
+    assert f"{gate['name']} float32 (left alone" in result.stdout
+    assert sum(layer["policy"] == policy for layer in report) == 5
+    converted = load(out)
+    policies = {layer.name: layer.dtype_policy.name for layer in all_layers(converted)}
+    for name in ["shared", "block_dense", "block_norm", "scaled"]:
+        assert policies[name] == policy, name
+    assert policies["probabilities"] == "float32"
+    assert [layer.dtype_policy.name for layer in converted.layers
+            if isinstance(layer, Gate)] == ["float32"]
+    scaled = converted.get_layer("scaled")
+    assert scaled.compute_dtype == policy.removeprefix("mixed_")
+    assert scaled.kernel.dtype == "float32"
+    rng = np.random.default_rng(8)
+    x = [rng.standard_normal((8, 12)).astype(np.float32) for _ in range(2)]
+    reference, predictions = model.predict(x, verbose=0), converted.predict(x, verbose=0)
+    assert predictions.dtype == np.float32
+    assert np.max(np.abs(predictions - reference)) <= POLICIES[policy]
+    assert np.max(np.abs(predictions - reference)) > 0  # the mixed layers computed low
+    history = converted.fit(x, np.arange(8) % 3, epochs=2, batch_size=4, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))

@@ -95,6 +95,31 @@ enum ControlFlowKernels {
         attributes: ["then_branch", "else_branch"].map { OpSchema.Attribute($0, .function) },
         traits: [.callsFunctions, traits], .values(conditional))
     }
+    // TF1 conditionals (the interpreter does not run a node reading a dead value, but a Merge).
+    for op in ["Switch", "RefSwitch"] {
+      registry.add(
+        op, inputs: ["data", .init("pred", type: .fixed(.bool))],
+        outputs: ["output_false", "output_true"], traits: .movesElements,
+        .values { _, inputs in
+          guard inputs.count == 2, case .tensor(let predicate) = inputs[1],
+            case .bool(let flags) = predicate.storage, flags.count == 1
+          else { throw KernelError("The predicate must be a bool scalar.") }
+          return flags[0] ? [.dead, inputs[0]] : [inputs[0], .dead]
+        })
+    }
+    for op in ["Merge", "RefMerge"] {
+      registry.add(
+        op, inputs: [.init("inputs", .number("N"))],
+        outputs: ["output", .init("value_index", type: .fixed(.int32))], traits: .movesElements,
+        .values { _, inputs in
+          guard let live = inputs.firstIndex(where: { if case .dead = $0 { false } else { true } })
+          else { return [.dead] }
+          return [
+            inputs[live],
+            .tensor(Tensor(dtype: .int32, shape: Shape([]), storage: .int32([Int32(live)]))),
+          ]
+        })
+    }
     for (op, traits) in [("While", OpSchema.Traits.stateful), ("StatelessWhile", [])] {
       registry.add(
         op, inputs: [.init("input", .typeList("T"))], outputs: [.init("output", .typeList("T"))],

@@ -6,6 +6,9 @@ enum Value {
   case tensor(Tensor)
   case variable(key: String)
   case list([Tensor?])
+  /// What a TF1 conditional's untaken branch carries: the output of a `Switch` it did not send
+  /// its value to, and every output of a node reading one (but a `Merge`).
+  case dead
 }
 
 /// How a node computes its outputs.
