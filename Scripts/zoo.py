@@ -5,6 +5,8 @@ inputs to run it on.
 
 Usage: .venv/bin/python Scripts/zoo.py [--out FOLDER] [--only NAME ...] [--list] [--fast]
        .venv/bin/python Scripts/zoo.py --table TFMP [--only NAME ...]   (the README's table)
+       .venv/bin/python Scripts/zoo.py --fidelity TFMP [--batches N] [--only NAME ...]
+           (each Keras-made model's error against Keras's own mixed precision, over N batches)
 
 Each model NAME gives FOLDER/NAME/ (a SavedModel), or FOLDER/NAME.pb (a frozen GraphDef) with
 FOLDER/NAME.fetches (the tensor names it fetches, one per line), and FOLDER/NAME.inputs.npz (one
@@ -715,6 +717,79 @@ def build(name, folder):
     return True
 
 
+def served_signature(path, loaded={}):
+    """The serving signature of the SavedModel at PATH, loaded once (a run writes each model it
+    serves to a path of its own)."""
+    if path not in loaded:
+        loaded[path] = tf.saved_model.load(path).signatures["serving_default"]
+    return loaded[path]
+
+
+def serve(path, inputs, frozen_from=None):
+    """The outputs TensorFlow serves for INPUTS: the SavedModel at PATH's serving signature, or
+    the frozen graph at PATH pruned into a TF2 function (FROZEN_FROM names the zoo's .pb whose
+    fetches it has)."""
+    if frozen_from:
+        return run_frozen(path, fetches_of(frozen_from), inputs, "wrap_function")
+    signature = served_signature(path)
+    names = list(signature.structured_input_signature[1])
+    if len(names) == 1 and len(inputs) == 1:  # a re-loaded Keras model renames its input
+        inputs = {names[0]: next(iter(inputs.values()))}
+    return {k: v.numpy() for k, v in signature(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+
+
+def keras_mixed_export(tfmp, folder, name, policy, scratch):
+    """Keras's own mixed precision on the zoo model's weights, as a SavedModel in SCRATCH (None
+    for a model not made with Keras): the .keras file with every layer's policy set as
+    keras.mixed_precision would set it (tfmp's .keras conversion), exported as the float32 model
+    was. Served, not run by `predict`: the signatures' dynamic shapes change TensorFlow's
+    arithmetic (on Gemma, Keras's own mixed model errs 1.8e-3 with the static shapes of
+    `predict` and 3.0e-3 through its exported signature), and tfmp's output is served."""
+    import subprocess
+    import keras
+    original = os.path.join(folder, name + ".keras")
+    if not os.path.exists(original):
+        return None
+    mixed = os.path.join(scratch, "mixed.keras")
+    subprocess.run([tfmp, "convert", original, mixed, "--policy", policy], check=True,
+                   capture_output=True)
+    net = keras.saving.load_model(mixed, compile=False)
+    exported = os.path.join(scratch, "exported")
+    net.export(exported, format="tf_saved_model", verbose=False)
+    return exported
+
+
+def error_of(outputs, reference):
+    """The largest error over float outputs, relative to each output's scale (at least 1); inf
+    where an output is inf or NaN and the reference is finite."""
+    error = 0.0
+    for key, expected in reference.items():
+        if expected.dtype.kind == "f":
+            scale = max(1.0, float(np.abs(expected).max()))
+            difference = np.abs(outputs[key].astype(np.float64) - expected)
+            if not np.all(np.isfinite(difference[np.isfinite(expected)])):
+                return float("inf")
+            error = max(error, float(difference.max(initial=0.0)) / scale)
+    return error
+
+
+def zoo_inputs(folder, name):
+    with np.load(os.path.join(folder, name + ".inputs.npz")) as arrays:
+        return {k: arrays[k] for k in arrays.files}
+
+
+def resampled(inputs, rng):
+    """Other inputs of the same kind: each float array's elements, and each integer array's
+    with more than two values (token ids), in a random order; masks and segment ids as they are."""
+    batch = {}
+    for key, value in inputs.items():
+        if value.dtype.kind == "f" or (value.dtype.kind in "iu" and len(np.unique(value)) > 2):
+            batch[key] = rng.permutation(value.ravel()).reshape(value.shape)
+        else:
+            batch[key] = value
+    return batch
+
+
 def table(tfmp, names, folder):
     """Per model: op types, and for each policy the compute ops converted, the casts, the largest
     error TensorFlow measures on the conversion (relative to each output's scale), and the time
@@ -724,47 +799,6 @@ def table(tfmp, names, folder):
     import subprocess
     import tempfile
     from tensorflow.python.saved_model import loader_impl
-
-    def run(path, inputs, frozen_from=None):
-        if frozen_from:
-            return run_frozen(path, fetches_of(frozen_from), inputs, "wrap_function")
-        signature = tf.saved_model.load(path).signatures["serving_default"]
-        names = list(signature.structured_input_signature[1])
-        if len(names) == 1 and len(inputs) == 1:  # a re-loaded Keras model renames its input
-            inputs = {names[0]: next(iter(inputs.values()))}
-        return {k: v.numpy() for k, v in signature(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
-
-    def keras_error(name, inputs, policy, reference):
-        """The error of Keras's own mixed precision on the same weights: the .keras file with
-        every layer's policy set as keras.mixed_precision would set it (tfmp's .keras conversion),
-        exported as the float32 model was and served by TensorFlow, against the float32 model.
-        Served, not run by `predict`: the signatures' dynamic shapes change TensorFlow's
-        arithmetic (on Gemma, Keras's own mixed model errs 1.8e-3 with the static shapes of
-        `predict` and 3.0e-3 through its exported signature), and tfmp's output is served."""
-        import keras
-        original = os.path.join(folder, name + ".keras")
-        if not os.path.exists(original):
-            return None
-        with tempfile.TemporaryDirectory() as scratch:
-            mixed = os.path.join(scratch, "mixed.keras")
-            subprocess.run([tfmp, "convert", original, mixed, "--policy", policy], check=True,
-                           capture_output=True)
-            net = keras.saving.load_model(mixed, compile=False)
-            net.export(os.path.join(scratch, "exported"), format="tf_saved_model", verbose=False)
-            return error_of(run(os.path.join(scratch, "exported"), inputs), reference)
-
-    def error_of(outputs, reference):
-        """The largest error over float outputs, relative to each output's scale (at least 1);
-        inf where an output is inf or NaN and the reference is finite."""
-        error = 0.0
-        for key, expected in reference.items():
-            if expected.dtype.kind == "f":
-                scale = max(1.0, float(np.abs(expected).max()))
-                difference = np.abs(outputs[key].astype(np.float64) - expected)
-                if not np.all(np.isfinite(difference[np.isfinite(expected)])):
-                    return float("inf")
-                error = max(error, float(difference.max(initial=0.0)) / scale)
-        return error
 
     print("| model | op types | float16: converted, casts, max error (Keras's), verification "
           "| bfloat16: converted, casts, max error (Keras's) |")
@@ -780,9 +814,8 @@ def table(tfmp, names, folder):
             graph = loader_impl.parse_saved_model(model).meta_graphs[0].graph_def
         ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
         all_ops |= ops
-        with np.load(os.path.join(folder, name + ".inputs.npz")) as arrays:
-            inputs = {k: arrays[k] for k in arrays.files}
-        reference = run(model, inputs, frozen)
+        inputs = zoo_inputs(folder, name)
+        reference = serve(model, inputs, frozen)
         cells = []
         for policy in ("mixed_float16", "mixed_bfloat16"):
             with tempfile.TemporaryDirectory() as scratch:
@@ -795,9 +828,10 @@ def table(tfmp, names, folder):
                     cells.append("refused: " + result.stderr.strip().splitlines()[-1][:80])
                     continue
                 facts = json.load(open(report))
-                error = error_of(run(output, inputs, frozen), reference)
+                error = error_of(serve(output, inputs, frozen), reference)
                 seconds = re.search(r"verified .* in ([0-9.]+) s", result.stdout)
-                bar = keras_error(name, inputs, policy, reference)
+                exported = keras_mixed_export(tfmp, folder, name, policy, scratch)
+                bar = error_of(serve(exported, inputs), reference) if exported else None
                 cell = f"{facts['convertedOpCount']}/{facts['computeOpCount']}, {facts['castsInserted']}, {error:.1e}"
                 cell += f" ({bar:.1e})" if bar is not None else ""
                 if policy == "mixed_float16":
@@ -805,6 +839,42 @@ def table(tfmp, names, folder):
                 cells.append(cell)
         print(f"| {name} | {len(ops)} | {cells[0]} | {cells[1]} |", flush=True)
     print(f"\n{len(names)} models, {len(all_ops)} distinct op types")
+
+
+def fidelity(tfmp, names, folder, batches):
+    """Per Keras-made model and policy, over BATCHES input batches (the zoo's, then resampled
+    ones): the ratio of the conversion's error to Keras's own mixed precision's (the table's two
+    errors), as the median with its range, and on how many batches the conversion erred no more.
+    Prints a Markdown table."""
+    import subprocess
+    import tempfile
+    print("| model | float16: error ratio, median (range), batches at or below Keras's "
+          "| bfloat16: the same |")
+    print("|---|---|---|")
+    for name in names:
+        if not os.path.exists(os.path.join(folder, name + ".keras")):
+            continue
+        model = os.path.join(folder, name)
+        rng = np.random.default_rng(1)
+        first = zoo_inputs(folder, name)
+        samples = [first] + [resampled(first, rng) for _ in range(batches - 1)]
+        references = [serve(model, inputs) for inputs in samples]
+        cells = []
+        for policy in ("mixed_float16", "mixed_bfloat16"):
+            with tempfile.TemporaryDirectory() as scratch:
+                output = os.path.join(scratch, "out")
+                subprocess.run([tfmp, "convert", model, output, "--policy", policy, "--no-verify"],
+                               check=True, capture_output=True)
+                exported = keras_mixed_export(tfmp, folder, name, policy, scratch)
+                ratios = []
+                for inputs, reference in zip(samples, references):
+                    ours = error_of(serve(output, inputs), reference)
+                    theirs = error_of(serve(exported, inputs), reference)
+                    ratios.append(ours / theirs if theirs > 0 else (1.0 if ours == 0 else float("inf")))
+            ratios = np.array(ratios)
+            cells.append(f"{np.median(ratios):.2f} ({ratios.min():.2f}-{ratios.max():.2f}), "
+                         f"{int(np.sum(ratios <= 1.0))}/{len(ratios)}")
+        print(f"| {name} | {cells[0]} | {cells[1]} |", flush=True)
 
 
 def register_all():
@@ -825,6 +895,9 @@ def main():
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--fast", action="store_true", help="only the subset the test command runs")
     parser.add_argument("--table", metavar="TFMP", help="print the README's table, converting with TFMP")
+    parser.add_argument("--fidelity", metavar="TFMP",
+                        help="print each Keras-made model's error against Keras's own over --batches batches")
+    parser.add_argument("--batches", type=int, default=8)
     arguments = parser.parse_args()
     register_all()
     names = arguments.only or (FAST if arguments.fast else list(MODELS))
@@ -833,6 +906,8 @@ def main():
         return
     if arguments.table:
         return table(arguments.table, names, arguments.out)
+    if arguments.fidelity:
+        return fidelity(arguments.fidelity, names, arguments.out, arguments.batches)
     os.makedirs(arguments.out, exist_ok=True)
     for name in names:
         made = build(name, arguments.out)

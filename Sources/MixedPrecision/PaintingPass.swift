@@ -36,6 +36,11 @@ public enum PrecisionReason: String, Sendable, Hashable, Codable {
   /// A softmax or sigmoid whose result is the model's output stays float32 (TensorFlow's guide;
   /// Keras keeps such output layers float32).
   case outputSoftmax = "softmax or sigmoid at the model output"
+  /// The layer computing what an output softmax or sigmoid turns into probabilities (its matrix
+  /// product and bias): float32 as a whole, as Keras keeps such a layer and `tfmp convert` of a
+  /// `.keras` file does. Its share of the computation is small; in reduced precision it would
+  /// add the larger part of a classifier's output error.
+  case outputLayer = "output layer of a softmax or sigmoid (float32, as in Keras)"
   /// An infer or clear op with no reduced-precision neighbour.
   case noReducedNeighbour = "no reduced-precision neighbour"
   /// The op is in no list, or tfmp has no type rule for it: left as it is.
@@ -111,6 +116,11 @@ struct PaintingPass {
       schemas[index] = nil
       opClass[index] = nil
       decisions[index].reason = .outputSoftmax
+      for layer in outputLayer(feeding: index, body, consumers) where schemas[layer] != nil {
+        schemas[layer] = nil
+        opClass[layer] = nil
+        decisions[layer].reason = .outputLayer
+      }
     }
 
     // Islands holding a deny op spread float32 from all their nodes (an allow op among them, a
@@ -270,6 +280,26 @@ struct PaintingPass {
 
   /// Whether a Softmax, LogSoftmax or Sigmoid's result leaves the body (through Identity nodes
   /// only): a model's probabilities, which Keras computes in float32 too.
+  /// The nodes of the layer whose result the output softmax `index` reads: back through a bias
+  /// addition and reshapes, each read by nothing else, to the matrix product (an allow op);
+  /// none when the chain does not end in one.
+  private func outputLayer(
+    feeding index: Int, _ body: Function, _ consumers: [[(node: NodeID, position: Int)]]
+  ) -> [Int] {
+    let passed: Set<String> = ["BiasAdd", "Add", "AddV2", "Reshape", "Squeeze", "Identity"]
+    var chain: [Int] = []
+    var current = index
+    while let producer = body.nodes[current].inputs.first?.node?.index,
+      consumers[producer].count == 1
+    {
+      chain.append(producer)
+      if lists.opClass(of: body.nodes[producer].op) == .allow { return chain }
+      guard passed.contains(body.nodes[producer].op) else { return [] }
+      current = producer
+    }
+    return []
+  }
+
   private func isOutputSoftmax(
     _ index: Int, _ body: Function, _ consumers: [[(node: NodeID, position: Int)]],
     _ sinks: [String: Input]

@@ -13,17 +13,21 @@ from test_run import tfmp_run
 
 
 def make_tf1_model(path):
-    """A two-layer perceptron with a reference variable (VariableV2) and a resource variable."""
+    """A three-layer perceptron with reference variables (VariableV2) and a resource variable,
+    ending in a softmax."""
     graph = tf.Graph()
     with graph.as_default():
         x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
         w1 = tf.compat.v1.get_variable(
             "w1", [4, 8], initializer=tf.compat.v1.random_normal_initializer(seed=1), use_resource=False)
         w2 = tf.compat.v1.get_variable(
-            "w2", [8, 3], initializer=tf.compat.v1.random_normal_initializer(seed=2), use_resource=True)
-        b2 = tf.compat.v1.get_variable("b2", [3], initializer=tf.compat.v1.constant_initializer(0.5),
+            "w2", [8, 8], initializer=tf.compat.v1.random_normal_initializer(seed=2), use_resource=True)
+        b2 = tf.compat.v1.get_variable("b2", [8], initializer=tf.compat.v1.constant_initializer(0.5),
                                        use_resource=False)
-        y = tf.nn.softmax(tf.matmul(tf.nn.relu(tf.matmul(x, w1)), w2) + b2, name="y")
+        w3 = tf.compat.v1.get_variable(
+            "w3", [8, 3], initializer=tf.compat.v1.random_normal_initializer(seed=6), use_resource=False)
+        hidden = tf.nn.relu(tf.matmul(tf.nn.relu(tf.matmul(x, w1)), w2) + b2)
+        y = tf.nn.softmax(tf.matmul(hidden, w3), name="y")
         save_session_model(graph, path, x, y)
 
 
@@ -66,12 +70,13 @@ def test_converted_tf1_saved_model_loads_in_both_loaders(tmp_path, policy, weigh
         assert loaded.dtype == np.float32 and np.all(np.isfinite(loaded))
         assert np.max(np.abs(loaded - reference)) <= 2e-2
     stored = tf.train.load_checkpoint(os.path.join(output, "variables", "variables")).get_variable_to_dtype_map()
-    # Every variable is read only by reduced-precision compute (the softmax at the output alone
-    # stays float32), so under --weights auto all are stored reduced: the reference variables
-    # (VariableV2, with their Assign initializers and the Saver's restore Assign) and the
-    # resource one.
+    # The hidden layers' variables are read only by reduced-precision compute, so under --weights
+    # auto they are stored reduced: the reference variables (VariableV2, with their Assign
+    # initializers and the Saver's restore Assign) and the resource one. The output layer, with
+    # its softmax, stays float32 and so does its weight.
     for key in ("w1", "w2", "b2"):
         assert stored[key] == (tf.dtypes.as_dtype(policy) if weights == "auto" else tf.float32), key
+    assert stored["w3"] == tf.float32
     graph = tf.Graph()
     with tf.compat.v1.Session(graph=graph) as session:
         tf.compat.v1.saved_model.loader.load(session, ["serve"], output)

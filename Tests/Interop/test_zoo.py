@@ -52,6 +52,7 @@ MATRIX_OPS = {"MatMul", "BatchMatMulV2", "Einsum", "Conv2D", "DepthwiseConv2dNat
               "Conv2DBackpropInput", "Conv3DBackpropInputV2"}
 # Why a matrix op may stay float32: what a choice is made on, a value beyond the reduced type.
 REASONS_TO_KEEP_MATRIX_OPS = {"feeds a choice (top-k, arg max or min)",
+                              "output layer of a softmax or sigmoid (float32, as in Keras)",
                               "reads a constant that does not fit the reduced type",
                               "reads a variable that does not fit the reduced type",
                               "reads positions computed from a Range"}

@@ -270,24 +270,40 @@ struct PassTests {
     #expect(exponential["exp"]?.reason == .denyList)
   }
 
-  @Test("A softmax or sigmoid at the output stays float32; one inside the model converts")
+  @Test("An output softmax or sigmoid stays float32 with its layer; one inside the model converts")
   func outputSoftmax() throws {
     var builder = BodyBuilder()
-    builder.add("logits", "MatMul", ["x", "w"])
-    builder.add("probabilities", "Softmax", ["logits:product:0"])
+    builder.add("hidden", "MatMul", ["x", "w"])
+    builder.add("relu", "Relu", ["hidden:product:0"])
+    builder.add("logits", "MatMul", ["relu:activations:0", "w"])
+    builder.add("bias", "BiasAdd", ["logits:product:0", "b"])
+    builder.add("probabilities", "Softmax", ["bias:output:0"])
     builder.add("identity", "Identity", ["probabilities:softmax:0"])
     let atOutput = try convert(builder.body(returning: ["y": "identity:output:0"]))
     #expect(atOutput.decisions["probabilities"]?.reason == .outputSoftmax)
+    for node in ["logits", "bias"] {
+      #expect(atOutput.decisions[node]?.reason == .outputLayer, "\(node)")
+    }
+    #expect(atOutput.decisions["hidden"]?.reduced == true)
+    #expect(atOutput.decisions["relu"]?.reduced == true)
     builder.add("next", "MatMul", ["probabilities:softmax:0", "v"])
     let inside = try convert(builder.body(returning: ["y": "next:product:0"]))
     #expect(inside.decisions["probabilities"]?.reduced == true)
+    #expect(inside.decisions["logits"]?.reduced == true)
     // A binary classifier's sigmoid at the output too.
     var binary = BodyBuilder()
     binary.add("logit", "MatMul", ["x", "w"])
     binary.add("probability", "Sigmoid", ["logit:product:0"])
     let sigmoid = try convert(binary.body(returning: ["y": "probability:y:0"]))
     #expect(sigmoid.decisions["probability"]?.reason == .outputSoftmax)
-    #expect(sigmoid.decisions["logit"]?.reduced == true)
+    #expect(sigmoid.decisions["logit"]?.reason == .outputLayer)
+    // A chain through another op is not the output layer: its product converts.
+    var activated = BodyBuilder()
+    activated.add("logit", "MatMul", ["x", "w"])
+    activated.add("tanh", "Tanh", ["logit:product:0"])
+    activated.add("probability", "Sigmoid", ["tanh:y:0"])
+    let through = try convert(activated.body(returning: ["y": "probability:y:0"]))
+    #expect(through.decisions["logit"]?.reduced == true)
   }
 
   @Test("An existing Cast takes the reduced type instead of gaining a neighbour")
