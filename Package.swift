@@ -17,6 +17,7 @@ let package = Package(
       name: "TFMP",
       targets: [
         "TensorCore", "GraphIR", "ModelFormats", "MixedPrecision", "CPURuntime", "Validation",
+        "AccuracySearch",
       ]),
   ],
   dependencies: [
@@ -49,10 +50,17 @@ let package = Package(
       name: "Validation",
       dependencies: ["CPURuntime", "GraphIR", "ModelFormats", "TensorCore"],
       swiftSettings: strictSettings),
+    .target(
+      name: "AccuracySearch",
+      dependencies: [
+        "CPURuntime", "GraphIR", "MixedPrecision", "ModelFormats", "TensorCore", "Validation",
+      ],
+      swiftSettings: strictSettings),
     .executableTarget(
       name: "tfmp",
       dependencies: [
-        "CPURuntime", "ModelFormats", "MixedPrecision", "TensorCore", "Validation",
+        "AccuracySearch", "CPURuntime", "ModelFormats", "MixedPrecision", "TensorCore",
+        "Validation",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strictSettings),
@@ -99,6 +107,13 @@ let package = Package(
       name: "ValidationTests",
       dependencies: [
         "Validation", "GraphIR", "MixedPrecision", "ModelFormats", "TensorCore", "_TestSupport",
+      ],
+      swiftSettings: strictSettings),
+    .testTarget(
+      name: "AccuracySearchTests",
+      dependencies: [
+        "AccuracySearch", "MixedPrecision", "ModelFormats", "TensorCore", "Validation",
+        "_TestSupport",
       ],
       swiftSettings: strictSettings),
     .testTarget(

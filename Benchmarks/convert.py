@@ -20,10 +20,10 @@ import subprocess
 import sys
 import time
 
+import peers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, "bench-work")
-PEER_VENV = os.path.join(WORK, "venv")
-PEER_PACKAGES = ["tensorflow-cpu==2.21.0", "tf2onnx==1.17.0", "onnxconverter-common==1.16.0", "onnx"]
 
 TFLITE = """
 import sys, tensorflow as tf
@@ -71,10 +71,7 @@ def main():
     parser.add_argument("--models", default="bert_base,resnet50")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
-    if not os.path.exists(os.path.join(PEER_VENV, "bin", "python")):
-        subprocess.run([sys.executable, "-m", "venv", PEER_VENV], check=True)
-        subprocess.run([os.path.join(PEER_VENV, "bin", "pip"), "install", "-q", *PEER_PACKAGES], check=True)
-    peer_python = os.path.join(PEER_VENV, "bin", "python")
+    peer_python = peers.peer_python()
     subprocess.run(["swift", "build", "-c", "release", "--product", "tfmp"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     tfmp = os.path.join(ROOT, ".build", "release", "tfmp")

@@ -223,11 +223,17 @@ public final class Interpreter: @unchecked Sendable {
         }
       }
       if let observer {
-        observer.observe(
-          function: function.name, node: node.name, op: node.op,
-          outputs: results[step.node].map {
-            if case .tensor(let tensor) = $0 { tensor } else { nil }
-          })
+        let tensors = results[step.node].map { value -> Tensor? in
+          if case .tensor(let tensor) = value { tensor } else { nil }
+        }
+        observer.observe(function: function.name, node: node.name, op: node.op, outputs: tensors)
+        if let replacements = observer.replacement(
+          function: function.name, node: node.name, outputs: tensors)
+        {
+          for (index, replacement) in zip(results[step.node].indices, replacements) {
+            if let replacement { results[step.node][index] = .tensor(replacement) }
+          }
+        }
       }
       for node in step.releasesAfterNode { results[node] = [] }
       if !step.fused.isEmpty {

@@ -11,4 +11,17 @@ public protocol RunObserver: AnyObject, Sendable {
   /// Called once `node` (of op `op`, in `function`, `<graph>` for the top-level graph) has
   /// computed `outputs`, in evaluation order; a variable handle or TensorList output is `nil`.
   func observe(function: String, node: String, op: String, outputs: [Tensor?])
+
+  /// What the nodes reading `node`'s outputs read instead, if anything: called after
+  /// ``observe(function:node:op:outputs:)``; a `nil` element keeps that output. The accuracy
+  /// search feeds every node of a converted model the original's values this way, so that each
+  /// node's own error shows apart from what flows into it.
+  func replacement(function: String, node: String, outputs: [Tensor?]) -> [Tensor?]?
+}
+
+extension RunObserver {
+  /// Keeps every output.
+  public func replacement(function: String, node: String, outputs: [Tensor?]) -> [Tensor?]? {
+    nil
+  }
 }

@@ -25,6 +25,9 @@ public struct ConversionOptions: Sendable {
   public var float32Ops: [String] = []
   /// Regular expressions; nodes whose name matches one are kept float32.
   public var float32NodePatterns: [String] = []
+  /// Nodes kept float32, each named by its function (``GraphIR/Function/graphName`` for the
+  /// top-level graph) and its own name: what the accuracy search chose.
+  public var float32Nodes: Set<QualifiedNodeName> = []
   /// Op types always converted (treated as allow ops).
   public var reducedOps: [String] = []
   /// Whether normalizations (batch, layer, RMS) compute in float32, as Keras computes them, or
@@ -33,6 +36,23 @@ public struct ConversionOptions: Sendable {
 
   /// Options with the defaults: float16 compute, variables stored by range, no overrides.
   public init() {}
+}
+
+/// A node named by its function and its own name (names are unique only within a function).
+public struct QualifiedNodeName: Hashable, Sendable, Codable, CustomStringConvertible {
+  /// The function's name; ``GraphIR/Function/graphName`` for the top-level graph.
+  public var function: String
+  /// The node's name.
+  public var node: String
+
+  /// The node `node` of `function`.
+  public init(function: String, node: String) {
+    self.function = function
+    self.node = node
+  }
+
+  /// `node` in `function`.
+  public var description: String { "\(node) in \(function)" }
 }
 
 /// Converts SavedModels to mixed precision: reads the model into a GraphIR module, runs the
@@ -154,7 +174,8 @@ public struct Converter: Sendable {
     passes.append(ChoicePass())
     passes.append(
       PaintingPass(
-        lists: lists, float32NodePatterns: patterns, userReducedOps: Set(options.reducedOps),
+        lists: lists, float32NodePatterns: patterns, searchedFloat32Nodes: options.float32Nodes,
+        userReducedOps: Set(options.reducedOps),
         userFloat32Ops: Set(options.float32Ops)))
     if options.weights == .auto { passes.append(VariableStoragePass(precision: options.precision)) }
     passes.append(CastInsertionPass(precision: options.precision))

@@ -33,6 +33,9 @@ public enum PrecisionReason: String, Sendable, Hashable, Codable {
   case userFloat32Node = "--fp32-node"
   /// The user's `--lowp-op`.
   case userReducedOp = "--lowp-op"
+  /// The accuracy search (`convert --tolerance`) found that the node must stay float32 for the
+  /// outputs to meet the tolerances.
+  case searched = "kept float32 by the accuracy search"
   /// A softmax or sigmoid whose result is the model's output stays float32 (TensorFlow's guide;
   /// Keras keeps such output layers float32).
   case outputSoftmax = "softmax or sigmoid at the model output"
@@ -79,6 +82,7 @@ struct PaintingPass {
 
   let lists: OpLists
   let float32NodePatterns: [NSRegularExpression]
+  var searchedFloat32Nodes: Set<QualifiedNodeName> = []
   let userReducedOps: Set<String>
   let userFloat32Ops: Set<String>
 
@@ -104,6 +108,12 @@ struct PaintingPass {
       else { continue }
       if matchesFloat32Pattern(node.name) {
         decisions[index].reason = .userFloat32Node
+        continue
+      }
+      if searchedFloat32Nodes.contains(QualifiedNodeName(function: body.name, node: node.name)) {
+        // A compute op all the same, which the search keeps float32.
+        decisions[index].isCandidate = true
+        decisions[index].reason = .searched
         continue
       }
       schemas[index] = schema

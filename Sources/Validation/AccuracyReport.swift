@@ -99,6 +99,17 @@ public enum ModelComparison {
     let expected = try referenceRunner.run(signature: signature, inputs: given)
     let actual = try candidateRunner.run(
       signature: signature, inputs: rounded(given, for: candidateSpecs))
+    return report(
+      signature: signature, expected: expected, actual: actual, rtol: rtol, atol: atol,
+      inputs: inputs == nil ? "\(samples) random samples, seed \(seed)" : "given")
+  }
+
+  /// Compares the outputs `actual` of a candidate with the reference's `expected`, output by
+  /// output, into a report saying where the inputs came from (`inputs`).
+  public static func report(
+    signature: String, expected: [String: Tensor], actual: [String: Tensor], rtol: Double,
+    atol: Double, inputs: String
+  ) -> AccuracyReport {
     var outputs: [AccuracyReport.Output] = []
     var mismatches: [String] = []
     for name in Set(expected.keys).union(actual.keys).sorted() {
@@ -125,14 +136,13 @@ public enum ModelComparison {
           name: name, reference: x, candidate: y, shape: reference.shape, rtol: rtol, atol: atol))
     }
     return AccuracyReport(
-      signature: signature, rtol: rtol, atol: atol,
-      inputs: inputs == nil ? "\(samples) random samples, seed \(seed)" : "given", outputs: outputs,
+      signature: signature, rtol: rtol, atol: atol, inputs: inputs, outputs: outputs,
       mismatches: mismatches)
   }
 
   /// `inputs` for a model whose inputs have `specs`: a candidate with reduced-precision inputs
   /// (`--no-keep-io-types`) gets the same values rounded.
-  static func rounded(
+  package static func rounded(
     _ inputs: [String: Tensor], for specs: [String: (dtype: DType, shape: [Int])]
   ) -> [String: Tensor] {
     var rounded = inputs
@@ -188,7 +198,9 @@ public enum ModelComparison {
   }
 
   /// Seeded random inputs fitting each input's dtype and shape.
-  static func random(_ specs: [String: (dtype: DType, shape: [Int])], samples: Int, seed: UInt64)
+  package static func random(
+    _ specs: [String: (dtype: DType, shape: [Int])], samples: Int, seed: UInt64
+  )
     throws -> [String: Tensor]
   {
     var generator = SeededGenerator(seed: seed)
@@ -231,7 +243,7 @@ public enum ModelComparison {
 
 extension Tensor {
   /// Float or integer elements as doubles, for comparing outputs.
-  var floatLikeValues: [Double]? {
+  package var floatLikeValues: [Double]? {
     switch storage {
     case .float(let values): values.map(Double.init)
     case .double(let values): values

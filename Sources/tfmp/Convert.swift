@@ -1,3 +1,4 @@
+import AccuracySearch
 import ArgumentParser
 import Foundation
 import MixedPrecision
@@ -113,6 +114,19 @@ struct Convert: ParsableCommand {
   @Option(help: "The largest error verification allows, as a share of each output's scale.")
   var verifyTolerance = 0.1
 
+  @Option(
+    name: .customLong("tolerance"),
+    help: ArgumentHelp(
+      "An accuracy every output must meet, as METRIC=VALUE (max_abs, max_rel, mean_rel: at most; "
+        + "cosine, top1_agreement: at least), on the --calibration inputs (else --samples random "
+        + "rows); repeatable. The accuracy search then keeps float32 the fewest nodes it finds "
+        + "that meet them all.",
+      valueName: "metric=value"))
+  var tolerances: [String] = []
+
+  @Option(help: "With --tolerance and no --calibration: the random rows searched on.")
+  var samples = 8
+
   @Option(help: "Write a JSON report of every node's precision and the reason to this file.")
   var report: String?
 
@@ -131,6 +145,14 @@ struct Convert: ParsableCommand {
     if !(verifyTolerance > 0 && verifyTolerance.isFinite) {
       throw ValidationError("--verify-tolerance must be a positive number.")
     }
+    for tolerance in tolerances {
+      do {
+        _ = try Tolerance(parsing: tolerance)
+      } catch {
+        throw ValidationError("--tolerance \(error)")
+      }
+    }
+    if samples < 1 { throw ValidationError("--samples must be at least 1.") }
   }
 
   func run() throws {
@@ -140,6 +162,7 @@ struct Convert: ParsableCommand {
         ("--fp32-op", !float32Ops.isEmpty), ("--fp32-node", !float32Nodes.isEmpty),
         ("--lowp-op", !reducedOps.isEmpty), ("--calibration", calibration != nil),
         ("--no-verify", !verify), ("--reduced-normalization", reducedNormalization),
+        ("--tolerance", !tolerances.isEmpty),
       ]
       if let (flag, _) = savedModelOnly.first(where: \.1) {
         throw ValidationError("\(flag) applies to SavedModels; '\(input)' is a .keras file.")
@@ -165,6 +188,17 @@ struct Convert: ParsableCommand {
       options.normalizationInFloat32 = !reducedNormalization
       let original = try GraphModel(contentsOf: input)
       let inputs = try calibration.map { try NumPyFile.readArchive(at: $0) }
+      var search: PrecisionSearch.Outcome?
+      if !tolerances.isEmpty {
+        var searcher = PrecisionSearch(
+          conversion: options, tolerances: try tolerances.map { try Tolerance(parsing: $0) })
+        searcher.inputs = inputs
+        searcher.samples = samples
+        let outcome = try searcher.run(on: original)
+        guard outcome.met else { throw SearchFailure(outcome: outcome) }
+        options.float32Nodes = Set(outcome.float32Nodes.map(\.node))
+        search = outcome
+      }
       let (model, conversion) = try Converter(options: options).convert(original)
       var verification: ConversionCheck.Outcome?
       try model.write(to: output, overwrite: force) { written in
@@ -177,6 +211,7 @@ struct Convert: ParsableCommand {
       }
       try writeReport(conversion)
       print(conversion.summary, terminator: "")
+      if let search { print(search.summary, terminator: "") }
       if let verification { print(verification.summary) }
       print("wrote \(output)")
     }
@@ -194,6 +229,18 @@ struct Convert: ParsableCommand {
         } ?? "Keep the ops involved float32 with --fp32-node, "
       return "The conversion was not written: \(failure). \(hint)or pass --no-verify to write "
         + "it anyway."
+    }
+  }
+
+  /// No conversion the search tried meets the tolerances: reported, and exit code 2.
+  struct SearchFailure: Error, CustomStringConvertible {
+    var outcome: PrecisionSearch.Outcome
+
+    var description: String {
+      "The conversion was not written: keeping float32 every node the search ranked "
+        + "(\(outcome.float32Nodes.count)) still does not meet "
+        + outcome.tolerances.map(\.description).joined(separator: ", ")
+        + ". Loosen the tolerance, or keep more float32 with --fp32-op.\n" + outcome.summary
     }
   }
 

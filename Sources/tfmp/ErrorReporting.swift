@@ -18,6 +18,9 @@ struct ErrorReporting: ParsableArguments {
     } catch let error as Convert.VerificationFailure {
       FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
       throw ExitCode(2)
+    } catch let error as Convert.SearchFailure {
+      FileHandle.standardError.write(Data("Error: \(error)".utf8))
+      throw ExitCode(2)
     } catch let error as ModelFormatError {
       var message = "Error: \(error)\n"
       if verbose, let underlying = error.underlyingError {

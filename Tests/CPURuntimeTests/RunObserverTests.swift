@@ -57,3 +57,53 @@ struct RunObserverTests {
     for output in plain.values { #expect(graphOutputs.contains(output), "\(fixture)") }
   }
 }
+
+/// Replaces the outputs of the nodes named `node` with zeros of the same type and shape.
+private final class Zeroing: RunObserver, @unchecked Sendable {
+  let node: String
+  init(node: String) { self.node = node }
+
+  func observe(function: String, node: String, op: String, outputs: [Tensor?]) {}
+
+  func replacement(function: String, node: String, outputs: [Tensor?]) -> [Tensor?]? {
+    guard node == self.node else { return nil }
+    return outputs.map { output in
+      output.map {
+        Tensor(
+          dtype: $0.dtype, shape: $0.shape,
+          storage: .float([Float](repeating: 0, count: $0.shape.elementCount ?? 0)))
+      }
+    }
+  }
+}
+
+@Suite("Run observer replacements")
+struct RunObserverReplacementTests {
+  @Test("What an observer hands on is what the readers read")
+  func replacedOutputsFlowOn() throws {
+    let model = try SavedModel(contentsOf: Fixtures.path("mlp"))
+    let inputs = try NumPyFile.readArchive(at: Fixtures.path("mlp.inputs.npz"))
+    let plain = try Interpreter(model: .savedModel(model)).run(
+      signature: "serving_default", inputs: inputs)
+    // The hidden layer's activations zeroed: the output is the softmax of the output bias alone,
+    // the same for every row.
+    let recorder = Recorder()
+    _ = try Interpreter(
+      module: try model.module(), checkpoint: model.checkpoint, observer: recorder
+    )
+    .run(signature: "serving_default", inputs: inputs)
+    let relu = try #require(recorder.observations.first { $0.op == "Relu" })
+    let zeroed = try Interpreter(
+      module: try model.module(), checkpoint: model.checkpoint,
+      observer: Zeroing(node: relu.node)
+    ).run(signature: "serving_default", inputs: inputs)
+    let output = try #require(zeroed.values.first)
+    let columns = try #require(output.shape.dimensions.last)
+    let values = try #require(output.floats)
+    let rows = values.count / columns
+    #expect(rows > 1 && plain.values.first != output)
+    for row in 1..<rows {
+      #expect(Array(values[(row * columns)..<((row + 1) * columns)]) == Array(values[0..<columns]))
+    }
+  }
+}

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Benchmark: the accuracy search of `tfmp convert --tolerance` against onnxconverter-common's
+`auto_convert_mixed_precision` (the model through tf2onnx), same calibration inputs, same tolerance.
+
+  .venv/bin/python Benchmarks/search.py [--models mobilenet_v2,distilbert_tiny] [--fraction 0.5]
+
+For each zoo model (Scripts/zoo.py makes them in bench-work/zoo/), the tolerance is max_abs = the
+error of tfmp's list-based float16 conversion on the zoo's inputs times FRACTION, so that both
+searches have work to do. Prints, per tool: wall time of the search (tfmp: the whole `convert`
+process, reading and writing included; onnxconverter-common: the `auto_convert_mixed_precision`
+call alone, tf2onnx excluded), model runs, nodes the search kept float32, and the error its
+result gives on the calibration inputs against TensorFlow's float32 outputs (tfmp's result
+served by TensorFlow, the ONNX result run by onnxruntime). The peers run in bench-work/venv.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import peers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = os.path.join(ROOT, "bench-work")
+
+ONNX_SEARCH = r"""
+import json, sys, time
+import numpy as np, onnx
+from onnxconverter_common import auto_mixed_precision, float16
+model_path, inputs_path, tolerance, reference_path = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+with np.load(inputs_path) as data:
+    feed = {k: data[k] for k in data.files}
+model = onnx.load(model_path)
+names = [i.name for i in model.graph.input]
+feed = {name: feed[name.split(":")[0]] for name in names}
+runs, blocked = [0], [[]]
+run = auto_mixed_precision.get_tensor_values_using_ort
+def counted(*args, **kwargs):
+    runs[0] += 1
+    return run(*args, **kwargs)
+auto_mixed_precision.get_tensor_values_using_ort = counted
+convert = float16.convert_float_to_float16
+def recorded(*args, **kwargs):
+    blocked[0] = list(kwargs.get("node_block_list") or [])
+    return convert(*args, **kwargs)
+auto_mixed_precision.float16.convert_float_to_float16 = recorded
+validate = lambda a, b: all(np.max(np.abs(x.astype(np.float64) - y)) <= tolerance for x, y in zip(a, b))
+start = time.perf_counter()
+result = auto_mixed_precision.auto_convert_mixed_precision(model, feed, validate, keep_io_types=True)
+seconds = time.perf_counter() - start
+import onnxruntime as ort
+outputs = ort.InferenceSession(result.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+with np.load(reference_path) as data:
+    reference = [data[k] for k in data.files]
+error = max(float(np.max(np.abs(o.astype(np.float64) - r))) for o, r in zip(outputs, reference))
+print(json.dumps({"seconds": seconds, "runs": runs[0], "kept": len(blocked[0]), "nodes": len(model.graph.node),
+                  "error": error}))
+"""
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="mobilenet_v2,distilbert_tiny")
+    parser.add_argument("--fraction", type=float, default=0.5)
+    args = parser.parse_args()
+    peer = peers.peer_python()
+    subprocess.run(["swift", "build", "-c", "release", "--product", "tfmp"], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    tfmp = os.path.join(ROOT, ".build", "release", "tfmp")
+    sys.path.insert(0, os.path.join(ROOT, "Scripts"))
+    import zoo
+    folder = os.path.join(WORK, "zoo")
+    subprocess.run([sys.executable, os.path.join(ROOT, "Scripts", "zoo.py"), "--only", *args.models.split(",")],
+                   check=True, stdout=subprocess.DEVNULL)
+    print("| model | tolerance (max_abs) | tfmp: time, model runs, kept float32, error | "
+          "onnxconverter-common: time, model runs, kept float32 (of nodes), error | time ratio |")
+    print("|---|---|---|---|---|")
+    for name in args.models.split(","):
+        model = os.path.join(folder, name)
+        calibration = os.path.join(folder, name + ".inputs.npz")
+        inputs = zoo.zoo_inputs(folder, name)
+        reference = zoo.serve(model, inputs)
+        keys = sorted(reference)
+        with tempfile.TemporaryDirectory() as scratch:
+            lists = os.path.join(scratch, "lists")
+            subprocess.run([tfmp, "convert", model, lists, "--no-verify"], check=True, capture_output=True)
+            lists_error = max(float(np.max(np.abs(v.astype(np.float64) - reference[k])))
+                              for k, v in zoo.serve(lists, inputs).items())
+            tolerance = lists_error * args.fraction
+            searched = os.path.join(scratch, "searched")
+            start = time.perf_counter()
+            result = subprocess.run([tfmp, "convert", model, searched, "--calibration", calibration,
+                                     "--tolerance", f"max_abs={tolerance}"], capture_output=True, text=True)
+            ours_seconds = time.perf_counter() - start
+            if result.returncode != 0:
+                sys.exit(result.stderr)
+            runs = int(re.search(r"model runs: (\d+)", result.stdout).group(1))
+            kept = re.search(r"kept float32 \((\d+)\)", result.stdout)
+            ours_error = max(float(np.max(np.abs(v.astype(np.float64) - reference[k])))
+                             for k, v in zoo.serve(searched, inputs).items())
+            onnx_model = os.path.join(scratch, "model.onnx")
+            subprocess.run([peer, "-m", "tf2onnx.convert", "--saved-model", model, "--output", onnx_model],
+                           check=True, capture_output=True)
+            reference_path = os.path.join(scratch, "reference.npz")
+            np.savez(reference_path, **{f"{i:03d}": reference[k] for i, k in enumerate(keys)})
+            peer_result = subprocess.run([peer, "-c", ONNX_SEARCH, onnx_model, calibration, str(tolerance),
+                                          reference_path], capture_output=True, text=True)
+            if peer_result.returncode != 0:
+                theirs = f"failed: {peer_result.stderr.strip().splitlines()[-1][:100]}"
+                ratio = "-"
+            else:
+                facts = json.loads(peer_result.stdout.strip().splitlines()[-1])
+                theirs = (f"{facts['seconds']:.1f} s, {facts['runs']}, {facts['kept']} (of {facts['nodes']}), "
+                          f"{facts['error']:.2e}")
+                ratio = f"{facts['seconds'] / ours_seconds:.1f}x"
+        print(f"| {name} | {tolerance:.2e} | {ours_seconds:.1f} s, {runs}, {kept.group(1) if kept else 0}, "
+              f"{ours_error:.2e} | {theirs} | {ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+public import MixedPrecision
+public import ModelFormats
+public import TensorCore
+public import Validation
+internal import CPURuntime
+internal import Foundation
+internal import GraphIR
+
+/// Accuracy-budgeted conversion: finds few nodes to keep float32 so that every output of the
+/// converted model meets every tolerance on the calibration inputs.
+///
+/// 1. The lists' conversion is tried first; when it meets the tolerances, nothing more is kept.
+/// 2. Otherwise one instrumented pass (``Sensitivity``) measures each reduced-precision node's
+///    own error, fed the original's values; the nodes are ranked, those whose values overflow the
+///    reduced type first, then by their own error.
+/// 3. The shortest prefix of that ranking that meets the tolerances is found by doubling its
+///    length, then bisecting; then each kept node is tried without, least sensitive first, and
+///    dropped when the tolerances still hold. Each try is one conversion and one run.
+public struct PrecisionSearch: Sendable {
+  /// How to convert, besides what the search keeps float32.
+  public var conversion: ConversionOptions
+  /// What every output must meet.
+  public var tolerances: [Tolerance]
+  /// Calibration inputs keyed by signature input name; `nil` draws ``samples`` seeded random
+  /// rows (see `tfmp validate`).
+  public var inputs: [String: Tensor]?
+  /// The batch size of random inputs.
+  public var samples = 8
+  /// The seed of random inputs.
+  public var seed: UInt64 = 0
+  /// The most conversions tried after the sensitivity pass.
+  public var trialLimit = 24
+
+  /// A search for `tolerances` under `conversion`.
+  public init(conversion: ConversionOptions, tolerances: [Tolerance]) {
+    self.conversion = conversion
+    self.tolerances = tolerances
+  }
+
+  /// What the search found.
+  public struct Outcome: Sendable {
+    /// The nodes to keep float32, most sensitive first.
+    public var float32Nodes: [NodeSensitivity] = []
+    /// Each signature's accuracy with the lists alone.
+    public var before: [AccuracyReport] = []
+    /// Each signature's accuracy with ``float32Nodes`` kept float32.
+    public var after: [AccuracyReport] = []
+    /// Whether ``after`` meets every tolerance.
+    public var met = false
+    /// The casts the chosen conversion inserts.
+    public var casts = 0
+    /// Model runs used: the original's, each conversion tried, the instrumented pass's two.
+    public var modelRuns = 0
+    /// Conversions tried.
+    public var conversions = 0
+    /// Wall time of the search, in seconds.
+    public var seconds = 0.0
+    /// The tolerances searched for.
+    public var tolerances: [Tolerance] = []
+
+    /// What `tfmp convert --tolerance` prints.
+    public var summary: String {
+      var lines = [
+        "accuracy search for " + tolerances.map(\.description).joined(separator: ", ") + ":"
+      ]
+      lines.append("  the lists alone: " + Self.describe(before))
+      if float32Nodes.isEmpty {
+        lines.append("  kept float32: nothing more")
+      } else {
+        lines.append("  kept float32 (\(float32Nodes.count)):")
+        for node in float32Nodes {
+          var why = "own error \(String(format: "%.2g", node.ownError))"
+          if node.overflows { why += ", overflows" }
+          if node.flushedShare > 0 {
+            why += ", \(String(format: "%.1f", 100 * node.flushedShare))% flushed to zero"
+          }
+          lines.append("    \(node.op) '\(node.node.node)' in \(node.node.function) (\(why))")
+        }
+      }
+      lines.append("  " + (met ? "met: " : "NOT met: ") + Self.describe(after))
+      lines.append(
+        "  casts: \(casts), conversions tried: \(conversions), model runs: \(modelRuns), "
+          + String(format: "%.2f s", seconds))
+      return lines.joined(separator: "\n") + "\n"
+    }
+
+    private static func describe(_ reports: [AccuracyReport]) -> String {
+      reports.flatMap { report in
+        report.outputs.map { output in
+          "\(report.signature).\(output.name) max_abs \(String(format: "%.3g", output.maxAbsoluteError)), "
+            + "mean_rel \(String(format: "%.3g", output.meanRelativeError)), "
+            + "cosine \(String(format: "%.6f", output.cosineSimilarity))"
+            + (output.top1Agreement.map { ", top1 \(String(format: "%.1f", 100 * $0))%" } ?? "")
+        }
+      }.joined(separator: "; ")
+    }
+  }
+
+  /// Searches the nodes of `original`'s conversion to keep float32.
+  ///
+  /// - Throws: ``ModelFormatError`` when the model cannot be read or converted; ``RuntimeError``
+  ///   when the runtime cannot run it (the search needs to).
+  public func run(on original: GraphModel) throws -> Outcome {
+    let start = ContinuousClock.now
+    var outcome = Outcome(tolerances: tolerances)
+    let scratch = FileManager.default.temporaryDirectory
+      .appendingPathComponent("tfmp-search-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: scratch) }
+
+    let module = try original.module()
+    let reference = Interpreter(module: module, checkpoint: original.checkpoint)
+    var given: [String: [String: Tensor]] = [:]
+    var expected: [String: [String: Tensor]] = [:]
+    // Signatures over the same graph endpoints (a TF1 export's `predict` and `serving_default`)
+    // are measured once.
+    var seen = Set<[Input]>()
+    for key in reference.signatureKeys {
+      if let signature = module.signatures[key],
+        !seen.insert(signature.inputs.map(\.source) + signature.outputs.map(\.source)).inserted
+      {
+        continue
+      }
+      let specs = try reference.inputSpecs(signature: key)
+      let inputs =
+        try self.inputs.flatMap { inputs in
+          specs.keys.allSatisfy { inputs[$0] != nil } ? inputs : nil
+        } ?? ModelComparison.random(specs, samples: samples, seed: seed)
+      given[key] = inputs
+      expected[key] = try reference.run(signature: key, inputs: inputs)
+      outcome.modelRuns += 1
+    }
+    let keys = given.keys.sorted()
+
+    /// Converts keeping `kept` float32, writes the conversion to the scratch folder's `name`
+    /// and measures it on every signature.
+    func trial(_ kept: Set<QualifiedNodeName>, name: String = "trial") throws -> Trial {
+      var options = conversion
+      options.float32Nodes = options.float32Nodes.union(kept)
+      let (model, report) = try Converter(options: options).convert(original)
+      var reports: [AccuracyReport] = []
+      let path = (scratch as NSString).appendingPathComponent(
+        original.isFrozenGraph ? name + ".pb" : name)
+      try model.write(to: path, overwrite: true)
+      let converted = try GraphModel(contentsOf: path)
+      let runner = try Interpreter(model: converted)
+      for key in keys {
+        guard let inputs = given[key], let outputs = expected[key] else { continue }
+        let fed = ModelComparison.rounded(inputs, for: try runner.inputSpecs(signature: key))
+        let actual = try runner.run(signature: key, inputs: fed)
+        reports.append(
+          ModelComparison.report(
+            signature: key, expected: outputs, actual: actual, rtol: 0, atol: 0,
+            inputs: self.inputs == nil ? "\(samples) random samples" : "calibration"))
+      }
+      outcome.modelRuns += keys.count
+      outcome.conversions += 1
+      let met = reports.allSatisfy { report in
+        report.mismatches.isEmpty
+          && report.outputs.allSatisfy { output in tolerances.allSatisfy { $0.isMet(by: output) } }
+      }
+      return Trial(met: met, reports: reports, report: report, model: converted)
+    }
+
+    let lists = try trial([], name: "lists")
+    outcome.before = lists.reports
+    outcome.after = lists.reports
+    outcome.casts = lists.report.castsInserted
+    outcome.met = lists.met
+    guard !lists.met else {
+      outcome.seconds = (ContinuousClock.now - start).seconds
+      return outcome
+    }
+
+    // The instrumented pass, on every signature; a node's sensitivity is its worst.
+    var sensitivities: [QualifiedNodeName: NodeSensitivity] = [:]
+    for key in keys {
+      guard let inputs = given[key] else { continue }
+      let fed = ModelComparison.rounded(
+        inputs, for: try Interpreter(model: lists.model).inputSpecs(signature: key))
+      let measured = try Sensitivity.measure(
+        original: original, converted: lists.model, signature: key, inputs: inputs,
+        convertedInputs: fed, precision: conversion.precision)
+      outcome.modelRuns += 2
+      sensitivities.merge(measured) { first, second in
+        var worst = first
+        worst.ownError = max(first.ownError, second.ownError)
+        worst.overflows = first.overflows || second.overflows
+        worst.flushedShare = max(first.flushedShare, second.flushedShare)
+        return worst
+      }
+    }
+    let reduced = lists.report.nodes.filter { $0.precision != "float32" }.map {
+      QualifiedNodeName(function: $0.function, node: $0.name)
+    }
+    let ranked = Set(reduced).map { name in
+      sensitivities[name]
+        ?? NodeSensitivity(
+          node: name, op: "?", ownError: 0, magnitude: 0, overflows: false, flushedShare: 0)
+    }.sorted {
+      ($0.overflows ? 1 : 0, $0.ownError, $0.node.description)
+        > ($1.overflows ? 1 : 0, $1.ownError, $1.node.description)
+    }
+
+    // The shortest prefix meeting the tolerances: doubling, then bisecting.
+    var best: (count: Int, result: Trial)?
+    var failed = 0
+    var length = 1
+    while best == nil && outcome.conversions <= trialLimit {
+      let count = min(length, ranked.count)
+      let result = try trial(Set(ranked.prefix(count).map(\.node)))
+      if result.met { best = (count, result) } else { failed = count }
+      if count == ranked.count { break }
+      length *= 2
+    }
+    guard var (count, result) = best else {
+      outcome.float32Nodes = ranked
+      outcome.seconds = (ContinuousClock.now - start).seconds
+      return outcome
+    }
+    while count - failed > 1 && outcome.conversions <= trialLimit {
+      let middle = (failed + count) / 2
+      let attempt = try trial(Set(ranked.prefix(middle).map(\.node)))
+      if attempt.met { (count, result) = (middle, attempt) } else { failed = middle }
+    }
+    // Each kept node without, the least sensitive first.
+    var kept = Array(ranked.prefix(count))
+    for candidate in kept.reversed() where kept.count > 1 && outcome.conversions <= trialLimit {
+      let without = kept.filter { $0.node != candidate.node }
+      let attempt = try trial(Set(without.map(\.node)))
+      if attempt.met {
+        kept = without
+        result = attempt
+      }
+    }
+    outcome.float32Nodes = kept
+    outcome.after = result.reports
+    outcome.casts = result.report.castsInserted
+    outcome.met = true
+    outcome.seconds = (ContinuousClock.now - start).seconds
+    return outcome
+  }
+}
+
+/// One conversion tried: whether it meets the tolerances, its accuracy per signature, its
+/// report, and the conversion as written.
+private struct Trial {
+  var met: Bool
+  var reports: [AccuracyReport]
+  var report: ConversionReport
+  var model: GraphModel
+}
+
+extension GraphModel {
+  /// Whether the model is a frozen graph (a `.pb` file) rather than a SavedModel folder.
+  fileprivate var isFrozenGraph: Bool {
+    if case .frozenGraph = self { return true }
+    return false
+  }
+}
+
+extension Duration {
+  fileprivate var seconds: Double {
+    Double(components.seconds) + Double(components.attoseconds) * 1e-18
+  }
+}

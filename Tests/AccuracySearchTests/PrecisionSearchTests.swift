@@ -1,0 +1,65 @@
+import AccuracySearch
+import MixedPrecision
+import ModelFormats
+import TensorCore
+import Testing
+import Validation
+import _TestSupport
+
+@Suite("Accuracy search")
+struct PrecisionSearchTests {
+  @Test("Tolerances parse as METRIC=VALUE and bound the metric from the right side")
+  func tolerances() throws {
+    let bound = try Tolerance(parsing: "max_abs=1e-3")
+    #expect(bound.metric == .maxAbs && bound.value == 1e-3)
+    #expect(bound.description == "max_abs <= 0.001")
+    #expect(try Tolerance(parsing: "cosine=0.999").description == "cosine >= 0.999")
+    for bad in ["max_abs", "mse=1", "max_abs=x", "cosine=-1", "cosine=1.5", "max_abs=inf"] {
+      #expect(throws: ToleranceError.self, "\(bad)") { _ = try Tolerance(parsing: bad) }
+    }
+    let report = ModelComparison.report(
+      signature: "s", expected: ["y": Tensor(shape: Shape([4]), floats: [1, 2, 3, 4])],
+      actual: ["y": Tensor(shape: Shape([4]), floats: [1, 2.002, 3, 4])], rtol: 0, atol: 0,
+      inputs: "given")
+    let output = try #require(report.outputs.first)
+    #expect(abs(output.maxAbsoluteError - 2e-3) < 1e-6)
+    #expect(!bound.isMet(by: output))
+    #expect(try Tolerance(parsing: "max_abs=2.5e-3").isMet(by: output))
+    #expect(try Tolerance(parsing: "cosine=0.999").isMet(by: output))
+    #expect(try Tolerance(parsing: "mean_rel=3e-4").isMet(by: output))
+    #expect(!(try Tolerance(parsing: "mean_rel=2e-4").isMet(by: output)))
+    // An output that is no classifier's has no top-1 agreement, and meets any bound on it.
+    #expect(try Tolerance(parsing: "top1_agreement=1").isMet(by: output))
+  }
+
+  @Test("A loose tolerance keeps nothing more; a tight one keeps nodes and meets it")
+  func search() throws {
+    let model = try GraphModel(contentsOf: Fixtures.path("attention"))
+    let inputs = try NumPyFile.readArchive(at: Fixtures.path("attention.inputs.npz"))
+    var loose = PrecisionSearch(
+      conversion: ConversionOptions(), tolerances: [Tolerance(.maxAbs, 1)])
+    loose.inputs = inputs
+    let easy = try loose.run(on: model)
+    #expect(easy.met && easy.float32Nodes.isEmpty && easy.conversions == 1)
+    let error = try #require(easy.before.first?.outputs.map(\.maxAbsoluteError).max())
+    #expect(error > 0)
+    // A third of the lists' error: the search keeps some nodes float32, not all.
+    var tight = loose
+    tight.tolerances = [Tolerance(.maxAbs, error / 3)]
+    let outcome = try tight.run(on: model)
+    #expect(outcome.met, "\(outcome.summary)")
+    #expect(!outcome.float32Nodes.isEmpty)
+    let reached = try #require(outcome.after.first?.outputs.map(\.maxAbsoluteError).max())
+    #expect(reached <= error / 3)
+    // The chosen conversion computes with fewer reduced nodes than the lists', but some.
+    var options = ConversionOptions()
+    options.float32Nodes = Set(outcome.float32Nodes.map(\.node))
+    let (_, report) = try Converter(options: options).convert(model)
+    let (_, lists) = try Converter(options: ConversionOptions()).convert(model)
+    #expect(report.convertedOpCount < lists.convertedOpCount && report.convertedOpCount > 0)
+    // A node kept float32 can take neighbours with it (an infer op it fed).
+    #expect(report.convertedOpCount <= lists.convertedOpCount - outcome.float32Nodes.count)
+    // Per signature: the original once, each conversion once, the instrumented pass twice.
+    #expect(outcome.modelRuns == outcome.before.count * (1 + outcome.conversions + 2))
+  }
+}

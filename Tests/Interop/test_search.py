@@ -1,0 +1,118 @@
+"""Interop tests for the accuracy search (`tfmp convert --tolerance`): on models built to need it,
+the search meets the tolerance on the calibration inputs, and TensorFlow confirms it, in both
+loaders, on separate check inputs drawn the same way; where the lists suffice it keeps nothing."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from test_interop import FIXTURES, run_tf1, run_tf2, sample, tfmp
+
+
+def save_module(path, compute, width, variables):
+    """A tf.Module holding `variables` and computing `compute(x)` for x of shape [None, width],
+    saved with its signature."""
+    module = tf.Module()
+    module.variables_ = variables
+    module.f = tf.function(compute, input_signature=[tf.TensorSpec([None, width], tf.float32, name="x")])
+    tf.saved_model.save(module, path, signatures={"serving_default": module.f})
+
+
+def overflow_only_on_real_data(path):
+    """Pixel-like inputs (50 to 100) times weights of about 30 over 64 terms: the product's sums
+    reach about 1.4e5, beyond float16's 65504, which random normal inputs never reach."""
+    rng = np.random.default_rng(11)
+    w = tf.Variable(rng.uniform(20, 40, (64, 32)).astype(np.float32))
+    v = tf.Variable(rng.standard_normal((32, 8)).astype(np.float32))
+    save_module(path, lambda x: {"y": tf.matmul(tf.tanh(tf.matmul(x, w) * 1e-5), v)}, 64, [w, v])
+
+    def draw(seed):
+        return {"x": np.random.default_rng(seed).uniform(50, 100, (16, 64)).astype(np.float32)}
+    return draw
+
+
+def cancellation(path):
+    """Two products of nearly equal weights, subtracted: in float16 each product's rounding is
+    far larger than their difference, so the two MatMuls' own errors dominate the output."""
+    rng = np.random.default_rng(12)
+    w1 = rng.standard_normal((32, 32)).astype(np.float32)
+    w2 = w1 + 1e-3 * rng.standard_normal((32, 32)).astype(np.float32)
+    a, b = tf.Variable(w1), tf.Variable(w2)
+    u = tf.Variable(rng.standard_normal((32, 32)).astype(np.float32) * 0.2)
+    save_module(path, lambda x: {"y": tf.matmul(tf.nn.relu(tf.matmul(x, u)), u)
+                                 + (tf.matmul(x, a) - tf.matmul(x, b)) * 100.0}, 32, [a, b, u])
+
+    def draw(seed):
+        return {"x": np.random.default_rng(seed).standard_normal((16, 32)).astype(np.float32)}
+    return draw
+
+
+def served_error(model, original, inputs):
+    """The largest |converted - original| TensorFlow gives, in either loader."""
+    reference = run_tf2(original, inputs)["y"]
+    errors = []
+    for loader in (run_tf2, run_tf1):
+        value = loader(model, inputs)["y"]
+        assert value.dtype == np.float32 and np.all(np.isfinite(value))
+        errors.append(float(np.max(np.abs(value.astype(np.float64) - reference))))
+    return max(errors)
+
+
+@pytest.mark.parametrize("build,policy", [(overflow_only_on_real_data, "mixed_float16"),
+                                          (cancellation, "mixed_float16"), (cancellation, "mixed_bfloat16")])
+def test_search_meets_the_tolerance_and_tensorflow_confirms_it(tmp_path, build, policy):
+    original = str(tmp_path / "original")
+    draw = build(original)
+    calibration, check = str(tmp_path / "calibration.npz"), draw(2)
+    np.savez(calibration, **draw(1))
+    if build is overflow_only_on_real_data and policy == "mixed_float16":
+        # The lists convert the product, which overflows on these inputs (its tanh then
+        # saturates): verification refuses, naming it.
+        refused = tfmp("convert", original, str(tmp_path / "refused"), "--calibration", calibration)
+        assert refused.returncode == 2 and "first go wrong at node 'MatMul'" in refused.stderr, refused.stderr
+    lists = str(tmp_path / "lists")
+    plain = tfmp("convert", original, lists, "--policy", policy, "--no-verify")
+    assert plain.returncode == 0, plain.stderr
+    with np.load(calibration) as data:
+        inputs = {k: data[k] for k in data.files}
+    # A tenth of the lists' error.
+    tolerance = served_error(lists, original, inputs) / 10
+    searched = str(tmp_path / "searched")
+    result = tfmp("convert", original, searched, "--policy", policy, "--calibration", calibration,
+                  "--tolerance", f"max_abs={tolerance}", "--report", searched + ".json")
+    assert result.returncode == 0, result.stderr
+    assert "met: " in result.stdout and "kept float32 (" in result.stdout, result.stdout
+    report = json.load(open(searched + ".json"))
+    kept = [n for n in report["nodes"] if n["reason"] == "kept float32 by the accuracy search"]
+    assert kept and all(n["op"] == "MatMul" for n in kept), kept
+    # Fewer than every product: the search keeps only what the tolerance needs.
+    products = [n for n in report["nodes"] if n["op"] == "MatMul"]
+    assert len(kept) < len(products)
+    assert any(n["precision"] != "float32" for n in products)
+    # TensorFlow confirms it on the calibration inputs and on separate check inputs.
+    assert served_error(searched, original, inputs) <= tolerance
+    assert served_error(searched, original, check) <= tolerance
+
+
+def test_search_keeps_nothing_when_the_lists_suffice(tmp_path):
+    original = os.path.join(FIXTURES, "mlp")
+    out = str(tmp_path / "out")
+    result = tfmp("convert", original, out, "--tolerance", "max_abs=1e-2", "--tolerance", "top1_agreement=1",
+                  "--calibration", os.path.join(FIXTURES, "mlp.inputs.npz"))
+    assert result.returncode == 0, result.stderr
+    assert "kept float32: nothing more" in result.stdout, result.stdout
+    assert "conversions tried: 1," in result.stdout
+    inputs = sample("mlp", "inputs")
+    reference = run_tf2(original, inputs)
+    for key, value in run_tf2(out, inputs).items():
+        assert np.max(np.abs(value - reference[key])) <= 1e-2
+
+
+def test_a_tolerance_that_cannot_be_read_is_refused(tmp_path):
+    out = str(tmp_path / "out")
+    for bad, why in [("mse=1", "METRIC=VALUE"), ("cosine=2", "at most 1"), ("max_abs=-1", "non-negative")]:
+        result = tfmp("convert", os.path.join(FIXTURES, "mlp"), out, "--tolerance", bad)
+        assert result.returncode == 64 and why in result.stderr, result.stderr
+        assert not os.path.exists(out)
