@@ -111,7 +111,7 @@ def main():
             peer_result = subprocess.run([peer, "-c", ONNX_SEARCH, onnx_model, calibration, str(tolerance),
                                           reference_path], capture_output=True, text=True)
             if peer_result.returncode != 0:
-                theirs = f"failed: {peer_result.stderr.strip().splitlines()[-1][:100]}"
+                theirs = f"failed: {peer_result.stderr.strip().splitlines()[-1][:300]}"
                 ratio = "-"
             else:
                 facts = json.loads(peer_result.stdout.strip().splitlines()[-1])

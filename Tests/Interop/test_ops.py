@@ -225,7 +225,7 @@ def test_math_ops_match_tensorflow(tmp_path):
 
 
 class ImageOps(tf.Module):
-    """Resizing, depth and space rearrangement, the transposed convolution, MaxPoolV2, TF1's
+    """Resizing (nearest, bilinear, bicubic), depth and space rearrangement, the transposed convolution, MaxPoolV2, TF1's
     Concat, FusedBatchNormV2 and EnsureShape."""
 
     def __init__(self):
@@ -242,6 +242,10 @@ class ImageOps(tf.Module):
             "bilinear_corners": raw.ResizeBilinear(images=x, size=[7, 11], align_corners=True),
             "bilinear_legacy": raw.ResizeBilinear(images=x, size=[3, 8]),
             "nearest": tf.image.resize(x, [10, 3], method="nearest"),
+            "bicubic": tf.image.resize(x, [9, 13], method="bicubic"),
+            "bicubic_down": tf.image.resize(x, [3, 4], method="bicubic"),
+            "bicubic_corners": raw.ResizeBicubic(images=x, size=[7, 11], align_corners=True),
+            "bicubic_legacy": raw.ResizeBicubic(images=x, size=[8, 5]),
             "nearest_corners": raw.ResizeNearestNeighbor(images=x, size=[7, 9], align_corners=True),
             "nearest_legacy": raw.ResizeNearestNeighbor(images=x, size=[4, 13]),
             "deep": tf.nn.space_to_depth(x[:, :4], 2),

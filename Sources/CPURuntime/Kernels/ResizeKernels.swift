@@ -2,8 +2,8 @@ internal import GraphIR
 internal import TensorCore
 
 /// Image resizing of NHWC batches, as `tf.image.resize` and Keras's Resizing and UpSampling2D
-/// emit it: ResizeNearestNeighbor and ResizeBilinear, with TensorFlow's coordinate conventions
-/// (`align_corners`, `half_pixel_centers`).
+/// emit it: ResizeNearestNeighbor, ResizeBilinear and ResizeBicubic, with TensorFlow's
+/// coordinate conventions (`align_corners`, `half_pixel_centers`).
 enum ResizeKernels {
   static func register(in registry: inout OpRegistry) {
     let corners: [OpSchema.Attribute] = [
@@ -85,6 +85,73 @@ enum ResizeKernels {
       }
       return [Tensor(shape: Shape([d[0], size.height, size.width, d[3]]), floats: result)]
     }
+    registry.add(
+      "ResizeBicubic", inputs: ["images", .fixed("size", .int32)],
+      outputs: [.fixed("resized_images", .float32)], attributes: corners, bicubic)
+  }
+
+  /// ResizeBicubic: each output is a 4x4 weighted sum of the inputs around its position, with
+  /// TensorFlow's cubic convolution weights read from its table of 1024 steps: Keys's kernel
+  /// (a = -0.5) with half-pixel centers, where weights of taps outside the image are zeroed and
+  /// the rest renormalized; the legacy kernel (a = -0.75) with edge taps repeated otherwise.
+  static func bicubic(_ context: KernelContext, _ inputs: [Tensor]) throws -> [Tensor] {
+    let (x, size) = try sizes(inputs)
+    let (alignCorners, halfPixel) = (
+      try context.bool("align_corners"), try context.bool("half_pixel_centers")
+    )
+    let a: Float = halfPixel ? -0.5 : -0.75
+    let steps = 1024
+    // For each output row (column): four source rows and their weights.
+    func taps(_ output: Int, _ input: Int) -> [(indices: [Int], weights: [Float])] {
+      let scale = self.scale(input, output, alignCorners: alignCorners)
+      return (0..<output).map { index in
+        let position = halfPixel ? (Float(index) + 0.5) * scale - 0.5 : Float(index) * scale
+        let floor = position.rounded(.down)
+        let base = Int(floor)
+        let step = Int((Float(steps) * (position - floor)).rounded(.toNearestOrEven))
+        func near(_ step: Int) -> Float {  // distance step / steps, at most 1
+          let t = Float(step) / Float(steps)
+          return ((a + 2) * t - (a + 3)) * t * t + 1
+        }
+        func far(_ step: Int) -> Float {  // distance 1 + step / steps
+          let t = Float(step) / Float(steps) + 1
+          return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+        }
+        let raw = [far(step), near(step), near(steps - step), far(steps - step)]
+        let wanted = (-1...2).map { base + $0 }
+        let indices = wanted.map { Swift.min(Swift.max($0, 0), input - 1) }
+        guard halfPixel else { return (indices, raw) }
+        var weights = zip(raw, zip(wanted, indices)).map { $1.0 == $1.1 ? $0 : 0 }
+        let total = weights.reduce(0, +)
+        if abs(total) >= 1000 * Float.leastNormalMagnitude {
+          weights = weights.map { $0 / total }
+        }
+        return (indices, weights)
+      }
+    }
+    let d = x.shape.dimensions
+    let (rows, columns) = (taps(size.height, d[1]), taps(size.width, d[2]))
+    let values = try x.floats ?? Kernels.doubles(x).map(Float.init)
+    var result: [Float] = []
+    result.reserveCapacity(d[0] * size.height * size.width * d[3])
+    for n in 0..<d[0] {
+      for row in rows {
+        for column in columns {
+          for c in 0..<d[3] {
+            var sum: Float = 0
+            for (source, rowWeight) in zip(row.indices, row.weights) {
+              var line: Float = 0
+              for (sourceColumn, weight) in zip(column.indices, column.weights) {
+                line += weight * values[((n * d[1] + source) * d[2] + sourceColumn) * d[3] + c]
+              }
+              sum += rowWeight * line
+            }
+            result.append(sum)
+          }
+        }
+      }
+    }
+    return [Tensor(shape: Shape([d[0], size.height, size.width, d[3]]), floats: result)]
   }
 
   /// The images (NHWC) and the output height and width.
