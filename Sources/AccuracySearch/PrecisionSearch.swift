@@ -14,8 +14,9 @@ internal import GraphIR
 ///    own error, fed the original's values; the nodes are ranked, those whose values overflow the
 ///    reduced type first, then by their own error.
 /// 3. The shortest prefix of that ranking that meets the tolerances is found by doubling its
-///    length, then bisecting; then each kept node is tried without, least sensitive first, and
-///    dropped when the tolerances still hold. Each try is one conversion and one run.
+///    length, then bisecting; then runs of kept nodes are tried without (half the set, then
+///    quarters, down to single nodes, least sensitive first) and dropped when the tolerances
+///    still hold. Each try is one conversion and one run.
 public struct PrecisionSearch: Sendable {
   /// How to convert, besides what the search keeps float32.
   public var conversion: ConversionOptions
@@ -30,6 +31,10 @@ public struct PrecisionSearch: Sendable {
   public var seed: UInt64 = 0
   /// The most conversions tried after the sensitivity pass.
   public var trialLimit = 24
+
+  /// Embedding lookups: under `--weights auto` their tables are stored in the reduced type
+  /// while they stay float32; the search keeps such a table float32 by keeping its lookup.
+  static let lookupOps: Set<String> = ["GatherV2", "Gather", "GatherNd"]
 
   /// A search for `tolerances` under `conversion`.
   public init(conversion: ConversionOptions, tolerances: [Tolerance]) {
@@ -190,10 +195,13 @@ public struct PrecisionSearch: Sendable {
         return worst
       }
     }
+    // The reduced-precision nodes, and the embedding lookups of tables stored in the reduced
+    // type (painted float32, they read rounded values: their own error is not zero).
     let reduced = lists.report.nodes.filter { $0.precision != "float32" }.map {
       QualifiedNodeName(function: $0.function, node: $0.name)
     }
-    let ranked = Set(reduced).map { name in
+    let lookups = sensitivities.values.filter { Self.lookupOps.contains($0.op) && $0.ownError > 0 }
+    let ranked = Set(reduced + lookups.map(\.node)).map { name in
       sensitivities[name]
         ?? NodeSensitivity(
           node: name, op: "?", ownError: 0, magnitude: 0, overflows: false, flushedShare: 0)
@@ -223,15 +231,27 @@ public struct PrecisionSearch: Sendable {
       let attempt = try trial(Set(ranked.prefix(middle).map(\.node)))
       if attempt.met { (count, result) = (middle, attempt) } else { failed = middle }
     }
-    // Each kept node without, the least sensitive first.
+    // Pruning: runs of kept nodes tried without, halving the run's length from half the set
+    // down to single nodes, the least sensitive first.
     var kept = Array(ranked.prefix(count))
-    for candidate in kept.reversed() where kept.count > 1 && outcome.conversions <= trialLimit {
-      let without = kept.filter { $0.node != candidate.node }
-      let attempt = try trial(Set(without.map(\.node)))
-      if attempt.met {
-        kept = without
-        result = attempt
+    var run = max(1, kept.count / 2)
+    pruning: while true {
+      var end = kept.count
+      while end > 0 && kept.count > 1 {
+        guard outcome.conversions <= trialLimit else { break pruning }
+        let start = max(0, end - run)
+        let without = Array(kept[..<start] + kept[end...])
+        if !without.isEmpty {
+          let attempt = try trial(Set(without.map { $0.node }))
+          if attempt.met {
+            kept = without
+            result = attempt
+          }
+        }
+        end = start
       }
+      if run == 1 { break }
+      run = max(1, run / 2)
     }
     outcome.float32Nodes = kept
     outcome.after = result.reports

@@ -43,7 +43,7 @@ struct VariableStoragePass {
   private static let readOps: Set<String> = [
     "ReadVariableOp", "ResourceGather", "ResourceGatherNd",
   ]
-  private static let gatherOps: Set<String> = ["GatherV2", "Gather", "GatherNd"]
+  static let gatherOps: Set<String> = ["GatherV2", "Gather", "GatherNd"]
   static let assignOps: Set<String> = [
     "AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp", "Assign", "AssignAdd",
     "AssignSub",
@@ -324,8 +324,9 @@ struct VariableStoragePass {
             continue
           }
           if definition.op == "SaveV2" && consumer.position >= 3 { continue }
+          // An embedding lookup, unless the accuracy search keeps it float32.
           if Self.gatherOps.contains(definition.op) && consumer.position == 0
-            && definition.type("Tparams") == .float32
+            && definition.type("Tparams") == .float32 && decision.reason != .searched
           {
             gathers.append((place.body, consumer.node))
             continue
