@@ -212,17 +212,19 @@ public struct PrecisionSearch: Sendable {
 
     // The shortest prefix meeting the tolerances: doubling, then bisecting.
     var best: (count: Int, result: Trial)?
+    var latest = lists
     var failed = 0
     var length = 1
     while best == nil && outcome.conversions <= trialLimit {
       let count = min(length, ranked.count)
-      let result = try trial(Set(ranked.prefix(count).map(\.node)))
-      if result.met { best = (count, result) } else { failed = count }
+      latest = try trial(Set(ranked.prefix(count).map(\.node)))
+      if latest.met { best = (count, latest) } else { failed = count }
       if count == ranked.count { break }
       length *= 2
     }
     guard var (count, result) = best else {
       outcome.float32Nodes = ranked
+      outcome.after = latest.reports
       outcome.seconds = (ContinuousClock.now - start).seconds
       return outcome
     }
