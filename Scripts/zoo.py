@@ -575,6 +575,26 @@ def freeze(function, folder, name):
     write_fetches(folder, name, [t.name for t in frozen.outputs])
 
 
+def freeze_tf1(build, outputs, dataflow_control_flow=False):
+    """A TF1 graph made by BUILD() (called in the graph's scope), its variables initialized in a
+    Session and frozen as TF1 froze graphs (`graph_util.convert_variables_to_constants`), keeping
+    what the nodes named OUTPUTS need. With DATAFLOW_CONTROL_FLOW, tf.compat.v1's while_loop and
+    cond build TF1's dataflow frames (Enter, Switch, Merge, ...) instead of While and If."""
+    tf1 = tf.compat.v1
+    if dataflow_control_flow:
+        tf1.disable_control_flow_v2()
+    try:
+        graph = tf.Graph()
+        with graph.as_default():
+            build()
+            with tf1.Session(graph=graph) as session:
+                session.run(tf1.global_variables_initializer())
+                return tf1.graph_util.convert_variables_to_constants(session, graph.as_graph_def(), outputs)
+    finally:
+        if dataflow_control_flow:
+            tf1.enable_control_flow_v2()
+
+
 def write_fetches(folder, name, fetches):
     with open(os.path.join(folder, name + ".fetches"), "w") as file:
         file.write("\n".join(fetches) + "\n")
@@ -626,30 +646,23 @@ def register_frozen():
         # the time steps, with a tf.compat.v1.cond clipping the state inside the loop.
         rng = np.random.default_rng(32)
         tf1 = tf.compat.v1
-        tf1.disable_control_flow_v2()
-        try:
-            graph = tf.Graph()
-            with graph.as_default():
-                x = tf1.placeholder(tf.float32, [None, 9, 6], name="x")
-                initializer = tf1.glorot_uniform_initializer(seed=5)
-                w = tf1.get_variable("w", [6, 16], initializer=initializer)
-                u = tf1.get_variable("u", [16, 16], initializer=initializer)
-                v = tf1.get_variable("v", [16, 4], initializer=initializer)
-                steps = tf.transpose(x, [1, 0, 2])
 
-                def body(t, h):
-                    h = tf.tanh(tf.matmul(tf.gather(steps, t), w) + tf.matmul(h, u))
-                    h = tf1.cond(tf.reduce_max(tf.abs(h)) > 0.9, lambda: h * 0.9, lambda: h)
-                    return t + 1, h
-                _, h = tf1.while_loop(lambda t, h: t < 9, body,
-                                      [tf.constant(0), tf.zeros([tf.shape(x)[0], 16])])
-                tf.matmul(h, v, name="logits")
-                with tf1.Session(graph=graph) as session:
-                    session.run(tf1.global_variables_initializer())
-                    frozen = tf1.graph_util.convert_variables_to_constants(
-                        session, graph.as_graph_def(), ["logits"])
-        finally:
-            tf1.enable_control_flow_v2()
+        def build():
+            x = tf1.placeholder(tf.float32, [None, 9, 6], name="x")
+            initializer = tf1.glorot_uniform_initializer(seed=5)
+            w = tf1.get_variable("w", [6, 16], initializer=initializer)
+            u = tf1.get_variable("u", [16, 16], initializer=initializer)
+            v = tf1.get_variable("v", [16, 4], initializer=initializer)
+            steps = tf.transpose(x, [1, 0, 2])
+
+            def body(t, h):
+                h = tf.tanh(tf.matmul(tf.gather(steps, t), w) + tf.matmul(h, u))
+                h = tf1.cond(tf.reduce_max(tf.abs(h)) > 0.9, lambda: h * 0.9, lambda: h)
+                return t + 1, h
+            _, h = tf1.while_loop(lambda t, h: t < 9, body,
+                                  [tf.constant(0), tf.zeros([tf.shape(x)[0], 16])])
+            tf.matmul(h, v, name="logits")
+        frozen = freeze_tf1(build, ["logits"], dataflow_control_flow=True)
         with open(os.path.join(folder, "frozen_tf1_loop.pb"), "wb") as file:
             file.write(frozen.SerializeToString())
         write_fetches(folder, "frozen_tf1_loop", ["logits:0"])
@@ -660,8 +673,8 @@ def register_frozen():
         # A TF1 graph frozen as TF1 froze them: its fetch is the logits' BiasAdd, an op tfmp
         # converts, so the conversion must keep that name on a float32 value.
         rng = np.random.default_rng(29)
-        graph = tf.Graph()
-        with graph.as_default():
+
+        def build():
             x = tf.compat.v1.placeholder(tf.float32, [None, 6], name="x")
             w1 = tf.compat.v1.get_variable("w1", [6, 16], initializer=tf.compat.v1.glorot_uniform_initializer(seed=3))
             b1 = tf.compat.v1.get_variable("b1", [16], initializer=tf.compat.v1.constant_initializer(0.1))
@@ -669,10 +682,7 @@ def register_frozen():
             b2 = tf.compat.v1.get_variable("b2", [4], initializer=tf.compat.v1.constant_initializer(-0.1))
             hidden = tf.nn.relu(tf.nn.bias_add(tf.matmul(x, w1), b1))
             tf.nn.bias_add(tf.matmul(hidden, w2), b2, name="logits")
-            with tf.compat.v1.Session(graph=graph) as session:
-                session.run(tf.compat.v1.global_variables_initializer())
-                frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
-                    session, graph.as_graph_def(), ["logits"])
+        frozen = freeze_tf1(build, ["logits"])
         with open(os.path.join(folder, "frozen_tf1.pb"), "wb") as file:
             file.write(frozen.SerializeToString())
         write_fetches(folder, "frozen_tf1", ["logits:0"])

@@ -3,13 +3,17 @@ module and back unchanged; its conversion is a frozen graph that TensorFlow impo
 fetches by the original names; `tfmp run` and `validate` run frozen graphs as TensorFlow does."""
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from test_interop import FIXTURES, sample, tfmp
+from test_interop import FIXTURES, ROOT, sample, tfmp
+
+sys.path.insert(0, os.path.join(ROOT, "Scripts"))
+import zoo  # noqa: E402
 
 HELPER = os.environ.get("TFMP_INTEROP_HELPER")
 
@@ -48,28 +52,21 @@ def tf1_control_flow(path):
     """A TF1 graph with dataflow control flow, frozen by TF1: a loop holding an inner loop and a
     conditional, then a conditional one of whose branches is a constant; returns feeds, fetches."""
     tf1 = tf.compat.v1
-    tf1.disable_control_flow_v2()
-    try:
-        graph = tf.Graph()
-        with graph.as_default():
-            x = tf1.placeholder(tf.float32, [None, 6], name="x")
-            w = tf1.get_variable("w", shape=[6, 6], initializer=tf1.random_normal_initializer(seed=1))
 
-            def outer(i, h):
-                def inner(j, s):
-                    return j + 1, tf.tanh(tf.matmul(s, w)) * 0.5 + s * 0.5
-                _, h = tf1.while_loop(lambda j, s: j < 3, inner, [tf.constant(0), h])
-                h = tf1.cond(tf.reduce_sum(h) > 0.0, lambda: h * 2.0, lambda: h - 1.0)
-                return i + 1, h
-            _, h = tf1.while_loop(lambda i, h: i < 4, outer, [tf.constant(0), x])
-            y = tf1.cond(tf.reduce_mean(x) > 0.0, lambda: tf.constant(1.5), lambda: tf.reduce_max(h))
-            tf.identity(h * y, name="out")
-            with tf1.Session(graph=graph) as session:
-                session.run(tf1.global_variables_initializer())
-                frozen = tf1.graph_util.convert_variables_to_constants(
-                    session, graph.as_graph_def(), ["out"])
-    finally:
-        tf1.enable_control_flow_v2()
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 6], name="x")
+        w = tf1.get_variable("w", shape=[6, 6], initializer=tf1.random_normal_initializer(seed=1))
+
+        def outer(i, h):
+            def inner(j, s):
+                return j + 1, tf.tanh(tf.matmul(s, w)) * 0.5 + s * 0.5
+            _, h = tf1.while_loop(lambda j, s: j < 3, inner, [tf.constant(0), h])
+            h = tf1.cond(tf.reduce_sum(h) > 0.0, lambda: h * 2.0, lambda: h - 1.0)
+            return i + 1, h
+        _, h = tf1.while_loop(lambda i, h: i < 4, outer, [tf.constant(0), x])
+        y = tf1.cond(tf.reduce_mean(x) > 0.0, lambda: tf.constant(1.5), lambda: tf.reduce_max(h))
+        tf.identity(h * y, name="out")
+    frozen = zoo.freeze_tf1(build, ["out"], dataflow_control_flow=True)
     assert {"Enter", "Switch", "Merge", "LoopCond"} <= {node.op for node in frozen.node}
     with open(path, "wb") as file:
         file.write(frozen.SerializeToString())
