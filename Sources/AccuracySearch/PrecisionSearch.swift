@@ -17,6 +17,9 @@ internal import GraphIR
 ///    length, then bisecting; then runs of kept nodes are tried without (half the set, then
 ///    quarters, down to single nodes, least sensitive first) and dropped when the tolerances
 ///    still hold. Each try is one conversion and one run.
+///
+/// Signatures that give the same outputs on the same inputs (a Keras export's `serve` and
+/// `serving_default`) are searched on once; the result is then checked on every signature.
 public struct PrecisionSearch: Sendable {
   /// How to convert, besides what the search keeps float32.
   public var conversion: ConversionOptions
@@ -31,6 +34,9 @@ public struct PrecisionSearch: Sendable {
   public var seed: UInt64 = 0
   /// The most conversions tried after the sensitivity pass.
   public var trialLimit = 24
+  /// Whether signatures that give the same outputs on the same inputs (a Keras export's `serve`
+  /// and `serving_default`) are searched on once, the result then checked on all of them.
+  var searchesAliasesOnce = true
 
   /// Embedding lookups: under `--weights auto` their tables are stored in the reduced type
   /// while they stay float32; the search keeps such a table float32 by keeping its lookup.
@@ -136,10 +142,21 @@ public struct PrecisionSearch: Sendable {
       outcome.modelRuns += 1
     }
     let keys = given.keys.sorted()
+    // The signatures searched on: one of each set giving the same outputs on the same inputs.
+    var searched: [String] = []
+    for key in keys
+    where !searchesAliasesOnce
+      || !searched.contains(where: { given[$0] == given[key] && expected[$0] == expected[key] })
+    {
+      searched.append(key)
+    }
 
     /// Converts keeping `kept` float32, writes the conversion to the scratch folder's `name`
-    /// and measures it on every signature.
-    func trial(_ kept: Set<QualifiedNodeName>, name: String = "trial") throws -> Trial {
+    /// and measures it on the signatures `keys` (those searched on unless given).
+    func trial(_ kept: Set<QualifiedNodeName>, name: String = "trial", on keys: [String]? = nil)
+      throws -> Trial
+    {
+      let keys = keys ?? searched
       var options = conversion
       options.float32Nodes = options.float32Nodes.union(kept)
       let (model, report) = try Converter(options: options).convert(original)
@@ -167,7 +184,7 @@ public struct PrecisionSearch: Sendable {
       return Trial(met: met, reports: reports, report: report, model: converted)
     }
 
-    let lists = try trial([], name: "lists")
+    let lists = try trial([], name: "lists", on: keys)
     outcome.before = lists.reports
     outcome.after = lists.reports
     outcome.casts = lists.report.castsInserted
@@ -177,9 +194,9 @@ public struct PrecisionSearch: Sendable {
       return outcome
     }
 
-    // The instrumented pass, on every signature; a node's sensitivity is its worst.
+    // The instrumented pass, on every signature searched on; a node's sensitivity is its worst.
     var sensitivities: [QualifiedNodeName: NodeSensitivity] = [:]
-    for key in keys {
+    for key in searched {
       guard let inputs = given[key] else { continue }
       let fed = ModelComparison.rounded(
         inputs, for: try Interpreter(model: lists.model).inputSpecs(signature: key))
@@ -254,6 +271,19 @@ public struct PrecisionSearch: Sendable {
       }
       if run == 1 { break }
       run = max(1, run / 2)
+    }
+    if searched.count < keys.count {
+      // The signatures not searched on too; should one miss, the search runs again on all.
+      result = try trial(Set(kept.map(\.node)), on: keys)
+      guard result.met else {
+        var thorough = self
+        thorough.searchesAliasesOnce = false
+        var again = try thorough.run(on: original)
+        again.modelRuns += outcome.modelRuns
+        again.conversions += outcome.conversions
+        again.seconds += (ContinuousClock.now - start).seconds
+        return again
+      }
     }
     outcome.float32Nodes = kept
     outcome.after = result.reports
