@@ -17,7 +17,7 @@ let package = Package(
       name: "TFMP",
       targets: [
         "TensorCore", "GraphIR", "ModelFormats", "MixedPrecision", "CPURuntime", "Validation",
-        "AccuracySearch",
+        "AccuracySearch", "Reports",
       ]),
   ],
   dependencies: [
@@ -56,10 +56,16 @@ let package = Package(
         "CPURuntime", "GraphIR", "MixedPrecision", "ModelFormats", "TensorCore", "Validation",
       ],
       swiftSettings: strictSettings),
+    .target(
+      name: "Reports",
+      dependencies: [
+        "AccuracySearch", "MixedPrecision", "ModelFormats", "TensorCore", "Validation",
+      ],
+      swiftSettings: strictSettings),
     .executableTarget(
       name: "tfmp",
       dependencies: [
-        "AccuracySearch", "CPURuntime", "ModelFormats", "MixedPrecision", "TensorCore",
+        "AccuracySearch", "CPURuntime", "Reports", "ModelFormats", "MixedPrecision", "TensorCore",
         "Validation",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
@@ -113,6 +119,13 @@ let package = Package(
       name: "AccuracySearchTests",
       dependencies: [
         "AccuracySearch", "MixedPrecision", "ModelFormats", "TensorCore", "Validation",
+        "_TestSupport",
+      ],
+      swiftSettings: strictSettings),
+    .testTarget(
+      name: "ReportsTests",
+      dependencies: [
+        "AccuracySearch", "MixedPrecision", "ModelFormats", "Reports", "TensorCore", "Validation",
         "_TestSupport",
       ],
       swiftSettings: strictSettings),

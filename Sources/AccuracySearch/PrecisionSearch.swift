@@ -37,6 +37,9 @@ public struct PrecisionSearch: Sendable {
   /// Whether signatures that give the same outputs on the same inputs (a Keras export's `serve`
   /// and `serving_default`) are searched on once, the result then checked on all of them.
   var searchesAliasesOnce = true
+  /// Called before each conversion tried and the instrumented pass, with what is being done and
+  /// how many of at most how many conversions have been tried (for a progress bar).
+  public var progress: (@Sendable (_ stage: String, _ done: Int, _ total: Int) -> Void)?
 
   /// Embedding lookups: under `--weights auto` their tables are stored in the reduced type
   /// while they stay float32; the search keeps such a table float32 by keeping its lookup.
@@ -49,7 +52,7 @@ public struct PrecisionSearch: Sendable {
   }
 
   /// What the search found.
-  public struct Outcome: Sendable {
+  public struct Outcome: Sendable, Codable {
     /// The nodes to keep float32, most sensitive first.
     public var float32Nodes: [NodeSensitivity] = []
     /// Each signature's accuracy with the lists alone.
@@ -123,15 +126,7 @@ public struct PrecisionSearch: Sendable {
     let reference = Interpreter(module: module, checkpoint: original.checkpoint)
     var given: [String: [String: Tensor]] = [:]
     var expected: [String: [String: Tensor]] = [:]
-    // Signatures over the same graph endpoints (a TF1 export's `predict` and `serving_default`)
-    // are measured once.
-    var seen = Set<[Input]>()
-    for key in reference.signatureKeys {
-      if let signature = module.signatures[key],
-        !seen.insert(signature.inputs.map(\.source) + signature.outputs.map(\.source)).inserted
-      {
-        continue
-      }
+    for key in module.distinctSignatureKeys {
       let specs = try reference.inputSpecs(signature: key)
       let inputs =
         try self.inputs.flatMap { inputs in
@@ -157,6 +152,7 @@ public struct PrecisionSearch: Sendable {
       throws -> Trial
     {
       let keys = keys ?? searched
+      progress?("accuracy search", outcome.conversions, trialLimit + 2)
       var options = conversion
       options.float32Nodes = options.float32Nodes.union(kept)
       let (model, report) = try Converter(options: options).convert(original)
@@ -181,7 +177,7 @@ public struct PrecisionSearch: Sendable {
         report.mismatches.isEmpty
           && report.outputs.allSatisfy { output in tolerances.allSatisfy { $0.isMet(by: output) } }
       }
-      return Trial(met: met, reports: reports, report: report, model: converted)
+      return Trial(met: met, reports: reports, report: report, model: converted, runner: runner)
     }
 
     let lists = try trial([], name: "lists", on: keys)
@@ -195,23 +191,19 @@ public struct PrecisionSearch: Sendable {
     }
 
     // The instrumented pass, on every signature searched on; a node's sensitivity is its worst.
-    var sensitivities: [QualifiedNodeName: NodeSensitivity] = [:]
+    var measurement = Measurement()
+    progress?("instrumented pass", outcome.conversions, trialLimit + 2)
     for key in searched {
       guard let inputs = given[key] else { continue }
-      let fed = ModelComparison.rounded(
-        inputs, for: try Interpreter(model: lists.model).inputSpecs(signature: key))
-      let measured = try Sensitivity.measure(
-        original: original, converted: lists.model, signature: key, inputs: inputs,
-        convertedInputs: fed, precision: conversion.precision)
+      let fed = ModelComparison.rounded(inputs, for: try lists.runner.inputSpecs(signature: key))
+      measurement.merge(
+        try Sensitivity.measure(
+          original: original, converted: lists.model, signature: key, inputs: inputs,
+          convertedInputs: fed, precision: conversion.precision
+        ).measurement)
       outcome.modelRuns += 2
-      sensitivities.merge(measured) { first, second in
-        var worst = first
-        worst.ownError = max(first.ownError, second.ownError)
-        worst.overflows = first.overflows || second.overflows
-        worst.flushedShare = max(first.flushedShare, second.flushedShare)
-        return worst
-      }
     }
+    let sensitivities = measurement.sensitivities
     // The reduced-precision nodes, and the embedding lookups of tables stored in the reduced
     // type (painted float32, they read rounded values: their own error is not zero).
     let reduced = lists.report.nodes.filter { $0.precision != "float32" }.map {
@@ -219,9 +211,7 @@ public struct PrecisionSearch: Sendable {
     }
     let lookups = sensitivities.values.filter { Self.lookupOps.contains($0.op) && $0.ownError > 0 }
     let ranked = Set(reduced + lookups.map(\.node)).map { name in
-      sensitivities[name]
-        ?? NodeSensitivity(
-          node: name, op: "?", ownError: 0, magnitude: 0, overflows: false, flushedShare: 0)
+      sensitivities[name] ?? NodeSensitivity(node: name, op: "?")
     }.sorted {
       ($0.overflows ? 1 : 0, $0.ownError, $0.node.description)
         > ($1.overflows ? 1 : 0, $1.ownError, $1.node.description)
@@ -301,6 +291,7 @@ private struct Trial {
   var reports: [AccuracyReport]
   var report: ConversionReport
   var model: GraphModel
+  var runner: Interpreter
 }
 
 extension GraphModel {
@@ -308,11 +299,5 @@ extension GraphModel {
   fileprivate var isFrozenGraph: Bool {
     if case .frozenGraph = self { return true }
     return false
-  }
-}
-
-extension Duration {
-  fileprivate var seconds: Double {
-    Double(components.seconds) + Double(components.attoseconds) * 1e-18
   }
 }

@@ -7,7 +7,7 @@ internal import GraphIR
 internal import Validation
 
 /// How much one node of a converted model errs by itself, measured by ``Sensitivity``.
-public struct NodeSensitivity: Sendable, Codable {
+public struct NodeSensitivity: Sendable, Codable, Hashable {
   /// The node.
   public var node: QualifiedNodeName
   /// Its op type.
@@ -15,13 +15,116 @@ public struct NodeSensitivity: Sendable, Codable {
   /// The largest |computed - original| over its float outputs and evaluations, relative to the
   /// original's largest magnitude (at least the smallest normal float), when it is fed the
   /// original's values (rounded to the types it reads): its own error, apart from what flows in.
-  public var ownError: Double
+  public var ownError: Double = 0
   /// The largest magnitude of the original's values of its outputs.
-  public var magnitude: Double
-  /// Whether those values overflow the reduced type.
-  public var overflows: Bool
-  /// The share of the original's nonzero values that the reduced type flushes to zero.
-  public var flushedShare: Double
+  public var magnitude: Double = 0
+  /// The largest magnitude of the original's values of its float inputs.
+  public var inputMagnitude: Double = 0
+  /// Whether those output values overflow the reduced type.
+  public var overflows = false
+  /// The share of the original's nonzero output values that the reduced type flushes to zero.
+  public var flushedShare: Double = 0
+
+  /// A node not yet measured.
+  init(node: QualifiedNodeName, op: String) {
+    self.node = node
+    self.op = op
+  }
+
+  /// The worst of both measurements of the same node (on two signatures).
+  func worst(with other: NodeSensitivity) -> NodeSensitivity {
+    var worst = self
+    worst.ownError = max(ownError, other.ownError)
+    worst.magnitude = max(magnitude, other.magnitude)
+    worst.inputMagnitude = max(inputMagnitude, other.inputMagnitude)
+    worst.overflows = overflows || other.overflows
+    worst.flushedShare = max(flushedShare, other.flushedShare)
+    return worst
+  }
+}
+
+/// The dimensions of one matrix op as the original model ran it: Tensor Cores run float16 and
+/// bfloat16 matrix products fastest when the dimensions a model fixes (a dense layer's input
+/// and output sizes, a convolution's channels) are multiples of 8.
+public struct MatrixShape: Sendable, Codable, Hashable {
+  /// The node.
+  public var node: QualifiedNodeName
+  /// Its op type.
+  public var op: String
+  /// The shapes of its inputs.
+  public var inputShapes: [[Int]]
+  /// The dimensions the model fixes, by name (`k`, `n` for products; `in`, `out` channels for
+  /// convolutions), with their sizes.
+  public var dimensions: [Dimension]
+
+  /// One named dimension.
+  public struct Dimension: Sendable, Codable, Hashable {
+    /// Its name.
+    public var name: String
+    /// Its size.
+    public var size: Int
+  }
+
+  /// The dimensions that are not multiples of 8.
+  public var misaligned: [Dimension] { dimensions.filter { $0.size % 8 != 0 } }
+
+  /// The model-fixed dimensions of an `op` node with `inputs` and `outputs`, or `nil` for other
+  /// ops and shapes not known.
+  init?(node: QualifiedNodeName, op: String, inputs: [[Int]], outputs: [[Int]]) {
+    self.node = node
+    self.op = op
+    self.inputShapes = inputs
+    switch op {
+    case "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3":
+      // The second operand holds k and n; n is the output's last dimension.
+      guard inputs.count >= 2, inputs[1].count >= 2, let n = outputs.first?.last else {
+        return nil
+      }
+      let (first, second) = (inputs[1][inputs[1].count - 2], inputs[1][inputs[1].count - 1])
+      let k = first == n ? second : first
+      dimensions = [Dimension(name: "k", size: k), Dimension(name: "n", size: n)]
+    case "Conv2D", "Conv3D", "Conv2DBackpropInput":
+      // The filter, [spatial..., in, out], is the second input of all three.
+      guard inputs.count >= 2, inputs[1].count >= 3 else { return nil }
+      let shape = inputs[1]
+      dimensions = [
+        Dimension(name: "in", size: shape[shape.count - 2]),
+        Dimension(name: "out", size: shape[shape.count - 1]),
+      ]
+    case "Einsum":
+      // The second operand (a layer's kernel, or the other side of an attention product).
+      guard inputs.count >= 2, !inputs[1].isEmpty else { return nil }
+      dimensions = inputs[1].enumerated().map { Dimension(name: "b\($0.offset)", size: $0.element) }
+    default:
+      return nil
+    }
+  }
+}
+
+/// What one instrumented pass measures: each node's sensitivity, the magnitudes of the
+/// original's values, and the matrix ops' dimensions.
+struct Measurement: Sendable {
+  /// Each measured node's sensitivity.
+  var sensitivities: [QualifiedNodeName: NodeSensitivity] = [:]
+  /// The original's float values of every node but the weights, over every evaluation.
+  var activations = MagnitudeHistogram()
+  /// The original's variables (as read) and float constants, each node once.
+  var weights = MagnitudeHistogram()
+  /// The matrix ops, in evaluation order.
+  var matrixShapes: [MatrixShape] = []
+  /// The nodes in the order the converted model first evaluated them.
+  var order: [QualifiedNodeName] = []
+
+  /// Adds `other`, measured on another signature: a node's sensitivity is its worst.
+  mutating func merge(_ other: Measurement) {
+    sensitivities.merge(other.sensitivities) { $0.worst(with: $1) }
+    activations.merge(other.activations)
+    weights.merge(other.weights)
+    let known = Set(matrixShapes.map(\.node))
+    matrixShapes += other.matrixShapes.filter { !known.contains($0.node) }
+    let seen = Set(order)
+    order += other.order.filter { !seen.contains($0) }
+  }
 }
 
 /// The instrumented pass of the accuracy search: the original model runs once, recording every
@@ -30,32 +133,69 @@ public struct NodeSensitivity: Sendable, Codable {
 /// measured in one pass, not its upstream's.
 enum Sensitivity {
   /// Every node of `converted` that has a counterpart of the same name in `original`, measured on
-  /// signature `key` with `inputs`.
+  /// signature `key` with `inputs`, and the original's outputs; two model runs.
   static func measure(
     original: GraphModel, converted: GraphModel, signature key: String,
     inputs: [String: Tensor], convertedInputs: [String: Tensor], precision: ReducedPrecision
-  ) throws -> [QualifiedNodeName: NodeSensitivity] {
+  ) throws -> (measurement: Measurement, outputs: [String: Tensor]) {
     let recorder = ReferenceRecorder()
-    _ = try Interpreter(
+    let outputs = try Interpreter(
       module: try original.module(), checkpoint: original.checkpoint, observer: recorder
     ).run(signature: key, inputs: inputs)
-    let feeder = ReferenceFeeder(reference: recorder.values, precision: precision)
+    let feeder = ReferenceFeeder(recorder: recorder, precision: precision)
     _ = try Interpreter(
       module: try converted.module(), checkpoint: converted.checkpoint, observer: feeder
     ).run(signature: key, inputs: convertedInputs)
-    return feeder.sensitivities
+    var measurement = Measurement()
+    measurement.sensitivities = feeder.sensitivities
+    measurement.order = feeder.order
+    measurement.activations = recorder.activations
+    measurement.weights = recorder.weights
+    measurement.matrixShapes = recorder.matrixShapes
+    return (measurement, outputs)
   }
 }
 
-/// Keeps every node's outputs, per evaluation, in order.
+/// Keeps every node's outputs, per evaluation, in order, with the magnitudes of its values and
+/// the matrix ops' shapes.
 private final class ReferenceRecorder: RunObserver, @unchecked Sendable {
-  // Sendable: runs are sequential here; `lock` guards `values` all the same.
+  // Sendable: runs are sequential here; `lock` guards the state all the same.
   private(set) var values: [QualifiedNodeName: [[Tensor?]]] = [:]
+  private(set) var inputMagnitudes: [QualifiedNodeName: Double] = [:]
+  private(set) var activations = MagnitudeHistogram()
+  private(set) var weights = MagnitudeHistogram()
+  private(set) var matrixShapes: [MatrixShape] = []
   private let lock = NSLock()
 
-  func observe(function: String, node: String, op: String, outputs: [Tensor?]) {
+  /// Ops whose outputs are weights: read once per evaluation, counted once per node.
+  private static let weightOps: Set<String> = ["Const", "ReadVariableOp", "VariableV2", "Variable"]
+
+  func observe(
+    function: String, node: String, op: String, inputs: [Tensor?], outputs: [Tensor?]
+  ) {
     lock.withLock {
-      values[QualifiedNodeName(function: function, node: node), default: []].append(outputs)
+      let name = QualifiedNodeName(function: function, node: node)
+      let first = values[name] == nil
+      values[name, default: []].append(outputs)
+      let floats = outputs.compactMap { $0?.dtype.isFloatingPoint == true ? $0?.floats : nil }
+      if Self.weightOps.contains(op) {
+        if first { for values in floats { weights.add(values) } }
+      } else {
+        for values in floats { activations.add(values) }
+      }
+      var largest = inputMagnitudes[name, default: 0]
+      for input in inputs {
+        guard let input, input.dtype.isFloatingPoint, let values = input.floats else { continue }
+        for value in values where value.isFinite { largest = max(largest, Double(abs(value))) }
+      }
+      inputMagnitudes[name] = largest
+      if first,
+        let shape = MatrixShape(
+          node: name, op: op, inputs: inputs.map { $0?.shape.dimensions ?? [] },
+          outputs: outputs.map { $0?.shape.dimensions ?? [] })
+      {
+        matrixShapes.append(shape)
+      }
     }
   }
 }
@@ -64,19 +204,27 @@ private final class ReferenceRecorder: RunObserver, @unchecked Sendable {
 private final class ReferenceFeeder: RunObserver, @unchecked Sendable {
   // Sendable: runs are sequential here; `lock` guards the state all the same.
   private let reference: [QualifiedNodeName: [[Tensor?]]]
+  private let inputMagnitudes: [QualifiedNodeName: Double]
   private let precision: ReducedPrecision
   private var evaluations: [QualifiedNodeName: Int] = [:]
   private(set) var sensitivities: [QualifiedNodeName: NodeSensitivity] = [:]
+  private(set) var order: [QualifiedNodeName] = []
   private var ops: [QualifiedNodeName: String] = [:]
   private let lock = NSLock()
 
-  init(reference: [QualifiedNodeName: [[Tensor?]]], precision: ReducedPrecision) {
-    self.reference = reference
+  init(recorder: ReferenceRecorder, precision: ReducedPrecision) {
+    self.reference = recorder.values
+    self.inputMagnitudes = recorder.inputMagnitudes
     self.precision = precision
   }
 
-  func observe(function: String, node: String, op: String, outputs: [Tensor?]) {
-    lock.withLock { ops[QualifiedNodeName(function: function, node: node)] = op }
+  func observe(
+    function: String, node: String, op: String, inputs: [Tensor?], outputs: [Tensor?]
+  ) {
+    lock.withLock {
+      let name = QualifiedNodeName(function: function, node: node)
+      if ops.updateValue(op, forKey: name) == nil { order.append(name) }
+    }
   }
 
   func replacement(function: String, node: String, outputs: [Tensor?]) -> [Tensor?]? {
@@ -114,13 +262,10 @@ private final class ReferenceFeeder: RunObserver, @unchecked Sendable {
     }
     let counts = original.withUnsafeBufferPointer { RangeCounts($0, roundedTo: precision) }
     let nonzero = original.count { $0 != 0 }
-    var entry =
-      sensitivities[name]
-      ?? NodeSensitivity(
-        node: name, op: ops[name] ?? "?", ownError: 0, magnitude: 0, overflows: false,
-        flushedShare: 0)
+    var entry = sensitivities[name] ?? NodeSensitivity(node: name, op: ops[name] ?? "?")
     entry.ownError = max(entry.ownError, worst / max(magnitude, Double(Float.leastNormalMagnitude)))
     entry.magnitude = max(entry.magnitude, magnitude)
+    entry.inputMagnitude = inputMagnitudes[name] ?? 0
     entry.overflows = entry.overflows || counts.overflow > 0
     if nonzero > 0 {
       entry.flushedShare = max(entry.flushedShare, Double(counts.flushToZero) / Double(nonzero))

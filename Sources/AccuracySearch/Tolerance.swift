@@ -2,9 +2,9 @@ public import Validation
 
 /// A bound on one accuracy metric of every output, as `tfmp convert --tolerance METRIC=VALUE`
 /// gives it; the metrics are those `tfmp validate` reports.
-public struct Tolerance: Sendable, Hashable, CustomStringConvertible {
+public struct Tolerance: Sendable, Hashable, Codable, CustomStringConvertible {
   /// An accuracy metric of one output against the original's.
-  public enum Metric: String, Sendable, CaseIterable {
+  public enum Metric: String, Sendable, Codable, CaseIterable {
     /// The largest |converted - original|; at most the value.
     case maxAbs = "max_abs"
     /// The largest |converted - original| / |original| over nonzero originals; at most the value.

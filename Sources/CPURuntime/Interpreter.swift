@@ -202,10 +202,11 @@ public final class Interpreter: @unchecked Sendable {
     for step in plan.steps {
       let id = NodeID(step.node)
       let node = function[id]
+      var inputs: [Value] = []
       if step.fed, let feed = feeds[id] {
         results[step.node] = [feed]
       } else {
-        let inputs = try step.inputs.map { try value($0, for: node.name) }
+        inputs = try step.inputs.map { try value($0, for: node.name) }
         // A node on a branch not taken is not run; a Merge takes its live input whatever
         // reaches it through control inputs, as in TensorFlow's executor.
         let readsDead =
@@ -223,10 +224,13 @@ public final class Interpreter: @unchecked Sendable {
         }
       }
       if let observer {
-        let tensors = results[step.node].map { value -> Tensor? in
+        func tensor(_ value: Value) -> Tensor? {
           if case .tensor(let tensor) = value { tensor } else { nil }
         }
-        observer.observe(function: function.name, node: node.name, op: node.op, outputs: tensors)
+        let tensors = results[step.node].map(tensor)
+        observer.observe(
+          function: function.name, node: node.name, op: node.op, inputs: inputs.map(tensor),
+          outputs: tensors)
         if let replacements = observer.replacement(
           function: function.name, node: node.name, outputs: tensors)
         {

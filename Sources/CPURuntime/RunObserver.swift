@@ -9,11 +9,12 @@ public import TensorCore
 /// only the time differs, which is why ``OpProfile`` measures fused runs and is not an observer.
 public protocol RunObserver: AnyObject, Sendable {
   /// Called once `node` (of op `op`, in `function`, `<graph>` for the top-level graph) has
-  /// computed `outputs`, in evaluation order; a variable handle or TensorList output is `nil`.
-  func observe(function: String, node: String, op: String, outputs: [Tensor?])
+  /// computed `outputs` from `inputs` (its data inputs; none for a fed node), in evaluation
+  /// order; a variable handle or TensorList value is `nil`.
+  func observe(function: String, node: String, op: String, inputs: [Tensor?], outputs: [Tensor?])
 
   /// What the nodes reading `node`'s outputs read instead, if anything: called after
-  /// ``observe(function:node:op:outputs:)``; a `nil` element keeps that output. The accuracy
+  /// ``observe(function:node:op:inputs:outputs:)``; a `nil` element keeps that output. The accuracy
   /// search feeds every node of a converted model the original's values this way, so that each
   /// node's own error shows apart from what flows into it.
   func replacement(function: String, node: String, outputs: [Tensor?]) -> [Tensor?]?

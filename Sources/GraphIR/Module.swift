@@ -55,6 +55,16 @@ public struct Module: Sendable {
   public var signatureKeys: [String] {
     signatures.keys.filter { $0 != Signature.initOperationKey }.sorted()
   }
+
+  /// ``signatureKeys`` less those over the same graph tensors as an earlier key (a TF1
+  /// export's `predict` and `serving_default`): what a run of every signature needs to run.
+  public var distinctSignatureKeys: [String] {
+    var seen = Set<[Input]>()
+    return signatureKeys.filter { key in
+      guard let signature = signatures[key] else { return true }
+      return seen.insert(signature.inputs.map(\.source) + signature.outputs.map(\.source)).inserted
+    }
+  }
 }
 
 /// A serving signature: named inputs and outputs, each a tensor of the top-level graph.

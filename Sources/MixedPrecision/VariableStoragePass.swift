@@ -324,9 +324,11 @@ struct VariableStoragePass {
             continue
           }
           if definition.op == "SaveV2" && consumer.position >= 3 { continue }
-          // An embedding lookup, unless the accuracy search keeps it float32.
+          // An embedding lookup, unless it is kept float32 (by --fp32-node or the search):
+          // then its table stays float32 too.
           if Self.gatherOps.contains(definition.op) && consumer.position == 0
             && definition.type("Tparams") == .float32 && decision.reason != .searched
+            && decision.reason != .userFloat32Node
           {
             gathers.append((place.body, consumer.node))
             continue

@@ -10,7 +10,7 @@ internal import Foundation
 /// node whose values go wrong.
 public enum ConversionCheck {
   /// What the check found.
-  public struct Outcome: Sendable {
+  public struct Outcome: Sendable, Codable {
     /// The signatures checked, sorted (one of those running the same graph endpoints).
     public var checked: [String] = []
     /// Why signatures could not be checked (the runtime cannot run them, or no inputs).
@@ -33,15 +33,25 @@ public enum ConversionCheck {
   }
 
   /// A conversion whose outputs go wrong.
-  public struct Failure: Sendable, CustomStringConvertible {
+  public struct Failure: Sendable, Codable, CustomStringConvertible {
     /// The signature.
     public var signature: String
     /// The output.
     public var output: String
     /// What is wrong with the output.
     public var problem: String
-    /// The first node whose values go wrong, with its op and function, when it was found.
-    public var node: (name: String, op: String, function: String)?
+    /// The first node whose values go wrong, when it was found.
+    public var node: WrongNode?
+
+    /// The first node whose values go wrong.
+    public struct WrongNode: Sendable, Codable {
+      /// Its name.
+      public var name: String
+      /// Its op type.
+      public var op: String
+      /// Its function, `<graph>` for the top level.
+      public var function: String
+    }
 
     /// The failure, as `tfmp convert` reports it.
     public var description: String {
@@ -74,15 +84,7 @@ public enum ConversionCheck {
       Interpreter(module: models.1, checkpoint: converted.checkpoint)
     )
     var outcome = Outcome()
-    // Signatures over the same graph endpoints (a TF1 export's `predict` and
-    // `serving_default`) are checked once.
-    var seen = Set<[Input]>()
-    for key in runners.0.signatureKeys.sorted() {
-      if let signature = models.0.signatures[key],
-        !seen.insert(signature.inputs.map(\.source) + signature.outputs.map(\.source)).inserted
-      {
-        continue
-      }
+    for key in models.0.distinctSignatureKeys {
       do {
         let specs = try runners.0.inputSpecs(signature: key)
         let given = try inputs ?? ModelComparison.random(specs, samples: samples, seed: seed)
@@ -138,7 +140,7 @@ public enum ConversionCheck {
   private static func firstWrongNode(
     _ models: (GraphIR.Module, GraphIR.Module), _ original: GraphModel, _ converted: GraphModel,
     _ key: String, _ given: [String: Tensor], _ fed: [String: Tensor], tolerance: Double
-  ) throws -> (name: String, op: String, function: String)? {
+  ) throws -> Failure.WrongNode? {
     let recorders = (Recorder(), Recorder())
     _ = try Interpreter(
       module: models.0, checkpoint: original.checkpoint, observer: recorders.0
@@ -153,7 +155,7 @@ public enum ConversionCheck {
       guard let reference = originals["\(value.function)|\(value.node)"],
         problem(reference, value.tensor, tolerance: tolerance) != nil
       else { continue }
-      return (value.node, value.op, value.function)
+      return Failure.WrongNode(name: value.node, op: value.op, function: value.function)
     }
     return nil
   }
@@ -165,16 +167,12 @@ private final class Recorder: RunObserver, @unchecked Sendable {
   private(set) var values: [(function: String, node: String, op: String, tensor: Tensor)] = []
   private let lock = NSLock()
 
-  func observe(function: String, node: String, op: String, outputs: [Tensor?]) {
+  func observe(
+    function: String, node: String, op: String, inputs: [Tensor?], outputs: [Tensor?]
+  ) {
     guard let tensor = outputs.first ?? nil, tensor.floatLikeValues != nil,
       [.float32, .float16, .bfloat16].contains(tensor.dtype)
     else { return }
     lock.withLock { values.append((function, node, op, tensor)) }
-  }
-}
-
-extension Duration {
-  fileprivate var seconds: Double {
-    Double(components.seconds) + Double(components.attoseconds) * 1e-18
   }
 }

@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import MixedPrecision
 import ModelFormats
+import Reports
 import TensorCore
 import Validation
 
@@ -127,7 +128,14 @@ struct Convert: ParsableCommand {
   @Option(help: "With --tolerance and no --calibration: the random rows searched on.")
   var samples = 8
 
-  @Option(help: "Write a JSON report of every node's precision and the reason to this file.")
+  @Option(
+    help: ArgumentHelp(
+      "Write a report to this file: .html, a page to read (every node's precision and why, its "
+        + "own error and magnitudes, each output's error, activation and weight magnitudes "
+        + "against the float16 and bfloat16 limits, matrix ops Tensor Cores run slower); any "
+        + "other name, the same facts as JSON. For a SavedModel this runs the conversion once "
+        + "more on the CPU, observed.",
+      valueName: "file"))
   var report: String?
 
   @Flag(help: "Replace the output if it exists.")
@@ -153,6 +161,15 @@ struct Convert: ParsableCommand {
       }
     }
     if samples < 1 { throw ValidationError("--samples must be at least 1.") }
+    if let report {
+      let folder = URL(fileURLWithPath: report).deletingLastPathComponent().path
+      var isFolder: ObjCBool = false
+      guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder),
+        isFolder.boolValue
+      else {
+        throw ValidationError("--report \(report): the folder \(folder) does not exist.")
+      }
+    }
   }
 
   func run() throws {
@@ -194,25 +211,44 @@ struct Convert: ParsableCommand {
           conversion: options, tolerances: try tolerances.map { try Tolerance(parsing: $0) })
         searcher.inputs = inputs
         searcher.samples = samples
+        let bar = ProgressBar()
+        searcher.progress = { bar.show($0, done: $1, total: $2) }
         let outcome = try searcher.run(on: original)
+        bar.clear()
         guard outcome.met else { throw SearchFailure(outcome: outcome) }
         options.float32Nodes = Set(outcome.float32Nodes.map(\.node))
         search = outcome
       }
       let (model, conversion) = try Converter(options: options).convert(original)
       var verification: ConversionCheck.Outcome?
+      var profile: ConversionProfile?
       try model.write(to: output, overwrite: force) { written in
-        guard verify else { return }
-        let outcome = try ConversionCheck.check(
-          original: original, converted: try GraphModel(contentsOf: written), inputs: inputs,
-          tolerance: verifyTolerance)
-        verification = outcome
-        if let failure = outcome.failure { throw VerificationFailure(failure: failure) }
+        guard verify || report != nil else { return }
+        let converted = try GraphModel(contentsOf: written)
+        if verify {
+          let outcome = try ConversionCheck.check(
+            original: original, converted: converted, inputs: inputs, tolerance: verifyTolerance)
+          verification = outcome
+          if let failure = outcome.failure { throw VerificationFailure(failure: failure) }
+        }
+        if report != nil {
+          profile = try ConversionProfile.measure(
+            original: original, converted: converted, inputs: inputs,
+            precision: options.precision)
+        }
       }
-      try writeReport(conversion)
+      let record = ConversionRecord(
+        input: input, output: output, conversion: conversion, search: search,
+        verification: verification, profile: profile)
+      try writeReport(record, page: { HTMLReport.page(record) })
       print(conversion.summary, terminator: "")
       if let search { print(search.summary, terminator: "") }
       if let verification { print(verification.summary) }
+      if let profile, let report {
+        print(
+          "report \(report): profiled in \(String(format: "%.2f", profile.seconds)) s, "
+            + "\(profile.modelRuns) model runs")
+      }
       print("wrote \(output)")
     }
   }
@@ -256,21 +292,29 @@ struct Convert: ParsableCommand {
       let (archive, conversion) = try KerasConverter(options: options).convert(
         KerasArchive(contentsOf: input))
       try archive.write(to: output, overwrite: force)
-      try writeReport(conversion)
+      try writeReport(
+        conversion, page: { HTMLReport.page(conversion, input: input, output: output) })
       print(conversion.summary, terminator: "")
       print("wrote \(output)")
     }
   }
 
-  private func writeReport(_ conversion: some Encodable) throws {
+  /// Writes `facts` to `--report`: as the HTML `page` gives it for a `.html` name, else as JSON.
+  private func writeReport(_ facts: some Encodable, page: () -> String) throws {
     guard let report else { return }
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     do {
-      try encoder.encode(conversion).write(to: URL(fileURLWithPath: report), options: .atomic)
+      let data: Data
+      if report.lowercased().hasSuffix(".html") || report.lowercased().hasSuffix(".htm") {
+        data = Data(page().utf8)
+      } else {
+        data = try ConversionRecord.encoder().encode(facts)
+      }
+      try data.write(to: URL(fileURLWithPath: report), options: .atomic)
     } catch {
       throw ModelFormatError(
-        code: .fileSystem, path: report, message: "The report cannot be written.",
+        code: .fileSystem, path: report,
+        message: "The report cannot be written (\(error.localizedDescription)); the conversion "
+          + "was written. Give --report a path in a folder that exists and can be written.",
         underlyingError: error)
     }
   }

@@ -12,7 +12,9 @@ private final class Recorder: RunObserver, @unchecked Sendable {
   private let lock = NSLock()
   private var seen: [(function: String, node: String, op: String, outputs: [Tensor?])] = []
 
-  func observe(function: String, node: String, op: String, outputs: [Tensor?]) {
+  func observe(
+    function: String, node: String, op: String, inputs: [Tensor?], outputs: [Tensor?]
+  ) {
     lock.withLock { seen.append((function, node, op, outputs)) }
   }
 
@@ -63,7 +65,9 @@ private final class Zeroing: RunObserver, @unchecked Sendable {
   let node: String
   init(node: String) { self.node = node }
 
-  func observe(function: String, node: String, op: String, outputs: [Tensor?]) {}
+  func observe(
+    function: String, node: String, op: String, inputs: [Tensor?], outputs: [Tensor?]
+  ) {}
 
   func replacement(function: String, node: String, outputs: [Tensor?]) -> [Tensor?]? {
     guard node == self.node else { return nil }

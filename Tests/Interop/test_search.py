@@ -3,6 +3,7 @@ the search meets the tolerance on the calibration inputs, and TensorFlow confirm
 loaders, on separate check inputs drawn the same way; where the lists suffice it keeps nothing."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -61,6 +62,22 @@ def embedding(path):
 
     def draw(seed):
         return {"x": np.random.default_rng(seed).integers(0, 200, (8, 12)).astype(np.int32)}
+    return draw
+
+
+def large_activations(path):
+    """A regression net on raw pixel-scale inputs (0 to 255, no rescaling): its activations run
+    past AutoCast's 512, yet float16 holds them to its usual relative precision."""
+    import keras
+    keras.utils.set_random_seed(14)
+    x = keras.Input((256,), name="x")
+    h = keras.layers.Dense(64, activation="relu")(x)
+    h = keras.layers.Dense(64, activation="relu")(h)
+    h = keras.layers.Dense(32, activation="relu")(h)
+    keras.Model(x, {"y": keras.layers.Dense(4)(h)}).export(path, verbose=False)
+
+    def draw(seed):
+        return {"x": np.random.default_rng(seed).uniform(0, 255, (16, 256)).astype(np.float32)}
     return draw
 
 
@@ -140,3 +157,77 @@ def test_a_tolerance_that_cannot_be_read_is_refused(tmp_path):
         result = tfmp("convert", os.path.join(FIXTURES, "mlp"), out, "--tolerance", bad)
         assert result.returncode == 64 and why in result.stderr, result.stderr
         assert not os.path.exists(out)
+
+
+def float32_count(report, reduced_by_lists):
+    """How many of the nodes the lists compute in the reduced type `report`'s conversion keeps
+    float32 (a function left with no reduced op lists none of its nodes: all float32)."""
+    precision = {(n["function"], n["name"]): n["precision"] for n in report["nodes"]}
+    return sum(1 for node in reduced_by_lists if precision.get(node, "float32") == "float32")
+
+
+@pytest.mark.parametrize("build,policy,factor", [(overflow_only_on_real_data, "mixed_float16", 0.1),
+                                                 (cancellation, "mixed_float16", 0.1),
+                                                 (cancellation, "mixed_bfloat16", 0.1),
+                                                 (large_activations, "mixed_float16", 2),
+                                                 (large_activations, "mixed_float16", 0.5)])
+def test_search_keeps_no_more_float32_than_whole_layers_or_autocast_thresholds(tmp_path, build, policy, factor):
+    """The two ways peers choose what stays float32, each given the same tolerance and calibration
+    inputs, with TensorFlow judging every conversion: keeping whole layers, the most sensitive first
+    (Polygraphy-style bisection over layers), and AutoCast's rule, every node with an input or output
+    magnitude above a threshold, from its default 512 down by fours until the tolerance is met."""
+    original, calibration = str(tmp_path / "original"), str(tmp_path / "calibration.npz")
+    np.savez(calibration, **build(original)(1))
+    with np.load(calibration) as data:
+        inputs = {k: data[k] for k in data.files}
+
+    def convert(name, *options):
+        out = str(tmp_path / name)
+        result = tfmp("convert", original, out, "--policy", policy, "--calibration", calibration,
+                      "--report", out + ".json", "--force", *options)
+        assert result.returncode == 0, result.stderr
+        error = float(np.max(np.abs(run_tf2(out, inputs)["y"].astype(np.float64) - run_tf2(original, inputs)["y"])))
+        return json.load(open(out + ".json")), error
+
+    def keeping(name, nodes):
+        return convert(name, "--no-verify", *[a for n in nodes for a in ("--fp32-node", "^" + re.escape(n) + "$")])
+
+    lists, error = convert("lists", "--no-verify")
+    tolerance = error * factor
+    reduced = [(n["function"], n["name"]) for n in lists["nodes"] if n["precision"] != "float32"]
+    measured = {(n["node"]["function"], n["node"]["node"]): n for n in lists["profile"]["nodes"]}
+    searched, searched_error = convert("searched", "--tolerance", f"max_abs={tolerance}")
+    assert searched_error <= tolerance
+    ours = float32_count(searched, reduced)
+
+    autocast = None
+    for threshold in (512, 128, 32, 8, 2, 0.5, 0.125, 0):
+        kept = [name for key, name in reduced
+                if max(float(measured[(key, name)]["inputMagnitude"]), float(measured[(key, name)]["magnitude"])) > threshold]
+        report, reached = keeping(f"autocast-{threshold}", kept)
+        if reached <= tolerance:
+            autocast = float32_count(report, reduced)
+            break
+    layers, ranked = {}, []
+    for key, name in reduced:
+        layer = name.rsplit("/", 1)[0]
+        if layer not in layers:
+            ranked.append(layer)
+        layers.setdefault(layer, []).append(name)
+    ranked.sort(key=lambda l: -max(float(measured[next(k for k in reduced if k[1] == n)]["ownError"]) for n in layers[l]))
+    whole = None
+    for count in range(1, len(ranked) + 1):
+        report, reached = keeping(f"layers-{count}", [n for layer in ranked[:count] for n in layers[layer]])
+        if reached <= tolerance:
+            whole = float32_count(report, reduced)
+            break
+    assert autocast is not None and whole is not None
+    print(f"{build.__name__} {policy} tolerance {tolerance:.3g}: float32 search {ours}, "
+          f"AutoCast-style {autocast}, whole layers {whole}")
+    assert ours <= autocast and ours <= whole
+    if build is large_activations:
+        # Magnitudes above 512 that float16 holds well: AutoCast's rule keeps them all.
+        assert ours < autocast and ours < whole
+    if build is cancellation:
+        # The sensitive products only, not the layers around them.
+        assert ours < whole

@@ -1,0 +1,63 @@
+/// How many values have each binary order of magnitude: the counts behind a histogram of |x| on
+/// a logarithmic axis, against which the reduced types' limits read directly (float16 overflows
+/// at 2^16, flushes to zero below 2^-25; bfloat16 at 2^128 and 2^-134).
+public struct MagnitudeHistogram: Sendable, Hashable, Codable {
+  /// The binary exponent of the first bin: bin `i` counts the finite nonzero magnitudes in
+  /// [2^(lowestExponent + i), 2^(lowestExponent + i + 1)).
+  public static let lowestExponent = -149
+  /// The bins, from 2^-149 (float32's smallest subnormal) to 2^127.
+  public static let binCount = 277
+
+  /// The count of each bin; see ``lowestExponent``.
+  public private(set) var counts = [Int](repeating: 0, count: MagnitudeHistogram.binCount)
+  /// Zeros.
+  public private(set) var zeros = 0
+  /// Infinities and NaNs.
+  public private(set) var nonFinite = 0
+
+  /// An empty histogram.
+  public init() {}
+
+  /// Finite nonzero values counted.
+  public var nonzeroCount: Int { counts.reduce(0, +) }
+
+  /// Counts `values`.
+  public mutating func add(_ values: some Sequence<Float>) {
+    for value in values {
+      if value == 0 {
+        zeros += 1
+      } else if !value.isFinite {
+        nonFinite += 1
+      } else {
+        counts[Int(value.magnitude.exponent) - Self.lowestExponent] += 1
+      }
+    }
+  }
+
+  /// Adds `other`'s counts.
+  public mutating func merge(_ other: MagnitudeHistogram) {
+    for index in counts.indices { counts[index] += other.counts[index] }
+    zeros += other.zeros
+    nonFinite += other.nonFinite
+  }
+
+  /// The exponents of the lowest and highest nonempty bins, or `nil` when every value is zero or
+  /// not finite.
+  public var exponentRange: ClosedRange<Int>? {
+    guard let first = counts.firstIndex(where: { $0 > 0 }),
+      let last = counts.lastIndex(where: { $0 > 0 })
+    else { return nil }
+    return (first + Self.lowestExponent)...(last + Self.lowestExponent)
+  }
+
+  /// The finite nonzero values whose magnitude is at least 2^`exponent`.
+  public func count(atLeast exponent: Int) -> Int {
+    let start = min(max(exponent - Self.lowestExponent, 0), Self.binCount)
+    return counts[start...].reduce(0, +)
+  }
+
+  /// The finite nonzero values whose magnitude is below 2^`exponent`.
+  public func count(below exponent: Int) -> Int {
+    nonzeroCount - count(atLeast: exponent)
+  }
+}
