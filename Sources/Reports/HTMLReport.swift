@@ -113,7 +113,8 @@ public enum HTMLReport {
     guard !runs.isEmpty else { return "" }
     var html = "<h2>Outputs against the original</h2>\n"
     let inputs = record.profile?.inputs ?? record.search?.after.first?.inputs ?? ""
-    html += "<p class=\"note\">On \(escape(inputs)).</p>\n"
+    html +=
+      "<p class=\"note\">On \(inputs == "calibration" ? "the calibration inputs" : escape(inputs)).</p>\n"
     if let search = record.search {
       html +=
         "<p>Tolerances: \(search.tolerances.map { escape($0.description) }.joined(separator: ", ")).</p>\n"

@@ -328,3 +328,37 @@ def test_layer_ops_match_tensorflow(tmp_path):
               "clip": rng.standard_normal((2, 4, 6, 5, 2)).astype(np.float32),
               "codes": rng.integers(0, 7, (3, 4)).astype(np.int32)}
     assert_runs_as_tensorflow(LayerOps(), inputs, tmp_path, tolerance=1e-5)
+
+
+class GradientOps(tf.Module):
+    """The ops gradients are written with, called as raw ops: ties in a pooling window (the first
+    maximum takes the gradient), SAME and VALID filters with strides, slices with masks."""
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 6, 7, 3], tf.float32), tf.TensorSpec([2, 6, 7, 3], tf.float32)])
+    def __call__(self, x, g):
+        raw = tf.raw_ops
+        tied = tf.round(x * 2.0)
+        pooled = tf.nn.max_pool2d(tied, 2, 2, "SAME")
+        features = tf.nn.conv2d(x, tf.ones([3, 3, 3, 4]), [1, 2, 2, 1], "VALID")
+        sliced = x[:, 1:5:2, ::-1, 1]
+        return {
+            "relu": raw.ReluGrad(gradients=g, features=x), "relu6": raw.Relu6Grad(gradients=g, features=3 * x),
+            "tanh": raw.TanhGrad(y=tf.tanh(x), dy=g), "sigmoid": raw.SigmoidGrad(y=tf.sigmoid(x), dy=g),
+            "bias": raw.BiasAddGrad(out_backprop=g),
+            "max_pool": raw.MaxPoolGrad(orig_input=tied, orig_output=pooled, grad=tf.ones_like(pooled) + pooled,
+                                        ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="SAME"),
+            "filter_valid": raw.Conv2DBackpropFilter(input=x, filter_sizes=[3, 3, 3, 4], out_backprop=features,
+                                                      strides=[1, 2, 2, 1], padding="VALID"),
+            "filter_same": raw.Conv2DBackpropFilter(input=x, filter_sizes=[2, 3, 3, 3], out_backprop=g,
+                                                     strides=[1, 1, 1, 1], padding="SAME"),
+            "slice": raw.StridedSliceGrad(shape=tf.shape(x), begin=[0, 1, 0, 1], end=[0, 5, 0, 2],
+                                          strides=[1, 2, -1, 1], dy=sliced, begin_mask=5, end_mask=5,
+                                          shrink_axis_mask=8),
+            "broadcast": tf.cast(tf.concat(raw.BroadcastGradientArgs(s0=[2, 1, 7, 1], s1=[6, 1, 3]), 0), tf.float32),
+        }
+
+
+def test_gradient_ops_match_tensorflow(tmp_path):
+    rng = np.random.default_rng(10)
+    x, g = (rng.standard_normal((2, 6, 7, 3)).astype(np.float32) for _ in range(2))
+    assert_runs_as_tensorflow(GradientOps(), {"x": x, "g": g}, tmp_path, tolerance=1e-5)

@@ -2,7 +2,9 @@
 // file of what each tensor must read back as, so that TensorFlow's own reader can be checked
 // against it. Usage: tfmp-interop-helper PREFIX EXPECTED.json
 // With `schemas`, prints the runtime's op schemas as JSON instead; with `graphdef-roundtrip IN
-// OUT`, reads a bare GraphDef into a module and writes it back.
+// OUT`, reads a bare GraphDef into a module and writes it back; with `gradients MODEL SIGNATURE
+// INPUTS.npz OUT.npz`, writes the gradient of the weighted sum of the signature's outputs (the
+// weights in INPUTS.npz as `<output>_weight`) with respect to each variable, by checkpoint key.
 import CPURuntime
 import Foundation
 import GraphIR
@@ -52,6 +54,16 @@ if arguments.count == 2, arguments[1] == "schemas" {
   }
   FileHandle.standardOutput.write(
     try JSONSerialization.data(withJSONObject: schemas, options: [.sortedKeys]))
+  exit(0)
+}
+if arguments.count == 6, arguments[1] == "gradients" {
+  // The gradients tfmp emits, run by its runtime.
+  let model = try GraphModel(contentsOf: arguments[2])
+  let module = try model.module().addingWeightedSumGradients(
+    of: arguments[3], named: "tfmp_gradients", using: OpRegistry.standard)
+  let gradients = try Interpreter(module: module, checkpoint: model.checkpoint).run(
+    signature: "tfmp_gradients", inputs: try NumPyFile.readArchive(at: arguments[4]))
+  try NumPyFile.writeArchive(gradients, to: arguments[5])
   exit(0)
 }
 if arguments.count == 4, arguments[1] == "graphdef-roundtrip" {

@@ -117,13 +117,31 @@ enum ConvolutionKernels {
     )
     let patchWidth = kh * kw * channels
     let positions = geometry.batch * geometry.rows.output * geometry.columns.output
+    let patches = patchMatrix(values, geometry, channels: channels, kh: kh, kw: kw)
+    let outputs = filter.shape.dimensions[3]
+    let result = Gemm.multiply(
+      patches, try filter.requireFloats(), m: positions, k: patchWidth, n: outputs,
+      halfB: filter.float16Bits,
+      precision: Gemm.sharedPrecision(x, filter), packs: context.weightPacks)
+    return Tensor(
+      shape: Shape([geometry.batch, geometry.rows.output, geometry.columns.output, outputs]),
+      floats: result)
+  }
+
+  /// The [positions, KH*KW*C] matrix whose rows are the receptive fields of a convolution's
+  /// output positions over NHWC `values` (zeros where a field hangs over the padding); the input
+  /// itself for a 1x1 convolution over every position.
+  static func patchMatrix(
+    _ values: [Float], _ geometry: Geometry, channels: Int, kh: Int, kw: Int
+  ) -> [Float] {
+    let patchWidth = kh * kw * channels
+    let positions = geometry.batch * geometry.rows.output * geometry.columns.output
     let (rows, columns) = (geometry.rows, geometry.columns)
     let pointwise =
       kh == 1 && kw == 1 && geometry.strides == (1, 1) && rows.before == 0 && columns.before == 0
       && rows.output == geometry.height && columns.output == geometry.width
     // A 1x1 convolution over every position multiplies the input itself.
-    let patches =
-      pointwise
+    return pointwise
       ? values
       : [Float](unsafeUninitializedCapacity: positions * patchWidth) { patches, initialized in
         values.withUnsafeBufferPointer { values in
@@ -158,14 +176,6 @@ enum ConvolutionKernels {
         }
         initialized = positions * patchWidth
       }
-    let outputs = filter.shape.dimensions[3]
-    let result = Gemm.multiply(
-      patches, try filter.requireFloats(), m: positions, k: patchWidth, n: outputs,
-      halfB: filter.float16Bits,
-      precision: Gemm.sharedPrecision(x, filter), packs: context.weightPacks)
-    return Tensor(
-      shape: Shape([geometry.batch, geometry.rows.output, geometry.columns.output, outputs]),
-      floats: result)
   }
 
   /// The spatial geometry of a convolution: sizes, strides, dilations and padding.

@@ -20,6 +20,16 @@ extension ShapeKernels {
       traits: .movesElements, precision: .clear
     ) { context, inputs in [try stridedSlice(context, inputs)] }
     registry.add(
+      "StridedSliceGrad",
+      inputs: [
+        .init("shape", type: "Index"), .init("begin", type: "Index"), .init("end", type: "Index"),
+        .init("strides", type: "Index"), "dy",
+      ],
+      outputs: ["output"],
+      attributes: ["begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask"]
+        .map { .int($0, 0) }
+    ) { context, inputs in [try stridedSliceGradient(context, inputs)] }
+    registry.add(
       "Slice", inputs: ["input", .init("begin", type: "Index"), .init("size", type: "Index")],
       outputs: ["output"], traits: .movesElements, precision: .clear
     ) { _, inputs in
@@ -304,6 +314,47 @@ extension ShapeKernels {
   /// out, a new axis inserts a dimension of size 1, a shrunk axis is indexed away.
   static func stridedSlice(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
     let x = try Kernels.input(inputs, 0)
+    let (ranges, shape) = try sliceRanges(context, inputs, dimensions: x.shape.dimensions)
+    return try take(x, ranges: ranges, shape: shape)
+  }
+
+  /// StridedSliceGrad(shape, begin, end, strides, dy): the gradient of a StridedSlice of a
+  /// tensor of `shape`, `dy` put back where the slice took its elements, zeros elsewhere.
+  static func stridedSliceGradient(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    let dimensions = try Kernels.input(inputs, 0).requireIntegers()
+    let gradient = try Kernels.input(inputs, 4)
+    guard dimensions.allSatisfy({ $0 >= 0 }), let count = Shape(dimensions).elementCount else {
+      throw KernelError("StridedSliceGrad needs a valid shape, got \(dimensions).")
+    }
+    let (ranges, shape) = try sliceRanges(
+      context, Array(inputs[0...3]), dimensions: dimensions)
+    let values = try gradient.requireFloats()
+    guard shape.elementCount == values.count else {
+      throw KernelError("The gradient \(gradient.shape) is not the slice's shape \(shape).")
+    }
+    let strides = StridedWalk.contiguous(dimensions)
+    var result = [Float](repeating: 0, count: count)
+    var position = [Int](repeating: 0, count: ranges.count)
+    for value in values {
+      var offset = 0
+      for axis in ranges.indices { offset += ranges[axis][position[axis]] * strides[axis] }
+      result[offset] += value
+      var axis = ranges.count - 1
+      while axis >= 0 {
+        position[axis] += 1
+        if position[axis] < ranges[axis].count { break }
+        position[axis] = 0
+        axis -= 1
+      }
+    }
+    return Tensor(dtype: gradient.dtype, shape: Shape(dimensions), storage: .float(result))
+  }
+
+  /// For a StridedSlice (inputs: the sliced tensor or its shape, begin, end, strides) of a
+  /// tensor of `dimensions`, the indices it takes along each dimension and the output's shape.
+  private static func sliceRanges(
+    _ context: KernelContext, _ inputs: [Tensor], dimensions: [Int]
+  ) throws -> (ranges: [[Int]], shape: Shape) {
     let begin = try Kernels.input(inputs, 1).requireIntegers()
     let end = try Kernels.input(inputs, 2).requireIntegers()
     let steps = try Kernels.input(inputs, 3).requireIntegers()
@@ -317,7 +368,6 @@ extension ShapeKernels {
     guard begin.count == end.count, begin.count == steps.count else {
       throw KernelError("begin, end and strides differ in length.")
     }
-    let dimensions = x.shape.dimensions
     // The dense spec: for each input dimension, the sparse entry that indexes it (nil: all of it),
     // and where new axes of size 1 go in the output.
     var entryForAxis: [Int?] = []
@@ -337,7 +387,7 @@ extension ShapeKernels {
       }
     }
     guard entryForAxis.count <= dimensions.count else {
-      throw KernelError("The slice has more entries than \(x.shape) has dimensions.")
+      throw KernelError("The slice has more entries than \(dimensions) has dimensions.")
     }
     entryForAxis += Array(repeating: nil, count: dimensions.count - entryForAxis.count)
     var ranges: [[Int]] = []
@@ -372,6 +422,6 @@ extension ShapeKernels {
     }
     output += Array(
       repeating: 1, count: outputFromAxis.filter { $0.axis == dimensions.count }.count)
-    return try take(x, ranges: ranges, shape: Shape(output))
+    return (ranges, Shape(output))
   }
 }

@@ -28,19 +28,23 @@ enum FusionRule: Sendable {
 }
 
 /// Everything tfmp knows about one op type: its schema, its kernel (`nil` for an op tfmp
-/// converts but cannot run yet), and how it fuses.
+/// converts but cannot run yet), how it fuses, and its gradient (`nil` when tfmp cannot
+/// differentiate it).
 struct OpDefinition: Sendable {
   var schema: OpSchema
   var kernel: Kernel?
   var fusion: FusionRule?
+  var gradient: Gradient?
 }
 
 /// The op registry: one ``OpDefinition`` per op type tfmp knows, registered by the file of its
 /// op family (`Kernels/*Kernels.swift`), each with its schema next to its kernel.
 ///
 /// It is the ``OpSchemaSource`` of the whole toolkit: the converter reads each op's precision
-/// from it, ``GraphVerifier`` checks modules against it, and the interpreter runs the kernels.
-public struct OpRegistry: OpSchemaSource {
+/// from it, ``GraphVerifier`` checks modules against it, the interpreter runs the kernels, and
+/// differentiation (``GraphIR/Function/appendingGradients(of:withRespectTo:using:scope:)``)
+/// emits each op's gradient, registered by the family's `registerGradients(in:)`.
+public struct OpRegistry: GradientSource {
   private var definitions: [String: OpDefinition] = [:]
 
   /// Every op tfmp knows.
@@ -56,6 +60,13 @@ public struct OpRegistry: OpSchemaSource {
     VolumeKernels.register(in: &registry)
     ControlFlowKernels.register(in: &registry)
     TensorListKernels.register(in: &registry)
+    GradientKernels.register(in: &registry)
+    ElementwiseKernels.registerGradients(in: &registry)
+    ReductionKernels.registerGradients(in: &registry)
+    ShapeKernels.registerGradients(in: &registry)
+    ConvolutionKernels.registerGradients(in: &registry)
+    LinearAlgebraKernels.registerGradients(in: &registry)
+    ControlFlowKernels.registerGradients(in: &registry)
     return registry
   }()
 
@@ -64,6 +75,9 @@ public struct OpRegistry: OpSchemaSource {
 
   /// The schema of `op`, if tfmp knows it.
   public func schema(for op: String) -> OpSchema? { definitions[op]?.schema }
+
+  /// The gradient of `op`, if tfmp can differentiate it.
+  public func gradient(for op: String) -> Gradient? { definitions[op]?.gradient }
 
   /// Whether the CPU runtime has a kernel for `op`.
   public func hasKernel(for op: String) -> Bool { definitions[op]?.kernel != nil }
@@ -98,7 +112,7 @@ public struct OpRegistry: OpSchemaSource {
   private mutating func register(_ schema: OpSchema, kernel: Kernel?, fusion: FusionRule?) {
     let op = schema.op
     precondition(definitions[op] == nil, "op \(op) is registered twice")
-    definitions[op] = OpDefinition(schema: schema, kernel: kernel, fusion: fusion)
+    definitions[op] = OpDefinition(schema: schema, kernel: kernel, fusion: fusion, gradient: nil)
   }
 
   /// Registers `op` with a tensor kernel.
@@ -111,6 +125,15 @@ public struct OpRegistry: OpSchemaSource {
     add(
       op, inputs: inputs, outputs: outputs, attributes: attributes, traits: traits,
       precision: precision, fusion: fusion, .tensors(kernel))
+  }
+
+  /// Registers the gradient of `ops` (each registered already).
+  mutating func differentiate(_ ops: String..., by gradient: @escaping Gradient) {
+    for op in ops {
+      precondition(definitions[op] != nil, "op \(op) is not registered")
+      precondition(definitions[op]?.gradient == nil, "op \(op) has a gradient already")
+      definitions[op]?.gradient = gradient
+    }
   }
 
   /// Registers `alias` with the definition of `op` under its own name (`Add` as `AddV2`).

@@ -1,0 +1,136 @@
+internal import GraphIR
+internal import TensorCore
+
+/// The convolution family's gradients (TensorFlow's `nn_grad.py`) and the kernels they need:
+/// `Conv2DBackpropFilter` and `MaxPoolGrad` (`Conv2DBackpropInput` is a layer of its own).
+extension ConvolutionKernels {
+  static func registerGradients(in registry: inout OpRegistry) {
+    let convolving: [OpSchema.Attribute] = [
+      .ints("strides"), .string("padding"), .ints("explicit_paddings", []),
+      .string("data_format", "NHWC"), .ints("dilations", [1, 1, 1, 1]),
+      .bool("use_cudnn_on_gpu", true),
+    ]
+    registry.add(
+      "Conv2DBackpropFilter", inputs: ["input", .fixed("filter_sizes", .int32), "out_backprop"],
+      outputs: ["output"], attributes: convolving
+    ) { context, inputs in [try filterGradient(context, inputs)] }
+    // MaxPoolGrad's T is float32 when a node leaves it out.
+    let pooled = { (name: String) in
+      OpSchema.Argument(name, type: .attribute("T", defaultType: .float32))
+    }
+    registry.add(
+      "MaxPoolGrad", inputs: [pooled("orig_input"), pooled("orig_output"), pooled("grad")],
+      outputs: [pooled("output")],
+      attributes: [
+        .ints("ksize"), .ints("strides"), .string("padding"), .ints("explicit_paddings", []),
+        .string("data_format", "NHWC"),
+      ]
+    ) { context, inputs in [try maxPoolGradient(context, inputs)] }
+
+    registry.differentiate("Conv2D") { builder, forward throws(GraphError) in
+      let (x, filter, gradient) = (forward.inputs[0], forward.inputs[1], try forward.gradient())
+      var attributes = forward.node.attributes.filter {
+        ["T", "strides", "padding", "explicit_paddings", "data_format", "dilations"].contains(
+          $0.key)
+      }
+      attributes["T"] = .type(forward.type)
+      return [
+        builder.add(
+          "Conv2DBackpropInput", [builder.shape(x, forward.type), filter, gradient], attributes),
+        builder.add(
+          "Conv2DBackpropFilter", [x, builder.shape(filter, forward.type), gradient], attributes),
+      ]
+    }
+    registry.differentiate("MaxPool") { builder, forward throws(GraphError) in
+      var attributes = forward.node.attributes.filter {
+        ["ksize", "strides", "padding", "data_format"].contains($0.key)
+      }
+      attributes["T"] = .type(forward.type)
+      return [
+        builder.add(
+          "MaxPoolGrad", [forward.inputs[0], forward.outputs[0], try forward.gradient()],
+          attributes)
+      ]
+    }
+  }
+
+  /// Conv2DBackpropFilter: the filter's gradient, the input's patch matrix transposed times the
+  /// output gradient ([KH*KW*C, positions] times [positions, O], the HWIO filter's layout).
+  static func filterGradient(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    try checkNHWC(context)
+    let x = try Kernels.input(inputs, 0)
+    let sizes = try Kernels.input(inputs, 1).requireIntegers()
+    let gradient = try Kernels.input(inputs, 2)
+    guard x.shape.rank == 4, sizes.count == 4, sizes.allSatisfy({ $0 > 0 }),
+      sizes[2] == x.shape.dimensions[3], gradient.shape.rank == 4,
+      gradient.shape.dimensions[3] == sizes[3]
+    else {
+      throw KernelError(
+        "Conv2DBackpropFilter needs an NHWC input, filter_sizes [KH, KW, C, O] with its C, and "
+          + "an NHWC gradient with O channels, got \(x.shape), \(sizes), \(gradient.shape).")
+    }
+    let geometry = try Geometry(context, input: x.shape, filter: Shape(sizes))
+    let positions = geometry.batch * geometry.rows.output * geometry.columns.output
+    guard gradient.shape.elementCount == positions * sizes[3] else {
+      throw KernelError(
+        "The gradient \(gradient.shape) is not the shape the convolution of \(x.shape) gives.")
+    }
+    let patches = patchMatrix(
+      try x.requireFloats(), geometry, channels: sizes[2], kh: sizes[0], kw: sizes[1])
+    let result = Gemm.multiply(
+      patches, try gradient.requireFloats(), m: sizes[0] * sizes[1] * sizes[2], k: positions,
+      n: sizes[3], transposeA: true)
+    return Tensor(dtype: x.dtype, shape: Shape(sizes), storage: .float(result))
+  }
+
+  /// MaxPoolGrad: each output position's gradient goes to the input element its window's
+  /// maximum came from (the first such element in the window, row by row), per channel.
+  static func maxPoolGradient(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    try checkNHWC(context)
+    let x = try Kernels.input(inputs, 0)
+    let gradient = try Kernels.input(inputs, 2)
+    guard x.shape.rank == 4, gradient.shape.rank == 4 else {
+      throw KernelError("MaxPoolGrad needs NHWC tensors, got \(x.shape) and \(gradient.shape).")
+    }
+    let (size, strides) = (try context.ints("ksize"), try context.ints("strides"))
+    guard size.count == 4, strides.count == 4 else {
+      throw KernelError("Pooling needs 4 ksize and strides values.")
+    }
+    let d = x.shape.dimensions
+    let (batch, height, width, channels) = (d[0], d[1], d[2], d[3])
+    let padding = try context.string("padding")
+    let rows = try window(
+      size: height, kernel: size[1], stride: strides[1], dilation: 1, padding: padding)
+    let columns = try window(
+      size: width, kernel: size[2], stride: strides[2], dilation: 1, padding: padding)
+    guard gradient.shape.dimensions == [batch, rows.output, columns.output, channels] else {
+      throw KernelError("The gradient \(gradient.shape) is not the shape pooling \(x.shape) gives.")
+    }
+    let (values, incoming) = (try x.requireFloats(), try gradient.requireFloats())
+    var result = [Float](repeating: 0, count: values.count)
+    for n in 0..<batch {
+      for oy in 0..<rows.output {
+        for ox in 0..<columns.output {
+          for c in 0..<channels {
+            var (best, largest) = (-1, -Float.infinity)
+            for ky in 0..<size[1] {
+              let iy = oy * strides[1] + ky - rows.before
+              guard (0..<height).contains(iy) else { continue }
+              for kx in 0..<size[2] {
+                let ix = ox * strides[2] + kx - columns.before
+                guard (0..<width).contains(ix) else { continue }
+                let index = ((n * height + iy) * width + ix) * channels + c
+                if best < 0 || values[index] > largest { (best, largest) = (index, values[index]) }
+              }
+            }
+            if best >= 0 {
+              result[best] +=
+                incoming[((n * rows.output + oy) * columns.output + ox) * channels + c]
+            }
+          }
+        }
+      }
+    }
+    return Tensor(dtype: x.dtype, shape: x.shape, storage: .float(result))
+  }
+}

@@ -1,0 +1,104 @@
+internal import GraphIR
+internal import TensorCore
+
+/// The elementwise family's gradients, as TensorFlow's `math_grad.py` and `nn_grad.py` write
+/// them: broadcasting arithmetic sums its gradient back to each operand's shape; activations use
+/// TensorFlow's `*Grad` ops (``GradientKernels``).
+extension ElementwiseKernels {
+  static func registerGradients(in registry: inout OpRegistry) {
+    registry.differentiate("AddV2", "Add") { builder, forward throws(GraphError) in
+      let (x, y, g, type) = (
+        forward.inputs[0], forward.inputs[1], try forward.gradient(), forward.type
+      )
+      return [
+        builder.unbroadcast(g, to: x, against: y, type, first: true),
+        builder.unbroadcast(g, to: y, against: x, type, first: false),
+      ]
+    }
+    registry.differentiate("Sub") { builder, forward throws(GraphError) in
+      let (x, y, g, type) = (
+        forward.inputs[0], forward.inputs[1], try forward.gradient(), forward.type
+      )
+      let negated = builder.math("Neg", g, type: type)
+      return [
+        builder.unbroadcast(g, to: x, against: y, type, first: true),
+        builder.unbroadcast(negated, to: y, against: x, type, first: false),
+      ]
+    }
+    registry.differentiate("Mul") { builder, forward throws(GraphError) in
+      let (x, y, g, type) = (
+        forward.inputs[0], forward.inputs[1], try forward.gradient(), forward.type
+      )
+      let (dx, dy) = (builder.math("Mul", g, y, type: type), builder.math("Mul", x, g, type: type))
+      return [
+        builder.unbroadcast(dx, to: x, against: y, type, first: true),
+        builder.unbroadcast(dy, to: y, against: x, type, first: false),
+      ]
+    }
+    registry.differentiate("RealDiv") { builder, forward throws(GraphError) in
+      let (x, y, g, type) = (
+        forward.inputs[0], forward.inputs[1], try forward.gradient(), forward.type
+      )
+      // d(x/y)/dx = 1/y; d(x/y)/dy = -x/y^2.
+      let dx = builder.math("RealDiv", g, y, type: type)
+      let quotient = builder.math(
+        "RealDiv", builder.math("RealDiv", x, y, type: type), y, type: type)
+      let dy = builder.math("Neg", builder.math("Mul", g, quotient, type: type), type: type)
+      return [
+        builder.unbroadcast(dx, to: x, against: y, type, first: true),
+        builder.unbroadcast(dy, to: y, against: x, type, first: false),
+      ]
+    }
+    registry.differentiate("BiasAdd") { builder, forward throws(GraphError) in
+      let g = try forward.gradient()
+      var attributes: [String: AttrValue] = ["T": .type(forward.type)]
+      attributes["data_format"] = forward.node.attributes["data_format"]
+      return [g, builder.add("BiasAddGrad", [g], attributes)]
+    }
+    registry.differentiate("Neg") { builder, forward throws(GraphError) in
+      [builder.math("Neg", try forward.gradient(), type: forward.type)]
+    }
+    registry.differentiate("Relu") { builder, forward throws(GraphError) in
+      [builder.math("ReluGrad", try forward.gradient(), forward.outputs[0], type: forward.type)]
+    }
+    registry.differentiate("Relu6") { builder, forward throws(GraphError) in
+      [builder.math("Relu6Grad", try forward.gradient(), forward.inputs[0], type: forward.type)]
+    }
+    registry.differentiate("Tanh") { builder, forward throws(GraphError) in
+      [builder.math("TanhGrad", forward.outputs[0], try forward.gradient(), type: forward.type)]
+    }
+    registry.differentiate("Sigmoid") { builder, forward throws(GraphError) in
+      [builder.math("SigmoidGrad", forward.outputs[0], try forward.gradient(), type: forward.type)]
+    }
+    registry.differentiate("Exp") { builder, forward throws(GraphError) in
+      [builder.math("Mul", try forward.gradient(), forward.outputs[0], type: forward.type)]
+    }
+    registry.differentiate("Log") { builder, forward throws(GraphError) in
+      let inverse = builder.math("Reciprocal", forward.inputs[0], type: forward.type)
+      return [builder.math("Mul", try forward.gradient(), inverse, type: forward.type)]
+    }
+    registry.differentiate("Square") { builder, forward throws(GraphError) in
+      let twice = builder.math(
+        "Mul", forward.inputs[0], builder.scalar(2, forward.type), type: forward.type)
+      return [builder.math("Mul", try forward.gradient(), twice, type: forward.type)]
+    }
+    registry.differentiate("Sqrt") { builder, forward throws(GraphError) in
+      // d sqrt(x) = 0.5 / sqrt(x).
+      let half = builder.math(
+        "Mul", try forward.gradient(), builder.scalar(0.5, forward.type), type: forward.type)
+      return [builder.math("RealDiv", half, forward.outputs[0], type: forward.type)]
+    }
+    registry.differentiate("Rsqrt") { builder, forward throws(GraphError) in
+      // d x^-1/2 = -0.5 x^-3/2 = -0.5 y^3.
+      let y = forward.outputs[0]
+      let cube = builder.math(
+        "Mul", builder.math("Square", y, type: forward.type), y, type: forward.type)
+      let scaled = builder.math("Mul", cube, builder.scalar(-0.5, forward.type), type: forward.type)
+      return [builder.math("Mul", try forward.gradient(), scaled, type: forward.type)]
+    }
+    registry.differentiate("AddN") { _, forward throws(GraphError) in
+      let g = try forward.gradient()
+      return forward.inputs.map { _ in g }
+    }
+  }
+}

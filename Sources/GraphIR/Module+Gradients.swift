@@ -1,0 +1,96 @@
+public import TensorCore
+
+extension Module {
+  /// The module with a signature `name` added that computes, for signature `key`'s inputs, the
+  /// gradient of a weighted sum of its float outputs with respect to every variable it reads:
+  /// for each output `y` an input `<y>_weight` of its shape, the loss Σ sum(y * weight), and
+  /// an output per variable, named by its checkpoint key (variables the loss does not depend on
+  /// are left out). Weighting every output element by a different number checks a
+  /// whole Jacobian-vector product at once, which is how tfmp's gradients are compared with
+  /// TensorFlow's.
+  ///
+  /// The top-level graph is inlined first (``inliningCalls(schemas:)``), so the new signature's
+  /// nodes are all in it.
+  ///
+  /// - Throws: ``GraphError`` for an unknown signature, an op on the way from a variable to an
+  ///   output without a gradient, or calls that cannot be inlined.
+  public func addingWeightedSumGradients(
+    of key: String, named name: String, using source: some GradientSource
+  ) throws(GraphError) -> Module {
+    guard signatures[key] != nil else {
+      throw GraphError(
+        code: .unresolvedInput, function: Function.graphName,
+        message: "The model has no signature '\(key)'.")
+    }
+    var module = try inliningCalls(schemas: source)
+    guard let inlined = module.signatures[key] else { return module }
+    var graph = module.graph
+    var builder = GradientBuilder(function: graph, schemas: source, scope: "tfmp_loss")
+    var inputs = inlined.inputs
+    var terms: [Input] = []
+    for output in inlined.outputs where output.dtype?.isFloatingPoint == true {
+      let type = output.dtype ?? .float32
+      let weight = builder.add(
+        "Placeholder", [],
+        ["dtype": .type(type), "shape": .shape(ShapeValue(dimensions: [], unknownRank: true))],
+        name: "\(output.name)_weight")
+      inputs.append(
+        Signature.Endpoint(
+          name: "\(output.name)_weight", source: weight, dtype: type, shape: output.shape))
+      let flat = builder.add(
+        "Reshape",
+        [builder.math("Mul", output.source, weight, type: type), builder.integers([-1])],
+        ["T": .type(type), "Tshape": .type(.int32)])
+      var term = builder.sum(flat, axes: builder.integers([0]), keepDimensions: false, type: type)
+      if type != .float32 {
+        term = builder.add(
+          "Cast", [term], ["SrcT": .type(type), "DstT": .type(.float32), "Truncate": .bool(false)])
+      }
+      terms.append(term)
+    }
+    guard !terms.isEmpty else {
+      throw GraphError(
+        code: .noGradient, function: Function.graphName,
+        message: "Signature '\(key)' has no float output to differentiate.")
+    }
+    let loss =
+      terms.count == 1
+      ? terms[0]
+      : builder.add("AddN", terms, ["T": .type(.float32), "N": .int(Int64(terms.count))])
+    graph = builder.function
+    // Each variable's reads: ReadVariableOp nodes of its handle.
+    let handles = Dictionary(
+      module.variables.map { ($0.node, $0.checkpointKey) }, uniquingKeysWith: { first, _ in first })
+    var reads: [(key: String, read: Input, type: DType)] = []
+    for id in graph.nodeIDs where graph[id].op == "ReadVariableOp" {
+      guard let handle = graph[id].inputs.first?.node, let checkpointKey = handles[handle],
+        let type = graph[id].type("dtype"), type.isFloatingPoint
+      else { continue }
+      reads.append((checkpointKey, .output(id, OutputSlot()), type))
+    }
+    let (differentiated, gradients) = try graph.appendingGradients(
+      of: loss, withRespectTo: reads.map(\.read), using: source)
+    graph = differentiated
+    builder = GradientBuilder(function: graph, schemas: source, scope: "tfmp_gradients")
+    var byVariable: [String: (type: DType, parts: [Input])] = [:]
+    for (read, gradient) in zip(reads, gradients) {
+      guard let gradient else { continue }
+      byVariable[read.key, default: (read.type, [])].parts.append(gradient)
+    }
+    var outputs: [Signature.Endpoint] = []
+    for (checkpointKey, entry) in byVariable.sorted(by: { $0.key < $1.key }) {
+      let total =
+        entry.parts.count == 1
+        ? entry.parts[0]
+        : builder.add(
+          "AddN", entry.parts, ["T": .type(entry.type), "N": .int(Int64(entry.parts.count))])
+      outputs.append(
+        Signature.Endpoint(
+          name: checkpointKey, source: total, dtype: entry.type,
+          shape: ShapeValue(dimensions: [], unknownRank: true)))
+    }
+    module.graph = builder.function
+    module.signatures[name] = Signature(key: name, inputs: inputs, outputs: outputs)
+    return module
+  }
+}
