@@ -113,15 +113,12 @@ extension ConvolutionKernels {
         for ox in 0..<columns.output {
           for c in 0..<channels {
             var (best, largest) = (-1, -Float.infinity)
-            for ky in 0..<size[1] {
-              let iy = oy * strides[1] + ky - rows.before
-              guard (0..<height).contains(iy) else { continue }
-              for kx in 0..<size[2] {
-                let ix = ox * strides[2] + kx - columns.before
-                guard (0..<width).contains(ix) else { continue }
-                let index = ((n * height + iy) * width + ix) * channels + c
-                if best < 0 || values[index] > largest { (best, largest) = (index, values[index]) }
-              }
+            forEachTap(
+              oy, ox, size: size, strides: strides, rows: rows, columns: columns, height: height,
+              width: width
+            ) { iy, ix in
+              let index = ((n * height + iy) * width + ix) * channels + c
+              if best < 0 || values[index] > largest { (best, largest) = (index, values[index]) }
             }
             if best >= 0 {
               result[best] +=

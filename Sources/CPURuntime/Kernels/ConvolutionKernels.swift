@@ -361,19 +361,16 @@ enum ConvolutionKernels {
               let output = target + ((n * rows.output + oy) * columns.output + ox) * channels
               output.initialize(repeating: average ? 0 : -.infinity, count: channels)
               var taps = 0
-              for ky in 0..<size[1] {
-                let iy = oy * strides[1] + ky - rows.before
-                guard (0..<height).contains(iy) else { continue }
-                for kx in 0..<size[2] {
-                  let ix = ox * strides[2] + kx - columns.before
-                  guard (0..<width).contains(ix) else { continue }
-                  let input = source + ((n * height + iy) * width + ix) * channels
-                  taps += 1
-                  if average {
-                    for c in 0..<channels { output[c] += input[c] }
-                  } else {
-                    for c in 0..<channels { output[c] = Swift.max(output[c], input[c]) }
-                  }
+              forEachTap(
+                oy, ox, size: size, strides: strides, rows: rows, columns: columns,
+                height: height, width: width
+              ) { iy, ix in
+                let input = source + ((n * height + iy) * width + ix) * channels
+                taps += 1
+                if average {
+                  for c in 0..<channels { output[c] += input[c] }
+                } else {
+                  for c in 0..<channels { output[c] = Swift.max(output[c], input[c]) }
                 }
               }
               if average {
@@ -387,5 +384,23 @@ enum ConvolutionKernels {
       initialized = count
     }
     return Tensor(shape: Shape([batch, rows.output, columns.output, channels]), floats: result)
+  }
+
+  /// Calls `body` with the input row and column of each tap of output position (`oy`, `ox`)'s
+  /// pooling window (`size` and `strides` in NHWC order) that lies inside the input, row by row.
+  @inline(__always)
+  static func forEachTap(
+    _ oy: Int, _ ox: Int, size: [Int], strides: [Int], rows: (output: Int, before: Int),
+    columns: (output: Int, before: Int), height: Int, width: Int, _ body: (Int, Int) -> Void
+  ) {
+    for ky in 0..<size[1] {
+      let iy = oy * strides[1] + ky - rows.before
+      guard (0..<height).contains(iy) else { continue }
+      for kx in 0..<size[2] {
+        let ix = ox * strides[2] + kx - columns.before
+        guard (0..<width).contains(ix) else { continue }
+        body(iy, ix)
+      }
+    }
   }
 }

@@ -7,47 +7,28 @@ internal import TensorCore
 extension ElementwiseKernels {
   static func registerGradients(in registry: inout OpRegistry) {
     registry.differentiate("AddV2", "Add") { builder, forward throws(GraphError) in
-      let (x, y, g, type) = (
-        forward.inputs[0], forward.inputs[1], try forward.gradient(), forward.type
-      )
-      return [
-        builder.unbroadcast(g, to: x, against: y, type, first: true),
-        builder.unbroadcast(g, to: y, against: x, type, first: false),
-      ]
+      try broadcasting(&builder, forward) { _, _, _, g, _ in (g, g) }
     }
     registry.differentiate("Sub") { builder, forward throws(GraphError) in
-      let (x, y, g, type) = (
-        forward.inputs[0], forward.inputs[1], try forward.gradient(), forward.type
-      )
-      let negated = builder.math("Neg", g, type: type)
-      return [
-        builder.unbroadcast(g, to: x, against: y, type, first: true),
-        builder.unbroadcast(negated, to: y, against: x, type, first: false),
-      ]
+      try broadcasting(&builder, forward) { builder, _, _, g, type in
+        (g, builder.math("Neg", g, type: type))
+      }
     }
     registry.differentiate("Mul") { builder, forward throws(GraphError) in
-      let (x, y, g, type) = (
-        forward.inputs[0], forward.inputs[1], try forward.gradient(), forward.type
-      )
-      let (dx, dy) = (builder.math("Mul", g, y, type: type), builder.math("Mul", x, g, type: type))
-      return [
-        builder.unbroadcast(dx, to: x, against: y, type, first: true),
-        builder.unbroadcast(dy, to: y, against: x, type, first: false),
-      ]
+      try broadcasting(&builder, forward) { builder, x, y, g, type in
+        (builder.math("Mul", g, y, type: type), builder.math("Mul", x, g, type: type))
+      }
     }
     registry.differentiate("RealDiv") { builder, forward throws(GraphError) in
-      let (x, y, g, type) = (
-        forward.inputs[0], forward.inputs[1], try forward.gradient(), forward.type
-      )
       // d(x/y)/dx = 1/y; d(x/y)/dy = -x/y^2.
-      let dx = builder.math("RealDiv", g, y, type: type)
-      let quotient = builder.math(
-        "RealDiv", builder.math("RealDiv", x, y, type: type), y, type: type)
-      let dy = builder.math("Neg", builder.math("Mul", g, quotient, type: type), type: type)
-      return [
-        builder.unbroadcast(dx, to: x, against: y, type, first: true),
-        builder.unbroadcast(dy, to: y, against: x, type, first: false),
-      ]
+      try broadcasting(&builder, forward) { builder, x, y, g, type in
+        let quotient = builder.math(
+          "RealDiv", builder.math("RealDiv", x, y, type: type), y, type: type)
+        return (
+          builder.math("RealDiv", g, y, type: type),
+          builder.math("Neg", builder.math("Mul", g, quotient, type: type), type: type)
+        )
+      }
     }
     registry.differentiate("BiasAdd") { builder, forward throws(GraphError) in
       let g = try forward.gradient()
@@ -100,5 +81,20 @@ extension ElementwiseKernels {
       let g = try forward.gradient()
       return forward.inputs.map { _ in g }
     }
+  }
+
+  /// The gradients of a broadcasting binary op: `partials` gives each operand's gradient in the
+  /// output's shape (from the builder, x, y, the output gradient and the type), then each is
+  /// summed over the dimensions its operand was broadcast along.
+  private static func broadcasting(
+    _ builder: inout GradientBuilder, _ forward: GradientBuilder.Forward,
+    _ partials: (inout GradientBuilder, Input, Input, Input, DType) -> (Input, Input)
+  ) throws(GraphError) -> [Input?] {
+    let (x, y, type) = (forward.inputs[0], forward.inputs[1], forward.type)
+    let (dx, dy) = partials(&builder, x, y, try forward.gradient(), type)
+    return [
+      builder.unbroadcast(dx, to: x, against: y, type, first: true),
+      builder.unbroadcast(dy, to: y, against: x, type, first: false),
+    ]
   }
 }

@@ -127,6 +127,7 @@ extension ShapeKernels {
     guard count > 0 else { return [] }
     return [T](unsafeUninitializedCapacity: count) { output, initialized in
       var counter = [Int](repeating: 0, count: offsets.count - 1)
+      let counts = offsets.dropLast().map(\.count)
       var position = 0
       while true {
         var (base, padded) = (0, false)
@@ -140,14 +141,7 @@ extension ShapeKernels {
             to: padded || offset < 0 ? fill : values[base + offset])
         }
         position += last.count
-        var axis = counter.count - 1
-        while axis >= 0 {
-          counter[axis] += 1
-          if counter[axis] < offsets[axis].count { break }
-          counter[axis] = 0
-          axis -= 1
-        }
-        if axis < 0 { break }
+        if !StridedWalk.advance(&counter, counts: counts) { break }
       }
       initialized = count
     }

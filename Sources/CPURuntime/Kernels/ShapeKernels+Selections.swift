@@ -335,17 +335,12 @@ extension ShapeKernels {
     let strides = StridedWalk.contiguous(dimensions)
     var result = [Float](repeating: 0, count: count)
     var position = [Int](repeating: 0, count: ranges.count)
+    let counts = ranges.map(\.count)
     for value in values {
       var offset = 0
       for axis in ranges.indices { offset += ranges[axis][position[axis]] * strides[axis] }
       result[offset] += value
-      var axis = ranges.count - 1
-      while axis >= 0 {
-        position[axis] += 1
-        if position[axis] < ranges[axis].count { break }
-        position[axis] = 0
-        axis -= 1
-      }
+      _ = StridedWalk.advance(&position, counts: counts)
     }
     return Tensor(dtype: gradient.dtype, shape: Shape(dimensions), storage: .float(result))
   }

@@ -86,6 +86,19 @@ struct StridedWalk {
     }
   }
 
+  /// Steps `counter` (one index per axis, each below its entry of `counts`) to the next index
+  /// in row-major order; `false`, with the counter back at zeros, after the last.
+  static func advance(_ counter: inout [Int], counts: [Int]) -> Bool {
+    var axis = counter.count - 1
+    while axis >= 0 {
+      counter[axis] += 1
+      if counter[axis] < counts[axis] { return true }
+      counter[axis] = 0
+      axis -= 1
+    }
+    return false
+  }
+
   /// Row-major strides of `dimensions`.
   static func contiguous(_ dimensions: [Int]) -> [Int] {
     var strides = [Int](repeating: 1, count: dimensions.count)
