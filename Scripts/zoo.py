@@ -7,6 +7,8 @@ Usage: .venv/bin/python Scripts/zoo.py [--out FOLDER] [--only NAME ...] [--list]
        .venv/bin/python Scripts/zoo.py --table TFMP [--only NAME ...]   (the README's table)
        .venv/bin/python Scripts/zoo.py --fidelity TFMP [--batches N] [--only NAME ...]
            (each Keras-made model's error against Keras's own mixed precision, over N batches)
+       .venv/bin/python Scripts/zoo.py --gradients HELPER [--only NAME ...]
+           (tfmp's gradients, run by .build/debug/tfmp-interop-helper, against GradientTape's)
 
 Each model NAME gives FOLDER/NAME/ (a SavedModel), or FOLDER/NAME.pb (a frozen GraphDef) with
 FOLDER/NAME.fetches (the tensor names it fetches, one per line), and FOLDER/NAME.inputs.npz (one
@@ -887,6 +889,91 @@ def fidelity(tfmp, names, folder, batches):
         print(f"| {name} | {cells[0]} | {cells[1]} |", flush=True)
 
 
+def variable_at(root, key):
+    """The variable a checkpoint key names, found along the object graph of `root` (the key's
+    path of child names, to its `.ATTRIBUTES`)."""
+    node = root
+    for name in key.split("/.ATTRIBUTES")[0].split("/"):
+        node = node._trackable_children()[name]
+    return node
+
+
+def tensorflow_gradients(path, signature, inputs, weights, keys):
+    """The gradient of sum(output * weight) over the outputs with respect to the variables the
+    checkpoint `keys` name, by GradientTape through the restored signature, by key."""
+    loaded = tf.saved_model.load(path)  # kept: its signature's variables live as long as it
+    function = loaded.signatures[signature]
+    captured = function.variables
+
+    def used(key):
+        # A Keras export saves each variable twice (two restored copies, one captured): the
+        # captured variable itself, else the captured one of the same name.
+        variable = variable_at(loaded, key)
+        if any(v is variable for v in captured):
+            return variable
+        named = [v for v in captured if v.name == variable.name and v.shape == variable.shape]
+        return named[0] if len(named) == 1 else variable
+    variables = [used(key) for key in keys]
+    with tf.GradientTape() as tape:
+        for variable in variables:
+            tape.watch(variable)
+        outputs = function(**{k: tf.constant(v) for k, v in inputs.items()})
+        loss = tf.add_n([tf.reduce_sum(tf.cast(outputs[name], tf.float32) * weight)
+                         for name, weight in weights.items()])
+    gradients = tape.gradient(loss, variables)
+    return {key: None if g is None else tf.convert_to_tensor(g).numpy() for key, g in zip(keys, gradients)}
+
+
+def tfmp_gradients(helper, path, signature, inputs, weights, scratch):
+    """The same gradients as tfmp emits and its runtime runs them (the interop helper), by the
+    checkpoint key of each variable; raises RuntimeError with tfmp's message when it refuses."""
+    import subprocess
+    fed, out = os.path.join(scratch, "fed.npz"), os.path.join(scratch, "gradients.npz")
+    np.savez(fed, **inputs, **{f"{name}_weight": w for name, w in weights.items()})
+    result = subprocess.run([helper, "gradients", path, signature, fed, out], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr.split("Error raised at top level: ")[-1].splitlines()[0])
+    with np.load(out) as data:
+        return {k: data[k] for k in data.files}
+
+
+def gradient_differences(helper, path, signature, inputs, scratch, seed=5):
+    """For random weights on every output element, tfmp's and TensorFlow's gradient of each
+    variable tfmp differentiates: {checkpoint key: (largest difference, largest |TensorFlow's|)}."""
+    rng = np.random.default_rng(seed)
+    loaded = tf.saved_model.load(path)
+    outputs = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+    weights = {name: rng.standard_normal(value.shape).astype(np.float32) for name, value in outputs.items()
+               if value.dtype.is_floating}
+    ours = tfmp_gradients(helper, path, signature, inputs, weights, scratch)
+    theirs = tensorflow_gradients(path, signature, inputs, weights, sorted(ours))
+    missing = [key for key, gradient in theirs.items() if gradient is None]
+    if missing:
+        raise AssertionError(f"tfmp gives gradients TensorFlow has none of: {missing[:3]}")
+    return {key: (float(np.max(np.abs(ours[key].astype(np.float64) - expected))),
+                  float(np.max(np.abs(expected)))) for key, expected in theirs.items()}
+
+
+def gradients(helper, names, folder):
+    """Prints, per SavedModel of the zoo, how tfmp's gradients compare with GradientTape's."""
+    import tempfile
+    print("| model | variables | largest difference (of the gradient's scale) | |")
+    print("|---|---|---|---|")
+    for name in names:
+        path = os.path.join(folder, name)
+        if not os.path.isdir(path):
+            continue
+        signature = "serving_default"
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                differences = gradient_differences(helper, path, signature, zoo_inputs(folder, name), scratch)
+            except (RuntimeError, AssertionError) as error:
+                print(f"| {name} | | | {str(error)[:160]} |", flush=True)
+                continue
+        worst = max((d / (s or 1.0) for d, s in differences.values()), default=0.0)
+        print(f"| {name} | {len(differences)} | {worst:.1e} | |", flush=True)
+
+
 def register_all():
     register_applications()
     register_hub()
@@ -908,6 +995,8 @@ def main():
     parser.add_argument("--fidelity", metavar="TFMP",
                         help="print each Keras-made model's error against Keras's own over --batches batches")
     parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument("--gradients", metavar="HELPER",
+                        help="compare tfmp's gradients (run by the interop helper) with GradientTape's")
     arguments = parser.parse_args()
     register_all()
     names = arguments.only or (FAST if arguments.fast else list(MODELS))
@@ -918,6 +1007,8 @@ def main():
         return table(arguments.table, names, arguments.out)
     if arguments.fidelity:
         return fidelity(arguments.fidelity, names, arguments.out, arguments.batches)
+    if arguments.gradients:
+        return gradients(arguments.gradients, names, arguments.out)
     os.makedirs(arguments.out, exist_ok=True)
     for name in names:
         made = build(name, arguments.out)

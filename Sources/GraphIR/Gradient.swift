@@ -114,6 +114,13 @@ public struct GradientBuilder: Sendable {
     return add("Const", [], ["dtype": .type(.int32), "value": .tensor(literal)], name: "Const")
   }
 
+  /// An int32 scalar constant.
+  public mutating func integer(_ value: Int32) -> Input {
+    var literal = TensorLiteral(dtype: .int32, shape: ShapeValue(dimensions: []))
+    literal.intValues = [value]
+    return add("Const", [], ["dtype": .type(.int32), "value": .tensor(literal)], name: "Const")
+  }
+
   /// `Shape` of `x`, as int32.
   public mutating func shape(_ x: Input, _ type: DType) -> Input {
     add("Shape", [x], ["T": .type(type), "out_type": .type(.int32)])

@@ -61,6 +61,7 @@ extension Module {
     // Each variable's reads: ReadVariableOp nodes of its handle.
     let handles = Dictionary(
       module.variables.map { ($0.node, $0.checkpointKey) }, uniquingKeysWith: { first, _ in first })
+    try refuseVariablesReadInside(graph, handles: handles, loss: loss, schemas: source)
     var reads: [(key: String, read: Input, type: DType)] = []
     for id in graph.nodeIDs where graph[id].op == "ReadVariableOp" {
       guard let handle = graph[id].inputs.first?.node, let checkpointKey = handles[handle],
@@ -92,5 +93,29 @@ extension Module {
     module.graph = builder.function
     module.signatures[name] = Signature(key: name, inputs: inputs, outputs: outputs)
     return module
+  }
+
+  /// Throws when a variable's handle goes into an op that calls functions (a `While` loop, an
+  /// `If`) on which the loss depends: its reads inside are not differentiated yet, and leaving
+  /// the variable out would be a silent error.
+  private func refuseVariablesReadInside(
+    _ graph: Function, handles: [NodeID: String], loss: Input, schemas: any OpSchemaSource
+  ) throws(GraphError) {
+    var ancestors = Set<NodeID>()
+    var pending = loss.node.map { [$0] } ?? []
+    while let id = pending.popLast() {
+      guard ancestors.insert(id).inserted else { continue }
+      pending += graph[id].inputs.compactMap(\.node)
+    }
+    for id in ancestors {
+      let node = graph[id]
+      guard schemas.schema(for: node.op)?.traits.contains(.callsFunctions) == true,
+        let handle = node.inputs.compactMap(\.node).first(where: { handles[$0] != nil })
+      else { continue }
+      throw GraphError(
+        code: .noGradient, function: Function.graphName, location: "node '\(node.name)'",
+        message: "Variable '\(handles[handle] ?? "?")' is read inside this \(node.op), which tfmp "
+          + "does not differentiate yet (loops and conditionals).")
+    }
   }
 }

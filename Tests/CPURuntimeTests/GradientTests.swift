@@ -134,14 +134,15 @@ struct GradientTests {
     let x = builder.add(
       "Placeholder", [], ["dtype": .type(.float32), "shape": .shape(ShapeValue(dimensions: [2]))],
       name: "x")
-    let y = builder.math("Erf", x, type: .float32)
-    #expect(registry.gradient(for: "Erf") == nil)
+    let y = builder.math("Atan", x, type: .float32)
+    #expect(registry.gradient(for: "Atan") == nil)
     do {
       _ = try builder.function.appendingGradients(of: y, withRespectTo: [x], using: registry)
-      Issue.record("Erf has no gradient; differentiation must say so")
+      Issue.record("Atan has no gradient; differentiation must say so")
     } catch {
       #expect(error.code == .noGradient)
-      #expect(error.description.contains("node 'forward/Erf'") && error.description.contains("Erf"))
+      #expect(
+        error.description.contains("node 'forward/Atan'") && error.description.contains("Atan"))
     }
     // A target the loss does not depend on gets no gradient.
     let z = builder.add(

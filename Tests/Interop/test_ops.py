@@ -341,6 +341,7 @@ class GradientOps(tf.Module):
         pooled = tf.nn.max_pool2d(tied, 2, 2, "SAME")
         features = tf.nn.conv2d(x, tf.ones([3, 3, 3, 4]), [1, 2, 2, 1], "VALID")
         sliced = x[:, 1:5:2, ::-1, 1]
+        depthwise = tf.nn.depthwise_conv2d(g, tf.ones([3, 3, 3, 2]), [1, 2, 2, 1], "SAME")
         return {
             "relu": raw.ReluGrad(gradients=g, features=x), "relu6": raw.Relu6Grad(gradients=g, features=3 * x),
             "tanh": raw.TanhGrad(y=tf.tanh(x), dy=g), "sigmoid": raw.SigmoidGrad(y=tf.sigmoid(x), dy=g),
@@ -355,6 +356,15 @@ class GradientOps(tf.Module):
                                           strides=[1, 2, -1, 1], dy=sliced, begin_mask=5, end_mask=5,
                                           shrink_axis_mask=8),
             "broadcast": tf.cast(tf.concat(raw.BroadcastGradientArgs(s0=[2, 1, 7, 1], s1=[6, 1, 3]), 0), tf.float32),
+            "average_pool": raw.AvgPoolGrad(orig_input_shape=[2, 6, 7, 3], grad=pooled, ksize=[1, 2, 2, 1],
+                                            strides=[1, 2, 2, 1], padding="SAME"),
+            "depthwise_input": raw.DepthwiseConv2dNativeBackpropInput(
+                input_sizes=[2, 6, 7, 3], filter=tf.reshape(tf.range(54.0) / 50, [3, 3, 3, 2]),
+                out_backprop=depthwise, strides=[1, 2, 2, 1], padding="SAME"),
+            "depthwise_filter": raw.DepthwiseConv2dNativeBackpropFilter(
+                input=x, filter_sizes=[3, 3, 3, 2], out_backprop=depthwise, strides=[1, 2, 2, 1],
+                padding="SAME"),
+            "inverse": tf.cast(raw.InvertPermutation(x=[2, 0, 3, 1]), tf.float32),
         }
 
 

@@ -27,6 +27,36 @@ extension ConvolutionKernels {
       ]
     ) { context, inputs in [try maxPoolGradient(context, inputs)] }
 
+    let depthwise: [OpSchema.Attribute] = [
+      .ints("strides"), .string("padding"), .ints("explicit_paddings", []),
+      .string("data_format", "NHWC"), .ints("dilations", [1, 1, 1, 1]),
+    ]
+    registry.add(
+      "DepthwiseConv2dNativeBackpropInput",
+      inputs: [.fixed("input_sizes", .int32), "filter", "out_backprop"], outputs: ["output"],
+      attributes: depthwise
+    ) { context, inputs in [try depthwiseGradient(context, inputs, filter: false)] }
+    registry.add(
+      "DepthwiseConv2dNativeBackpropFilter",
+      inputs: ["input", .fixed("filter_sizes", .int32), "out_backprop"], outputs: ["output"],
+      attributes: depthwise
+    ) { context, inputs in [try depthwiseGradient(context, inputs, filter: true)] }
+    registry.differentiate("DepthwiseConv2dNative") { builder, forward throws(GraphError) in
+      let (x, filter, gradient) = (forward.inputs[0], forward.inputs[1], try forward.gradient())
+      var attributes = forward.node.attributes.filter {
+        ["strides", "padding", "explicit_paddings", "data_format", "dilations"].contains($0.key)
+      }
+      attributes["T"] = .type(forward.type)
+      return [
+        builder.add(
+          "DepthwiseConv2dNativeBackpropInput", [builder.shape(x, forward.type), filter, gradient],
+          attributes),
+        builder.add(
+          "DepthwiseConv2dNativeBackpropFilter",
+          [x, builder.shape(filter, forward.type), gradient],
+          attributes),
+      ]
+    }
     registry.differentiate("Conv2D") { builder, forward throws(GraphError) in
       let (x, filter, gradient) = (forward.inputs[0], forward.inputs[1], try forward.gradient())
       var attributes = forward.node.attributes.filter {
@@ -39,6 +69,23 @@ extension ConvolutionKernels {
           "Conv2DBackpropInput", [builder.shape(x, forward.type), filter, gradient], attributes),
         builder.add(
           "Conv2DBackpropFilter", [x, builder.shape(filter, forward.type), gradient], attributes),
+      ]
+    }
+    registry.add(
+      "AvgPoolGrad", inputs: [.fixed("orig_input_shape", .int32), "grad"], outputs: ["output"],
+      attributes: [
+        .ints("ksize"), .ints("strides"), .string("padding"), .string("data_format", "NHWC"),
+      ]
+    ) { context, inputs in [try averagePoolGradient(context, inputs)] }
+    registry.differentiate("AvgPool") { builder, forward throws(GraphError) in
+      var attributes = forward.node.attributes.filter {
+        ["ksize", "strides", "padding", "data_format"].contains($0.key)
+      }
+      attributes["T"] = .type(forward.type)
+      return [
+        builder.add(
+          "AvgPoolGrad", [builder.shape(forward.inputs[0], forward.type), try forward.gradient()],
+          attributes)
       ]
     }
     registry.differentiate("MaxPool") { builder, forward throws(GraphError) in
@@ -81,6 +128,110 @@ extension ConvolutionKernels {
       patches, try gradient.requireFloats(), m: sizes[0] * sizes[1] * sizes[2], k: positions,
       n: sizes[3], transposeA: true)
     return Tensor(dtype: x.dtype, shape: Shape(sizes), storage: .float(result))
+  }
+
+  /// The gradients of a depthwise convolution (filter [KH, KW, C, M]: output channel c*M+m reads
+  /// input channel c) with respect to its input (of `input_sizes`) or, with `filter`, its filter
+  /// (of `filter_sizes`): each tap's product spread back.
+  static func depthwiseGradient(_ context: KernelContext, _ inputs: [Tensor], filter: Bool) throws
+    -> Tensor
+  {
+    try checkNHWC(context)
+    let sizes = try Kernels.input(inputs, filter ? 1 : 0).requireIntegers()
+    let other = try Kernels.input(inputs, filter ? 0 : 1)
+    let gradient = try Kernels.input(inputs, 2)
+    let (inputShape, filterShape) =
+      filter ? (other.shape, Shape(sizes)) : (Shape(sizes), other.shape)
+    guard inputShape.rank == 4, filterShape.rank == 4, gradient.shape.rank == 4,
+      inputShape.dimensions[3] == filterShape.dimensions[2],
+      gradient.shape.dimensions[3] == filterShape.dimensions[2] * filterShape.dimensions[3]
+    else {
+      throw KernelError(
+        "A depthwise gradient needs an NHWC input, a [KH, KW, C, M] filter and an NHWC gradient "
+          + "with C*M channels, got \(inputShape), \(filterShape), \(gradient.shape).")
+    }
+    let geometry = try Geometry(context, input: inputShape, filter: filterShape)
+    let (rows, columns) = (geometry.rows, geometry.columns)
+    guard gradient.shape.dimensions[1] == rows.output,
+      gradient.shape.dimensions[2] == columns.output
+    else {
+      throw KernelError("The gradient \(gradient.shape) is not the shape the convolution gives.")
+    }
+    let f = filterShape.dimensions
+    let (kh, kw, channels, multiplier) = (f[0], f[1], f[2], f[3])
+    let (values, incoming) = (try other.requireFloats(), try gradient.requireFloats())
+    var result = [Float](repeating: 0, count: (filter ? filterShape : inputShape).elementCount ?? 0)
+    let (height, width) = (geometry.height, geometry.width)
+    for n in 0..<geometry.batch {
+      for oy in 0..<rows.output {
+        for ox in 0..<columns.output {
+          let base = ((n * rows.output + oy) * columns.output + ox) * channels * multiplier
+          for ky in 0..<kh {
+            let iy = oy * geometry.strides.0 + ky * geometry.dilations.0 - rows.before
+            guard (0..<height).contains(iy) else { continue }
+            for kx in 0..<kw {
+              let ix = ox * geometry.strides.1 + kx * geometry.dilations.1 - columns.before
+              guard (0..<width).contains(ix) else { continue }
+              let input = ((n * height + iy) * width + ix) * channels
+              let tap = (ky * kw + kx) * channels * multiplier
+              for c in 0..<channels {
+                for m in 0..<multiplier {
+                  let g = incoming[base + c * multiplier + m]
+                  if filter {
+                    result[tap + c * multiplier + m] += values[input + c] * g
+                  } else {
+                    result[input + c] += values[tap + c * multiplier + m] * g
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return Tensor(
+      dtype: gradient.dtype, shape: filter ? filterShape : inputShape, storage: .float(result))
+  }
+
+  /// AvgPoolGrad: each output position's gradient shared equally by the taps its window averaged
+  /// (those inside the input).
+  static func averagePoolGradient(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    try checkNHWC(context)
+    let sizes = try Kernels.input(inputs, 0).requireIntegers()
+    let gradient = try Kernels.input(inputs, 1)
+    let (size, strides) = (try context.ints("ksize"), try context.ints("strides"))
+    guard sizes.count == 4, sizes.allSatisfy({ $0 >= 0 }), size.count == 4, strides.count == 4
+    else {
+      throw KernelError("AvgPoolGrad needs an NHWC input shape and 4 ksize and strides values.")
+    }
+    let (batch, height, width, channels) = (sizes[0], sizes[1], sizes[2], sizes[3])
+    let padding = try context.string("padding")
+    let rows = try window(
+      size: height, kernel: size[1], stride: strides[1], dilation: 1, padding: padding)
+    let columns = try window(
+      size: width, kernel: size[2], stride: strides[2], dilation: 1, padding: padding)
+    guard gradient.shape.dimensions == [batch, rows.output, columns.output, channels] else {
+      throw KernelError("The gradient \(gradient.shape) is not the shape pooling \(sizes) gives.")
+    }
+    let incoming = try gradient.requireFloats()
+    var result = [Float](repeating: 0, count: sizes.reduce(1, *))
+    for n in 0..<batch {
+      for oy in 0..<rows.output {
+        for ox in 0..<columns.output {
+          var taps: [Int] = []
+          forEachTap(
+            oy, ox, size: size, strides: strides, rows: rows, columns: columns, height: height,
+            width: width
+          ) { iy, ix in taps.append(((n * height + iy) * width + ix) * channels) }
+          let source = ((n * rows.output + oy) * columns.output + ox) * channels
+          let share = 1 / Float(max(taps.count, 1))
+          for tap in taps {
+            for c in 0..<channels { result[tap + c] += incoming[source + c] * share }
+          }
+        }
+      }
+    }
+    return Tensor(dtype: gradient.dtype, shape: Shape(sizes), storage: .float(result))
   }
 
   /// MaxPoolGrad: each output position's gradient goes to the input element its window's

@@ -30,6 +30,73 @@ extension ElementwiseKernels {
         )
       }
     }
+    registry.differentiate("SquaredDifference") { builder, forward throws(GraphError) in
+      // d(x - y)^2 = 2 (x - y) for x, its negation for y.
+      try broadcasting(&builder, forward) { builder, x, y, g, type in
+        let twice = builder.math(
+          "Mul", builder.scalar(2, type), builder.math("Sub", x, y, type: type), type: type)
+        let dx = builder.math("Mul", g, twice, type: type)
+        return (dx, builder.math("Neg", dx, type: type))
+      }
+    }
+    registry.differentiate("Maximum", "Minimum") { builder, forward throws(GraphError) in
+      // The gradient goes to x where x wins (ties included), else to y.
+      let comparison = forward.node.op == "Maximum" ? "GreaterEqual" : "LessEqual"
+      return try broadcasting(&builder, forward) { builder, x, y, g, type in
+        let wins = builder.add(
+          "Cast", [builder.math(comparison, x, y, type: type)],
+          ["SrcT": .type(.bool), "DstT": .type(type), "Truncate": .bool(false)])
+        let dx = builder.math("Mul", g, wins, type: type)
+        return (dx, builder.math("Sub", g, dx, type: type))
+      }
+    }
+    registry.differentiate("Pow") { builder, forward throws(GraphError) in
+      // d x^p = p x^(p-1) for x; x^p log x for p (0 where x <= 0, as TensorFlow has it).
+      try broadcasting(&builder, forward) { builder, x, p, g, type in
+        let lower = builder.math("Sub", p, builder.scalar(1, type), type: type)
+        let dx = builder.math(
+          "Mul", g, builder.math("Mul", p, builder.math("Pow", x, lower, type: type), type: type),
+          type: type)
+        let positive = builder.math("Greater", x, builder.scalar(0, type), type: type)
+        let safe = builder.add(
+          "SelectV2", [positive, x, builder.math("OnesLike", x, type: type)], ["T": .type(type)])
+        let logarithm = builder.math("Log", safe, type: type)
+        let dp = builder.math(
+          "Mul", g, builder.math("Mul", forward.outputs[0], logarithm, type: type), type: type)
+        return (dx, dp)
+      }
+    }
+    registry.differentiate("Reciprocal") { builder, forward throws(GraphError) in
+      // d 1/x = -1/x^2 = -y^2.
+      let square = builder.math("Square", forward.outputs[0], type: forward.type)
+      return [
+        builder.math(
+          "Neg", builder.math("Mul", try forward.gradient(), square, type: forward.type),
+          type: forward.type)
+      ]
+    }
+    registry.differentiate("Erf", "Erfc") { builder, forward throws(GraphError) in
+      // d erf(x) = 2 / sqrt(pi) exp(-x^2); erfc = 1 - erf.
+      let type = forward.type
+      let bell = builder.math(
+        "Exp",
+        builder.math("Neg", builder.math("Square", forward.inputs[0], type: type), type: type),
+        type: type)
+      let sign: Double = forward.node.op == "Erf" ? 1 : -1
+      let slope = builder.math(
+        "Mul", builder.scalar(sign * 2 / Double.pi.squareRoot(), type), bell, type: type)
+      return [builder.math("Mul", try forward.gradient(), slope, type: type)]
+    }
+    // d sin = cos, d cos = -sin, d sinh = cosh, d cosh = sinh.
+    for (op, derivative, negated) in [
+      ("Sin", "Cos", false), ("Cos", "Sin", true), ("Sinh", "Cosh", false), ("Cosh", "Sinh", false),
+    ] {
+      registry.differentiate(op) { builder, forward throws(GraphError) in
+        var slope = builder.math(derivative, forward.inputs[0], type: forward.type)
+        if negated { slope = builder.math("Neg", slope, type: forward.type) }
+        return [builder.math("Mul", try forward.gradient(), slope, type: forward.type)]
+      }
+    }
     registry.differentiate("BiasAdd") { builder, forward throws(GraphError) in
       let g = try forward.gradient()
       var attributes: [String: AttrValue] = ["T": .type(forward.type)]

@@ -27,6 +27,21 @@ enum GradientKernels {
       "BiasAddGrad", inputs: ["out_backprop"], outputs: ["output"],
       attributes: [.string("data_format", "NHWC")]
     ) { context, inputs in [try biasGradient(context, inputs)] }
+    registry.add(
+      "InvertPermutation", inputs: [.init("x", type: .index("T"))],
+      outputs: [.init("y", type: .index("T"))]
+    ) { _, inputs in
+      let x = try Kernels.input(inputs, 0)
+      let permutation = try x.requireIntegers()
+      var inverse = [Int](repeating: -1, count: permutation.count)
+      for (position, axis) in permutation.enumerated() {
+        guard (0..<permutation.count).contains(axis), inverse[axis] < 0 else {
+          throw KernelError("\(permutation) is not a permutation.")
+        }
+        inverse[axis] = position
+      }
+      return [try Kernels.tensor(inverse.map(Double.init), like: x, shape: x.shape)]
+    }
     let shape = OpSchema.Argument("s0", type: .index("T"))
     registry.add(
       "BroadcastGradientArgs", inputs: [shape, .init("s1", type: .index("T"))],

@@ -21,6 +21,45 @@ extension ReductionKernels {
         ["SrcT": .type(.int32), "DstT": .type(type), "Truncate": .bool(false)])
       return [builder.math("RealDiv", spreadOut, count, type: type), nil]
     }
+    registry.differentiate("Max", "Min") { builder, forward throws(GraphError) in
+      // The gradient is shared by the elements equal to the extreme, as TensorFlow shares it.
+      let (x, type) = (forward.inputs[0], forward.type)
+      let extreme = spread(&builder, forward, forward.outputs[0])
+      let chosen = builder.add(
+        "Cast", [builder.math("Equal", x, extreme, type: type)],
+        ["SrcT": .type(.bool), "DstT": .type(type), "Truncate": .bool(false)])
+      let ties = spread(
+        &builder, forward,
+        builder.add(
+          "Sum", [chosen, forward.inputs[1]],
+          [
+            "T": .type(type), "Tidx": .type(forward.node.type("Tidx") ?? .int32),
+            "keep_dims": forward.node.attributes["keep_dims"] ?? .bool(false),
+          ]))
+      let share = builder.math("RealDiv", chosen, ties, type: type)
+      return [
+        builder.math("Mul", share, spread(&builder, forward, try forward.gradient()), type: type),
+        nil,
+      ]
+    }
+    registry.differentiate("Cumsum") { builder, forward throws(GraphError) in
+      // The gradient of a running sum is the running sum of the gradient the other way.
+      var attributes = forward.node.attributes
+      attributes["reverse"] = .bool(attributes["reverse"] != .bool(true))
+      return [builder.add("Cumsum", [try forward.gradient(), forward.inputs[1]], attributes), nil]
+    }
+    registry.differentiate("UnsortedSegmentSum") { builder, forward throws(GraphError) in
+      // Each element's gradient is its segment's.
+      let indices = forward.node.type("Tindices") ?? .int32
+      return [
+        builder.add(
+          "GatherV2", [try forward.gradient(), forward.inputs[1], builder.integer(0)],
+          [
+            "Tparams": .type(forward.type), "Tindices": .type(indices), "Taxis": .type(.int32),
+            "batch_dims": .int(0),
+          ]), nil, nil,
+      ]
+    }
     registry.differentiate("Softmax") { builder, forward throws(GraphError) in
       let (y, g, type) = (forward.outputs[0], try forward.gradient(), forward.type)
       let last = builder.integers([-1])

@@ -25,6 +25,131 @@ extension ShapeKernels {
         nil, nil, nil,
       ]
     }
+    registry.differentiate("ConcatV2") { builder, forward throws(GraphError) in
+      // The gradient split back into the pieces, each as long along the axis as its input.
+      let (g, type) = (try forward.gradient(), forward.type)
+      let pieces = Array(forward.inputs.dropLast())
+      let given = forward.inputs[forward.inputs.count - 1]
+      let axisType = forward.node.type("Tidx") ?? .int32
+      let cast =
+        axisType == .int32
+        ? given
+        : builder.add(
+          "Cast", [given],
+          ["SrcT": .type(axisType), "DstT": .type(.int32), "Truncate": .bool(false)])
+      // A negative axis counts from the end.
+      let rank = builder.add("Rank", [pieces[0]], ["T": .type(type)])
+      let axis = builder.math("FloorMod", cast, rank, type: .int32)
+      let sizes = pieces.map { piece in
+        builder.add(
+          "GatherV2", [builder.shape(piece, type), axis, builder.integer(0)],
+          [
+            "Tparams": .type(.int32), "Tindices": .type(.int32), "Taxis": .type(.int32),
+            "batch_dims": .int(0),
+          ])
+      }
+      let lengths = builder.add(
+        "Pack", sizes, ["T": .type(.int32), "N": .int(Int64(sizes.count)), "axis": .int(0)])
+      let split = builder.node(
+        "SplitV", [g, lengths, axis],
+        ["T": .type(type), "Tlen": .type(.int32), "num_split": .int(Int64(pieces.count))])
+      return pieces.indices.map { builder.output(split, $0) } + [nil]
+    }
+    registry.differentiate("Pad", "PadV2", "MirrorPad") { builder, forward throws(GraphError) in
+      guard forward.node.op != "MirrorPad" else {
+        throw GraphError(
+          code: .noGradient, message: "tfmp has no gradient for MirrorPad yet.")
+      }
+      // The gradient's middle: from each dimension's leading padding, the input's size.
+      let (x, paddings, type) = (forward.inputs[0], forward.inputs[1], forward.type)
+      let padType = forward.node.type("Tpaddings") ?? .int32
+      let leading = builder.add(
+        "StridedSlice",
+        [
+          paddings, builder.integers([0, 0]), builder.integers([0, 1]), builder.integers([1, 1]),
+        ],
+        [
+          "T": .type(padType), "Index": .type(.int32), "begin_mask": .int(1), "end_mask": .int(1),
+          "shrink_axis_mask": .int(2), "ellipsis_mask": .int(0), "new_axis_mask": .int(0),
+        ])
+      let begin =
+        padType == .int32
+        ? leading
+        : builder.add(
+          "Cast", [leading],
+          ["SrcT": .type(padType), "DstT": .type(.int32), "Truncate": .bool(false)])
+      let sliced = builder.add(
+        "Slice", [try forward.gradient(), begin, builder.shape(x, type)],
+        ["T": .type(type), "Index": .type(.int32)])
+      return [sliced, nil] + (forward.inputs.count > 2 ? [nil] : [])
+    }
+    registry.differentiate("Transpose") { builder, forward throws(GraphError) in
+      let permutationType = forward.node.type("Tperm") ?? .int32
+      let inverse = builder.add(
+        "InvertPermutation", [forward.inputs[1]], ["T": .type(permutationType)])
+      return [
+        builder.add(
+          "Transpose", [try forward.gradient(), inverse],
+          ["T": .type(forward.type), "Tperm": .type(permutationType)]), nil,
+      ]
+    }
+    registry.differentiate("GatherV2") { builder, forward throws(GraphError) in
+      // An embedding lookup (axis 0, no batch dimensions): each row's gradient summed into its
+      // row of the table.
+      let (table, indices) = (forward.inputs[0], forward.inputs[1])
+      let type = forward.node.type("Tparams") ?? .float32
+      let indexType = forward.node.type("Tindices") ?? .int32
+      guard forward.node.attributes["batch_dims"] ?? .int(0) == .int(0) else {
+        throw GraphError(
+          code: .noGradient, message: "tfmp differentiates GatherV2 without batch_dims only.")
+      }
+      let tableShape = builder.shape(table, type)
+      let rows = builder.add(
+        "StridedSlice",
+        [tableShape, builder.integers([0]), builder.integers([1]), builder.integers([1])],
+        [
+          "T": .type(.int32), "Index": .type(.int32), "shrink_axis_mask": .int(1),
+          "begin_mask": .int(0), "end_mask": .int(0), "ellipsis_mask": .int(0),
+          "new_axis_mask": .int(0),
+        ])
+      // The gradient as [lookups, row...], the indices flat.
+      let rowShape = builder.add(
+        "StridedSlice",
+        [tableShape, builder.integers([1]), builder.integers([0]), builder.integers([1])],
+        [
+          "T": .type(.int32), "Index": .type(.int32), "end_mask": .int(1), "begin_mask": .int(0),
+          "shrink_axis_mask": .int(0), "ellipsis_mask": .int(0), "new_axis_mask": .int(0),
+        ])
+      let flatShape = builder.add(
+        "ConcatV2", [builder.integers([-1]), rowShape, builder.integer(0)],
+        ["T": .type(.int32), "N": .int(2), "Tidx": .type(.int32)])
+      let flatGradient = builder.add(
+        "Reshape", [try forward.gradient(), flatShape], ["T": .type(type), "Tshape": .type(.int32)])
+      let flatIndices = builder.add(
+        "Reshape", [indices, builder.integers([-1])],
+        ["T": .type(indexType), "Tshape": .type(.int32)])
+      return [
+        builder.add(
+          "UnsortedSegmentSum", [flatGradient, flatIndices, rows],
+          ["T": .type(type), "Tindices": .type(indexType), "Tnumsegments": .type(.int32)]),
+        nil, nil,
+      ]
+    }
+    // A filled tensor's value gets the gradient's sum; the shape none.
+    registry.differentiate("Fill") { builder, forward throws(GraphError) in
+      let g = try forward.gradient()
+      let flat = builder.add(
+        "Reshape", [g, builder.integers([-1])], ["T": .type(forward.type), "Tshape": .type(.int32)])
+      return [
+        nil,
+        builder.sum(flat, axes: builder.integers([0]), keepDimensions: false, type: forward.type),
+      ]
+    }
+    // What a one-hot encoding or a shape computes from has no gradient, as in TensorFlow.
+    registry.differentiate("OneHot", "Shape", "Size", "Rank", "ZerosLike", "OnesLike") {
+      _, forward throws(GraphError) in
+      forward.inputs.map { _ in nil }
+    }
     registry.differentiate("Cast") { builder, forward throws(GraphError) in
       guard let source = forward.node.type("SrcT"), let destination = forward.node.type("DstT"),
         source.isFloatingPoint, destination.isFloatingPoint

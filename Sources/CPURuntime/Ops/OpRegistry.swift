@@ -67,6 +67,7 @@ public struct OpRegistry: GradientSource {
     ConvolutionKernels.registerGradients(in: &registry)
     LinearAlgebraKernels.registerGradients(in: &registry)
     ControlFlowKernels.registerGradients(in: &registry)
+    NormalizationKernels.registerGradients(in: &registry)
     return registry
   }()
 
