@@ -172,6 +172,31 @@ def test_inspect_reads_it(name):
     assert "serving_default" in result.stdout
 
 
+# Why tfmp does not differentiate a zoo model yet; each must be refused with this message (the
+# whole zoo: Scripts/zoo.py --gradients HELPER).
+GRADIENT_REFUSALS = {
+    "lstm": "is read inside this While", "custom_module": "is read inside this While",
+    "gru": "is read inside this While", "stacked_gru": "is read inside this While",
+    "simple_rnn": "is read inside this While", "bidirectional_masked": "is read inside this While",
+    "detection_head": "no gradient for Prod",
+}
+
+
+@pytest.mark.parametrize("name", [name for name in NAMES if os.path.isdir(os.path.join(ZOO, name))])
+def test_gradients_match_gradient_tape(name, tmp_path):
+    """tfmp's gradient of every variable (of a weighted sum of the outputs, random weights on every
+    element) against TensorFlow's GradientTape through the restored signature."""
+    helper = os.environ.get("TFMP_INTEROP_HELPER", os.path.join(ROOT, ".build", "debug", "tfmp-interop-helper"))
+    try:
+        differences = zoo_script.gradient_differences(helper, path_of(name), "serving_default",
+                                                      inputs_of(name), str(tmp_path))
+    except RuntimeError as refusal:
+        assert name in GRADIENT_REFUSALS and GRADIENT_REFUSALS[name] in str(refusal), str(refusal)
+        return
+    assert name not in GRADIENT_REFUSALS, "differentiated now: take it off the refusals"
+    assert differences and zoo_script.gradient_error(differences) <= 1e-4, zoo_script.gradient_error(differences)
+
+
 KERAS_NAMES = [name for name in NAMES if os.path.exists(os.path.join(ZOO, name + ".keras"))]
 # Where Keras's own mixed precision fails on the model, the .keras conversion (which does what
 # the policy does) fails the same way: the stage must fail with this error, and says why.

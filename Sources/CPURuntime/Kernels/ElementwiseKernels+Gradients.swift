@@ -50,6 +50,17 @@ extension ElementwiseKernels {
         return (dx, builder.math("Sub", g, dx, type: type))
       }
     }
+    registry.differentiate("DivNoNan") { builder, forward throws(GraphError) in
+      // As RealDiv, 0 where y is 0 (TensorFlow's math_grad.py).
+      try broadcasting(&builder, forward) { builder, x, y, g, type in
+        let quotient = builder.math(
+          "DivNoNan", builder.math("DivNoNan", builder.math("Neg", x, type: type), y, type: type),
+          y, type: type)
+        return (
+          builder.math("DivNoNan", g, y, type: type), builder.math("Mul", g, quotient, type: type)
+        )
+      }
+    }
     registry.differentiate("Pow") { builder, forward throws(GraphError) in
       // d x^p = p x^(p-1) for x; x^p log x for p (0 where x <= 0, as TensorFlow has it).
       try broadcasting(&builder, forward) { builder, x, p, g, type in

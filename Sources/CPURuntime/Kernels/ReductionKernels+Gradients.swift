@@ -60,6 +60,35 @@ extension ReductionKernels {
           ]), nil, nil,
       ]
     }
+    registry.differentiate("TopKV2") { builder, forward throws(GraphError) in
+      // The values' gradient goes back to where each value was taken from: one-hot rows of
+      // the indices over the last dimension, weighted by the gradient and summed over k. The
+      // indices have none.
+      let (x, type) = (forward.inputs[0], forward.type)
+      guard let g = forward.gradients.first ?? nil else { return [nil, nil] }
+      let indexType = forward.node.type("index_type") ?? .int32
+      let depth = builder.add(
+        "StridedSlice",
+        [
+          builder.shape(x, type), builder.integers([-1]), builder.integers([0]),
+          builder.integers([1]),
+        ],
+        [
+          "T": .type(.int32), "Index": .type(.int32), "shrink_axis_mask": .int(1),
+          "begin_mask": .int(0), "end_mask": .int(1), "ellipsis_mask": .int(0),
+          "new_axis_mask": .int(0),
+        ])
+      let oneHot = builder.add(
+        "OneHot",
+        [forward.outputs[1], depth, builder.scalar(1, type), builder.scalar(0, type)],
+        ["T": .type(type), "TI": .type(indexType), "axis": .int(-1)])
+      let weights = builder.add(
+        "ExpandDims", [g, builder.integer(-1)], ["T": .type(type), "Tdim": .type(.int32)])
+      let spread = builder.math("Mul", oneHot, weights, type: type)
+      return [
+        builder.sum(spread, axes: builder.integers([-2]), keepDimensions: false, type: type), nil,
+      ]
+    }
     registry.differentiate("Softmax") { builder, forward throws(GraphError) in
       let (y, g, type) = (forward.outputs[0], try forward.gradient(), forward.type)
       let last = builder.integers([-1])

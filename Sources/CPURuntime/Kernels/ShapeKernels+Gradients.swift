@@ -146,9 +146,111 @@ extension ShapeKernels {
       ]
     }
     // What a one-hot encoding or a shape computes from has no gradient, as in TensorFlow.
-    registry.differentiate("OneHot", "Shape", "Size", "Rank", "ZerosLike", "OnesLike") {
+    registry.differentiate("OneHot", "Shape", "Size", "Rank", "ZerosLike", "OnesLike", "Range") {
       _, forward throws(GraphError) in
       forward.inputs.map { _ in nil }
+    }
+    registry.differentiate("SelectV2") { builder, forward throws(GraphError) in
+      // Each branch gets the gradient where the condition chose it, summed back to its shape.
+      let (condition, chosen, other) = (forward.inputs[0], forward.inputs[1], forward.inputs[2])
+      let (g, type) = (try forward.gradient(), forward.type)
+      let zeros = builder.math("ZerosLike", g, type: type)
+      let toChosen = builder.add("SelectV2", [condition, g, zeros], ["T": .type(type)])
+      let toOther = builder.add("SelectV2", [condition, zeros, g], ["T": .type(type)])
+      return [
+        nil, builder.unbroadcast(toChosen, to: chosen, against: g, type, first: true),
+        builder.unbroadcast(toOther, to: other, against: g, type, first: true),
+      ]
+    }
+    registry.differentiate("BroadcastTo") { builder, forward throws(GraphError) in
+      // Summed over the dimensions the input was broadcast along.
+      let (x, g, type) = (forward.inputs[0], try forward.gradient(), forward.type)
+      return [builder.unbroadcast(g, to: x, against: g, type, first: true), nil]
+    }
+    registry.differentiate("Tile") { builder, forward throws(GraphError) in
+      // The gradient seen as [m0, d0, m1, d1, ...] (multiples and the input's sizes
+      // interleaved), summed over the multiples.
+      let (x, multiples, g, type) = (
+        forward.inputs[0], forward.inputs[1], try forward.gradient(), forward.type
+      )
+      let multipleType = forward.node.type("Tmultiples") ?? .int32
+      let counts =
+        multipleType == .int32
+        ? multiples
+        : builder.add(
+          "Cast", [multiples],
+          ["SrcT": .type(multipleType), "DstT": .type(.int32), "Truncate": .bool(false)])
+      let pairs = builder.add(
+        "Pack", [counts, builder.shape(x, type)],
+        ["T": .type(.int32), "N": .int(2), "axis": .int(1)])
+      let interleaved = builder.add(
+        "Reshape", [pairs, builder.integers([-1])], ["T": .type(.int32), "Tshape": .type(.int32)])
+      let split = builder.add(
+        "Reshape", [g, interleaved], ["T": .type(type), "Tshape": .type(.int32)])
+      let axes = builder.add(
+        "Range",
+        [
+          builder.integer(0),
+          builder.add("Size", [interleaved], ["T": .type(.int32), "out_type": .type(.int32)]),
+          builder.integer(2),
+        ], ["Tidx": .type(.int32)])
+      return [builder.sum(split, axes: axes, keepDimensions: false, type: type), nil]
+    }
+    registry.differentiate("Pack") { builder, forward throws(GraphError) in
+      // Each packed tensor's gradient is its slice of the gradient.
+      let unpacked = builder.node(
+        "Unpack", [try forward.gradient()],
+        [
+          "T": .type(forward.type), "num": .int(Int64(forward.inputs.count)),
+          "axis": forward.node.attributes["axis"] ?? .int(0),
+        ])
+      return forward.inputs.indices.map { builder.output(unpacked, $0) }
+    }
+    registry.differentiate("Slice") { builder, forward throws(GraphError) in
+      // The gradient padded back: `begin` before, the rest of the input after.
+      let (x, g, type) = (forward.inputs[0], try forward.gradient(), forward.type)
+      let index = forward.node.type("Index") ?? .int32
+      let begin =
+        index == .int32
+        ? forward.inputs[1]
+        : builder.add(
+          "Cast", [forward.inputs[1]],
+          ["SrcT": .type(index), "DstT": .type(.int32), "Truncate": .bool(false)])
+      let after = builder.math(
+        "Sub", builder.math("Sub", builder.shape(x, type), begin, type: .int32),
+        builder.shape(g, type), type: .int32)
+      let paddings = builder.add(
+        "Pack", [begin, after], ["T": .type(.int32), "N": .int(2), "axis": .int(1)])
+      return [
+        builder.add("Pad", [g, paddings], ["T": .type(type), "Tpaddings": .type(.int32)]), nil, nil,
+      ]
+    }
+    registry.differentiate("Split", "SplitV") { builder, forward throws(GraphError) in
+      // The pieces' gradients (zeros for a piece none reaches) joined along the axis.
+      let type = forward.type
+      let split = forward.node.op == "Split"
+      let axis = split ? forward.inputs[0] : forward.inputs[2]
+      let pieces = forward.outputs.indices.map { index in
+        forward.gradients[index] ?? builder.math("ZerosLike", forward.outputs[index], type: type)
+      }
+      let joined = builder.add(
+        "ConcatV2", pieces + [axis],
+        ["T": .type(type), "N": .int(Int64(pieces.count)), "Tidx": .type(.int32)])
+      return split ? [nil, joined] : [joined, nil, nil]
+    }
+    registry.differentiate("Unpack") { builder, forward throws(GraphError) in
+      let type = forward.type
+      let pieces = forward.outputs.indices.map { index in
+        forward.gradients[index] ?? builder.math("ZerosLike", forward.outputs[index], type: type)
+      }
+      return [
+        builder.add(
+          "Pack", pieces,
+          [
+            "T": .type(type), "N": .int(Int64(pieces.count)),
+            "axis": forward.node.attributes["axis"] ?? .int(0),
+          ])
+      ]
     }
     registry.differentiate("Cast") { builder, forward throws(GraphError) in
       guard let source = forward.node.type("SrcT"), let destination = forward.node.type("DstT"),
