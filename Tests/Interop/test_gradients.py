@@ -35,6 +35,8 @@ def keras_models(folder):
     image = keras.Input((10, 10, 3), name="image")
     h = keras.layers.Conv2D(8, 3, activation="relu", padding="same", bias_initializer="random_normal")(image)
     h = keras.layers.MaxPooling2D()(h)
+    # A grouped convolution, one channel per group, as ConvNeXt's depthwise layers are written.
+    h = keras.layers.Conv2D(8, 3, padding="same", groups=8, bias_initializer="random_normal")(h)
     h = keras.layers.Conv2D(6, 3, strides=2, activation="relu6", bias_initializer="random_normal")(h)
     h = keras.layers.Flatten()(h)
     keras.Model(image, {"y": dense(4)(h) + keras.ops.mean(h, axis=-1, keepdims=True)}).export(

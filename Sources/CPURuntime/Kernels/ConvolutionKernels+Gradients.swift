@@ -108,6 +108,16 @@ extension ConvolutionKernels {
     let x = try Kernels.input(inputs, 0)
     let sizes = try Kernels.input(inputs, 1).requireIntegers()
     let gradient = try Kernels.input(inputs, 2)
+    if x.shape.rank == 4, sizes.count == 4,
+      let depthwise = groupedAsDepthwise(Shape(sizes), channels: x.shape.dimensions[3])
+    {
+      // A grouped convolution's (one channel per group): a depthwise one's, the same elements.
+      let sizes = Tensor(
+        dtype: .int32, shape: Shape([4]), storage: .int32(depthwise.dimensions.map(Int32.init)))
+      var result = try depthwiseGradient(context, [x, sizes, gradient], filter: true)
+      result.shape = Shape(try Kernels.input(inputs, 1).requireIntegers())
+      return result
+    }
     guard x.shape.rank == 4, sizes.count == 4, sizes.allSatisfy({ $0 > 0 }),
       sizes[2] == x.shape.dimensions[3], gradient.shape.rank == 4,
       gradient.shape.dimensions[3] == sizes[3]

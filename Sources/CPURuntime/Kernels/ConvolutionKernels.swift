@@ -88,6 +88,15 @@ enum ConvolutionKernels {
     return try convolution(context, [x, depthwise], depthwise: true)
   }
 
+  /// For a Conv2D filter [KH, KW, 1, O] over `channels` > 1 inputs (a grouped convolution with
+  /// one channel per group, as Keras's `Conv2D(groups=C)` emits), the same elements seen as a
+  /// depthwise filter [KH, KW, C, O / C]; `nil` for any other filter.
+  static func groupedAsDepthwise(_ filter: Shape, channels: Int) -> Shape? {
+    let f = filter.dimensions
+    guard f.count == 4, f[2] == 1, channels > 1, f[3] % channels == 0 else { return nil }
+    return Shape([f[0], f[1], channels, f[3] / channels])
+  }
+
   static func checkNHWC(_ context: KernelContext) throws {
     let format = try context.string("data_format")
     if format != "NHWC" {
@@ -226,6 +235,12 @@ enum ConvolutionKernels {
     try checkNHWC(context)
     let sizes = try Kernels.input(inputs, 0).requireIntegers()
     let (filter, gradient) = (try Kernels.input(inputs, 1), try Kernels.input(inputs, 2))
+    if let depthwise = groupedAsDepthwise(filter.shape, channels: sizes.count == 4 ? sizes[3] : 0) {
+      // A grouped convolution's (one channel per group): a depthwise one's.
+      var seen = filter
+      seen.shape = depthwise
+      return try depthwiseGradient(context, [inputs[0], seen, gradient], filter: false)
+    }
     guard sizes.count == 4, sizes.allSatisfy({ $0 >= 0 }), filter.shape.rank == 4,
       gradient.shape.rank == 4, sizes[3] == filter.shape.dimensions[2],
       gradient.shape.dimensions[3] == filter.shape.dimensions[3],
