@@ -121,6 +121,37 @@ public struct GradientBuilder: Sendable {
     return add("Const", [], ["dtype": .type(.int32), "value": .tensor(literal)], name: "Const")
   }
 
+  /// `StridedSlice` of `x` (of dtype `type`) with constant int32 bounds and masks, as TensorFlow
+  /// spells `x[begin:end:strides]`.
+  public mutating func slice(
+    _ x: Input, begin: [Int32], end: [Int32], strides: [Int32], type: DType = .int32,
+    beginMask: Int64 = 0, endMask: Int64 = 0, shrinkAxisMask: Int64 = 0
+  ) -> Input {
+    add(
+      "StridedSlice", [x, integers(begin), integers(end), integers(strides)],
+      [
+        "T": .type(type), "Index": .type(.int32), "begin_mask": .int(beginMask),
+        "end_mask": .int(endMask), "shrink_axis_mask": .int(shrinkAxisMask),
+        "ellipsis_mask": .int(0), "new_axis_mask": .int(0),
+      ])
+  }
+
+  /// `x` cast from `source` to `destination`, or `x` itself when they are the same.
+  public mutating func cast(_ x: Input, from source: DType, to destination: DType) -> Input {
+    source == destination
+      ? x
+      : add(
+        "Cast", [x], ["SrcT": .type(source), "DstT": .type(destination), "Truncate": .bool(false)])
+  }
+
+  /// The forward node's attributes named `names` (those it has), with `T` set to its type:
+  /// what a gradient op of the same configuration takes.
+  public static func attributes(_ names: [String], of forward: Forward) -> [String: AttrValue] {
+    var attributes = forward.node.attributes.filter { names.contains($0.key) }
+    attributes["T"] = .type(forward.type)
+    return attributes
+  }
+
   /// `Shape` of `x`, as int32.
   public mutating func shape(_ x: Input, _ type: DType) -> Input {
     add("Shape", [x], ["T": .type(type), "out_type": .type(.int32)])

@@ -43,10 +43,8 @@ extension ConvolutionKernels {
     ) { context, inputs in [try depthwiseGradient(context, inputs, filter: true)] }
     registry.differentiate("DepthwiseConv2dNative") { builder, forward throws(GraphError) in
       let (x, filter, gradient) = (forward.inputs[0], forward.inputs[1], try forward.gradient())
-      var attributes = forward.node.attributes.filter {
-        ["strides", "padding", "explicit_paddings", "data_format", "dilations"].contains($0.key)
-      }
-      attributes["T"] = .type(forward.type)
+      let attributes = GradientBuilder.attributes(
+        ["strides", "padding", "explicit_paddings", "data_format", "dilations"], of: forward)
       return [
         builder.add(
           "DepthwiseConv2dNativeBackpropInput", [builder.shape(x, forward.type), filter, gradient],
@@ -78,10 +76,8 @@ extension ConvolutionKernels {
       ]
     ) { context, inputs in [try averagePoolGradient(context, inputs)] }
     registry.differentiate("AvgPool") { builder, forward throws(GraphError) in
-      var attributes = forward.node.attributes.filter {
-        ["ksize", "strides", "padding", "data_format"].contains($0.key)
-      }
-      attributes["T"] = .type(forward.type)
+      let attributes = GradientBuilder.attributes(
+        ["ksize", "strides", "padding", "data_format"], of: forward)
       return [
         builder.add(
           "AvgPoolGrad", [builder.shape(forward.inputs[0], forward.type), try forward.gradient()],
@@ -89,10 +85,8 @@ extension ConvolutionKernels {
       ]
     }
     registry.differentiate("MaxPool") { builder, forward throws(GraphError) in
-      var attributes = forward.node.attributes.filter {
-        ["ksize", "strides", "padding", "data_format"].contains($0.key)
-      }
-      attributes["T"] = .type(forward.type)
+      let attributes = GradientBuilder.attributes(
+        ["ksize", "strides", "padding", "data_format"], of: forward)
       return [
         builder.add(
           "MaxPoolGrad", [forward.inputs[0], forward.outputs[0], try forward.gradient()],
@@ -203,41 +197,64 @@ extension ConvolutionKernels {
       dtype: gradient.dtype, shape: filter ? filterShape : inputShape, storage: .float(result))
   }
 
+  /// The windows of a 2-D pooling of an NHWC input of `input` sizes, whose gradient has `output`
+  /// shape (checked against the windows).
+  struct PoolingWindows {
+    let size: [Int]
+    let strides: [Int]
+    let (batch, height, width, channels): (Int, Int, Int, Int)
+    let rows: (output: Int, before: Int)
+    let columns: (output: Int, before: Int)
+
+    init(_ context: KernelContext, input: [Int], output: Shape) throws {
+      try checkNHWC(context)
+      (size, strides) = (try context.ints("ksize"), try context.ints("strides"))
+      guard input.count == 4, input.allSatisfy({ $0 >= 0 }), size.count == 4, strides.count == 4
+      else {
+        throw KernelError("Pooling needs an NHWC input and 4 ksize and strides values.")
+      }
+      (batch, height, width, channels) = (input[0], input[1], input[2], input[3])
+      let padding = try context.string("padding")
+      rows = try window(
+        size: height, kernel: size[1], stride: strides[1], dilation: 1, padding: padding)
+      columns = try window(
+        size: width, kernel: size[2], stride: strides[2], dilation: 1, padding: padding)
+      guard output.dimensions == [batch, rows.output, columns.output, channels] else {
+        throw KernelError("The gradient \(output) is not the shape pooling \(input) gives.")
+      }
+    }
+
+    /// Calls `body` with each output position (its index among the outputs' positions) and the
+    /// input positions its window covers inside the input.
+    func forEachWindow(_ body: (_ output: Int, _ taps: [Int]) -> Void) {
+      for n in 0..<batch {
+        for oy in 0..<rows.output {
+          for ox in 0..<columns.output {
+            var taps: [Int] = []
+            forEachTap(
+              oy, ox, size: size, strides: strides, rows: rows, columns: columns, height: height,
+              width: width
+            ) { iy, ix in taps.append((n * height + iy) * width + ix) }
+            body((n * rows.output + oy) * columns.output + ox, taps)
+          }
+        }
+      }
+    }
+  }
+
   /// AvgPoolGrad: each output position's gradient shared equally by the taps its window averaged
   /// (those inside the input).
   static func averagePoolGradient(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
-    try checkNHWC(context)
     let sizes = try Kernels.input(inputs, 0).requireIntegers()
     let gradient = try Kernels.input(inputs, 1)
-    let (size, strides) = (try context.ints("ksize"), try context.ints("strides"))
-    guard sizes.count == 4, sizes.allSatisfy({ $0 >= 0 }), size.count == 4, strides.count == 4
-    else {
-      throw KernelError("AvgPoolGrad needs an NHWC input shape and 4 ksize and strides values.")
-    }
-    let (batch, height, width, channels) = (sizes[0], sizes[1], sizes[2], sizes[3])
-    let padding = try context.string("padding")
-    let rows = try window(
-      size: height, kernel: size[1], stride: strides[1], dilation: 1, padding: padding)
-    let columns = try window(
-      size: width, kernel: size[2], stride: strides[2], dilation: 1, padding: padding)
-    guard gradient.shape.dimensions == [batch, rows.output, columns.output, channels] else {
-      throw KernelError("The gradient \(gradient.shape) is not the shape pooling \(sizes) gives.")
-    }
-    let incoming = try gradient.requireFloats()
+    let windows = try PoolingWindows(context, input: sizes, output: gradient.shape)
+    let (incoming, channels) = (try gradient.requireFloats(), windows.channels)
     var result = [Float](repeating: 0, count: sizes.reduce(1, *))
-    for n in 0..<batch {
-      for oy in 0..<rows.output {
-        for ox in 0..<columns.output {
-          var taps: [Int] = []
-          forEachTap(
-            oy, ox, size: size, strides: strides, rows: rows, columns: columns, height: height,
-            width: width
-          ) { iy, ix in taps.append(((n * height + iy) * width + ix) * channels) }
-          let source = ((n * rows.output + oy) * columns.output + ox) * channels
-          let share = 1 / Float(max(taps.count, 1))
-          for tap in taps {
-            for c in 0..<channels { result[tap + c] += incoming[source + c] * share }
-          }
+    windows.forEachWindow { output, taps in
+      let share = 1 / Float(max(taps.count, 1))
+      for tap in taps {
+        for c in 0..<channels {
+          result[tap * channels + c] += incoming[output * channels + c] * share
         }
       }
     }
@@ -247,46 +264,19 @@ extension ConvolutionKernels {
   /// MaxPoolGrad: each output position's gradient goes to the input element its window's
   /// maximum came from (the first such element in the window, row by row), per channel.
   static func maxPoolGradient(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
-    try checkNHWC(context)
     let x = try Kernels.input(inputs, 0)
     let gradient = try Kernels.input(inputs, 2)
-    guard x.shape.rank == 4, gradient.shape.rank == 4 else {
-      throw KernelError("MaxPoolGrad needs NHWC tensors, got \(x.shape) and \(gradient.shape).")
-    }
-    let (size, strides) = (try context.ints("ksize"), try context.ints("strides"))
-    guard size.count == 4, strides.count == 4 else {
-      throw KernelError("Pooling needs 4 ksize and strides values.")
-    }
-    let d = x.shape.dimensions
-    let (batch, height, width, channels) = (d[0], d[1], d[2], d[3])
-    let padding = try context.string("padding")
-    let rows = try window(
-      size: height, kernel: size[1], stride: strides[1], dilation: 1, padding: padding)
-    let columns = try window(
-      size: width, kernel: size[2], stride: strides[2], dilation: 1, padding: padding)
-    guard gradient.shape.dimensions == [batch, rows.output, columns.output, channels] else {
-      throw KernelError("The gradient \(gradient.shape) is not the shape pooling \(x.shape) gives.")
-    }
+    let windows = try PoolingWindows(context, input: x.shape.dimensions, output: gradient.shape)
     let (values, incoming) = (try x.requireFloats(), try gradient.requireFloats())
+    let channels = windows.channels
     var result = [Float](repeating: 0, count: values.count)
-    for n in 0..<batch {
-      for oy in 0..<rows.output {
-        for ox in 0..<columns.output {
-          for c in 0..<channels {
-            var (best, largest) = (-1, -Float.infinity)
-            forEachTap(
-              oy, ox, size: size, strides: strides, rows: rows, columns: columns, height: height,
-              width: width
-            ) { iy, ix in
-              let index = ((n * height + iy) * width + ix) * channels + c
-              if best < 0 || values[index] > largest { (best, largest) = (index, values[index]) }
-            }
-            if best >= 0 {
-              result[best] +=
-                incoming[((n * rows.output + oy) * columns.output + ox) * channels + c]
-            }
-          }
+    windows.forEachWindow { output, taps in
+      for c in 0..<channels {
+        var (best, largest) = (-1, -Float.infinity)
+        for tap in taps where best < 0 || values[tap * channels + c] > largest {
+          (best, largest) = (tap * channels + c, values[tap * channels + c])
         }
+        if best >= 0 { result[best] += incoming[output * channels + c] }
       }
     }
     return Tensor(dtype: x.dtype, shape: x.shape, storage: .float(result))

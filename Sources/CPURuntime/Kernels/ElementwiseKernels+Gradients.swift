@@ -43,9 +43,7 @@ extension ElementwiseKernels {
       // The gradient goes to x where x wins (ties included), else to y.
       let comparison = forward.node.op == "Maximum" ? "GreaterEqual" : "LessEqual"
       return try broadcasting(&builder, forward) { builder, x, y, g, type in
-        let wins = builder.add(
-          "Cast", [builder.math(comparison, x, y, type: type)],
-          ["SrcT": .type(.bool), "DstT": .type(type), "Truncate": .bool(false)])
+        let wins = builder.cast(builder.math(comparison, x, y, type: type), from: .bool, to: type)
         let dx = builder.math("Mul", g, wins, type: type)
         return (dx, builder.math("Sub", g, dx, type: type))
       }

@@ -27,16 +27,7 @@ extension LinearAlgebraKernels {
       // Summed over the batch dimensions each operand was broadcast along, as TensorFlow does.
       let (x, y, type) = (forward.inputs[0], forward.inputs[1], forward.type)
       func batch(_ operand: Input) -> Input {
-        builder.add(
-          "StridedSlice",
-          [
-            builder.shape(operand, type), builder.integers([0]), builder.integers([-2]),
-            builder.integers([1]),
-          ],
-          [
-            "T": .type(.int32), "Index": .type(.int32), "begin_mask": .int(0), "end_mask": .int(0),
-            "shrink_axis_mask": .int(0), "ellipsis_mask": .int(0), "new_axis_mask": .int(0),
-          ])
+        builder.slice(builder.shape(operand, type), begin: [0], end: [-2], strides: [1])
       }
       let arguments = builder.node(
         "BroadcastGradientArgs", [batch(x), batch(y)], ["T": .type(.int32)])

@@ -20,10 +20,7 @@ extension NormalizationKernels {
       }
       let (type, statistics) = (forward.type, forward.node.type("U") ?? .float32)
       func cast(_ value: Input, _ from: DType, _ to: DType) -> Input {
-        from == to
-          ? value
-          : builder.add(
-            "Cast", [value], ["SrcT": .type(from), "DstT": .type(to), "Truncate": .bool(false)])
+        builder.cast(value, from: from, to: to)
       }
       let (x, scale, mean, variance) = (
         cast(forward.inputs[0], type, statistics), forward.inputs[1], forward.inputs[3],

@@ -16,18 +16,16 @@ extension ReductionKernels {
       let counts = [forward.inputs[0], forward.outputs[0]].map {
         builder.add("Size", [$0], ["T": .type(type), "out_type": .type(.int32)])
       }
-      let count = builder.add(
-        "Cast", [builder.math("FloorDiv", counts[0], counts[1], type: .int32)],
-        ["SrcT": .type(.int32), "DstT": .type(type), "Truncate": .bool(false)])
+      let count = builder.cast(
+        builder.math("FloorDiv", counts[0], counts[1], type: .int32), from: .int32, to: type)
       return [builder.math("RealDiv", spreadOut, count, type: type), nil]
     }
     registry.differentiate("Max", "Min") { builder, forward throws(GraphError) in
       // The gradient is shared by the elements equal to the extreme, as TensorFlow shares it.
       let (x, type) = (forward.inputs[0], forward.type)
       let extreme = spread(&builder, forward, forward.outputs[0])
-      let chosen = builder.add(
-        "Cast", [builder.math("Equal", x, extreme, type: type)],
-        ["SrcT": .type(.bool), "DstT": .type(type), "Truncate": .bool(false)])
+      let chosen = builder.cast(
+        builder.math("Equal", x, extreme, type: type), from: .bool, to: type)
       let ties = spread(
         &builder, forward,
         builder.add(
@@ -67,17 +65,8 @@ extension ReductionKernels {
       let (x, type) = (forward.inputs[0], forward.type)
       guard let g = forward.gradients.first ?? nil else { return [nil, nil] }
       let indexType = forward.node.type("index_type") ?? .int32
-      let depth = builder.add(
-        "StridedSlice",
-        [
-          builder.shape(x, type), builder.integers([-1]), builder.integers([0]),
-          builder.integers([1]),
-        ],
-        [
-          "T": .type(.int32), "Index": .type(.int32), "shrink_axis_mask": .int(1),
-          "begin_mask": .int(0), "end_mask": .int(1), "ellipsis_mask": .int(0),
-          "new_axis_mask": .int(0),
-        ])
+      let depth = builder.slice(
+        builder.shape(x, type), begin: [-1], end: [0], strides: [1], endMask: 1, shrinkAxisMask: 1)
       let oneHot = builder.add(
         "OneHot",
         [forward.outputs[1], depth, builder.scalar(1, type), builder.scalar(0, type)],

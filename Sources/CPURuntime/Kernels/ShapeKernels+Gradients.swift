@@ -32,11 +32,7 @@ extension ShapeKernels {
       let given = forward.inputs[forward.inputs.count - 1]
       let axisType = forward.node.type("Tidx") ?? .int32
       let cast =
-        axisType == .int32
-        ? given
-        : builder.add(
-          "Cast", [given],
-          ["SrcT": .type(axisType), "DstT": .type(.int32), "Truncate": .bool(false)])
+        builder.cast(given, from: axisType, to: .int32)
       // A negative axis counts from the end.
       let rank = builder.add("Rank", [pieces[0]], ["T": .type(type)])
       let axis = builder.math("FloorMod", cast, rank, type: .int32)
@@ -63,21 +59,11 @@ extension ShapeKernels {
       // The gradient's middle: from each dimension's leading padding, the input's size.
       let (x, paddings, type) = (forward.inputs[0], forward.inputs[1], forward.type)
       let padType = forward.node.type("Tpaddings") ?? .int32
-      let leading = builder.add(
-        "StridedSlice",
-        [
-          paddings, builder.integers([0, 0]), builder.integers([0, 1]), builder.integers([1, 1]),
-        ],
-        [
-          "T": .type(padType), "Index": .type(.int32), "begin_mask": .int(1), "end_mask": .int(1),
-          "shrink_axis_mask": .int(2), "ellipsis_mask": .int(0), "new_axis_mask": .int(0),
-        ])
+      let leading = builder.slice(
+        paddings, begin: [0, 0], end: [0, 1], strides: [1, 1], type: padType, beginMask: 1,
+        endMask: 1, shrinkAxisMask: 2)
       let begin =
-        padType == .int32
-        ? leading
-        : builder.add(
-          "Cast", [leading],
-          ["SrcT": .type(padType), "DstT": .type(.int32), "Truncate": .bool(false)])
+        builder.cast(leading, from: padType, to: .int32)
       let sliced = builder.add(
         "Slice", [try forward.gradient(), begin, builder.shape(x, type)],
         ["T": .type(type), "Index": .type(.int32)])
@@ -104,22 +90,9 @@ extension ShapeKernels {
           code: .noGradient, message: "tfmp differentiates GatherV2 without batch_dims only.")
       }
       let tableShape = builder.shape(table, type)
-      let rows = builder.add(
-        "StridedSlice",
-        [tableShape, builder.integers([0]), builder.integers([1]), builder.integers([1])],
-        [
-          "T": .type(.int32), "Index": .type(.int32), "shrink_axis_mask": .int(1),
-          "begin_mask": .int(0), "end_mask": .int(0), "ellipsis_mask": .int(0),
-          "new_axis_mask": .int(0),
-        ])
+      let rows = builder.slice(tableShape, begin: [0], end: [1], strides: [1], shrinkAxisMask: 1)
       // The gradient as [lookups, row...], the indices flat.
-      let rowShape = builder.add(
-        "StridedSlice",
-        [tableShape, builder.integers([1]), builder.integers([0]), builder.integers([1])],
-        [
-          "T": .type(.int32), "Index": .type(.int32), "end_mask": .int(1), "begin_mask": .int(0),
-          "shrink_axis_mask": .int(0), "ellipsis_mask": .int(0), "new_axis_mask": .int(0),
-        ])
+      let rowShape = builder.slice(tableShape, begin: [1], end: [0], strides: [1], endMask: 1)
       let flatShape = builder.add(
         "ConcatV2", [builder.integers([-1]), rowShape, builder.integer(0)],
         ["T": .type(.int32), "N": .int(2), "Tidx": .type(.int32)])
@@ -175,11 +148,7 @@ extension ShapeKernels {
       )
       let multipleType = forward.node.type("Tmultiples") ?? .int32
       let counts =
-        multipleType == .int32
-        ? multiples
-        : builder.add(
-          "Cast", [multiples],
-          ["SrcT": .type(multipleType), "DstT": .type(.int32), "Truncate": .bool(false)])
+        builder.cast(multiples, from: multipleType, to: .int32)
       let pairs = builder.add(
         "Pack", [counts, builder.shape(x, type)],
         ["T": .type(.int32), "N": .int(2), "axis": .int(1)])
@@ -211,11 +180,7 @@ extension ShapeKernels {
       let (x, g, type) = (forward.inputs[0], try forward.gradient(), forward.type)
       let index = forward.node.type("Index") ?? .int32
       let begin =
-        index == .int32
-        ? forward.inputs[1]
-        : builder.add(
-          "Cast", [forward.inputs[1]],
-          ["SrcT": .type(index), "DstT": .type(.int32), "Truncate": .bool(false)])
+        builder.cast(forward.inputs[1], from: index, to: .int32)
       let after = builder.math(
         "Sub", builder.math("Sub", builder.shape(x, type), begin, type: .int32),
         builder.shape(g, type), type: .int32)
@@ -256,11 +221,7 @@ extension ShapeKernels {
       guard let source = forward.node.type("SrcT"), let destination = forward.node.type("DstT"),
         source.isFloatingPoint, destination.isFloatingPoint
       else { return [nil] }
-      return [
-        builder.add(
-          "Cast", [try forward.gradient()],
-          ["SrcT": .type(destination), "DstT": .type(source), "Truncate": .bool(false)])
-      ]
+      return [builder.cast(try forward.gradient(), from: destination, to: source)]
     }
   }
 }
