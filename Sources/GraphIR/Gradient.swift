@@ -157,20 +157,38 @@ public struct GradientBuilder: Sendable {
     add("Shape", [x], ["T": .type(type), "out_type": .type(.int32)])
   }
 
-  /// `gradient`, of a binary elementwise op of `x` and `other` (`x` first when `first`), summed
-  /// over the dimensions along which `x` was broadcast, then shaped like `x` (TensorFlow's
-  /// `BroadcastGradientArgs` pattern).
+  /// The gradients of a binary elementwise op of `x` and `y`, in the output's shape, each summed
+  /// over the dimensions along which its operand was broadcast, then shaped like it
+  /// (TensorFlow's `BroadcastGradientArgs` pattern: both shapes and the axes computed once).
   public mutating func unbroadcast(
-    _ gradient: Input, to x: Input, against other: Input, _ type: DType, first: Bool
+    _ gradients: (x: Input, y: Input), x: Input, y: Input, _ type: DType
+  ) -> (x: Input, y: Input) {
+    let (xShape, yShape) = (shape(x, type), shape(y, type))
+    let arguments = node("BroadcastGradientArgs", [xShape, yShape], ["T": .type(.int32)])
+    return (
+      reduced(gradients.x, over: output(arguments, 0), to: xShape, type),
+      reduced(gradients.y, over: output(arguments, 1), to: yShape, type)
+    )
+  }
+
+  /// `gradient` summed over the dimensions along which `x` was broadcast to the shape of
+  /// `result` (one operand of a broadcasting op, such as `BroadcastTo`'s), then shaped like `x`.
+  public mutating func unbroadcast(
+    _ gradient: Input, to x: Input, from result: Input, _ type: DType
   ) -> Input {
-    let (xShape, otherShape) = (shape(x, type), shape(other, type))
+    let xShape = shape(x, type)
     let arguments = node(
-      "BroadcastGradientArgs", first ? [xShape, otherShape] : [otherShape, xShape],
-      ["T": .type(.int32)])
-    let axes = output(arguments, first ? 0 : 1)
-    let summed = add(
-      "Sum", [gradient, axes], ["T": .type(type), "Tidx": .type(.int32), "keep_dims": .bool(false)])
-    return add("Reshape", [summed, xShape], ["T": .type(type), "Tshape": .type(.int32)])
+      "BroadcastGradientArgs", [xShape, shape(result, type)], ["T": .type(.int32)])
+    return reduced(gradient, over: output(arguments, 0), to: xShape, type)
+  }
+
+  /// `gradient` summed over `axes`, then reshaped to `shape`.
+  private mutating func reduced(_ gradient: Input, over axes: Input, to shape: Input, _ type: DType)
+    -> Input
+  {
+    add(
+      "Reshape", [sum(gradient, axes: axes, keepDimensions: false, type: type), shape],
+      ["T": .type(type), "Tshape": .type(.int32)])
   }
 }
 

@@ -167,10 +167,8 @@ extension ElementwiseKernels {
     _ partials: (inout GradientBuilder, Input, Input, Input, DType) -> (Input, Input)
   ) throws(GraphError) -> [Input?] {
     let (x, y, type) = (forward.inputs[0], forward.inputs[1], forward.type)
-    let (dx, dy) = partials(&builder, x, y, try forward.gradient(), type)
-    return [
-      builder.unbroadcast(dx, to: x, against: y, type, first: true),
-      builder.unbroadcast(dy, to: y, against: x, type, first: false),
-    ]
+    let partial = partials(&builder, x, y, try forward.gradient(), type)
+    let (dx, dy) = builder.unbroadcast(partial, x: x, y: y, type)
+    return [dx, dy]
   }
 }

@@ -7,11 +7,11 @@ internal import TensorCore
 extension ReductionKernels {
   static func registerGradients(in registry: inout OpRegistry) {
     registry.differentiate("Sum") { builder, forward throws(GraphError) in
-      [spread(&builder, forward, try forward.gradient())]
+      [Spread(&builder, forward)(&builder, try forward.gradient())]
     }
     registry.differentiate("Mean") { builder, forward throws(GraphError) in
       let type = forward.type
-      let spreadOut = spread(&builder, forward, try forward.gradient())
+      let spreadOut = Spread(&builder, forward)(&builder, try forward.gradient())
       // Each output averaged size(x) / size(y) elements.
       let counts = [forward.inputs[0], forward.outputs[0]].map {
         builder.add("Size", [$0], ["T": .type(type), "out_type": .type(.int32)])
@@ -23,11 +23,12 @@ extension ReductionKernels {
     registry.differentiate("Max", "Min") { builder, forward throws(GraphError) in
       // The gradient is shared by the elements equal to the extreme, as TensorFlow shares it.
       let (x, type) = (forward.inputs[0], forward.type)
-      let extreme = spread(&builder, forward, forward.outputs[0])
+      let spread = Spread(&builder, forward)
+      let extreme = spread(&builder, forward.outputs[0])
       let chosen = builder.cast(
         builder.math("Equal", x, extreme, type: type), from: .bool, to: type)
       let ties = spread(
-        &builder, forward,
+        &builder,
         builder.add(
           "Sum", [chosen, forward.inputs[1]],
           [
@@ -36,7 +37,7 @@ extension ReductionKernels {
           ]))
       let share = builder.math("RealDiv", chosen, ties, type: type)
       return [
-        builder.math("Mul", share, spread(&builder, forward, try forward.gradient()), type: type),
+        builder.math("Mul", share, spread(&builder, try forward.gradient()), type: type),
         nil,
       ]
     }
@@ -93,18 +94,56 @@ extension ReductionKernels {
     }
   }
 
-  /// The gradient `g` of a `Sum` or `Mean` of `x` over `axes`, shaped as its output (with or
-  /// without the reduced dimensions), broadcast back to `x`'s shape: reshaped to the reduction
-  /// with its dimensions kept, then broadcast.
-  private static func spread(
-    _ builder: inout GradientBuilder, _ forward: GradientBuilder.Forward, _ g: Input
-  ) -> Input {
-    let (x, axes, type) = (forward.inputs[0], forward.inputs[1], forward.type)
-    let axisType = forward.node.type("Tidx") ?? .int32
-    let kept = builder.add(
-      "Sum", [x, axes], ["T": .type(type), "Tidx": .type(axisType), "keep_dims": .bool(true)])
-    let reshaped = builder.reshape(g, like: kept, type: type)
-    return builder.add(
-      "BroadcastTo", [reshaped, builder.shape(x, type)], ["T": .type(type), "Tidx": .type(.int32)])
+  /// How a value shaped as a reduction's output (`Sum`, `Mean`, `Max`, `Min` of `x` over
+  /// `axes`, with or without the reduced dimensions) is spread back over `x`: reshaped to the
+  /// reduction's shape with its dimensions kept, then broadcast. The kept shape is `x`'s with
+  /// the reduced axes set to 1, computed on the shape vectors, not by reducing `x` again.
+  private struct Spread {
+    let type: DType
+    let shape: Input
+    let kept: Input
+
+    init(_ builder: inout GradientBuilder, _ forward: GradientBuilder.Forward) {
+      let x = forward.inputs[0]
+      type = forward.type
+      shape = builder.shape(x, type)
+      if forward.node.attributes["keep_dims"] == .bool(true) {
+        kept = builder.shape(forward.outputs[0], type)
+        return
+      }
+      let axes = builder.cast(
+        forward.inputs[1], from: forward.node.type("Tidx") ?? .int32, to: .int32)
+      let rank = builder.add("Rank", [x], ["T": .type(type)])
+      let positive = builder.math("FloorMod", axes, rank, type: .int32)
+      let column = builder.add(
+        "Reshape", [positive, builder.integers([-1, 1])],
+        ["T": .type(.int32), "Tshape": .type(.int32)])
+      let flat = builder.add(
+        "Reshape", [positive, builder.integers([-1])],
+        ["T": .type(.int32), "Tshape": .type(.int32)])
+      let sizes = builder.add(
+        "GatherV2", [shape, flat, builder.integer(0)],
+        [
+          "Tparams": .type(.int32), "Tindices": .type(.int32), "Taxis": .type(.int32),
+          "batch_dims": .int(0),
+        ])
+      // x's shape less (size - 1) at each reduced axis.
+      let excess = builder.add(
+        "ScatterNd",
+        [
+          column, builder.math("Sub", sizes, builder.integer(1), type: .int32),
+          builder.add(
+            "Reshape", [rank, builder.integers([1])], ["T": .type(.int32), "Tshape": .type(.int32)]),
+        ], ["T": .type(.int32), "Tindices": .type(.int32)])
+      kept = builder.math("Sub", shape, excess, type: .int32)
+    }
+
+    /// `value` spread over `x`.
+    func callAsFunction(_ builder: inout GradientBuilder, _ value: Input) -> Input {
+      let reshaped = builder.add(
+        "Reshape", [value, kept], ["T": .type(type), "Tshape": .type(.int32)])
+      return builder.add(
+        "BroadcastTo", [reshaped, shape], ["T": .type(type), "Tidx": .type(.int32)])
+    }
   }
 }

@@ -131,14 +131,14 @@ extension ShapeKernels {
       let toChosen = builder.add("SelectV2", [condition, g, zeros], ["T": .type(type)])
       let toOther = builder.add("SelectV2", [condition, zeros, g], ["T": .type(type)])
       return [
-        nil, builder.unbroadcast(toChosen, to: chosen, against: g, type, first: true),
-        builder.unbroadcast(toOther, to: other, against: g, type, first: true),
+        nil, builder.unbroadcast(toChosen, to: chosen, from: g, type),
+        builder.unbroadcast(toOther, to: other, from: g, type),
       ]
     }
     registry.differentiate("BroadcastTo") { builder, forward throws(GraphError) in
       // Summed over the dimensions the input was broadcast along.
       let (x, g, type) = (forward.inputs[0], try forward.gradient(), forward.type)
-      return [builder.unbroadcast(g, to: x, against: g, type, first: true), nil]
+      return [builder.unbroadcast(g, to: x, from: g, type), nil]
     }
     registry.differentiate("Tile") { builder, forward throws(GraphError) in
       // The gradient seen as [m0, d0, m1, d1, ...] (multiples and the input's sizes
