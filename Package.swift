@@ -17,7 +17,7 @@ let package = Package(
       name: "TFMP",
       targets: [
         "TensorCore", "GraphIR", "ModelFormats", "MixedPrecision", "CPURuntime", "Validation",
-        "AccuracySearch", "Reports",
+        "AccuracySearch", "Reports", "Training",
       ]),
   ],
   dependencies: [
@@ -62,11 +62,15 @@ let package = Package(
         "AccuracySearch", "MixedPrecision", "ModelFormats", "TensorCore", "Validation",
       ],
       swiftSettings: strictSettings),
+    .target(
+      name: "Training",
+      dependencies: ["CPURuntime", "GraphIR", "ModelFormats", "TensorCore"],
+      swiftSettings: strictSettings),
     .executableTarget(
       name: "tfmp",
       dependencies: [
         "AccuracySearch", "CPURuntime", "Reports", "ModelFormats", "MixedPrecision", "TensorCore",
-        "Validation",
+        "Training", "Validation",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strictSettings),
@@ -126,6 +130,13 @@ let package = Package(
       name: "ReportsTests",
       dependencies: [
         "AccuracySearch", "MixedPrecision", "ModelFormats", "Reports", "TensorCore", "Validation",
+        "_TestSupport",
+      ],
+      swiftSettings: strictSettings),
+    .testTarget(
+      name: "TrainingTests",
+      dependencies: [
+        "CPURuntime", "GraphIR", "MixedPrecision", "ModelFormats", "TensorCore", "Training",
         "_TestSupport",
       ],
       swiftSettings: strictSettings),

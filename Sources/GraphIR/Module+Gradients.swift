@@ -1,4 +1,4 @@
-public import TensorCore
+internal import TensorCore
 
 extension Module {
   /// The module with a signature `name` added that computes, for signature `key`'s inputs, the

@@ -65,6 +65,12 @@ public enum DType: Int, Sendable, Hashable, CaseIterable, Codable {
     }
   }
 
+  /// The dtype whose ``name`` is `name`, or `nil` for no such dtype.
+  public init?(name: String) {
+    guard let match = Self.allCases.first(where: { $0.name == name }) else { return nil }
+    self = match
+  }
+
   /// The name TensorFlow and NumPy users know: `float32`, `float16`, `bfloat16`, `int64`, ...
   public var name: String {
     switch self {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import CPURuntime
 import ModelFormats
+import Training
 
 /// Prints a model error on one line (and its causes with --verbose) and exits with the code
 /// `tfmp --help` documents.
@@ -13,6 +14,9 @@ struct ErrorReporting: ParsableArguments {
     do {
       return try body()
     } catch let error as RuntimeError {
+      FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+      throw ExitCode(65)
+    } catch let error as TrainingError {
       FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
       throw ExitCode(65)
     } catch let error as Convert.VerificationFailure {

@@ -11,5 +11,7 @@ struct TFMP: ParsableCommand {
       touch the input).
       """,
     version: "0.1.0",
-    subcommands: [Convert.self, Inspect.self, Run.self, Validate.self, Resave.self])
+    subcommands: [
+      Convert.self, Finetune.self, Inspect.self, Run.self, Validate.self, Resave.self,
+    ])
 }

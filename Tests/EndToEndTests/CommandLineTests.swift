@@ -190,4 +190,45 @@ struct CommandLineTests {
     #expect(result.status == 0)
     #expect(result.standardOutput.contains("in  image: float32 [?, 8, 8, 1]"))
   }
+
+  @Test("finetune trains, logs a line per step and epoch, and refuses what it cannot train")
+  func finetune() throws {
+    let folder = TemporaryFolder()
+    let example = Fixtures.repositoryRoot.appendingPathComponent("Examples").path
+    let images = try NumPyFile.readArray(at: example + "/digits-sample.npy")
+    let labels = try NumPyFile.readArray(at: example + "/digits-sample-labels.npy")
+    let data = folder.child("data.npz")
+    try NumPyFile.writeArchive(["image": images, "y": labels], to: data)
+    let common = [
+      "--data", data, "--loss", "sparse_categorical_crossentropy", "--batch-size", "4",
+    ]
+    let trained = try run(
+      ["finetune", example + "/digits", folder.child("trained"), "--log", folder.child("log")]
+        + common)
+    #expect(trained.status == 0, "\(trained.standardError)")
+    #expect(trained.standardOutput.hasPrefix("training 8 variables (0 frozen)"))
+    #expect(trained.standardOutput.contains("2 steps in"))
+    #expect(trained.standardError.isEmpty)  // no progress bar in a pipe
+    let lines = try String(contentsOfFile: folder.child("log"), encoding: .utf8)
+      .split(separator: "\n")
+    #expect(lines.count == 3)  // two steps, one epoch
+    #expect(FileManager.default.fileExists(atPath: folder.child("trained/saved_model.pb")))
+
+    let badScale = try run(
+      ["finetune", example + "/digits", folder.child("other"), "--loss-scale", "big"] + common)
+    #expect(badScale.status == 64)
+    #expect(badScale.standardError.contains("--loss-scale must be dynamic, none or a positive"))
+    let noTargets = try run(
+      ["finetune", example + "/digits", folder.child("other"), "--target-key", "labels"] + common)
+    #expect(noTargets.status == 65)
+    #expect(
+      noTargets.standardError
+        == "Error: \(data) has no array 'labels' of targets; it has image, y. Name it with "
+        + "--target-key.\n")
+    try GraphProtos.write(GraphProtos.frozenGraph(), to: folder.child("frozen.pb"))
+    let frozen = try run(["finetune", folder.child("frozen.pb"), folder.child("other")] + common)
+    #expect(frozen.status == 65)
+    #expect(frozen.standardError.contains("is a frozen graph, whose weights are constants"))
+    #expect(!FileManager.default.fileExists(atPath: folder.child("other")))
+  }
 }

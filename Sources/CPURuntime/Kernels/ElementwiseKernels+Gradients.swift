@@ -134,6 +134,32 @@ extension ElementwiseKernels {
       let inverse = builder.math("Reciprocal", forward.inputs[0], type: forward.type)
       return [builder.math("Mul", try forward.gradient(), inverse, type: forward.type)]
     }
+    registry.differentiate("Log1p") { builder, forward throws(GraphError) in
+      let type = forward.type
+      let shifted = builder.math("AddV2", forward.inputs[0], builder.scalar(1, type), type: type)
+      return [builder.math("RealDiv", try forward.gradient(), shifted, type: type)]
+    }
+    registry.differentiate("Abs") { builder, forward throws(GraphError) in
+      let sign = builder.math("Sign", forward.inputs[0], type: forward.type)
+      return [builder.math("Mul", try forward.gradient(), sign, type: forward.type)]
+    }
+    registry.differentiate("ClipByValue") { builder, forward throws(GraphError) in
+      // The gradient passes where the bounds hold x (ends included), as TensorFlow's
+      // `_ClipByValueGrad` has it; the bounds here are constants, which take none.
+      let (x, type) = (forward.inputs[0], forward.type)
+      let inside = builder.add(
+        "LogicalAnd",
+        [
+          builder.math("GreaterEqual", x, forward.inputs[1], type: type),
+          builder.math("LessEqual", x, forward.inputs[2], type: type),
+        ])
+      let g = try forward.gradient()
+      return [
+        builder.add(
+          "SelectV2", [inside, g, builder.add("ZerosLike", [g], ["T": .type(type)])],
+          ["T": .type(type)]), nil, nil,
+      ]
+    }
     registry.differentiate("Square") { builder, forward throws(GraphError) in
       let twice = builder.math(
         "Mul", forward.inputs[0], builder.scalar(2, forward.type), type: forward.type)

@@ -74,6 +74,22 @@ public struct ModelSummary: Sendable, Codable {
     public var bytes: Int
     /// The checkpoint keys holding it.
     public var checkpointKeys: [String]
+    /// Whether the model marks it trainable (its object graph's `trainable`; a moving mean of
+    /// batch normalization is not); true for a model without an object graph.
+    public var trainable: Bool
+
+    /// A variable record; see the properties.
+    public init(
+      name: String, dtype: String, shape: [Int], bytes: Int, checkpointKeys: [String],
+      trainable: Bool
+    ) {
+      self.name = name
+      self.dtype = dtype
+      self.shape = shape
+      self.bytes = bytes
+      self.checkpointKeys = checkpointKeys
+      self.trainable = trainable
+    }
   }
 
   /// The model's variables.
@@ -186,7 +202,9 @@ extension SavedModel {
   /// checkpoint's own object graph (same node ids). Object-graph variables with the same name,
   /// dtype, shape and stored checksum are one weight stored twice (Keras exports). A model
   /// without an object graph (TF1) has one variable per checkpoint entry.
-  package func logicalVariables() throws -> [ModelSummary.Variable] {
+  ///
+  /// - Throws: ``ModelFormatError`` when the checkpoint's object graph is corrupt.
+  public func logicalVariables() throws -> [ModelSummary.Variable] {
     guard let checkpoint else { return [] }
     let objectGraph = proto.metaGraphs[0].objectGraphDef
     let keysByNode = try checkpointKeysByNode(checkpoint)
@@ -206,14 +224,15 @@ extension SavedModel {
         variables.append(
           ModelSummary.Variable(
             name: variable.name.isEmpty ? key : variable.name, dtype: entry.dtype.name,
-            shape: entry.shape.dimensions, bytes: entry.byteCount, checkpointKeys: [key]))
+            shape: entry.shape.dimensions, bytes: entry.byteCount, checkpointKeys: [key],
+            trainable: variable.trainable))
       }
       return variables
     }
     return checkpoint.entries.filter { $0.key != CheckpointReader.objectGraphKey }.map { entry in
       ModelSummary.Variable(
         name: entry.key, dtype: entry.dtype.name, shape: entry.shape.dimensions,
-        bytes: entry.byteCount, checkpointKeys: [entry.key])
+        bytes: entry.byteCount, checkpointKeys: [entry.key], trainable: true)
     }
   }
 

@@ -21,6 +21,8 @@ public struct SavedModel: Sendable {
   package var fingerprint: [UInt8]?
   /// Float32 checkpoint tensors to store in a reduced type when writing, by key.
   package var checkpointConversions: [String: ReducedPrecision] = [:]
+  /// New values for float checkpoint tensors, by key, written in each tensor's stored type.
+  package var checkpointValues: [String: [Float]] = [:]
 
   /// The file names tfmp reads and writes itself; everything else in the folder is copied.
   static let graphFileName = "saved_model.pb"
@@ -78,6 +80,31 @@ public struct SavedModel: Sendable {
       ? try CheckpointReader(prefix: prefix) : nil
     let fingerprintPath = (path as NSString).appendingPathComponent(Self.fingerprintFileName)
     fingerprint = FileManager.default.contents(atPath: fingerprintPath).map { [UInt8]($0) }
+  }
+
+  /// This model with new values for float variables (trained weights), by checkpoint key: each
+  /// is written in the type its tensor is stored in (rounded to float16 or bfloat16 for a
+  /// reduced one), the graph left as it is. The fingerprint, which identifies the weights, is
+  /// dropped.
+  ///
+  /// - Throws: ``ModelFormatError`` (`malformed`) for a key the checkpoint does not have, a
+  ///   tensor that is not float32, float16 or bfloat16, or a count that is not its element count.
+  public func updatingVariables(_ values: [String: [Float]]) throws -> SavedModel {
+    var model = self
+    for (key, floats) in values {
+      guard let entry = checkpoint?.entry(forKey: key),
+        [.float32, .float16, .bfloat16].contains(entry.dtype),
+        floats.count == entry.shape.elementCount
+      else {
+        throw ModelFormatError(
+          code: .malformed, path: directory, location: "variable '\(key)'",
+          message: "The checkpoint has no float32, float16 or bfloat16 tensor of "
+            + "\(floats.count) elements under this key to update.")
+      }
+      model.checkpointValues[key] = floats
+    }
+    model.fingerprint = nil
+    return model
   }
 
   /// Writes the model as a SavedModel folder at `path`.
@@ -146,6 +173,19 @@ public struct SavedModel: Sendable {
       prefix: (folder as NSString).appendingPathComponent(Self.checkpointPrefix),
       shardCount: checkpoint.shardCount)
     for entry in checkpoint.entries.sorted(by: { ($0.shard, $0.offset) < ($1.shard, $1.offset) }) {
+      if let floats = checkpointValues[entry.key] {
+        // The checkpoint is little-endian, as the machines tfmp runs on are.
+        let precision = checkpointConversions[entry.key] ?? ReducedPrecision(entry.dtype)
+        let bytes = floats.withUnsafeBytes {
+          precision?.encode(float32LittleEndian: $0) ?? Array($0)
+        }
+        try bytes.withUnsafeBytes { output in
+          try writer.add(
+            key: entry.key, dtype: precision?.dtype ?? .float32, shape: entry.shape,
+            shard: entry.shard, bytes: output)
+        }
+        continue
+      }
       guard let precision = checkpointConversions[entry.key] else {
         try writer.copy(entry, from: checkpoint)
         continue
