@@ -18,6 +18,8 @@ public struct FineTuning: Sendable {
   public var shuffle = true
   /// The seed of the shuffles.
   public var seed: UInt64 = 0
+  /// Whether the outcome has the kernel time by op type (``Outcome/profile``).
+  public var profiling = false
 
   /// Fine-tuning with the defaults: one epoch, batches of 32, no validation, shuffled.
   public init() {}
@@ -73,6 +75,10 @@ public struct FineTuning: Sendable {
     public var skippedSteps: Int
     /// Wall time of all epochs.
     public var seconds: Double
+    /// The state after the last step, by ``TrainStep/stateNames`` entry.
+    public var state: [String: Tensor]
+    /// With ``FineTuning/profiling``: kernel time by op type over all steps.
+    public var profile: [(op: String, count: Int, time: Duration)]?
   }
 
   /// Fine-tunes `step`'s model, its variables read from `checkpoint`, on `inputs` (one array
@@ -85,7 +91,8 @@ public struct FineTuning: Sendable {
     _ step: TrainStep, checkpoint: CheckpointReader?, inputs: [String: Tensor], targets: Tensor,
     onStep: (StepRecord) -> Void = { _ in }, onEpoch: (EpochRecord) -> Void = { _ in }
   ) throws -> Outcome {
-    let interpreter = Interpreter(module: step.module, checkpoint: checkpoint)
+    let interpreter = Interpreter(
+      module: step.module, checkpoint: checkpoint, profiling: profiling)
     let specs = try interpreter.inputSpecs(signature: TrainStep.trainSignature)
     let count = targets.shape.dimensions.first ?? 0
     var samples: [String: Tensor] = [:]
@@ -184,13 +191,14 @@ public struct FineTuning: Sendable {
     }
     return Outcome(
       values: values, epochs: epochRecords, steps: stepCount, skippedSteps: skippedSteps,
-      seconds: (ContinuousClock.now - start).seconds)
+      seconds: (ContinuousClock.now - start).seconds, state: state,
+      profile: interpreter.profile?.totals)
   }
 
-  /// The state before the first step: the variables' stored values widened to float32, zero
-  /// optimizer slots and counts, the loss scale's initial value.
+  /// The state before the first step: the variables' stored values widened to float32, and
+  /// ``TrainStep/optimizerState()``.
   func initialState(_ step: TrainStep, checkpoint: CheckpointReader?) throws -> [String: Tensor] {
-    var state: [String: Tensor] = [:]
+    var state = step.optimizerState()
     for (index, variable) in step.variables.enumerated() {
       guard let key = variable.checkpointKeys.first, let checkpoint,
         let entry = checkpoint.entry(forKey: key),
@@ -201,19 +209,7 @@ public struct FineTuning: Sendable {
           code: .missing, "The checkpoint holds no float value of variable '\(variable.name)'.")
       }
       state[TrainStep.weightState(index)] = Tensor(shape: variable.shape, floats: floats)
-      for slot in step.options.optimizer.slots {
-        state["\(slot)/\(index)"] = Tensor(
-          shape: variable.shape,
-          floats: [Float](repeating: 0, count: variable.shape.elementCount ?? 0))
-      }
     }
-    let zero = Tensor(dtype: .int64, shape: Shape([]), storage: .int64([0]))
-    state["iterations"] = zero
-    if step.stateNames.contains("loss_scale") {
-      state["loss_scale"] = Tensor(
-        shape: Shape([]), floats: [Float(step.options.lossScale.initialScale)])
-    }
-    if step.stateNames.contains("good_steps") { state["good_steps"] = zero }
     return state
   }
 

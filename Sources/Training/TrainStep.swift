@@ -82,6 +82,12 @@ public struct TrainStep: Sendable {
   public let stateNames: [String]
   /// The signature's inputs that the step takes besides `y` and the state.
   public let inputNames: [String]
+  /// For each trained variable, the checkpoint key of the handle the forward pass reads.
+  let readKeys: [String]
+  /// The checkpoint key of each variable handle of the graph.
+  let handleKeys: [NodeID: String]
+  /// Where the step's ops' schemas come from.
+  let schemas: any OpSchemaSource
 
   /// Builds the step for `options.signature` of `module`, whose variables are `variables` (the
   /// model's ``ModelFormats/SavedModel/logicalVariables()``), for targets of type `targetType`.
@@ -94,6 +100,7 @@ public struct TrainStep: Sendable {
     targetType: DType, using source: some GradientSource
   ) throws {
     self.options = options
+    schemas = source
     var module: Module
     do {
       module = try original.inliningCalls(schemas: source)
@@ -197,10 +204,15 @@ public struct TrainStep: Sendable {
           ShapeValue(dimensions: variable.shape.dimensions.map(Int64.init))))
     }
     var graph = builder.function
+    let keyOfHandle = Dictionary(
+      module.variables.map { ($0.node, $0.checkpointKey) }, uniquingKeysWith: { first, _ in first })
+    var readKeys = variables.map { $0.checkpointKeys[0] }
+    var read = Set<Int>()
     for id in graph.nodeIDs where graph[id].op == "ReadVariableOp" {
       guard let handle = graph[id].inputs.first?.node, let index = handles[handle] else {
         continue
       }
+      if read.insert(index).inserted, let key = keyOfHandle[handle] { readKeys[index] = key }
       var node = graph[id]
       let stored = variables[index].storedType
       node.op = stored == .float32 ? "Identity" : "Cast"
@@ -211,6 +223,9 @@ public struct TrainStep: Sendable {
       node.inputs = [weights[index]]
       graph[id] = node
     }
+
+    self.readKeys = readKeys
+    self.handleKeys = keyOfHandle
 
     // The loss, on the prediction or on the logits its activation was computed from.
     builder = GradientBuilder(function: graph, schemas: source, scope: "tfmp_train")
@@ -371,6 +386,27 @@ public struct TrainStep: Sendable {
         + weights.enumerated().map { endpoint(Self.weightState($0.offset), $0.element, float) },
       outputs: [endpoint("loss", loss, float), endpoint("prediction", reported, float)])
     self.module = module
+  }
+
+  /// The state before the first step besides the weights: zero optimizer slots and counts, and
+  /// the loss scale's initial value.
+  public func optimizerState() -> [String: Tensor] {
+    var state: [String: Tensor] = [:]
+    for (index, variable) in variables.enumerated() {
+      for slot in options.optimizer.slots {
+        state["\(slot)/\(index)"] = Tensor(
+          shape: variable.shape,
+          floats: [Float](repeating: 0, count: variable.shape.elementCount ?? 0))
+      }
+    }
+    let zero = Tensor(dtype: .int64, shape: Shape([]), storage: .int64([0]))
+    state["iterations"] = zero
+    if stateNames.contains("loss_scale") {
+      state["loss_scale"] = Tensor(
+        shape: Shape([]), floats: [Float(options.lossScale.initialScale)])
+    }
+    if stateNames.contains("good_steps") { state["good_steps"] = zero }
+    return state
   }
 
   /// Throws when a trained variable's handle goes, on the way to `loss`, into an op other than

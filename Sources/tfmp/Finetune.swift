@@ -116,6 +116,17 @@ struct Finetune: ParsableCommand {
       """)
   var trainable: [String] = []
 
+  @Flag(
+    help: """
+      Add a signature train_step(inputs..., y) -> {loss, loss_scale, skipped} that runs this \
+      fine-tuning's step in TensorFlow (TF2 loader), its optimizer state and loss scale as \
+      variables starting where this run ended.
+      """)
+  var exportTrainStep = false
+
+  @Flag(help: "Print the kernel time per step by op type.")
+  var profile = false
+
   @Option(help: "Write a JSON line per step and per epoch to this file.")
   var log: String?
 
@@ -187,6 +198,7 @@ struct Finetune: ParsableCommand {
       tuning.validationSplit = validationSplit
       tuning.shuffle = !noShuffle
       tuning.seed = seed
+      tuning.profiling = profile
       let logFile = try log.map { path -> FileHandle in
         guard FileManager.default.createFile(atPath: path, contents: nil) else {
           throw ValidationError("--log \(path): the file cannot be created.")
@@ -225,13 +237,20 @@ struct Finetune: ParsableCommand {
           write(record)
           print(describe(record))
         })
-      let trained = try model.updatingVariables(outcome.values)
+      var trained = try model.updatingVariables(outcome.values)
+      if exportTrainStep {
+        trained = try trained.addingSignature(step.exportedSignature(state: outcome.state))
+      }
       try trained.write(to: output, overwrite: force) { written in
         _ = try GraphModel(contentsOf: written).module()
       }
       print(
         "\(outcome.steps) steps in \(String(format: "%.1f", outcome.seconds)) s, "
           + "\(outcome.skippedSteps) skipped")
+      if let totals = outcome.profile {
+        print(profileTable(totals, runs: max(outcome.steps, 1)), terminator: "")
+      }
+      if exportTrainStep { print("signature train_step added") }
       print("wrote \(output)")
     }
   }

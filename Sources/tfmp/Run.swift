@@ -68,18 +68,7 @@ struct Run: ParsableCommand {
         )
       }
       if let totals = interpreter.profile?.totals {
-        let runs = max(repetitions, 1)
-        let all = totals.reduce(Duration.zero) { $0 + $1.time }
-        print("kernel time per run by op type (\(runs) run\(runs == 1 ? "" : "s")):")
-        for (op, count, time) in totals.prefix(15) {
-          let milliseconds =
-            Double(time.components.attoseconds) / 1e15 + Double(time.components.seconds) * 1000
-          let share = all == .zero ? 0 : 100 * (time / all)
-          let calls = count / runs
-          print(
-            "  \(op.padding(toLength: 24, withPad: " ", startingAt: 0)) \(String(format: "%9.2f ms %5.1f%%  %d call%@", milliseconds / Double(runs), share, calls, calls == 1 ? "" : "s"))"
-          )
-        }
+        print(profileTable(totals, runs: max(repetitions, 1)), terminator: "")
       }
       for (name, tensor) in outputs.sorted(by: { $0.key < $1.key }) {
         let preview = Self.preview(tensor.storage).joined(separator: " ")

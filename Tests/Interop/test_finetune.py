@@ -276,3 +276,56 @@ def test_float16_gradients_underflow_without_loss_scaling_and_survive_with_it(tm
     # Adam's first step is lr * g / (|g| + 1e-7): for g of about 3e-9, about 3e-5.
     assert moved["float32 none"] > 1e-5, moved
     assert moved["float16 dynamic"] == pytest.approx(moved["float32 none"], rel=0.05), moved
+
+
+@pytest.mark.parametrize("precision", ["float32", "float16"])
+def test_exported_train_step_in_tensorflow_trains_as_tfmp_finetune(tmp_path, precision):
+    """tfmp fine-tunes for one epoch and exports its step; TensorFlow runs that train_step over the
+    second epoch's batches (a plain loop, as Examples/train_step.py does), going on from tfmp's
+    optimizer state and loss scale; tfmp fine-tuning for two epochs gives the same weights. In
+    float16 the scale starts at 2^15, so the first steps overflow and are skipped, in both."""
+    model = keras_model((5, "softmax"), seed=11)
+    source = str(tmp_path / "model")
+    model.export(source, verbose=False)
+    if precision == "float16":
+        converted = str(tmp_path / "model16")
+        check(tfmp("convert", source, converted, "--weights", "float32"))
+        source = converted
+    x, y = data("sparse_categorical_crossentropy", 5, count=40, seed=6)
+    x *= 40  # large gradients: the float16 step overflows at the start
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    common = ["--data", str(tmp_path / "data.npz"), "--loss", "sparse_categorical_crossentropy",
+              "--batch-size", "8", "--no-shuffle", "--learning-rate", "0.01"]
+    exported = str(tmp_path / "exported")
+    check(tfmp("finetune", source, exported, "--epochs", "1", "--export-train-step", *common))
+    reference = str(tmp_path / "reference")
+    log = tmp_path / "log.jsonl"
+    check(tfmp("finetune", source, reference, "--epochs", "2", "--log", str(log), *common))
+    second = [json.loads(line) for line in log.read_text().splitlines()]
+    second = [r for r in second if "step" in r and r["epoch"] == 2]
+
+    loaded = tf.saved_model.load(exported)
+    step = loaded.signatures["train_step"]
+    results = []
+    for start in range(0, 40, 8):
+        out = step(x=tf.constant(x[start:start + 8]), y=tf.constant(y[start:start + 8]))
+        results.append({k: v.numpy() for k, v in out.items()})
+    assert [float(r["loss_scale"]) for r in results] == [r["lossScale"] for r in second]
+    assert [bool(r["skipped"]) for r in results] == [r["skipped"] for r in second]
+    # Measured: weights within 6e-8 in float32 and 5.3e-6 in float16 (TensorFlow's float16
+    # kernels round differently from tfmp's); losses within 1e-7 relative in both.
+    tolerance = 1e-6 if precision == "float32" else 5e-5
+    np.testing.assert_allclose([float(r["loss"]) for r in results], [r["loss"] for r in second],
+                               rtol=1e-5)
+    if precision == "float16":
+        first = [json.loads(line) for line in log.read_text().splitlines()]
+        assert any(r.get("skipped") for r in first if r.get("epoch") == 1)
+    theirs = {v.name.removesuffix(":0"): v.numpy() for v in loaded.variables}
+    ours = variables_of(reference)
+    for name in ("hidden/kernel", "hidden/bias", "norm/gamma", "norm/beta", "head/kernel", "head/bias"):
+        np.testing.assert_allclose(theirs[name], ours[name], rtol=tolerance, atol=tolerance, err_msg=name)
+    for name in ("norm/moving_mean", "norm/moving_variance"):
+        np.testing.assert_array_equal(theirs[name], ours[name])
+    # Its other signatures still load and serve in both loaders.
+    for run in (run_tf2, run_tf1):
+        assert run(exported, {"x": x[:4]})["output_0"].shape == (4, 5)

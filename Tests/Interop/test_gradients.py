@@ -7,6 +7,7 @@ import os
 import sys
 
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from test_interop import HELPER, ROOT, tfmp
@@ -42,6 +43,16 @@ def keras_models(folder):
     keras.Model(image, {"y": dense(4)(h) + keras.ops.mean(h, axis=-1, keepdims=True)}).export(
         os.path.join(folder, "cnn"), verbose=False)
     made["cnn"] = {"image": (3, 10, 10, 3)}
+    # Resizing up and down as segmentation nets do: nearest (UpSampling2D), bilinear with half
+    # pixel centers (Resizing), and tf.image.resize's align_corners variant.
+    h = keras.layers.Conv2D(4, 3, padding="same", bias_initializer="random_normal")(image)
+    up = keras.layers.UpSampling2D(2)(h)
+    smooth = keras.layers.Resizing(7, 13, interpolation="bilinear")(up)
+    corners = keras.layers.Lambda(lambda t: tf.compat.v1.image.resize_bilinear(t, [5, 9], align_corners=True))(h)
+    h = keras.layers.Conv2D(3, 3, bias_initializer="random_normal")(smooth)
+    keras.Model(image, {"y": dense(2)(keras.layers.Flatten()(h)), "corners": dense(2)(keras.layers.Flatten()(corners))}).export(
+        os.path.join(folder, "resize"), verbose=False)
+    made["resize"] = {"image": (2, 10, 10, 3)}
     return made
 
 
@@ -64,7 +75,7 @@ def models(tmp_path_factory):
     return folder, keras_models(folder)
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "resize"])
 def test_gradients_match_gradient_tape(models, tmp_path, name):
     folder, shapes = models
     assert len(compare(os.path.join(folder, name), "serve", shapes[name], str(tmp_path), 1e-4)) >= 4

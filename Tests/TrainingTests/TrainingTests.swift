@@ -1,6 +1,7 @@
 import CPURuntime
 import Foundation
 import GraphIR
+import MixedPrecision
 import ModelFormats
 import TensorCore
 import Testing
@@ -295,5 +296,45 @@ struct TrainingTests {
     #expect(message { _ = try self.step(other) }.contains("No float variable's name matches"))
     other.trainable = ["("]
     #expect(message { _ = try self.step(other) }.contains("is not a regular expression"))
+  }
+
+  @Test("An exported step captures the weights and adds its state; reduced weights are refused")
+  func exportedStep() throws {
+    let options = TrainingOptions(
+      loss: .sparseCategoricalCrossentropy, optimizer: Optimizer(.adam), lossScale: .keras)
+    let (model, step) = try step(options)
+    let signature = try step.exportedSignature()
+    #expect(signature.inputs.map(\.name) == ["features", "y"])
+    #expect(signature.outputs.map(\.name) == ["loss", "loss_scale", "skipped"])
+    // 4 weights captured; m and v of each, the update count, the scale and its count new.
+    var newNames: [String] = []
+    var captured = 0
+    for capture in signature.captures {
+      switch capture {
+      case .variable: captured += 1
+      case .newVariable(let name, _): newNames.append(name)
+      }
+    }
+    #expect(captured == 4)
+    #expect(
+      newNames.count == 11 && newNames.suffix(3) == ["iterations", "loss_scale", "good_steps"])
+    #expect(signature.function.controlResults.count == 15)  // an assignment per state entry
+    #expect(signature.function.arguments.count == 2 + 15)
+    let added = try model.addingSignature(signature)
+    #expect(throws: ModelFormatError.self) { try added.addingSignature(signature) }
+
+    var conversion = ConversionOptions()
+    conversion.weights = .auto
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "tfmp-export-\(UUID().uuidString)"
+    ).path
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    try Converter(options: conversion).convert(model).0.write(to: folder)
+    let converted = try SavedModel(contentsOf: folder)
+    let reduced = try TrainStep(
+      module: try converted.module(), variables: try converted.logicalVariables(),
+      options: options, targetType: .int64, using: registry)
+    #expect(reduced.variables.contains { $0.storedType == .float16 })
+    #expect(throws: TrainingError.self) { try reduced.exportedSignature() }
   }
 }

@@ -87,9 +87,12 @@ enum ElementwiseKernels {
         op, inputs: ["x"], outputs: [.fixed("y", .bool)], traits: .elementwise, precision: .clear
       ) { _, inputs in
         let x = try Kernels.input(inputs, 0)
-        return [
-          Tensor(dtype: .bool, shape: x.shape, storage: .bool(try x.requireFloats().map(predicate)))
-        ]
+        let values = try x.requireFloats()
+        // IsFinite, on every gradient of a training step, as one comparison of the bits.
+        let flags =
+          op == "IsFinite"
+          ? values.map { $0.bitPattern & 0x7F80_0000 != 0x7F80_0000 } : values.map(predicate)
+        return [Tensor(dtype: .bool, shape: x.shape, storage: .bool(flags))]
       }
     }
     registry.add(

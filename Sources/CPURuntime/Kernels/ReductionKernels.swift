@@ -29,7 +29,17 @@ enum ReductionKernels {
       registry.add(
         op, inputs: [.fixed("input", .bool), reduced[1]], outputs: [.fixed("output", .bool)],
         attributes: [keepDims]
-      ) { context, inputs in [try reduce(context, inputs, reduction)] }
+      ) { context, inputs in
+        // Over every axis (a whole gradient checked for finiteness): one pass over the flags.
+        let x = try Kernels.input(inputs, 0)
+        let axes = Set(
+          try Kernels.input(inputs, 1).requireIntegers().map { $0 < 0 ? $0 + x.shape.rank : $0 })
+        guard case .bool(let flags) = x.storage, axes == Set(0..<x.shape.rank),
+          try !context.bool("keep_dims")
+        else { return [try reduce(context, inputs, reduction)] }
+        let value = op == "All" ? !flags.contains(false) : flags.contains(true)
+        return [Tensor(dtype: .bool, shape: Shape([]), storage: .bool([value]))]
+      }
     }
     registry.add(
       "Mean", inputs: reduced, outputs: ["output"], attributes: [keepDims], precision: sums

@@ -18,17 +18,8 @@ enum ResizeKernels {
         try context.bool("align_corners"), try context.bool("half_pixel_centers")
       )
       let d = x.shape.dimensions
-      // The source row (column) of each output row (column).
-      func sources(_ output: Int, _ input: Int) -> [Int] {
-        let scale = self.scale(input, output, alignCorners: alignCorners)
-        return (0..<output).map { index in
-          let position = halfPixel ? (Float(index) + 0.5) * scale : Float(index) * scale
-          let nearest = Int(
-            alignCorners ? position.rounded(.toNearestOrAwayFromZero) : position.rounded(.down))
-          return Swift.max(0, Swift.min(nearest, input - 1))
-        }
-      }
-      let (rows, columns) = (sources(size.height, d[1]), sources(size.width, d[2]))
+      let rows = nearest(size.height, d[1], alignCorners: alignCorners, halfPixel: halfPixel)
+      let columns = nearest(size.width, d[2], alignCorners: alignCorners, halfPixel: halfPixel)
       var order: [(Int, Int)] = []
       order.reserveCapacity(d[0] * size.height * size.width * d[3])
       for n in 0..<d[0] {
@@ -54,18 +45,8 @@ enum ResizeKernels {
         try context.bool("align_corners"), try context.bool("half_pixel_centers")
       )
       let d = x.shape.dimensions
-      // For each output row (column): the two source rows and the weight of the second.
-      func taps(_ output: Int, _ input: Int) -> [(Int, Int, Float)] {
-        let scale = self.scale(input, output, alignCorners: alignCorners)
-        return (0..<output).map { index in
-          let position = halfPixel ? (Float(index) + 0.5) * scale - 0.5 : Float(index) * scale
-          let below = position.rounded(.down)
-          let lower = Swift.max(Int(below), 0)
-          let upper = Swift.min(Int(position.rounded(.up)), input - 1)
-          return (lower, upper, position - below)
-        }
-      }
-      let (rows, columns) = (taps(size.height, d[1]), taps(size.width, d[2]))
+      let rows = bilinear(size.height, d[1], alignCorners: alignCorners, halfPixel: halfPixel)
+      let columns = bilinear(size.width, d[2], alignCorners: alignCorners, halfPixel: halfPixel)
       let values = try x.floats ?? Kernels.doubles(x).map(Float.init)
       var result: [Float] = []
       result.reserveCapacity(d[0] * size.height * size.width * d[3])
@@ -88,6 +69,33 @@ enum ResizeKernels {
     registry.add(
       "ResizeBicubic", inputs: ["images", .fixed("size", .int32)],
       outputs: [.fixed("resized_images", .float32)], attributes: corners, bicubic)
+  }
+
+  /// The source row (column) of each of `output` rows (columns) resized from `input`, as
+  /// ResizeNearestNeighbor picks it.
+  static func nearest(_ output: Int, _ input: Int, alignCorners: Bool, halfPixel: Bool) -> [Int] {
+    let scale = self.scale(input, output, alignCorners: alignCorners)
+    return (0..<output).map { index in
+      let position = halfPixel ? (Float(index) + 0.5) * scale : Float(index) * scale
+      let nearest = Int(
+        alignCorners ? position.rounded(.toNearestOrAwayFromZero) : position.rounded(.down))
+      return Swift.max(0, Swift.min(nearest, input - 1))
+    }
+  }
+
+  /// For each of `output` rows (columns) resized from `input`: the two source rows ResizeBilinear
+  /// interpolates between and the weight of the second.
+  static func bilinear(_ output: Int, _ input: Int, alignCorners: Bool, halfPixel: Bool)
+    -> [(Int, Int, Float)]
+  {
+    let scale = self.scale(input, output, alignCorners: alignCorners)
+    return (0..<output).map { index in
+      let position = halfPixel ? (Float(index) + 0.5) * scale - 0.5 : Float(index) * scale
+      let below = position.rounded(.down)
+      let lower = Swift.max(Int(below), 0)
+      let upper = Swift.min(Int(position.rounded(.up)), input - 1)
+      return (lower, upper, position - below)
+    }
   }
 
   /// ResizeBicubic: each output is a 4x4 weighted sum of the inputs around its position, with
@@ -155,7 +163,7 @@ enum ResizeKernels {
   }
 
   /// The images (NHWC) and the output height and width.
-  private static func sizes(_ inputs: [Tensor]) throws -> (Tensor, (height: Int, width: Int)) {
+  static func sizes(_ inputs: [Tensor]) throws -> (Tensor, (height: Int, width: Int)) {
     let x = try Kernels.input(inputs, 0)
     let size = try Kernels.input(inputs, 1).requireIntegers()
     guard x.shape.rank == 4, size.count == 2, size.allSatisfy({ $0 > 0 }),

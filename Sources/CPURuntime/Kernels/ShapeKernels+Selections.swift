@@ -303,6 +303,12 @@ extension ShapeKernels {
       throw KernelError("Select needs a bool condition and two values of one dtype.")
     }
     let (shape, walk) = try StridedWalk.broadcast([condition.shape, a.shape, b.shape])
+    // One choice for every element (a scalar condition: a step kept or skipped): the operand
+    // itself, when it has the result's shape.
+    if let first = flags.first, flags.allSatisfy({ $0 == first }) {
+      let picked = first ? a : b
+      if picked.shape == shape { return picked }
+    }
     let indices = walk.indices()
     let order = (0..<(shape.elementCount ?? 0)).map {
       flags[indices[0][$0]] ? (0, indices[1][$0]) : (1, indices[2][$0])

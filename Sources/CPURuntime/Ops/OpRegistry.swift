@@ -68,6 +68,7 @@ public struct OpRegistry: GradientSource {
     LinearAlgebraKernels.registerGradients(in: &registry)
     ControlFlowKernels.registerGradients(in: &registry)
     NormalizationKernels.registerGradients(in: &registry)
+    ResizeKernels.registerGradients(in: &registry)
     return registry
   }()
 

@@ -23,6 +23,10 @@ public struct SavedModel: Sendable {
   package var checkpointConversions: [String: ReducedPrecision] = [:]
   /// New values for float checkpoint tensors, by key, written in each tensor's stored type.
   package var checkpointValues: [String: [Float]] = [:]
+  /// Tensors to add to the checkpoint (float32 or int64), after the others.
+  package var checkpointAdditions: [(key: String, value: Tensor)] = []
+  /// A new serialized object graph for the checkpoint (`_CHECKPOINTABLE_OBJECT_GRAPH`).
+  package var checkpointObjectGraph: [UInt8]?
 
   /// The file names tfmp reads and writes itself; everything else in the folder is copied.
   static let graphFileName = "saved_model.pb"
@@ -173,6 +177,11 @@ public struct SavedModel: Sendable {
       prefix: (folder as NSString).appendingPathComponent(Self.checkpointPrefix),
       shardCount: checkpoint.shardCount)
     for entry in checkpoint.entries.sorted(by: { ($0.shard, $0.offset) < ($1.shard, $1.offset) }) {
+      if entry.key == CheckpointReader.objectGraphKey, let checkpointObjectGraph {
+        try writer.add(
+          key: entry.key, shape: entry.shape, shard: entry.shard, strings: [checkpointObjectGraph])
+        continue
+      }
       if let floats = checkpointValues[entry.key] {
         // The checkpoint is little-endian, as the machines tfmp runs on are.
         let precision = checkpointConversions[entry.key] ?? ReducedPrecision(entry.dtype)
@@ -198,6 +207,18 @@ public struct SavedModel: Sendable {
             key: entry.key, dtype: precision.dtype, shape: entry.shape, shard: entry.shard,
             bytes: output)
         }
+      }
+    }
+    for (key, value) in checkpointAdditions {
+      // Little-endian, as the machines tfmp runs on are.
+      let bytes: [UInt8] =
+        switch value.storage {
+        case .float(let floats): floats.withUnsafeBytes { Array($0) }
+        case .int64(let integers): integers.withUnsafeBytes { Array($0) }
+        default: preconditionFailure("only float32 and int64 tensors are added")
+        }
+      try bytes.withUnsafeBytes { raw in
+        try writer.add(key: key, dtype: value.dtype, shape: value.shape, bytes: raw)
       }
     }
     try writer.finish()
