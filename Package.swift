@@ -79,6 +79,11 @@ let package = Package(
       dependencies: ["CPURuntime", "GraphIR", "ModelFormats", "TensorCore", "_TestSupport"],
       path: "Tests/InteropHelper",
       swiftSettings: strictSettings),
+    .executableTarget(
+      name: "tfmp-fuzz",
+      dependencies: ["CPURuntime", "GraphIR", "MixedPrecision", "ModelFormats", "TensorCore"],
+      path: "Tests/Fuzz", exclude: ["Corpus", "Dictionaries", "Regressions"],
+      swiftSettings: strictSettings),
     .target(
       name: "_TestSupport",
       dependencies: [

@@ -235,10 +235,12 @@ public struct TrainStep: Sendable {
     var predictsProbabilities = false
     if let activation = options.loss.activation {
       var current = predicted.source
+      var steps = 0  // at most one per node: a corrupt graph may chain them in a cycle
       while let id = current.node, ["Identity", "Cast"].contains(graph[id].op),
-        let input = graph[id].inputs.first
+        let input = graph[id].inputs.first, steps < graph.nodes.count
       {
         current = input
+        steps += 1
       }
       if let id = current.node, graph[id].op == activation, let logits = graph[id].inputs.first {
         predictsProbabilities = true

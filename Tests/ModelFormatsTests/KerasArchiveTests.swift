@@ -51,6 +51,20 @@ struct KerasArchiveTests {
     #expect(JSONValue.string("é\n").serialized() == #""\u00e9\n""#)
   }
 
+  @Test("A high surrogate not followed by a low one reads as U+FFFD (found by fuzzing)")
+  func unpairedSurrogate() throws {
+    for (text, expected) in [
+      (#"["\ud83d\u00e9", "\ud83d", "\ude00x"]"#, ["\u{FFFD}é", "\u{FFFD}", "\u{FFFD}x"])
+    ] {
+      var parser = JSONParser(Array(text.utf8))
+      guard case .array(let values) = try parser.parse() else {
+        Issue.record("not an array")
+        continue
+      }
+      #expect(values.map(\.stringValue) == expected)
+    }
+  }
+
   /// A copy of the dense fixture with one entry's contents replaced.
   private func archive(replacing entry: String, with text: String, in folder: TemporaryFolder)
     throws -> String

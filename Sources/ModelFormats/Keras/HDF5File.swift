@@ -4,7 +4,7 @@ internal import TensorCore
 /// 0, version-1 object headers, old-style groups, contiguous datasets, variable-length string
 /// attributes). Everything is read from a byte buffer with every offset checked, so a corrupt
 /// file gives an error, never a crash.
-struct HDF5File {
+package struct HDF5File {
   /// A dataset: its path, element type, shape and where its bytes are in the buffer.
   struct Dataset {
     var path: String
@@ -27,7 +27,7 @@ struct HDF5File {
   private let path: String
 
   /// Parses the file in `bytes`; `path` names it in errors.
-  init(_ bytes: [UInt8], path: String) throws(ModelFormatError) {
+  package init(_ bytes: [UInt8], path: String) throws(ModelFormatError) {
     self.bytes = bytes
     self.path = path
     let signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]

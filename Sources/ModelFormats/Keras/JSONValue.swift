@@ -299,7 +299,11 @@ package struct JSONParser {
         {
           position += 2
           let low = try hexUnit()
-          unit = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+          if (0xDC00..<0xE000).contains(low) {
+            unit = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+          } else {
+            position -= 6  // not a pair: the high half alone, then that escape on its own
+          }
         }
         value += Array(String(Unicode.Scalar(unit).map(Character.init) ?? "\u{FFFD}").utf8)
       default: value.append(escaped)

@@ -33,7 +33,8 @@ package enum SavedVariables {
       for (slot, input) in function[save].inputs.dropFirst(3).enumerated() where slot < keys.count {
         var identities: [NodeID] = []
         var current = input.node
-        while let node = current, function[node].op == "Identity" {
+        // A corrupt graph may chain Identity nodes in a cycle: each is visited once.
+        while let node = current, function[node].op == "Identity", !identities.contains(node) {
           identities.append(node)
           current = function[node].inputs.first?.node
         }
