@@ -44,11 +44,16 @@ def keras_models(folder):
         os.path.join(folder, "cnn"), verbose=False)
     made["cnn"] = {"image": (3, 10, 10, 3)}
     # Resizing up and down as segmentation nets do: nearest (UpSampling2D), bilinear with half
-    # pixel centers (Resizing), and tf.image.resize's align_corners variant.
+    # pixel centers (Resizing), and tf.image.resize's align_corners variant; then the
+    # convolutions of segmentation decoders.
     h = keras.layers.Conv2D(4, 3, padding="same", bias_initializer="random_normal")(image)
     up = keras.layers.UpSampling2D(2)(h)
     smooth = keras.layers.Resizing(7, 13, interpolation="bilinear")(up)
     corners = keras.layers.Lambda(lambda t: tf.compat.v1.image.resize_bilinear(t, [5, 9], align_corners=True))(h)
+    # A transposed convolution (Conv2DBackpropInput) and a dilated one (SpaceToBatchND, Conv2D,
+    # BatchToSpaceND), as UNet and DeepLab write them.
+    smooth = keras.layers.Conv2DTranspose(3, 3, strides=2, padding="same")(smooth)
+    smooth = keras.layers.Conv2D(3, 3, dilation_rate=2, padding="same", bias_initializer="random_normal")(smooth)
     h = keras.layers.Conv2D(3, 3, bias_initializer="random_normal")(smooth)
     keras.Model(image, {"y": dense(2)(keras.layers.Flatten()(h)), "corners": dense(2)(keras.layers.Flatten()(corners))}).export(
         os.path.join(folder, "resize"), verbose=False)
@@ -79,6 +84,29 @@ def models(tmp_path_factory):
 def test_gradients_match_gradient_tape(models, tmp_path, name):
     folder, shapes = models
     assert len(compare(os.path.join(folder, name), "serve", shapes[name], str(tmp_path), 1e-4)) >= 4
+
+
+class ElementwiseModule(tf.Module):
+    """The elementwise ops whose gradients fine-tuning's losses and geometry code need: inverse
+    and hyperbolic trigonometry, abs, log1p, clipping."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = tf.Variable(np.linspace(0.2, 0.8, 6).astype("float32"))
+
+    @tf.function(input_signature=[tf.TensorSpec([3, 6], tf.float32)])
+    def __call__(self, x):
+        t = tf.tanh(x) * self.w  # inside (-1, 1)
+        u = x * self.w
+        return {"y": tf.asin(t) + 0.5 * tf.acos(t) + tf.atan(u) + tf.atanh(t) + tf.tan(t) + tf.asinh(u)
+                + tf.acosh(2.0 + tf.abs(u)) + tf.math.log1p(tf.abs(t)) + tf.clip_by_value(u, -0.3, 0.3)}
+
+
+def test_elementwise_gradients_match_gradient_tape(tmp_path):
+    module = ElementwiseModule()
+    path = str(tmp_path / "elementwise")
+    tf.saved_model.save(module, path, signatures={"serving_default": module.__call__})
+    assert len(compare(path, "serving_default", {"x": (3, 6)}, str(tmp_path), 1e-5)) == 1
 
 
 def test_digits_gradients_match_in_float32_and_through_float16_with_master_weights(tmp_path):

@@ -69,6 +69,23 @@ extension ConvolutionKernels {
           "Conv2DBackpropFilter", [x, builder.shape(filter, forward.type), gradient], attributes),
       ]
     }
+    registry.differentiate("Conv2DBackpropInput") { builder, forward throws(GraphError) in
+      // A transposed convolution (Keras's Conv2DTranspose): its filter's gradient is the
+      // filter gradient of the convolution it transposes, read the other way round, and its
+      // input's is that convolution (TensorFlow's `_Conv2DBackpropInputGrad`).
+      let (filter, input, gradient) = (
+        forward.inputs[1], forward.inputs[2], try forward.gradient()
+      )
+      let attributes = GradientBuilder.attributes(
+        ["strides", "padding", "explicit_paddings", "data_format", "dilations"], of: forward)
+      return [
+        nil,
+        builder.add(
+          "Conv2DBackpropFilter", [gradient, builder.shape(filter, forward.type), input],
+          attributes),
+        builder.add("Conv2D", [gradient, filter], attributes),
+      ]
+    }
     registry.add(
       "AvgPoolGrad", inputs: [.fixed("orig_input_shape", .int32), "grad"], outputs: ["output"],
       attributes: [

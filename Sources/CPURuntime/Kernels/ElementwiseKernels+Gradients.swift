@@ -134,6 +134,38 @@ extension ElementwiseKernels {
       let inverse = builder.math("Reciprocal", forward.inputs[0], type: forward.type)
       return [builder.math("Mul", try forward.gradient(), inverse, type: forward.type)]
     }
+    // The inverse and hyperbolic trigonometric functions, as TensorFlow's `math_grad.py`
+    // writes them: d acosh(x) = 1 / sinh(y), d asinh(x) = 1 / cosh(y) (y the output);
+    // d asin(x) = 1 / sqrt(1 - x^2), d acos(x) its negation, d atan(x) = 1 / (1 + x^2),
+    // d atanh(x) = 1 / (1 - x^2), d tan(x) = 1 / cos(x)^2.
+    for (op, hyperbolic) in [("Acosh", "Sinh"), ("Asinh", "Cosh")] {
+      registry.differentiate(op) { builder, forward throws(GraphError) in
+        let slope = builder.math(hyperbolic, forward.outputs[0], type: forward.type)
+        return [builder.math("RealDiv", try forward.gradient(), slope, type: forward.type)]
+      }
+    }
+    registry.differentiate("Asin", "Acos", "Atan", "Atanh", "Tan") {
+      builder, forward throws(GraphError) in
+      let (x, type) = (forward.inputs[0], forward.type)
+      let one = builder.scalar(1, type)
+      let square = builder.math("Square", x, type: type)
+      let slope: Input
+      switch forward.node.op {
+      case "Asin", "Acos":
+        let root = builder.math("Rsqrt", builder.math("Sub", one, square, type: type), type: type)
+        slope = forward.node.op == "Asin" ? root : builder.math("Neg", root, type: type)
+      case "Atan":
+        slope = builder.math(
+          "Reciprocal", builder.math("AddV2", one, square, type: type), type: type)
+      case "Atanh":
+        slope = builder.math("Reciprocal", builder.math("Sub", one, square, type: type), type: type)
+      default:
+        slope = builder.math(
+          "Square", builder.math("Reciprocal", builder.math("Cos", x, type: type), type: type),
+          type: type)
+      }
+      return [builder.math("Mul", try forward.gradient(), slope, type: type)]
+    }
     registry.differentiate("Log1p") { builder, forward throws(GraphError) in
       let type = forward.type
       let shifted = builder.math("AddV2", forward.inputs[0], builder.scalar(1, type), type: type)

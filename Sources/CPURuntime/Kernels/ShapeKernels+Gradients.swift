@@ -6,6 +6,22 @@ internal import TensorCore
 /// back.
 extension ShapeKernels {
   static func registerGradients(in registry: inout OpRegistry) {
+    // Each moves elements the way the other moves them back (`array_grad.py`).
+    for (op, inverse) in [
+      ("SpaceToBatchND", "BatchToSpaceND"), ("BatchToSpaceND", "SpaceToBatchND"),
+    ] {
+      registry.differentiate(op) { builder, forward throws(GraphError) in
+        var attributes = GradientBuilder.attributes(["Tblock_shape"], of: forward)
+        let margins = op == "SpaceToBatchND" ? "Tpaddings" : "Tcrops"
+        attributes[inverse == "SpaceToBatchND" ? "Tpaddings" : "Tcrops"] =
+          forward.node.attributes[margins] ?? .type(.int32)
+        return [
+          builder.add(
+            inverse, [try forward.gradient(), forward.inputs[1], forward.inputs[2]], attributes),
+          nil, nil,
+        ]
+      }
+    }
     registry.differentiate("Reshape", "Squeeze", "ExpandDims") {
       builder, forward throws(GraphError) in
       let g = try forward.gradient()
