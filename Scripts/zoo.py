@@ -919,6 +919,8 @@ def tensorflow_gradients(path, signature, inputs, weights, keys):
         if any(v is variable for v in captured):
             return variable
         named = [v for v in captured if v.name == variable.name and v.shape == variable.shape]
+        if len(named) > 1:  # keras-hub reuses names (every "kernel"): the copy holds the same values
+            named = [v for v in named if np.array_equal(v.numpy(), variable.numpy())]
         return named[0] if len(named) == 1 else variable
     variables = [used(key) for key in keys]
     with tf.GradientTape() as tape:

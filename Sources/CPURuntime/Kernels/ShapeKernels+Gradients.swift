@@ -6,6 +6,17 @@ internal import TensorCore
 /// back.
 extension ShapeKernels {
   static func registerGradients(in registry: inout OpRegistry) {
+    registry.differentiate("Roll") { builder, forward throws(GraphError) in
+      // Rolled back by the opposite shift (`manip_grad.py`).
+      let shift = builder.math(
+        "Neg", forward.inputs[1], type: forward.node.type("Tshift") ?? .int32)
+      var attributes = GradientBuilder.attributes(["Tshift", "Taxis"], of: forward)
+      attributes["Tshift"] = forward.node.attributes["Tshift"] ?? .type(.int32)
+      return [
+        builder.add("Roll", [try forward.gradient(), shift, forward.inputs[2]], attributes), nil,
+        nil,
+      ]
+    }
     // Each moves elements the way the other moves them back (`array_grad.py`).
     for (op, inverse) in [
       ("SpaceToBatchND", "BatchToSpaceND"), ("BatchToSpaceND", "SpaceToBatchND"),
@@ -101,9 +112,13 @@ extension ShapeKernels {
       let (table, indices) = (forward.inputs[0], forward.inputs[1])
       let type = forward.node.type("Tparams") ?? .float32
       let indexType = forward.node.type("Tindices") ?? .int32
-      guard forward.node.attributes["batch_dims"] ?? .int(0) == .int(0) else {
+      let axis = forward.inputs[2].node.map { builder.function[$0] }
+      guard forward.node.attributes["batch_dims"] ?? .int(0) == .int(0), let axis,
+        axis.op == "Const", (try? TensorDecoding.constant(axis).integers) == [0]
+      else {
         throw GraphError(
-          code: .noGradient, message: "tfmp differentiates GatherV2 without batch_dims only.")
+          code: .noGradient,
+          message: "tfmp differentiates GatherV2 along a constant axis 0 without batch_dims only.")
       }
       let tableShape = builder.shape(table, type)
       let rows = builder.slice(tableShape, begin: [0], end: [1], strides: [1], shrinkAxisMask: 1)
