@@ -6,9 +6,6 @@ internal import TensorCore
 /// weights it was read with.
 extension ResizeKernels {
   static func registerGradients(in registry: inout OpRegistry) {
-    let corners: [OpSchema.Attribute] = [
-      .bool("align_corners", false), .bool("half_pixel_centers", false),
-    ]
     registry.add(
       "ResizeBilinearGrad", inputs: [.fixed("grads", .float32), "original_image"],
       outputs: ["output"], attributes: corners

@@ -5,10 +5,12 @@ internal import TensorCore
 /// emit it: ResizeNearestNeighbor, ResizeBilinear and ResizeBicubic, with TensorFlow's
 /// coordinate conventions (`align_corners`, `half_pixel_centers`).
 enum ResizeKernels {
+  /// The coordinate convention every resizing op and its gradient takes.
+  static let corners: [OpSchema.Attribute] = [
+    .bool("align_corners", false), .bool("half_pixel_centers", false),
+  ]
+
   static func register(in registry: inout OpRegistry) {
-    let corners: [OpSchema.Attribute] = [
-      .bool("align_corners", false), .bool("half_pixel_centers", false),
-    ]
     registry.add(
       "ResizeNearestNeighbor", inputs: ["images", .fixed("size", .int32)],
       outputs: ["resized_images"], attributes: corners, traits: .movesElements, precision: .clear
