@@ -27,4 +27,15 @@ extension Function {
     }
     return order
   }
+
+  /// The nodes `outputs` depend on through data inputs, the nodes producing them included.
+  public func ancestors(of outputs: [Input]) -> Set<NodeID> {
+    var ancestors = Set<NodeID>()
+    var pending = outputs.compactMap(\.node)
+    while let id = pending.popLast() {
+      guard ancestors.insert(id).inserted else { continue }
+      pending += self[id].inputs.compactMap(\.node)
+    }
+    return ancestors
+  }
 }

@@ -101,13 +101,7 @@ extension Module {
   private func refuseVariablesReadInside(
     _ graph: Function, handles: [NodeID: String], loss: Input, schemas: any OpSchemaSource
   ) throws(GraphError) {
-    var ancestors = Set<NodeID>()
-    var pending = loss.node.map { [$0] } ?? []
-    while let id = pending.popLast() {
-      guard ancestors.insert(id).inserted else { continue }
-      pending += graph[id].inputs.compactMap(\.node)
-    }
-    for id in ancestors {
+    for id in graph.ancestors(of: [loss]) {
       let node = graph[id]
       guard schemas.schema(for: node.op)?.traits.contains(.callsFunctions) == true,
         let handle = node.inputs.compactMap(\.node).first(where: { handles[$0] != nil })

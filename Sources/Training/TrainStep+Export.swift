@@ -72,12 +72,7 @@ extension TrainStep {
     }
 
     // The nodes the results and new state need, in order.
-    var needed = Set<NodeID>()
-    var pending = wanted.compactMap(\.node)
-    while let id = pending.popLast() {
-      guard needed.insert(id).inserted else { continue }
-      pending += graph[id].inputs.compactMap(\.node)
-    }
+    let needed = graph.ancestors(of: wanted)
     let stateOfNode = Dictionary(
       stateNames.compactMap { name in inputSources[name]?.source.node.map { ($0, name) } },
       uniquingKeysWith: { first, _ in first })

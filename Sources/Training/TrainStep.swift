@@ -293,7 +293,7 @@ public struct TrainStep: Sendable {
     let differentiated: (function: Function, gradients: [Input?])
     do {
       try Self.refuseOtherReads(
-        of: Set(handles.keys), in: builder.function, toward: scaledLoss, schemas: source)
+        of: Set(handles.keys), in: builder.function, toward: scaledLoss)
       differentiated = try builder.function.appendingGradients(
         of: scaledLoss, withRespectTo: weights, using: source, scope: "tfmp_gradients")
     } catch {
@@ -415,15 +415,9 @@ public struct TrainStep: Sendable {
   /// the reads rewritten (a `While` loop or an `If` that reads it inside, a `ResourceGather`):
   /// its gradient would be lost without a word.
   private static func refuseOtherReads(
-    of handles: Set<NodeID>, in graph: Function, toward loss: Input, schemas: any OpSchemaSource
+    of handles: Set<NodeID>, in graph: Function, toward loss: Input
   ) throws {
-    var ancestors = Set<NodeID>()
-    var pending = loss.node.map { [$0] } ?? []
-    while let id = pending.popLast() {
-      guard ancestors.insert(id).inserted else { continue }
-      pending += graph[id].inputs.compactMap(\.node)
-    }
-    for id in ancestors.sorted() {
+    for id in graph.ancestors(of: [loss]).sorted() {
       let node = graph[id]
       guard let handle = node.inputs.compactMap(\.node).first(where: handles.contains) else {
         continue
