@@ -147,7 +147,10 @@ let package = Package(
       swiftSettings: strictSettings),
     .testTarget(
       name: "EndToEndTests",
-      dependencies: ["_TestSupport", "ModelFormats", "TensorCore", "TFProtos"],
+      dependencies: [
+        "_TestSupport", "ModelFormats", "TensorCore", "TFProtos",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
       swiftSettings: strictSettings),
   ],
   swiftLanguageModes: [.v6]

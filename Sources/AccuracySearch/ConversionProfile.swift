@@ -41,13 +41,13 @@ public struct ConversionProfile: Sendable, Codable {
   ///   cannot run is listed in ``skipped``.
   public static func measure(
     original: GraphModel, converted: GraphModel, inputs: [String: Tensor]?, samples: Int = 2,
-    seed: UInt64 = 0, precision: ReducedPrecision
+    seed: UInt64 = 0, precision: ReducedPrecision, limits: ResourceLimits = .standard
   ) throws -> ConversionProfile {
     let start = ContinuousClock.now
     let module = try original.module()
     let runners = (
-      Interpreter(module: module, checkpoint: original.checkpoint),
-      try Interpreter(model: converted)
+      Interpreter(module: module, checkpoint: original.checkpoint, limits: limits),
+      try Interpreter(model: converted, limits: limits)
     )
     var profile = ConversionProfile()
     profile.inputs = inputs == nil ? "\(samples) random samples" : "calibration"
@@ -63,7 +63,7 @@ public struct ConversionProfile: Sendable, Codable {
         let actual = try runners.1.run(signature: key, inputs: fed)
         let (measured, expected) = try Sensitivity.measure(
           original: original, converted: converted, signature: key, inputs: given,
-          convertedInputs: fed, precision: precision)
+          convertedInputs: fed, precision: precision, limits: limits)
         measurement.merge(measured)
         profile.accuracy.append(
           ModelComparison.report(

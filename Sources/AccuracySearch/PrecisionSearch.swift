@@ -34,6 +34,8 @@ public struct PrecisionSearch: Sendable {
   public var seed: UInt64 = 0
   /// The most conversions tried after the sensitivity pass.
   public var trialLimit = 24
+  /// What running the model and its conversions may create.
+  public var limits = ResourceLimits.standard
   /// Whether signatures that give the same outputs on the same inputs (a Keras export's `serve`
   /// and `serving_default`) are searched on once, the result then checked on all of them.
   var searchesAliasesOnce = true
@@ -123,7 +125,7 @@ public struct PrecisionSearch: Sendable {
     defer { try? FileManager.default.removeItem(atPath: scratch) }
 
     let module = try original.module()
-    let reference = Interpreter(module: module, checkpoint: original.checkpoint)
+    let reference = Interpreter(module: module, checkpoint: original.checkpoint, limits: limits)
     var given: [String: [String: Tensor]] = [:]
     var expected: [String: [String: Tensor]] = [:]
     for key in module.distinctSignatureKeys {
@@ -161,7 +163,7 @@ public struct PrecisionSearch: Sendable {
         original.isFrozenGraph ? name + ".pb" : name)
       try model.write(to: path, overwrite: true)
       let converted = try GraphModel(contentsOf: path)
-      let runner = try Interpreter(model: converted)
+      let runner = try Interpreter(model: converted, limits: limits)
       for key in keys {
         guard let inputs = given[key], let outputs = expected[key] else { continue }
         let fed = ModelComparison.rounded(inputs, for: try runner.inputSpecs(signature: key))
@@ -199,7 +201,7 @@ public struct PrecisionSearch: Sendable {
       measurement.merge(
         try Sensitivity.measure(
           original: original, converted: lists.model, signature: key, inputs: inputs,
-          convertedInputs: fed, precision: conversion.precision
+          convertedInputs: fed, precision: conversion.precision, limits: limits
         ).measurement)
       outcome.modelRuns += 2
     }

@@ -136,15 +136,18 @@ enum Sensitivity {
   /// signature `key` with `inputs`, and the original's outputs; two model runs.
   static func measure(
     original: GraphModel, converted: GraphModel, signature key: String,
-    inputs: [String: Tensor], convertedInputs: [String: Tensor], precision: ReducedPrecision
+    inputs: [String: Tensor], convertedInputs: [String: Tensor], precision: ReducedPrecision,
+    limits: ResourceLimits
   ) throws -> (measurement: Measurement, outputs: [String: Tensor]) {
     let recorder = ReferenceRecorder()
     let outputs = try Interpreter(
-      module: try original.module(), checkpoint: original.checkpoint, observer: recorder
+      module: try original.module(), checkpoint: original.checkpoint, observer: recorder,
+      limits: limits
     ).run(signature: key, inputs: inputs)
     let feeder = ReferenceFeeder(recorder: recorder, precision: precision)
     _ = try Interpreter(
-      module: try converted.module(), checkpoint: converted.checkpoint, observer: feeder
+      module: try converted.module(), checkpoint: converted.checkpoint, observer: feeder,
+      limits: limits
     ).run(signature: key, inputs: convertedInputs)
     var measurement = Measurement()
     measurement.sensitivities = feeder.sensitivities

@@ -28,7 +28,7 @@ extension Interpreter {
   /// large tensors, into the base's elements. A member that cannot join (other shapes or types)
   /// runs its own kernel and becomes the next base.
   func runFused(
-    _ step: Plan.Step, in function: Function, root: inout Value?,
+    _ step: Plan.Step, in function: Function, root: inout Value?, depth: Int,
     _ value: (Plan.Source, String) throws -> Value
   ) throws -> [(node: Int, value: Value)] {
     let members = [step.node] + step.fused.map(\.node)
@@ -89,8 +89,10 @@ extension Interpreter {
         }
         values[next] = try runtimeErrors(function, node) {
           guard
-            let result = try execute(node, id: NodeID(fused.node), in: function, inputs: inputs)
-              .first
+            let result = try execute(
+              node, id: NodeID(fused.node), in: function, inputs: inputs, depth: depth
+            )
+            .first
           else {
             throw KernelError("The kernel gave no result.")
           }
@@ -187,7 +189,7 @@ extension Interpreter {
       }
       shapes.append(tensor.shape)
     }
-    return try? StridedWalk.broadcast(shapes).shape
+    return try? StridedWalk.broadcastShape(shapes)
   }
 
   /// How a tensor of shape `side` repeats when broadcast over `shape` without enlarging it:

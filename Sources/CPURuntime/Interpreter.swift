@@ -20,6 +20,8 @@ public final class Interpreter: @unchecked Sendable {
   /// Why the module's TF1 dataflow loops could not be rewritten as While loops, if they could
   /// not (the plan of a graph that needs one says so).
   private let loopProblem: String?
+  /// Why the module is too large to run, if it is (more nodes than the limits allow).
+  private let sizeProblem: String?
   private let registry: OpRegistry
   private let variableKeys: [NodeID: String]
   private let store: VariableStore
@@ -33,16 +35,19 @@ public final class Interpreter: @unchecked Sendable {
   public let profile: OpProfile?
   /// What sees every node's outputs, if anything.
   public let observer: (any RunObserver)?
+  /// The ceilings on tensor sizes, loop iterations and call nesting.
+  public let limits: ResourceLimits
 
   /// Prepares `module` for running, its variables read from `checkpoint`; with `profiling`,
-  /// ``profile`` collects each kernel's time; `observer` sees every node's outputs.
+  /// ``profile`` collects each kernel's time; `observer` sees every node's outputs; `limits`
+  /// bound what running may create (a kernel or a constant that would exceed them throws).
   ///
   /// TF1 dataflow loops are run as the While loops they stand for
   /// (``GraphIR/Module/functionalizingLoops()``): the observer sees their nodes in the
   /// functions made for their conditions and bodies.
   public init(
     module: Module, checkpoint: CheckpointReader?, profiling: Bool = false,
-    observer: (any RunObserver)? = nil
+    observer: (any RunObserver)? = nil, limits: ResourceLimits = .standard
   ) {
     do {
       self.module = try module.functionalizingLoops()
@@ -52,18 +57,27 @@ public final class Interpreter: @unchecked Sendable {
       loopProblem = error.description
     }
     self.observer = observer
+    self.limits = limits
+    let nodeCount = module.functions.reduce(module.graph.nodes.count) { $0 + $1.nodes.count }
+    sizeProblem =
+      nodeCount > limits.maxNodes
+      ? "The model has \(nodeCount) nodes, more than the limit of \(limits.maxNodes)." : nil
     registry = .standard
-    store = VariableStore(checkpoint: checkpoint)
+    store = VariableStore(checkpoint: checkpoint, limits: limits)
     profile = profiling ? OpProfile() : nil
     variableKeys = Dictionary(
       module.variables.map { ($0.node, $0.checkpointKey) }, uniquingKeysWith: { first, _ in first })
   }
 
-  /// Prepares `model` (a SavedModel or a frozen graph) for running.
+  /// Prepares `model` (a SavedModel or a frozen graph) for running, within `limits`.
   ///
   /// - Throws: ``ModelFormatError`` when its graph cannot be read into a module.
-  public convenience init(model: GraphModel, profiling: Bool = false) throws {
-    self.init(module: try model.module(), checkpoint: model.checkpoint, profiling: profiling)
+  public convenience init(
+    model: GraphModel, profiling: Bool = false, limits: ResourceLimits = .standard
+  ) throws {
+    self.init(
+      module: try model.module(), checkpoint: model.checkpoint, profiling: profiling,
+      limits: limits)
   }
 
   /// Makes the C allocator of this process keep memory it is given back for reuse, instead of
@@ -97,9 +111,15 @@ public final class Interpreter: @unchecked Sendable {
 
   /// Runs signature `key` on `inputs` (keyed by the signature's input names).
   ///
-  /// - Throws: ``RuntimeError`` for a missing or mistyped input, an op without a kernel, or a
-  ///   kernel's complaint; ``ModelFormatError`` for a corrupt checkpoint tensor.
+  /// - Throws: ``RuntimeError`` for a missing or mistyped input, an op without a kernel, a
+  ///   kernel's complaint, or what would go beyond ``limits`` (code `limitExceeded`: a tensor
+  ///   too large, a loop that does not end, calls nested too deep, too many nodes);
+  ///   ``ModelFormatError`` for a corrupt checkpoint tensor.
   public func run(signature key: String, inputs: [String: Tensor]) throws -> [String: Tensor] {
+    if let sizeProblem {
+      throw RuntimeError(
+        code: .limitExceeded, function: Function.graphName, node: key, message: sizeProblem)
+    }
     let signature = try self.signature(key)
     var feeds: [NodeID: Value] = [:]
     for input in signature.inputs {
@@ -124,7 +144,7 @@ public final class Interpreter: @unchecked Sendable {
     }
     let values = try evaluate(
       module.graph, planKey: "\u{0}" + key, arguments: [], feeds: feeds,
-      outputs: signature.outputs.map(\.source))
+      outputs: signature.outputs.map(\.source), depth: 0)
     var result: [String: Tensor] = [:]
     for (output, value) in zip(signature.outputs, values) {
       guard case .tensor(let tensor) = value else {
@@ -160,10 +180,11 @@ public final class Interpreter: @unchecked Sendable {
     return plan
   }
 
-  /// Evaluates the nodes of `function` that `outputs` need and returns those outputs.
+  /// Evaluates the nodes of `function` that `outputs` need and returns those outputs; `depth`
+  /// counts the calls it is nested in.
   func evaluate(
     _ function: Function, planKey: String, arguments: [Value], feeds: [NodeID: Value],
-    outputs: [Input]
+    outputs: [Input], depth: Int
   ) throws -> [Value] {
     let plan = try plan(function, key: planKey, fed: Set(feeds.keys), outputs: outputs)
     // The planned copy, whose nodes' attributes are complete.
@@ -219,7 +240,8 @@ public final class Interpreter: @unchecked Sendable {
             node.op == "Const"
               ? [.tensor(try store.constant(node, id: id, in: function.name))]
               : try execute(
-                node, id: id, in: function, inputs: inputs, weightInput: step.weightInput)
+                node, id: id, in: function, inputs: inputs, weightInput: step.weightInput,
+                depth: depth)
           }
         }
       }
@@ -244,7 +266,7 @@ public final class Interpreter: @unchecked Sendable {
         // Taken out of `results`, so that the members can be computed in place.
         var root = results[step.node].first
         results[step.node] = []
-        for (member, result) in try runFused(step, in: function, root: &root, value) {
+        for (member, result) in try runFused(step, in: function, root: &root, depth: depth, value) {
           results[member] = [result]
         }
       }
@@ -272,16 +294,18 @@ public final class Interpreter: @unchecked Sendable {
     }
   }
 
-  /// Runs `node`'s kernel on `inputs`; `weightInput` says that input 1 is a weight.
+  /// Runs `node`'s kernel on `inputs`; `weightInput` says that input 1 is a weight; `depth`
+  /// counts the calls the node's function is nested in.
   func execute(
-    _ node: Node, id: NodeID, in function: Function, inputs: [Value], weightInput: Bool = false
+    _ node: Node, id: NodeID, in function: Function, inputs: [Value], weightInput: Bool = false,
+    depth: Int
   ) throws -> [Value] {
     guard let kernel = registry.definition(for: node.op)?.kernel else {
       throw KernelError(code: .missingKernel, "Op '\(node.op)' has no CPU kernel in tfmp yet.")
     }
     let context = KernelContext(
       node: node, id: id, function: function.name, weightPacks: weightInput ? packs : nil,
-      host: self)
+      host: self, limits: limits, depth: depth)
     switch kernel {
     case .values(let kernel):
       return try kernel(context, inputs)
@@ -324,9 +348,16 @@ extension Interpreter: KernelHost {
         "Function '\(callee.name)' takes \(function.arguments.count) arguments but is given \(inputs.count)."
       )
     }
+    guard context.depth < limits.maxCallDepth else {
+      throw KernelError(
+        code: .limitExceeded,
+        "Calling '\(callee.name)' nests calls \(context.depth + 1) deep, more than the limit of "
+          + "\(limits.maxCallDepth): the function library calls itself, directly or through "
+          + "others, or nests calls deeper than any model TensorFlow writes.")
+    }
     return try evaluate(
       function, planKey: callee.name, arguments: inputs, feeds: [:],
-      outputs: function.results.map(\.source))
+      outputs: function.results.map(\.source), depth: context.depth + 1)
   }
 
   func variableKey(of context: KernelContext) -> String? {

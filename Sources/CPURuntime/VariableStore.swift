@@ -12,8 +12,13 @@ final class VariableStore: @unchecked Sendable {
   /// Decoded `Const` values by function and node.
   private var constants: [String: Tensor] = [:]
   private let lock = NSLock()
+  /// How large a constant may be.
+  private let limits: ResourceLimits
 
-  init(checkpoint: CheckpointReader?) { self.checkpoint = checkpoint }
+  init(checkpoint: CheckpointReader?, limits: ResourceLimits) {
+    self.checkpoint = checkpoint
+    self.limits = limits
+  }
 
   /// A variable's value, read from the checkpoint once.
   func variable(_ key: String) throws -> Tensor {
@@ -36,7 +41,7 @@ final class VariableStore: @unchecked Sendable {
   func constant(_ node: Node, id: NodeID, in function: String) throws -> Tensor {
     let key = function + "\u{0}" + String(id.index)
     if let cached = lock.withLock({ constants[key] }) { return cached }
-    var tensor = try TensorDecoding.constant(node)
+    var tensor = try TensorDecoding.constant(node, limits: limits)
     Rounding.round(&tensor, for: node)
     lock.withLock { constants[key] = tensor }
     return tensor

@@ -20,6 +20,8 @@ public struct FineTuning: Sendable {
   public var seed: UInt64 = 0
   /// Whether the outcome has the kernel time by op type (``Outcome/profile``).
   public var profiling = false
+  /// What running the training step may create.
+  public var limits = ResourceLimits.standard
 
   /// Fine-tuning with the defaults: one epoch, batches of 32, no validation, shuffled.
   public init() {}
@@ -92,7 +94,7 @@ public struct FineTuning: Sendable {
     onStep: (StepRecord) -> Void = { _ in }, onEpoch: (EpochRecord) -> Void = { _ in }
   ) throws -> Outcome {
     let interpreter = Interpreter(
-      module: step.module, checkpoint: checkpoint, profiling: profiling)
+      module: step.module, checkpoint: checkpoint, profiling: profiling, limits: limits)
     let specs = try interpreter.inputSpecs(signature: TrainStep.trainSignature)
     let count = targets.shape.dimensions.first ?? 0
     var samples: [String: Tensor] = [:]

@@ -85,14 +85,16 @@ public enum ModelComparison {
   ///   - seed: The seed of the random inputs.
   ///   - rtol: The relative tolerance (see ``AccuracyReport/rtol``).
   ///   - atol: The absolute tolerance.
+  ///   - limits: What running the models may create.
   /// - Returns: Each output's errors, and the outputs that do not correspond.
   /// - Throws: Whatever running the models throws; `RuntimeError` when the signatures differ.
   public static func compare(
     reference: GraphModel, candidate: GraphModel, signature: String, inputs: [String: Tensor]?,
-    samples: Int = 8, seed: UInt64 = 0, rtol: Double, atol: Double
+    samples: Int = 8, seed: UInt64 = 0, rtol: Double, atol: Double,
+    limits: ResourceLimits = .standard
   ) throws -> AccuracyReport {
-    let referenceRunner = try Interpreter(model: reference)
-    let candidateRunner = try Interpreter(model: candidate)
+    let referenceRunner = try Interpreter(model: reference, limits: limits)
+    let candidateRunner = try Interpreter(model: candidate, limits: limits)
     let specs = try referenceRunner.inputSpecs(signature: signature)
     let candidateSpecs = try candidateRunner.inputSpecs(signature: signature)
     let given = try inputs ?? random(specs, samples: samples, seed: seed)

@@ -69,19 +69,19 @@ public enum ConversionCheck {
   /// draws `samples` seeded random rows as ``ModelComparison`` does) and compares the outputs.
   /// An output fails when the converted model gives inf or NaN where the original gives a
   /// finite value, or when an element differs by more than `tolerance` times the output's scale
-  /// (its largest finite magnitude, at least 1).
+  /// (its largest finite magnitude, at least 1). The runs stay within `limits`.
   ///
   /// - Throws: ``ModelFormatError`` when a model's graph cannot be read. A signature the runtime
   ///   cannot run is reported in ``Outcome/skipped``, not thrown.
   public static func check(
     original: GraphModel, converted: GraphModel, inputs: [String: Tensor]?, samples: Int = 2,
-    seed: UInt64 = 0, tolerance: Double
+    seed: UInt64 = 0, tolerance: Double, limits: ResourceLimits = .standard
   ) throws -> Outcome {
     let start = ContinuousClock.now
     let models = (try original.module(), try converted.module())
     let runners = (
-      Interpreter(module: models.0, checkpoint: original.checkpoint),
-      Interpreter(module: models.1, checkpoint: converted.checkpoint)
+      Interpreter(module: models.0, checkpoint: original.checkpoint, limits: limits),
+      Interpreter(module: models.1, checkpoint: converted.checkpoint, limits: limits)
     )
     var outcome = Outcome()
     for key in models.0.distinctSignatureKeys {
@@ -98,7 +98,7 @@ public enum ConversionCheck {
           else { continue }
           var failure = Failure(signature: key, output: name, problem: problem)
           failure.node = try firstWrongNode(
-            models, original, converted, key, given, fed, tolerance: tolerance)
+            models, original, converted, key, given, fed, tolerance: tolerance, limits: limits)
           outcome.failure = failure
           outcome.seconds = (ContinuousClock.now - start).seconds
           return outcome
@@ -139,14 +139,15 @@ public enum ConversionCheck {
   /// original, by ``problem(_:_:tolerance:)``.
   private static func firstWrongNode(
     _ models: (GraphIR.Module, GraphIR.Module), _ original: GraphModel, _ converted: GraphModel,
-    _ key: String, _ given: [String: Tensor], _ fed: [String: Tensor], tolerance: Double
+    _ key: String, _ given: [String: Tensor], _ fed: [String: Tensor], tolerance: Double,
+    limits: ResourceLimits
   ) throws -> Failure.WrongNode? {
     let recorders = (Recorder(), Recorder())
     _ = try Interpreter(
-      module: models.0, checkpoint: original.checkpoint, observer: recorders.0
+      module: models.0, checkpoint: original.checkpoint, observer: recorders.0, limits: limits
     ).run(signature: key, inputs: given)
     _ = try Interpreter(
-      module: models.1, checkpoint: converted.checkpoint, observer: recorders.1
+      module: models.1, checkpoint: converted.checkpoint, observer: recorders.1, limits: limits
     ).run(signature: key, inputs: fed)
     let originals = Dictionary(
       recorders.0.values.map { ("\($0.function)|\($0.node)", $0.tensor) },

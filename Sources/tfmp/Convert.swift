@@ -141,6 +141,7 @@ struct Convert: ParsableCommand {
   @Flag(help: "Replace the output if it exists.")
   var force = false
 
+  @OptionGroup var limits: LimitOptions
   @OptionGroup var reporting: ErrorReporting
 
   func validate() throws {
@@ -211,6 +212,7 @@ struct Convert: ParsableCommand {
           conversion: options, tolerances: try tolerances.map { try Tolerance(parsing: $0) })
         searcher.inputs = inputs
         searcher.samples = samples
+        searcher.limits = limits.limits
         let bar = ProgressBar()
         searcher.progress = { bar.show($0, done: $1, total: $2) }
         let outcome = try searcher.run(on: original)
@@ -227,14 +229,15 @@ struct Convert: ParsableCommand {
         let converted = try GraphModel(contentsOf: written)
         if verify {
           let outcome = try ConversionCheck.check(
-            original: original, converted: converted, inputs: inputs, tolerance: verifyTolerance)
+            original: original, converted: converted, inputs: inputs, tolerance: verifyTolerance,
+            limits: limits.limits)
           verification = outcome
           if let failure = outcome.failure { throw VerificationFailure(failure: failure) }
         }
         if report != nil {
           profile = try ConversionProfile.measure(
             original: original, converted: converted, inputs: inputs,
-            precision: options.precision)
+            precision: options.precision, limits: limits.limits)
         }
       }
       let record = ConversionRecord(

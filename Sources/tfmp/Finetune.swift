@@ -133,6 +133,7 @@ struct Finetune: ParsableCommand {
   @Flag(help: "Replace OUTPUT if it exists.")
   var force = false
 
+  @OptionGroup var limits: LimitOptions
   @OptionGroup var reporting: ErrorReporting
 
   func validate() throws {
@@ -199,6 +200,7 @@ struct Finetune: ParsableCommand {
       tuning.shuffle = !noShuffle
       tuning.seed = seed
       tuning.profiling = profile
+      tuning.limits = limits.limits
       let logFile = try log.map { path -> FileHandle in
         guard FileManager.default.createFile(atPath: path, contents: nil) else {
           throw ValidationError("--log \(path): the file cannot be created.")

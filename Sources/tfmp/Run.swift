@@ -34,6 +34,7 @@ struct Run: ParsableCommand {
   @Flag(help: "Print the time each op type's kernels take (summed over the timed runs).")
   var profile = false
 
+  @OptionGroup var limits: LimitOptions
   @OptionGroup var reporting: ErrorReporting
 
   func run() throws {
@@ -48,7 +49,7 @@ struct Run: ParsableCommand {
     try reporting.reportingErrors {
       Interpreter.keepFreedMemoryForReuse()
       let interpreter = try Interpreter(
-        model: try GraphModel(contentsOf: model), profiling: profile)
+        model: try GraphModel(contentsOf: model), profiling: profile, limits: limits.limits)
       let outputs: [String: Tensor]
       do {
         outputs = try interpreter.run(signature: signature, inputs: tensors)

@@ -43,6 +43,7 @@ struct Validate: ParsableCommand {
   @Flag(help: "Print JSON instead of text.")
   var json = false
 
+  @OptionGroup var limits: LimitOptions
   @OptionGroup var reporting: ErrorReporting
 
   func run() throws {
@@ -51,7 +52,7 @@ struct Validate: ParsableCommand {
       try ModelComparison.compare(
         reference: GraphModel(contentsOf: reference), candidate: GraphModel(contentsOf: candidate),
         signature: signature, inputs: try inputs.map { try NumPyFile.readArchive(at: $0) },
-        samples: samples, seed: seed, rtol: rtol, atol: atol)
+        samples: samples, seed: seed, rtol: rtol, atol: atol, limits: limits.limits)
     }
     if json {
       let encoder = JSONEncoder()

@@ -212,11 +212,12 @@ struct FusionTests {
       let input = Tensor(shape: Shape(dimensions), floats: x)
       let outputs = try interpreter.run(signature: "fused", inputs: ["x": input])
       // The same nodes through their own kernels.
-      let scaled = try BinaryFunction.mul.apply(input, Tensor(shape: Shape(first), floats: s1))
+      let scaled = try BinaryFunction.mul.apply(
+        input, Tensor(shape: Shape(first), floats: s1), limits: .standard)
       let relu = Tensor(shape: scaled.shape, floats: UnaryFunction.relu.apply(scaled.floats ?? []))
-      let residual = try BinaryFunction.add.apply(relu, input)
+      let residual = try BinaryFunction.add.apply(relu, input, limits: .standard)
       let out = try BinaryFunction.squaredDifference.apply(
-        Tensor(shape: Shape(second), floats: s2), residual)
+        Tensor(shape: Shape(second), floats: s2), residual, limits: .standard)
       let context = "seed \(seed): x \(dimensions), sides \(first) and \(second)"
       let (sameRelu, sameOut) = (outputs["relu"] == relu, outputs["out"] == out)
       #expect(sameRelu && sameOut, "\(context)")

@@ -20,41 +20,22 @@ enum FuzzTargets {
     "hdf5": hdf5, "npy": npy, "npz": npz, "graph": graph,
   ]
 
-  /// A folder of this process's own, for the files the path-based readers read (in memory).
-  static let scratch: String = {
-    let base =
-      FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-    let path = "\(base)/tfmp-fuzz-\(getpid())"
-    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-  }()
-
-  /// Writes `bytes` to `name` in the scratch folder and returns its path.
-  static func file(_ name: String, _ bytes: [UInt8]) -> String {
-    let path = "\(scratch)/\(name)"
-    let folder = (path as NSString).deletingLastPathComponent
-    try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
-    return path
-  }
+  // Every reader is given its bytes in memory (the path-based readers' package initializers),
+  // as if read from these paths: the same parsing, without the file system's cost.
 
   /// A checkpoint index: every entry listed, and each tensor read from an empty data file.
   static func checkpointIndex(_ bytes: [UInt8]) {
-    _ = file("index/v.data-00000-of-00001", [])
-    _ = file("index/v.index", bytes)
-    readAll("\(scratch)/index/v")
+    readAll(["v.index": bytes, "v.data-00000-of-00001": []])
   }
 
   /// The mlp fixture's index with fuzzed data: each tensor read and its checksum checked.
   static func checkpointTensor(_ bytes: [UInt8]) {
-    _ = file("tensor/v.index", Seeds.mlpIndex)
-    _ = file("tensor/v.data-00000-of-00001", bytes)
-    readAll("\(scratch)/tensor/v")
+    readAll(["v.index": Seeds.mlpIndex, "v.data-00000-of-00001": bytes])
   }
 
-  /// Opens the checkpoint at `prefix` and reads every tensor.
-  static func readAll(_ prefix: String) {
-    guard let reader = try? CheckpointReader(prefix: prefix) else { return }
+  /// Opens the checkpoint `v` of `files` and reads every tensor.
+  static func readAll(_ files: [String: [UInt8]]) {
+    guard let reader = try? CheckpointReader(prefix: "v", files: files) else { return }
     for entry in reader.entries {
       if entry.dtype == .string {
         _ = try? reader.strings(of: entry)
@@ -66,8 +47,9 @@ enum FuzzTargets {
 
   /// `saved_model.pb`: read, as a GraphIR module, verified, summarized.
   static func savedModel(_ bytes: [UInt8]) {
-    _ = file("saved/saved_model.pb", bytes)
-    guard let model = try? SavedModel(contentsOf: "\(scratch)/saved") else { return }
+    guard let model = try? SavedModel(graph: bytes, directory: "saved", checkpoint: nil) else {
+      return
+    }
     _ = try? model.summary()
     if let module = try? model.module() {
       _ = try? GraphVerifier(schemas: OpRegistry.standard).verify(module)
@@ -76,7 +58,7 @@ enum FuzzTargets {
 
   /// A frozen GraphDef: read, as a module, verified, summarized.
   static func graphDef(_ bytes: [UInt8]) {
-    guard let file = try? GraphDefFile(contentsOf: file("frozen.pb", bytes)) else { return }
+    guard let file = try? GraphDefFile(bytes: bytes, path: "frozen.pb") else { return }
     _ = try? file.summary()
     if let module = try? file.module() {
       _ = try? GraphVerifier(schemas: OpRegistry.standard).verify(module)
@@ -85,7 +67,7 @@ enum FuzzTargets {
 
   /// A `.keras` zip: read, summarized (its config JSON and HDF5 weights decoded).
   static func keras(_ bytes: [UInt8]) {
-    guard let archive = try? KerasArchive(contentsOf: file("model.keras", bytes)) else { return }
+    guard let archive = try? KerasArchive(bytes: bytes, path: "model.keras") else { return }
     _ = try? archive.summary()
   }
 
@@ -102,12 +84,12 @@ enum FuzzTargets {
 
   /// A NumPy `.npy`.
   static func npy(_ bytes: [UInt8]) {
-    _ = try? NumPyFile.readArray(at: file("array.npy", bytes))
+    _ = try? NumPyFile.readArray(bytes: bytes, path: "array.npy")
   }
 
   /// A NumPy `.npz`.
   static func npz(_ bytes: [UInt8]) {
-    _ = try? NumPyFile.readArchive(at: file("arrays.npz", bytes))
+    _ = try? NumPyFile.readArchive(bytes: bytes, path: "arrays.npz")
   }
 
   /// The mlp fixture's graph with its attributes, shapes, dtypes and input edges changed as the
@@ -155,14 +137,16 @@ enum FuzzTargets {
     let inputs = [
       "features": Tensor(shape: Shape([2, 20]), floats: (0..<40).map { Float($0) / 40 })
     ]
-    _ = try? Interpreter(module: module, checkpoint: checkpoint).run(
+    // Limits well inside the fuzzer's memory ceiling: an edit asking for more must be refused.
+    let limits = ResourceLimits(maxTensorBytes: 64 << 20, maxLoopIterations: 1_000)
+    _ = try? Interpreter(module: module, checkpoint: checkpoint, limits: limits).run(
       signature: "serving_default", inputs: inputs)
     guard let model = Seeds.mlp,
       let (converted, _) = try? Converter(options: ConversionOptions()).convert(
         model.replacing(module)),
       let convertedModule = try? converted.module()
     else { return }
-    _ = try? Interpreter(module: convertedModule, checkpoint: checkpoint).run(
+    _ = try? Interpreter(module: convertedModule, checkpoint: checkpoint, limits: limits).run(
       signature: "serving_default", inputs: inputs)
   }
 }

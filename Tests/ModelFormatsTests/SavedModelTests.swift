@@ -232,11 +232,7 @@ struct BadInputTests {
     header.numShards = 1
     var entry = Tensorflow_BundleEntryProto()
     entry.dtype = .dtFloat
-    entry.shape.dim = [Int64(1) << 40, Int64(1) << 40].map {
-      var dimension = Tensorflow_TensorShapeProto.Dim()
-      dimension.size = $0
-      return dimension
-    }
+    entry.shape = GraphProtos.shape([1 << 40, 1 << 40])
     var table = SortedTable.Builder()
     table.add(key: [], value: try header.serializedBytes())
     table.add(key: Array("w".utf8), value: try entry.serializedBytes())

@@ -112,6 +112,42 @@ package enum GraphProtos {
     return graph
   }
 
+  /// A library function: `arguments` and `results` as (name, type); `returns` maps each result
+  /// to the tensor it is (`node:output:index`).
+  package static func function(
+    _ name: String, arguments: [(String, Tensorflow_DataType)],
+    results: [(String, Tensorflow_DataType)], nodes: [Tensorflow_NodeDef],
+    returns: [String: String]
+  ) -> Tensorflow_FunctionDef {
+    func argument(_ pair: (String, Tensorflow_DataType)) -> Tensorflow_OpDef.ArgDef {
+      var argument = Tensorflow_OpDef.ArgDef()
+      argument.name = pair.0
+      argument.type = pair.1
+      return argument
+    }
+    var function = Tensorflow_FunctionDef()
+    function.signature.name = name
+    function.signature.inputArg = arguments.map(argument)
+    function.signature.outputArg = results.map(argument)
+    function.nodeDef = nodes
+    function.ret = returns
+    return function
+  }
+
+  /// An attribute naming function `name`.
+  package static func function(_ name: String) -> Tensorflow_AttrValue {
+    var value = Tensorflow_AttrValue()
+    value.func.name = name
+    return value
+  }
+
+  /// A list-of-types attribute value.
+  package static func types(_ types: [Tensorflow_DataType]) -> Tensorflow_AttrValue {
+    var value = Tensorflow_AttrValue()
+    value.list.type = types
+    return value
+  }
+
   /// Writes `graph` to `path` as a binary `.pb`.
   package static func write(_ graph: Tensorflow_GraphDef, to path: String) throws {
     try graph.serializedData().write(to: URL(fileURLWithPath: path))
@@ -151,7 +187,8 @@ package enum GraphProtos {
     return value
   }
 
-  private static func shape(_ sizes: [Int]) -> Tensorflow_TensorShapeProto {
+  /// A shape of `sizes`.
+  package static func shape(_ sizes: [Int]) -> Tensorflow_TensorShapeProto {
     var shape = Tensorflow_TensorShapeProto()
     shape.dim = sizes.map { size in
       var dimension = Tensorflow_TensorShapeProto.Dim()

@@ -5,9 +5,6 @@ internal import TensorCore
 /// constants and variables. Their kernels work on values (handles and TensorLists pass through
 /// identities and loops) and reach the interpreter through ``KernelContext/host``.
 enum ControlFlowKernels {
-  /// The most iterations a While loop may run before the model is deemed stuck.
-  static let iterationLimit = 10_000_000
-
   static func register(in registry: inout OpRegistry) {
     registry.add("NoOp", inputs: [], outputs: [], .values { _, _ in [] })
     for op in ["Identity", "Snapshot", "StopGradient", "PreventGradient"] {
@@ -46,7 +43,7 @@ enum ControlFlowKernels {
       "Const", inputs: [], outputs: [.init("output", type: "dtype")],
       attributes: [OpSchema.Attribute("value", .tensor)]
     ) { context, _ in
-      [try TensorDecoding.constant(context.node)]
+      [try TensorDecoding.constant(context.node, limits: context.limits)]
     }
     registry.add(
       "VarHandleOp", inputs: [], outputs: [.fixed("resource", .resource)],
@@ -138,17 +135,21 @@ enum ControlFlowKernels {
       truth ? "then_branch" : "else_branch", of: context, Array(inputs.dropFirst()))
   }
 
-  /// `While`: runs `body` while `cond` gives true, at most ``iterationLimit`` times.
+  /// `While`: runs `body` while `cond` gives true, at most the limits' `maxLoopIterations` times.
   private static func loop(_ context: KernelContext, _ inputs: [Value]) throws -> [Value] {
     let host = try context.requireHost()
     var values = inputs
-    for _ in 0..<iterationLimit {
+    let limit = context.limits.maxLoopIterations
+    for _ in 0..<limit {
       guard case .tensor(let condition)? = try host.call("cond", of: context, values).first,
         case .bool(let flags) = condition.storage, let proceed = flags.first
       else { throw KernelError("The loop condition did not give a bool.") }
       if !proceed { return values }
       values = try host.call("body", of: context, values)
     }
-    throw KernelError(code: .limitExceeded, "The loop ran \(iterationLimit) times without ending.")
+    throw KernelError(
+      code: .limitExceeded,
+      "The loop ran \(limit) times without its condition turning false, the limit "
+        + "(--max-loop-iterations); the loop does not end, or needs a higher limit.")
   }
 }

@@ -119,6 +119,7 @@ extension ConvolutionKernels {
     let x = try Kernels.input(inputs, 0)
     let sizes = try Kernels.input(inputs, 1).requireIntegers()
     let gradient = try Kernels.input(inputs, 2)
+    _ = try context.allocating(sizes, gradient.dtype)
     if x.shape.rank == 4, sizes.count == 4,
       let depthwise = groupedAsDepthwise(Shape(sizes), channels: x.shape.dimensions[3])
     {

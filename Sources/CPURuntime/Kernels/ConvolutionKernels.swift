@@ -235,6 +235,7 @@ enum ConvolutionKernels {
     try checkNHWC(context)
     let sizes = try Kernels.input(inputs, 0).requireIntegers()
     let (filter, gradient) = (try Kernels.input(inputs, 1), try Kernels.input(inputs, 2))
+    _ = try context.allocating(sizes, gradient.dtype)
     if let depthwise = groupedAsDepthwise(filter.shape, channels: sizes.count == 4 ? sizes[3] : 0) {
       // A grouped convolution's (one channel per group): a depthwise one's.
       var seen = filter

@@ -40,8 +40,11 @@ enum ElementwiseKernels {
       registry.add(
         function.rawValue, inputs: function.inputs, outputs: ["z"], traits: [.elementwise, moves],
         precision: function.precision, fusion: fuses ? .binary(function) : nil
-      ) { _, inputs in
-        [try function.apply(try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))]
+      ) { context, inputs in
+        [
+          try function.apply(
+            try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), limits: context.limits)
+        ]
       }
     }
     registry.alias("Add", of: "AddV2")
@@ -53,8 +56,12 @@ enum ElementwiseKernels {
     for (op, predicate) in comparisons {
       registry.add(
         op, inputs: ["x", "y"], outputs: [truth], traits: .elementwise, precision: .clear
-      ) { _, inputs in
-        [try Kernels.compare(try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), predicate)]
+      ) { context, inputs in
+        [
+          try Kernels.compare(
+            try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), limits: context.limits,
+            predicate)
+        ]
       }
     }
     let logical: [(String, @Sendable (Bool, Bool) -> Bool)] = [
@@ -62,12 +69,13 @@ enum ElementwiseKernels {
     ]
     let truths = [OpSchema.Argument.fixed("x", .bool), .fixed("y", .bool)]
     for (op, function) in logical {
-      registry.add(op, inputs: truths, outputs: [truth], traits: .elementwise) { _, inputs in
+      registry.add(op, inputs: truths, outputs: [truth], traits: .elementwise) { context, inputs in
         let (a, b) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
         guard case .bool(let x) = a.storage, case .bool(let y) = b.storage else {
           throw KernelError("Expected bool inputs.")
         }
-        let (shape, walk) = try StridedWalk.broadcast([a.shape, b.shape])
+        let (shape, walk) = try StridedWalk.broadcast(
+          [a.shape, b.shape], of: .bool, within: context.limits)
         return [Tensor(dtype: .bool, shape: shape, storage: .bool(walk.map(x, y, function)))]
       }
     }
@@ -97,21 +105,25 @@ enum ElementwiseKernels {
     }
     registry.add(
       "AddN", inputs: [.init("inputs", .number("N"))], outputs: ["sum"], precision: .infer
-    ) { _, inputs in
+    ) { context, inputs in
       guard var sum = inputs.first, inputs.allSatisfy({ $0.shape == sum.shape }) else {
         throw KernelError("AddN needs inputs of one shape.")
       }
-      for addend in inputs.dropFirst() { sum = try BinaryFunction.add.apply(sum, addend) }
+      for addend in inputs.dropFirst() {
+        sum = try BinaryFunction.add.apply(sum, addend, limits: context.limits)
+      }
       return [sum]
     }
     registry.add(
       "ClipByValue", inputs: ["t", "clip_value_min", "clip_value_max"], outputs: ["output"],
       precision: .clear
-    ) { _, inputs in
+    ) { context, inputs in
       let (x, low, high) = (
         try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2)
       )
-      let clipped = try BinaryFunction.minimum.apply(try BinaryFunction.maximum.apply(x, low), high)
+      let limits = context.limits
+      let clipped = try BinaryFunction.minimum.apply(
+        try BinaryFunction.maximum.apply(x, low, limits: limits), high, limits: limits)
       guard clipped.shape == x.shape else {
         throw KernelError("The clip values \(low.shape), \(high.shape) do not fit \(x.shape).")
       }
@@ -123,13 +135,13 @@ enum ElementwiseKernels {
       fusion: .binary(.add)
     ) { context, inputs in
       try ConvolutionKernels.checkNHWC(context)
-      return [try biasAdd(inputs)]
+      return [try biasAdd(context, inputs)]
     }
     // BiasAdd before data formats: always NHWC.
     registry.add(
       "BiasAddV1", inputs: ["value", "bias"], outputs: ["output"], traits: .elementwise,
       precision: .infer, fusion: .binary(.add)
-    ) { _, inputs in [try biasAdd(inputs)] }
+    ) { context, inputs in [try biasAdd(context, inputs)] }
     registry.add(
       "LeakyRelu", inputs: [.init("features", type: .attribute("T", defaultType: .float32))],
       outputs: [.init("activations", type: .attribute("T", defaultType: .float32))],
@@ -176,14 +188,14 @@ enum ElementwiseKernels {
   }
 
   /// A bias added along the last dimension.
-  static func biasAdd(_ inputs: [Tensor]) throws -> Tensor {
+  static func biasAdd(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
     let (x, bias) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
     guard bias.shape.rank == 1, x.shape.rank >= 1,
       bias.shape.dimensions[0] == x.shape.dimensions.last
     else {
       throw KernelError("The bias \(bias.shape) does not fit the last dimension of \(x.shape).")
     }
-    return try BinaryFunction.add.apply(x, bias)
+    return try BinaryFunction.add.apply(x, bias, limits: context.limits)
   }
 }
 
@@ -369,10 +381,11 @@ enum BinaryFunction: String, CaseIterable {
     }
   }
 
-  /// Applies the function to `a` and `b`, broadcasting.
-  func apply(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+  /// Applies the function to `a` and `b`, broadcasting, for a result no larger than `limits`
+  /// allow.
+  func apply(_ a: Tensor, _ b: Tensor, limits: ResourceLimits) throws -> Tensor {
     guard a.dtype == b.dtype else { throw KernelError("Operands are \(a.dtype) and \(b.dtype).") }
-    let (shape, walk) = try StridedWalk.broadcast([a.shape, b.shape])
+    let (shape, walk) = try StridedWalk.broadcast([a.shape, b.shape], of: a.dtype, within: limits)
     let storage: Tensor.Storage?
     switch (a.storage, b.storage) {
     case (.float(let x), .float(let y)): storage = .float(apply(walk, x, y))

@@ -25,6 +25,10 @@ struct KernelContext {
   var weightPacks: PackedWeights? = nil
   /// Set for value kernels (calls, loops, variables).
   var host: (any KernelHost)? = nil
+  /// What the kernel may create; ``allocating(_:_:)`` checks a size against them.
+  var limits = ResourceLimits.standard
+  /// The calls the node's function is nested in (0 in a signature's graph).
+  var depth = 0
 
   // Attributes, completed with their schema's defaults and checked when the function was
   // planned: a missing or mistyped one is an attribute the op's schema does not declare.
@@ -67,6 +71,18 @@ struct KernelContext {
 
   func shape(_ name: String) throws -> ShapeValue {
     try attribute(name, "shape") { if case .shape(let shape) = $0 { shape } else { nil } }
+  }
+
+  /// `dimensions` as the shape of a `dtype` output the kernel is about to create, checked
+  /// against ``limits``.
+  ///
+  /// - Throws: ``KernelError`` (`limitExceeded`) when the size is invalid or too large.
+  func allocating(_ dimensions: [Int], _ dtype: DType) throws -> Shape {
+    let shape = Shape(dimensions)
+    if let problem = limits.problem(creating: shape, of: dtype) {
+      throw KernelError(code: .limitExceeded, "The \(node.op) output: \(problem).")
+    }
+    return shape
   }
 
   /// The interpreter, for value kernels.
@@ -128,12 +144,18 @@ enum TensorDecoding {
     }
   }
 
-  /// The value of a `Const` node (TensorFlow's splat rule: missing values repeat the last).
-  static func constant(_ node: Node) throws -> Tensor {
+  /// The value of a `Const` node (TensorFlow's splat rule: missing values repeat the last),
+  /// no larger than `limits` allow.
+  static func constant(_ node: Node, limits: ResourceLimits) throws -> Tensor {
     guard case .tensor(let literal)? = node.attributes["value"] else {
       throw KernelError("The constant has no value tfmp can read.")
     }
     let dtype = literal.dtype
+    if let problem = limits.problem(
+      creating: Shape(literal.shape.dimensions.map { Int(clamping: $0) }), of: dtype)
+    {
+      throw KernelError(code: .limitExceeded, "The constant: \(problem).")
+    }
     guard let count = literal.elementCount else {
       throw KernelError("The constant's shape \(literal.shape.dimensions) is invalid.")
     }

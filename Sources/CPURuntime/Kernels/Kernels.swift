@@ -10,11 +10,25 @@ enum Kernels {
     return inputs[index]
   }
 
-  /// Compares elementwise with broadcasting; the result is bool.
-  static func compare(_ a: Tensor, _ b: Tensor, _ predicate: (Double, Double) -> Bool) throws
-    -> Tensor
-  {
-    let (shape, walk) = try StridedWalk.broadcast([a.shape, b.shape])
+  /// `a * b`, or a kernel error when it overflows `Int` (sizes computed from values).
+  static func product(_ a: Int, _ b: Int) throws -> Int {
+    let (result, overflow) = a.multipliedReportingOverflow(by: b)
+    guard !overflow else { throw KernelError(code: .limitExceeded, "\(a) × \(b) overflows Int.") }
+    return result
+  }
+
+  /// `a + b`, or a kernel error when it overflows `Int` (sizes computed from values).
+  static func sum(_ a: Int, _ b: Int) throws -> Int {
+    let (result, overflow) = a.addingReportingOverflow(b)
+    guard !overflow else { throw KernelError(code: .limitExceeded, "\(a) + \(b) overflows Int.") }
+    return result
+  }
+
+  /// Compares elementwise with broadcasting; the result is bool, no larger than `limits` allow.
+  static func compare(
+    _ a: Tensor, _ b: Tensor, limits: ResourceLimits, _ predicate: (Double, Double) -> Bool
+  ) throws -> Tensor {
+    let (shape, walk) = try StridedWalk.broadcast([a.shape, b.shape], of: .bool, within: limits)
     return Tensor(
       dtype: .bool, shape: shape,
       storage: .bool(walk.map(try doubles(a), try doubles(b), predicate)))

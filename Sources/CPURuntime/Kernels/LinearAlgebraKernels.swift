@@ -35,9 +35,10 @@ enum LinearAlgebraKernels {
     let (m, k) = adjointA ? (ca, ra) : (ra, ca)
     let (k2, n) = adjointB ? (cb, rb) : (rb, cb)
     guard k == k2 else { throw KernelError("Inner dimensions differ: \(a.shape) and \(b.shape).") }
-    let (batch, walk) = try StridedWalk.broadcast([
-      Shape(Array(da.dropLast(2))), Shape(Array(db.dropLast(2))),
-    ])
+    let (batch, walk) = try StridedWalk.broadcast(
+      [Shape(Array(da.dropLast(2))), Shape(Array(db.dropLast(2)))], of: a.dtype,
+      within: context.limits)
+    _ = try context.allocating(batch.dimensions + [m, n], a.dtype)
     let pairs = walk.indices()
     let offsets = (0..<(batch.elementCount ?? 0)).map {
       (pairs[0][$0] * ra * ca, pairs[1][$0] * rb * cb)
@@ -239,7 +240,7 @@ enum LinearAlgebraKernels {
       throw KernelError("MatMul inner dimensions differ: \(a.shape) and \(b.shape).")
     }
     return Tensor(
-      shape: Shape([m, n]),
+      shape: try context.allocating([m, n], a.dtype),
       floats: Gemm.multiply(
         x, y, m: m, k: k, n: n, transposeA: ta, transposeB: tb, halfB: b.float16Bits,
         precision: Gemm.sharedPrecision(a, b), packs: context.weightPacks))

@@ -101,7 +101,7 @@ enum ReductionKernels {
         .init("num_segments", type: .index("Tnumsegments")),
       ],
       outputs: ["output"]
-    ) { _, inputs in [try unsortedSegmentSum(inputs)] }
+    ) { context, inputs in [try unsortedSegmentSum(context, inputs)] }
   }
 
   /// ArgMax or ArgMin: the position of the largest (smallest) element along the axis input 1
@@ -168,7 +168,7 @@ enum ReductionKernels {
 
   /// Sums of `data`'s rows by segment: row i (of the leading dimensions segment_ids covers)
   /// adds into segment `segment_ids[i]`; rows with a negative id are dropped, as in TensorFlow.
-  static func unsortedSegmentSum(_ inputs: [Tensor]) throws -> Tensor {
+  static func unsortedSegmentSum(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
     let data = try Kernels.input(inputs, 0)
     let ids = try Kernels.input(inputs, 1)
     guard let count = try Kernels.input(inputs, 2).requireIntegers().first, count >= 0 else {
@@ -184,7 +184,7 @@ enum ReductionKernels {
     }
     let rest = Array(data.shape.dimensions.dropFirst(ids.shape.rank))
     let width = rest.reduce(1, *)
-    let shape = Shape([count] + rest)
+    let shape = try context.allocating([count] + rest, data.dtype)
     func sum<T>(_ values: [T], zero: T, _ add: (T, T) -> T) -> [T] {
       var result = [T](repeating: zero, count: count * width)
       for (row, segment) in segments.enumerated() where segment >= 0 {

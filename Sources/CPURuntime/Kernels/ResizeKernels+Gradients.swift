@@ -48,7 +48,7 @@ extension ResizeKernels {
       "ResizeNearestNeighborGrad", inputs: ["grads", .fixed("size", .int32)],
       outputs: ["output"], attributes: corners
     ) { context, inputs in
-      let (grads, size) = try sizes(inputs)
+      let (grads, size) = try sizes(context, inputs)
       let (alignCorners, halfPixel) = (
         try context.bool("align_corners"), try context.bool("half_pixel_centers")
       )

@@ -15,7 +15,7 @@ enum ResizeKernels {
       "ResizeNearestNeighbor", inputs: ["images", .fixed("size", .int32)],
       outputs: ["resized_images"], attributes: corners, traits: .movesElements, precision: .clear
     ) { context, inputs in
-      let (x, size) = try sizes(inputs)
+      let (x, size) = try sizes(context, inputs)
       let (alignCorners, halfPixel) = (
         try context.bool("align_corners"), try context.bool("half_pixel_centers")
       )
@@ -42,7 +42,7 @@ enum ResizeKernels {
       "ResizeBilinear", inputs: ["images", .fixed("size", .int32)],
       outputs: [.fixed("resized_images", .float32)], attributes: corners
     ) { context, inputs in
-      let (x, size) = try sizes(inputs)
+      let (x, size) = try sizes(context, inputs)
       let (alignCorners, halfPixel) = (
         try context.bool("align_corners"), try context.bool("half_pixel_centers")
       )
@@ -105,7 +105,7 @@ enum ResizeKernels {
   /// (a = -0.5) with half-pixel centers, where weights of taps outside the image are zeroed and
   /// the rest renormalized; the legacy kernel (a = -0.75) with edge taps repeated otherwise.
   static func bicubic(_ context: KernelContext, _ inputs: [Tensor]) throws -> [Tensor] {
-    let (x, size) = try sizes(inputs)
+    let (x, size) = try sizes(context, inputs)
     let (alignCorners, halfPixel) = (
       try context.bool("align_corners"), try context.bool("half_pixel_centers")
     )
@@ -164,8 +164,11 @@ enum ResizeKernels {
     return [Tensor(shape: Shape([d[0], size.height, size.width, d[3]]), floats: result)]
   }
 
-  /// The images (NHWC) and the output height and width.
-  static func sizes(_ inputs: [Tensor]) throws -> (Tensor, (height: Int, width: Int)) {
+  /// The images (NHWC) and the output height and width, for an output the context's limits
+  /// allow.
+  static func sizes(_ context: KernelContext, _ inputs: [Tensor]) throws
+    -> (Tensor, (height: Int, width: Int))
+  {
     let x = try Kernels.input(inputs, 0)
     let size = try Kernels.input(inputs, 1).requireIntegers()
     guard x.shape.rank == 4, size.count == 2, size.allSatisfy({ $0 > 0 }),
@@ -175,6 +178,8 @@ enum ResizeKernels {
         "Resizing needs NHWC images with rows and columns and a positive size [height, width], "
           + "got \(x.shape) and \(size).")
     }
+    let d = x.shape.dimensions
+    _ = try context.allocating([d[0], size[0], size[1], d[3]], x.dtype)
     return (x, (size[0], size[1]))
   }
 

@@ -114,7 +114,7 @@ extension ShapeKernels {
       let indexType = forward.node.type("Tindices") ?? .int32
       let axis = forward.inputs[2].node.map { builder.function[$0] }
       guard forward.node.attributes["batch_dims"] ?? .int(0) == .int(0), let axis,
-        axis.op == "Const", (try? TensorDecoding.constant(axis).integers) == [0]
+        axis.op == "Const", (try? TensorDecoding.constant(axis, limits: .standard).integers) == [0]
       else {
         throw GraphError(
           code: .noGradient,

@@ -13,21 +13,25 @@ extension ShapeKernels {
     registry.add(
       "GatherNd", inputs: gatherArguments, outputs: [.init("output", type: "Tparams")],
       traits: .movesElements, precision: gathers
-    ) { _, inputs in
+    ) { context, inputs in
       let (params, indices) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
       let (slices, inner) = try sliceOffsets(of: indices, into: params.shape, op: "GatherNd")
-      let order = slices.flatMap { start in (0..<inner).map { (0, start + $0) } }
-      let shape = Shape(
+      let shape = try context.allocating(
         Array(indices.shape.dimensions.dropLast())
-          + params.shape.dimensions.dropFirst(indices.shape.dimensions.last ?? 0))
+          + params.shape.dimensions.dropFirst(indices.shape.dimensions.last ?? 0), params.dtype)
+      let order = slices.flatMap { start in (0..<inner).map { (0, start + $0) } }
       return [try gather([params], order, dtype: params.dtype, shape: shape)]
     }
     // TF1's Gather: GatherV2 along axis 0.
     registry.add(
       "Gather", inputs: gatherArguments, outputs: [.init("output", type: "Tparams")],
       attributes: [.bool("validate_indices", true)], traits: .movesElements, precision: gathers
-    ) { _, inputs in
-      [try gathered(try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), axis: 0)]
+    ) { context, inputs in
+      [
+        try gathered(
+          try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), axis: 0,
+          limits: context.limits)
+      ]
     }
     // Not in TensorFlow's float16 lists: it stays float32 (the oneDNN bfloat16 list
     // has it clear).
@@ -35,9 +39,10 @@ extension ShapeKernels {
       "ScatterNd",
       inputs: [.init("indices", type: "Tindices"), "updates", .init("shape", type: "Tindices")],
       outputs: ["output"]
-    ) { _, inputs in
+    ) { context, inputs in
       let (indices, updates) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
-      let shape = Shape(try Kernels.input(inputs, 2).requireIntegers())
+      let shape = try context.allocating(
+        try Kernels.input(inputs, 2).requireIntegers(), updates.dtype)
       let (slices, inner) = try sliceOffsets(of: indices, into: shape, op: "ScatterNd")
       guard let count = shape.elementCount, updates.shape.elementCount == slices.count * inner
       else {
@@ -91,6 +96,9 @@ extension ShapeKernels {
       }
       let values = try indices.requireIntegers()
       let dimensions = indices.shape.dimensions
+      var outputDimensions = dimensions
+      outputDimensions.insert(depth, at: axis)
+      let shape = try context.allocating(outputDimensions, on.dtype)
       let (outer, inner) = (
         dimensions.prefix(axis).reduce(1, *), dimensions.dropFirst(axis).reduce(1, *)
       )
@@ -101,9 +109,7 @@ extension ShapeKernels {
           for i in 0..<inner { order.append(values[o * inner + i] == d ? (0, 0) : (1, 0)) }
         }
       }
-      var shape = dimensions
-      shape.insert(depth, at: axis)
-      return [try gather([on, off], order, dtype: on.dtype, shape: Shape(shape))]
+      return [try gather([on, off], order, dtype: on.dtype, shape: shape)]
     }
     registry.add(
       "TopKV2", inputs: ["input", .init("k", type: .index("Tk"))],

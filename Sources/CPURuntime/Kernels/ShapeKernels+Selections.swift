@@ -66,22 +66,23 @@ extension ShapeKernels {
       return [
         try gathered(
           try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), axis: axis,
-          batchDimensions: try context.int("batch_dims"))
+          batchDimensions: try context.int("batch_dims"), limits: context.limits)
       ]
     }
     let selected: [OpSchema.Argument] = [.fixed("condition", .bool), "t", "e"]
     registry.add(
       "SelectV2", inputs: selected, outputs: ["output"], traits: .movesElements, precision: .clear
-    ) { _, inputs in
+    ) { context, inputs in
       [
         try select(
-          try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2))
+          try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2),
+          limits: context.limits)
       ]
     }
     // TF1's Select: a vector condition picks whole rows (along the first dimension).
     registry.add(
       "Select", inputs: selected, outputs: ["output"], traits: .movesElements, precision: .clear
-    ) { _, inputs in
+    ) { context, inputs in
       var condition = try Kernels.input(inputs, 0)
       let (a, b) = (try Kernels.input(inputs, 1), try Kernels.input(inputs, 2))
       guard a.shape == b.shape, condition.shape == a.shape || condition.shape.rank <= 1 else {
@@ -91,7 +92,7 @@ extension ShapeKernels {
         condition.shape = Shape(
           condition.shape.dimensions + Array(repeating: 1, count: a.shape.rank - 1))
       }
-      return [try select(condition, a, b)]
+      return [try select(condition, a, b, limits: context.limits)]
     }
     let reversed: [(String, OpSchema.Argument)] = [
       ("ReverseV2", .init("axis", type: .index("Tidx"))), ("Reverse", .fixed("dims", .bool)),
@@ -126,7 +127,8 @@ extension ShapeKernels {
   /// `batchDimensions` b, the first b dimensions of both are a batch: each batch entry gathers
   /// from its own params with its own indices.
   static func gathered(
-    _ params: Tensor, _ indicesTensor: Tensor, axis given: Int, batchDimensions: Int = 0
+    _ params: Tensor, _ indicesTensor: Tensor, axis given: Int, batchDimensions: Int = 0,
+    limits: ResourceLimits
   ) throws -> Tensor {
     let indices = try indicesTensor.requireIntegers()
     let rank = params.shape.rank
@@ -152,6 +154,9 @@ extension ShapeKernels {
     let shape = Shape(
       Array(dimensions.prefix(axis)) + indicesTensor.shape.dimensions.dropFirst(batch)
         + Array(dimensions.dropFirst(axis + 1)))
+    if let problem = limits.problem(creating: shape, of: params.dtype) {
+      throw KernelError(code: .limitExceeded, "The gathered output: \(problem).")
+    }
     var starts: [Int] = []
     starts.reserveCapacity(batches * outer * perBatch)
     for b in 0..<batches {
@@ -177,12 +182,14 @@ extension ShapeKernels {
     registry.add(
       "Tile", inputs: ["input", .init("multiples", type: .index("Tmultiples"))],
       outputs: ["output"], traits: .movesElements, precision: .clear
-    ) { _, inputs in
+    ) { context, inputs in
       let x = try Kernels.input(inputs, 0)
       let multiples = try Kernels.input(inputs, 1).requireIntegers()
       guard multiples.count == x.shape.rank, multiples.allSatisfy({ $0 >= 0 }) else {
         throw KernelError("Tile needs one multiple per dimension.")
       }
+      _ = try context.allocating(
+        try zip(x.shape.dimensions, multiples).map(Kernels.product), x.dtype)
       let ranges = zip(x.shape.dimensions, multiples).map { size, times in
         (0..<(size * times)).map { $0 % size }
       }
@@ -196,12 +203,16 @@ extension ShapeKernels {
     for (op, arguments, traits) in pads {
       registry.add(
         op, inputs: arguments, outputs: ["output"], traits: traits, precision: .clear
-      ) { _, inputs in
+      ) { context, inputs in
         let x = try Kernels.input(inputs, 0)
         let paddings = try Kernels.input(inputs, 1).requireIntegers()
         guard paddings.count == 2 * x.shape.rank, paddings.allSatisfy({ $0 >= 0 }) else {
           throw KernelError("Pad needs two paddings per dimension.")
         }
+        _ = try context.allocating(
+          try x.shape.dimensions.enumerated().map { axis, size in
+            try Kernels.sum(Kernels.sum(paddings[2 * axis], size), paddings[2 * axis + 1])
+          }, x.dtype)
         let fill = inputs.count > 2 ? inputs[2] : try zero(like: x)
         // Index -1 marks a padding element, taken from `fill`.
         let ranges = x.shape.dimensions.enumerated().map { axis, size in
@@ -214,11 +225,14 @@ extension ShapeKernels {
     registry.add(
       "Fill", inputs: [.init("dims", type: .index("index_type")), "value"], outputs: ["output"],
       precision: .clear
-    ) { _, inputs in
+    ) { context, inputs in
       let dimensions = try Kernels.input(inputs, 0).requireIntegers()
       let value = try Kernels.input(inputs, 1)
-      guard value.shape.elementCount == 1, let count = Shape(dimensions).elementCount else {
-        throw KernelError("Fill needs a scalar value and a valid shape.")
+      guard value.shape.elementCount == 1 else {
+        throw KernelError("Fill needs a scalar value.")
+      }
+      guard let count = try context.allocating(dimensions, value.dtype).elementCount else {
+        throw KernelError("Fill needs a valid shape, got \(dimensions).")
       }
       return [
         try gather(
@@ -229,14 +243,18 @@ extension ShapeKernels {
     registry.add(
       "Range", inputs: ["start", "limit", "delta"].map { .init($0, type: .index("Tidx")) },
       outputs: [.init("output", type: .index("Tidx"))]
-    ) { _, inputs in
+    ) { context, inputs in
       let (start, limit, delta) = (
         try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), try Kernels.input(inputs, 2)
       )
       let (a, b, d) = (
         try Kernels.doubles(start)[0], try Kernels.doubles(limit)[0], try Kernels.doubles(delta)[0]
       )
-      guard d != 0 else { throw KernelError("Range needs a nonzero delta.") }
+      guard d != 0, a.isFinite, b.isFinite, d.isFinite else {
+        throw KernelError("Range needs finite bounds and a nonzero delta.")
+      }
+      let steps = Swift.max(0, ((b - a) / d).rounded(.up))
+      _ = try context.allocating([steps < 0x1p62 ? Int(steps) : -1], start.dtype)
       let values = Array(stride(from: a, to: b, by: d))
       return [try Kernels.tensor(values, like: start, shape: Shape([values.count]))]
     }
@@ -298,11 +316,14 @@ extension ShapeKernels {
   }
 
   /// `t` where `condition` holds, else `e`, the three broadcast together.
-  static func select(_ condition: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+  static func select(_ condition: Tensor, _ a: Tensor, _ b: Tensor, limits: ResourceLimits)
+    throws -> Tensor
+  {
     guard case .bool(let flags) = condition.storage, a.dtype == b.dtype else {
       throw KernelError("Select needs a bool condition and two values of one dtype.")
     }
-    let (shape, walk) = try StridedWalk.broadcast([condition.shape, a.shape, b.shape])
+    let (shape, walk) = try StridedWalk.broadcast(
+      [condition.shape, a.shape, b.shape], of: a.dtype, within: limits)
     // One choice for every element (a scalar condition: a step kept or skipped): the operand
     // itself, when it has the result's shape.
     if let first = flags.first, flags.allSatisfy({ $0 == first }) {
@@ -329,7 +350,7 @@ extension ShapeKernels {
   static func stridedSliceGradient(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
     let dimensions = try Kernels.input(inputs, 0).requireIntegers()
     let gradient = try Kernels.input(inputs, 4)
-    guard dimensions.allSatisfy({ $0 >= 0 }), let count = Shape(dimensions).elementCount else {
+    guard let count = try context.allocating(dimensions, gradient.dtype).elementCount else {
       throw KernelError("StridedSliceGrad needs a valid shape, got \(dimensions).")
     }
     let (ranges, shape) = try sliceRanges(

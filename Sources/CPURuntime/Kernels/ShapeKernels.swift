@@ -131,16 +131,16 @@ enum ShapeKernels {
     registry.add(
       "BroadcastTo", inputs: ["input", .init("shape", type: .index("Tidx"))], outputs: ["output"],
       traits: .movesElements, precision: .clear
-    ) { _, inputs in
+    ) { context, inputs in
       let x = try Kernels.input(inputs, 0)
       let target = try Kernels.input(inputs, 1).requireIntegers()
       guard target.allSatisfy({ $0 >= 0 }), target.count >= x.shape.rank,
-        let broadcast = try? StridedWalk.broadcast([x.shape, Shape(target)]),
-        broadcast.shape.dimensions == target
+        let broadcast = try? StridedWalk.broadcastShape([x.shape, Shape(target)]),
+        broadcast.dimensions == target
       else {
         throw KernelError("Shape \(x.shape) cannot be broadcast to \(target).")
       }
-      let shape = Shape(target)
+      let shape = try context.allocating(target, x.dtype)
       // Dimensions added on the left and dimensions of 1 repeat element 0.
       let sizes = Array(repeating: 1, count: target.count - x.shape.rank) + x.shape.dimensions
       let ranges = zip(sizes, target).map { size, wanted in

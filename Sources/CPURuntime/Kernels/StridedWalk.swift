@@ -108,9 +108,11 @@ struct StridedWalk {
     return strides
   }
 
-  /// The broadcast (NumPy rules) of `shapes`, and a walk over it whose operands are the output
-  /// (contiguous) followed by each input.
-  static func broadcast(_ shapes: [Shape]) throws -> (shape: Shape, walk: StridedWalk) {
+  /// The broadcast (NumPy rules) of `shapes`.
+  ///
+  /// - Throws: ``KernelError`` when they do not broadcast, or their broadcast has more elements
+  ///   than `Int` can count.
+  static func broadcastShape(_ shapes: [Shape]) throws -> Shape {
     let rank = shapes.map(\.rank).max() ?? 0
     let padded = shapes.map { [Int](repeating: 1, count: rank - $0.rank) + $0.dimensions }
     var output: [Int] = []
@@ -122,6 +124,28 @@ struct StridedWalk {
       }
       output.append(sizes.first ?? (padded.contains { $0[axis] == 0 } ? 0 : 1))
     }
+    guard Shape(output).elementCount != nil else {
+      throw KernelError(
+        code: .limitExceeded,
+        "The broadcast of \(shapes.map(\.description).joined(separator: " and ")) has more "
+          + "elements than Int can count.")
+    }
+    return Shape(output)
+  }
+
+  /// The broadcast (NumPy rules) of `shapes`, for a `dtype` result no larger than `limits`
+  /// allow, and a walk over it whose operands are the output (contiguous) followed by each
+  /// input.
+  static func broadcast(_ shapes: [Shape], of dtype: DType, within limits: ResourceLimits) throws
+    -> (shape: Shape, walk: StridedWalk)
+  {
+    let shape = try broadcastShape(shapes)
+    if let problem = limits.problem(creating: shape, of: dtype) {
+      throw KernelError(code: .limitExceeded, "The broadcast result: \(problem).")
+    }
+    let output = shape.dimensions
+    let rank = output.count
+    let padded = shapes.map { [Int](repeating: 1, count: rank - $0.rank) + $0.dimensions }
     let inputStrides = padded.map { dimensions in
       zip(dimensions, contiguous(dimensions)).map { size, stride in size == 1 ? 0 : stride }
     }

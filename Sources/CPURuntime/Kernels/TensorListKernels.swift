@@ -41,7 +41,7 @@ enum TensorListKernels {
   static func execute(_ context: KernelContext, _ inputs: [Value]) throws -> [Value] {
     func tensor(_ index: Int) throws -> Tensor {
       guard index < inputs.count, case .tensor(let value) = inputs[index] else {
-        throw KernelError("Input \\(index) must be a tensor.")
+        throw KernelError("Input \(index) must be a tensor.")
       }
       return value
     }
@@ -61,8 +61,10 @@ enum TensorListKernels {
     switch context.node.op {
     case "TensorListReserve":
       guard let count = try tensor(1).requireIntegers().first, count >= 0 else {
-        throw KernelError("Bad length.")
+        throw KernelError("TensorListReserve needs a non-negative num_elements.")
       }
+      // Each element a reference to a tensor.
+      _ = try context.allocating([count, MemoryLayout<Tensor?>.stride], .uint8)
       return [.list(Array(repeating: nil, count: count))]
     case "TensorListFromTensor":
       let value = try tensor(0)

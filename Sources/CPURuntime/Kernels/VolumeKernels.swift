@@ -29,6 +29,7 @@ enum VolumeKernels {
     ) { context, inputs in
       let sizes = try Kernels.input(inputs, 0).requireIntegers()
       let (filter, gradient) = (try Kernels.input(inputs, 1), try Kernels.input(inputs, 2))
+      _ = try context.allocating(sizes, gradient.dtype)
       let geometry = try Geometry(context, input: Shape(sizes), filter: filter.shape)
       let outputs = filter.shape.dimensions[4]
       guard gradient.shape.dimensions == geometry.outputDimensions(outputs) else {

@@ -29,10 +29,25 @@ public final class CheckpointReader: Sendable {
   /// - Parameter prefix: The path without `.index`, such as `model/variables/variables`.
   /// - Throws: ``ModelFormatError`` naming the file and what is wrong when the index or a shard
   ///   is missing, truncated or corrupt.
-  public init(prefix: String) throws {
+  public convenience init(prefix: String) throws {
+    try self.init(prefix: prefix) { path throws(ModelFormatError) in try MappedFile(path: path) }
+  }
+
+  /// Opens the checkpoint at `prefix` from `files` (the index and shards by path) in memory.
+  package convenience init(prefix: String, files: [String: [UInt8]]) throws {
+    try self.init(prefix: prefix) { path throws(ModelFormatError) in
+      guard let bytes = files[path] else {
+        throw ModelFormatError(code: .missingInput, path: path, message: "No such file.")
+      }
+      return MappedFile(bytes: bytes, path: path)
+    }
+  }
+
+  /// Opens the checkpoint at `prefix`, each file opened by `open`.
+  private init(prefix: String, open: (String) throws(ModelFormatError) -> MappedFile) throws {
     self.prefix = prefix
     let indexPath = prefix + ".index"
-    let index = try MappedFile(path: indexPath)
+    let index = try open(indexPath)
     let tableEntries = try SortedTable.entries(of: index)
     guard let headerEntry = tableEntries.first, headerEntry.key.isEmpty else {
       throw ModelFormatError(
@@ -58,7 +73,7 @@ public final class CheckpointReader: Sendable {
     }
     let shardCount = Int(header.numShards)
     shards = try (0..<shardCount).map { shard in
-      try MappedFile(path: Self.dataPath(prefix: prefix, shard: shard, of: shardCount))
+      try open(Self.dataPath(prefix: prefix, shard: shard, of: shardCount))
     }
     var entries: [CheckpointEntry] = []
     for tableEntry in tableEntries.dropFirst() {

@@ -28,8 +28,16 @@ public struct GraphDefFile: Sendable {
   /// - Throws: ``ModelFormatError``: `missingInput`; `malformed` when the bytes are not a
   ///   `GraphDef` (protobuf nested deeper than 200 levels included).
   public init(contentsOf path: String) throws {
+    try self.init(try MappedFile(path: path).withBytes { Data($0) }, path: path)
+  }
+
+  /// The `GraphDef` in `bytes`, as if read from `path`.
+  package init(bytes: [UInt8], path: String) throws {
+    try self.init(Data(bytes), path: path)
+  }
+
+  private init(_ bytes: Data, path: String) throws {
     self.path = path
-    let bytes = try MappedFile(path: path).withBytes { Data($0) }
     proto = try ProtobufDecoding.decode(
       bytes, as: Tensorflow_GraphDef.self, path: path, what: "binary GraphDef",
       remedy: "Pass a .pb written by tf.io.write_graph(..., as_text=False), or a SavedModel folder."

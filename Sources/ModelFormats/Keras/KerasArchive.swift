@@ -22,8 +22,17 @@ public struct KerasArchive: Sendable {
   ///   with `config.json`; `malformed` when `config.json` or `metadata.json` does not parse;
   ///   `unsupported` for a Keras version outside ``knownVersions`` or compressed entries.
   public init(contentsOf path: String) throws {
-    self.path = path
-    zip = try ZipArchive(MappedFile(path: path))
+    try self.init(try MappedFile(path: path))
+  }
+
+  /// The archive in `bytes`, as if read from `path`.
+  package init(bytes: [UInt8], path: String) throws {
+    try self.init(MappedFile(bytes: bytes, path: path))
+  }
+
+  private init(_ file: MappedFile) throws {
+    path = file.path
+    zip = try ZipArchive(file)
     guard let configEntry = zip.entry(named: "config.json"),
       let metadataEntry = zip.entry(named: "metadata.json")
     else {

@@ -11,9 +11,24 @@ public enum NumPyFile {
     return try decode(bytes, path: path, location: "")
   }
 
+  /// The `.npy` in `bytes`, as if read from `path`.
+  package static func readArray(bytes: [UInt8], path: String) throws -> Tensor {
+    try decode(bytes, path: path, location: "")
+  }
+
   /// Reads every array of a `.npz` file, keyed by name (without `.npy`).
   public static func readArchive(at path: String) throws -> [String: Tensor] {
-    let zip = try ZipArchive(MappedFile(path: path))
+    try readArchive(try MappedFile(path: path))
+  }
+
+  /// The arrays of the `.npz` in `bytes`, as if read from `path`.
+  package static func readArchive(bytes: [UInt8], path: String) throws -> [String: Tensor] {
+    try readArchive(MappedFile(bytes: bytes, path: path))
+  }
+
+  private static func readArchive(_ file: MappedFile) throws -> [String: Tensor] {
+    let path = file.path
+    let zip = try ZipArchive(file)
     var arrays: [String: Tensor] = [:]
     for entry in zip.entries where entry.name.hasSuffix(".npy") {
       arrays[String(entry.name.dropLast(4))] = try decode(

@@ -67,8 +67,26 @@ public struct SavedModel: Sendable {
         message: "The folder has no saved_model.pb, so it is not a SavedModel. Pass the folder "
           + "that tf.saved_model.save or model.export wrote.")
     }
-    directory = path
-    let graphBytes = try MappedFile(path: graphPath).withBytes { Data($0) }
+    let prefix = (path as NSString).appendingPathComponent(Self.checkpointPrefix)
+    let fingerprintPath = (path as NSString).appendingPathComponent(Self.fingerprintFileName)
+    try self.init(
+      graph: try MappedFile(path: graphPath).withBytes { Data($0) }, directory: path,
+      checkpoint: FileManager.default.fileExists(atPath: prefix + ".index")
+        ? try CheckpointReader(prefix: prefix) : nil,
+      fingerprint: FileManager.default.contents(atPath: fingerprintPath).map { [UInt8]($0) })
+  }
+
+  /// The SavedModel whose `saved_model.pb` is `graph`, as if read from folder `directory`.
+  package init(graph: [UInt8], directory: String, checkpoint: CheckpointReader?) throws {
+    try self.init(graph: Data(graph), directory: directory, checkpoint: checkpoint)
+  }
+
+  private init(
+    graph graphBytes: Data, directory: String, checkpoint: CheckpointReader?,
+    fingerprint: [UInt8]? = nil
+  ) throws {
+    let graphPath = (directory as NSString).appendingPathComponent(Self.graphFileName)
+    self.directory = directory
     proto = try ProtobufDecoding.decode(
       graphBytes, as: Tensorflow_SavedModel.self, path: graphPath, what: "SavedModel protobuf",
       remedy: "It is truncated or corrupt; re-export the model.")
@@ -78,12 +96,8 @@ public struct SavedModel: Sendable {
         message: "The SavedModel contains no MetaGraphDef (\(graphBytes.count) bytes read). "
           + "It is truncated or corrupt; re-export the model.")
     }
-    let prefix = (path as NSString).appendingPathComponent(Self.checkpointPrefix)
-    checkpoint =
-      FileManager.default.fileExists(atPath: prefix + ".index")
-      ? try CheckpointReader(prefix: prefix) : nil
-    let fingerprintPath = (path as NSString).appendingPathComponent(Self.fingerprintFileName)
-    fingerprint = FileManager.default.contents(atPath: fingerprintPath).map { [UInt8]($0) }
+    self.checkpoint = checkpoint
+    self.fingerprint = fingerprint
   }
 
   /// This model with new values for float variables (trained weights), by checkpoint key: each

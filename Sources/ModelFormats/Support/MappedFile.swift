@@ -5,7 +5,8 @@
 #endif
 
 /// A file mapped read-only into memory, so reading a multi-GB checkpoint copies nothing it does
-/// not touch. Owns the mapping and unmaps it when released.
+/// not touch. Owns the mapping and unmaps it when released. (Or a file's bytes already in
+/// memory, for the fuzz targets: the same reading code without the file system.)
 final class MappedFile: @unchecked Sendable {
   // Sendable: the mapping is read-only and never changes after init.
 
@@ -14,6 +15,22 @@ final class MappedFile: @unchecked Sendable {
   private let base: UnsafeRawPointer?
   /// The file's size in bytes.
   let count: Int
+  /// Whether `base` is memory of this object's own (``init(bytes:path:)``), not a mapping.
+  private let inMemory: Bool
+
+  /// A copy of `bytes`, read as the file at `path` would be.
+  package init(bytes: [UInt8], path: String) {
+    self.path = path
+    count = bytes.count
+    inMemory = true
+    guard !bytes.isEmpty else {
+      base = nil
+      return
+    }
+    let memory = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 16)
+    memory.copyMemory(from: bytes, byteCount: bytes.count)
+    base = UnsafeRawPointer(memory)
+  }
 
   /// Maps the whole file at `path`.
   ///
@@ -21,6 +38,7 @@ final class MappedFile: @unchecked Sendable {
   ///   `fileSystem` when it cannot be opened or mapped.
   init(path: String) throws(ModelFormatError) {
     self.path = path
+    inMemory = false
     let descriptor = open(path, O_RDONLY | O_CLOEXEC)
     guard descriptor >= 0 else {
       let code = errno
@@ -52,7 +70,11 @@ final class MappedFile: @unchecked Sendable {
 
   deinit {
     if let base {
-      munmap(UnsafeMutableRawPointer(mutating: base), count)
+      if inMemory {
+        UnsafeMutableRawPointer(mutating: base).deallocate()
+      } else {
+        munmap(UnsafeMutableRawPointer(mutating: base), count)
+      }
     }
   }
 
@@ -71,7 +93,7 @@ final class MappedFile: @unchecked Sendable {
   /// again from the page cache or the file. Keeps the resident size of a streaming pass over a
   /// multi-GB checkpoint near the size of one tensor.
   func release(_ range: Range<Int>) {
-    guard let base, !range.isEmpty else { return }
+    guard let base, !range.isEmpty, !inMemory else { return }
     let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
     let start = range.lowerBound / pageSize * pageSize
     let end = min(count, (range.upperBound + pageSize - 1) / pageSize * pageSize)
