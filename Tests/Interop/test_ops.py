@@ -365,6 +365,10 @@ class GradientOps(tf.Module):
                 input=x, filter_sizes=[3, 3, 3, 2], out_backprop=depthwise, strides=[1, 2, 2, 1],
                 padding="SAME"),
             "inverse": tf.cast(raw.InvertPermutation(x=[2, 0, 3, 1]), tf.float32),
+            "mirror_reflect": raw.MirrorPadGrad(input=g, paddings=[[0, 0], [2, 1], [0, 3], [1, 0]],
+                                                mode="REFLECT"),
+            "mirror_symmetric": raw.MirrorPadGrad(input=g, paddings=[[0, 1], [1, 2], [3, 0], [0, 0]],
+                                                  mode="SYMMETRIC"),
         }
 
 

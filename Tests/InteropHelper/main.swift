@@ -1,7 +1,8 @@
 // Test helper for Tests/Interop: writes a checkpoint from scratch with tfmp's writer, and a JSON
 // file of what each tensor must read back as, so that TensorFlow's own reader can be checked
 // against it. Usage: tfmp-interop-helper PREFIX EXPECTED.json
-// With `schemas`, prints the runtime's op schemas as JSON instead; with `graphdef-roundtrip IN
+// With `schemas`, prints the runtime's op schemas as JSON instead (with whether each op has a
+// kernel and a gradient); with `graphdef-roundtrip IN
 // OUT`, reads a bare GraphDef into a module and writes it back; with `gradients MODEL SIGNATURE
 // INPUTS.npz OUT.npz`, writes the gradient of the weighted sum of the signature's outputs (the
 // weights in INPUTS.npz as `<output>_weight`) with respect to each variable, by checkpoint key.
@@ -50,6 +51,7 @@ if arguments.count == 2, arguments[1] == "schemas" {
         ["name": $0.name, "kind": $0.kind.rawValue, "default": describe($0.defaultValue)]
       },
       "kernel": registry.hasKernel(for: schema.op),
+      "gradient": registry.gradient(for: schema.op) != nil,
     ] as [String: Any]
   }
   FileHandle.standardOutput.write(

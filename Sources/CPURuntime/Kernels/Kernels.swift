@@ -10,6 +10,15 @@ enum Kernels {
     return inputs[index]
   }
 
+  /// The elements of `input` when a `Const` node of the function `builder` extends gives it:
+  /// an axis or a shape a gradient can be specialised to.
+  static func constantIntegers(_ input: Input, in builder: GradientBuilder) -> [Int]? {
+    guard let producer = input.node.map({ builder.function[$0] }), producer.op == "Const" else {
+      return nil
+    }
+    return (try? TensorDecoding.constant(producer, limits: .standard))?.integers
+  }
+
   /// `a * b`, or a kernel error when it overflows `Int` (sizes computed from values).
   static func product(_ a: Int, _ b: Int) throws -> Int {
     let (result, overflow) = a.multipliedReportingOverflow(by: b)

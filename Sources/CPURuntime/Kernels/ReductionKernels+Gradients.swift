@@ -41,6 +41,38 @@ extension ReductionKernels {
         nil,
       ]
     }
+    registry.differentiate("Prod") { builder, forward throws(GraphError) in
+      // Each element's gradient is the product of the others it was multiplied with: the
+      // product before it times the product after it along the reduced axis (exclusive
+      // running products both ways, so that zeros need no division). Over several axes, the
+      // others in axis t's direction are the products over the axes before t.
+      let (x, type) = (forward.inputs[0], forward.type)
+      guard let axes = Kernels.constantIntegers(forward.inputs[1], in: builder) else {
+        throw GraphError(
+          code: .noGradient, message: "tfmp differentiates Prod over constant axes only.")
+      }
+      var others: Input?
+      for (position, axis) in axes.enumerated() {
+        let reduced =
+          position == 0
+          ? x
+          : builder.add(
+            "Prod", [x, builder.integers(axes.prefix(position).map { Int32(clamping: $0) })],
+            ["T": .type(type), "Tidx": .type(.int32), "keep_dims": .bool(true)])
+        let running = [false, true].map { reverse in
+          builder.add(
+            "Cumprod", [reduced, builder.integer(Int32(clamping: axis))],
+            [
+              "T": .type(type), "Tidx": .type(.int32), "exclusive": .bool(true),
+              "reverse": .bool(reverse),
+            ])
+        }
+        let term = builder.math("Mul", running[0], running[1], type: type)
+        others = others.map { builder.math("Mul", $0, term, type: type) } ?? term
+      }
+      let spread = Spread(&builder, forward)(&builder, try forward.gradient())
+      return [others.map { builder.math("Mul", spread, $0, type: type) } ?? spread, nil]
+    }
     registry.differentiate("Cumsum") { builder, forward throws(GraphError) in
       // The gradient of a running sum is the running sum of the gradient the other way.
       var attributes = forward.node.attributes

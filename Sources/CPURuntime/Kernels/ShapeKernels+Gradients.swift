@@ -78,11 +78,14 @@ extension ShapeKernels {
         ["T": .type(type), "Tlen": .type(.int32), "num_split": .int(Int64(pieces.count))])
       return pieces.indices.map { builder.output(split, $0) } + [nil]
     }
-    registry.differentiate("Pad", "PadV2", "MirrorPad") { builder, forward throws(GraphError) in
-      guard forward.node.op != "MirrorPad" else {
-        throw GraphError(
-          code: .noGradient, message: "tfmp has no gradient for MirrorPad yet.")
-      }
+    registry.differentiate("MirrorPad") { builder, forward throws(GraphError) in
+      [
+        builder.add(
+          "MirrorPadGrad", [try forward.gradient(), forward.inputs[1]],
+          GradientBuilder.attributes(["Tpaddings", "mode"], of: forward)), nil,
+      ]
+    }
+    registry.differentiate("Pad", "PadV2") { builder, forward throws(GraphError) in
       // The gradient's middle: from each dimension's leading padding, the input's size.
       let (x, paddings, type) = (forward.inputs[0], forward.inputs[1], forward.type)
       let padType = forward.node.type("Tpaddings") ?? .int32
@@ -106,15 +109,30 @@ extension ShapeKernels {
           ["T": .type(forward.type), "Tperm": .type(permutationType)]), nil,
       ]
     }
+    registry.differentiate("GatherNd") { builder, forward throws(GraphError) in
+      // Each gathered slice's gradient added back where it came from.
+      guard forward.node.attributes["batch_dims"] ?? .int(0) == .int(0) else {
+        throw GraphError(
+          code: .noGradient, message: "tfmp differentiates GatherNd without batch_dims only.")
+      }
+      let type = forward.node.type("Tparams") ?? .float32
+      let indexType = forward.node.type("Tindices") ?? .int32
+      let shape = builder.cast(
+        builder.shape(forward.inputs[0], type), from: .int32, to: indexType)
+      return [
+        builder.add(
+          "ScatterNd", [forward.inputs[1], try forward.gradient(), shape],
+          ["T": .type(type), "Tindices": .type(indexType)]), nil,
+      ]
+    }
     registry.differentiate("GatherV2") { builder, forward throws(GraphError) in
       // An embedding lookup (axis 0, no batch dimensions): each row's gradient summed into its
       // row of the table.
       let (table, indices) = (forward.inputs[0], forward.inputs[1])
       let type = forward.node.type("Tparams") ?? .float32
       let indexType = forward.node.type("Tindices") ?? .int32
-      let axis = forward.inputs[2].node.map { builder.function[$0] }
-      guard forward.node.attributes["batch_dims"] ?? .int(0) == .int(0), let axis,
-        axis.op == "Const", (try? TensorDecoding.constant(axis, limits: .standard).integers) == [0]
+      guard forward.node.attributes["batch_dims"] ?? .int(0) == .int(0),
+        Kernels.constantIntegers(forward.inputs[2], in: builder) == [0]
       else {
         throw GraphError(
           code: .noGradient,

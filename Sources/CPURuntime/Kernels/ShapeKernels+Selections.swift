@@ -289,29 +289,61 @@ extension ShapeKernels {
       attributes: [.string("mode")], traits: .movesElements, precision: .clear
     ) { context, inputs in
       let x = try Kernels.input(inputs, 0)
-      let paddings = try Kernels.input(inputs, 1).requireIntegers()
-      let mode = try context.string("mode")
-      // REFLECT mirrors about the edge element, SYMMETRIC about the edge itself.
-      let edge = mode == "REFLECT" ? 1 : 0
-      let dimensions = x.shape.dimensions
-      let fits =
-        paddings.count == 2 * dimensions.count
-        && dimensions.indices.allSatisfy { axis in
-          let (before, after) = (paddings[2 * axis], paddings[2 * axis + 1])
-          return before >= 0 && after >= 0 && Swift.max(before, after) <= dimensions[axis] - edge
-        }
-      guard ["REFLECT", "SYMMETRIC"].contains(mode), fits else {
-        throw KernelError(
-          "MirrorPad needs mode REFLECT or SYMMETRIC and two paddings per dimension, each at "
-            + "most the size (less one for REFLECT).")
-      }
-      let ranges = dimensions.enumerated().map { axis, size -> [Int] in
-        (-paddings[2 * axis]..<(size + paddings[2 * axis + 1])).map { index -> Int in
-          if index < 0 { return -index - 1 + edge }
-          return index >= size ? 2 * size - 1 - edge - index : index
-        }
-      }
+      let ranges = try mirrorRanges(
+        context, dimensions: x.shape.dimensions,
+        paddings: try Kernels.input(inputs, 1).requireIntegers())
       return [try take(x, ranges: ranges, shape: Shape(ranges.map(\.count)))]
+    }
+    // The gradient: each padded element's gradient added to the element it mirrors.
+    registry.add(
+      "MirrorPadGrad", inputs: ["input", paddings], outputs: ["output"],
+      attributes: [.string("mode")]
+    ) { context, inputs in
+      let gradient = try Kernels.input(inputs, 0)
+      let paddings = try Kernels.input(inputs, 1).requireIntegers()
+      let padded = gradient.shape.dimensions
+      guard paddings.count == 2 * padded.count else {
+        throw KernelError("MirrorPadGrad needs two paddings per dimension.")
+      }
+      let dimensions = padded.indices.map { padded[$0] - paddings[2 * $0] - paddings[2 * $0 + 1] }
+      let ranges = try mirrorRanges(context, dimensions: dimensions, paddings: paddings)
+      let values = try gradient.requireFloats()
+      // Each padded position's offset in the result, accumulated axis by axis.
+      let strides = StridedWalk.contiguous(dimensions)
+      var offsets = [0]
+      for (axis, range) in ranges.enumerated() {
+        offsets = offsets.flatMap { base in range.map { base + $0 * strides[axis] } }
+      }
+      var result = [Float](repeating: 0, count: Shape(dimensions).elementCount ?? 0)
+      for (value, offset) in zip(values, offsets) { result[offset] += value }
+      return [Tensor(dtype: gradient.dtype, shape: Shape(dimensions), storage: .float(result))]
+    }
+  }
+
+  /// For each dimension of a tensor of `dimensions` mirror-padded by `paddings` (the context's
+  /// `mode`: REFLECT mirrors about the edge element, SYMMETRIC about the edge itself), the
+  /// element each padded position takes.
+  static func mirrorRanges(_ context: KernelContext, dimensions: [Int], paddings: [Int]) throws
+    -> [[Int]]
+  {
+    let mode = try context.string("mode")
+    let edge = mode == "REFLECT" ? 1 : 0
+    let fits =
+      paddings.count == 2 * dimensions.count
+      && dimensions.indices.allSatisfy { axis in
+        let (before, after) = (paddings[2 * axis], paddings[2 * axis + 1])
+        return before >= 0 && after >= 0 && Swift.max(before, after) <= dimensions[axis] - edge
+      }
+    guard ["REFLECT", "SYMMETRIC"].contains(mode), fits else {
+      throw KernelError(
+        "MirrorPad needs mode REFLECT or SYMMETRIC and two paddings per dimension, each at "
+          + "most the size (less one for REFLECT).")
+    }
+    return dimensions.enumerated().map { axis, size -> [Int] in
+      (-paddings[2 * axis]..<(size + paddings[2 * axis + 1])).map { index -> Int in
+        if index < 0 { return -index - 1 + edge }
+        return index >= size ? 2 * size - 1 - edge - index : index
+      }
     }
   }
 
