@@ -161,12 +161,22 @@ CASES = {
                            tf.space_to_batch_nd(v, [2, 2], [[1, 1], [1, 1]]) * constant([4, 3, 3, 2], t),
                            [2, 2], [[1, 1], [0, 2]])),
                        uniform([1, 4, 4, 2])),
+    "volume": (["Conv3D", "Conv3DBackpropInputV2"],
+               lambda v, t: total(tf.nn.conv3d(v, constant([2, 2, 2, 2, 3], t), [1, 1, 1, 1, 1], "SAME"))
+               + total(tf.nn.conv3d(constant([1, 3, 4, 4, 2], t), tf.reshape(v[0, :2, :2, :2, :], [2, 2, 2, 2, 1]),
+                                    [1, 1, 2, 2, 1], "VALID"))
+               + total(tf.nn.conv3d_transpose(v[:, :, ::2, ::2, :], constant([2, 2, 2, 3, 2], t),
+                                              [1, 3, 4, 4, 3], [1, 1, 2, 2, 1], "SAME")),
+               distinct([1, 3, 4, 4, 2])),
+    "volume_pooling": (["MaxPool3D", "AvgPool3D"],
+                       lambda v, t: total(tf.nn.max_pool3d(v, 2, 1, "VALID")) + total(tf.nn.avg_pool3d(v, 2, 2, "SAME")),
+                       distinct([1, 3, 4, 4, 2])),
     "cast": (["Cast"], lambda v, t: tf.cast(tf.cast(v, tf.float64) * 2.0, v.dtype) * v, uniform([3, 4])),
 }
 
-# TensorFlow has no float64 fused batch norm, and bilinear resizing gives float32 whatever it
-# is given: their differences are taken in float32.
-FLOAT32_DIFFERENCES = {"normalization", "resizing"}
+# TensorFlow has no float64 fused batch norm or 3-D pooling, and bilinear resizing gives float32
+# whatever it is given: their differences are taken in float32.
+FLOAT32_DIFFERENCES = {"normalization", "resizing", "volume_pooling"}
 
 # Ops whose registered gradient is none (TensorFlow registers the same): checked against
 # GradientTape, finite differences of the function would see what they stop.

@@ -342,6 +342,10 @@ class GradientOps(tf.Module):
         features = tf.nn.conv2d(x, tf.ones([3, 3, 3, 4]), [1, 2, 2, 1], "VALID")
         sliced = x[:, 1:5:2, ::-1, 1]
         depthwise = tf.nn.depthwise_conv2d(g, tf.ones([3, 3, 3, 2]), [1, 2, 2, 1], "SAME")
+        volume = tf.reshape(x, [1, 2, 6, 7, 3])  # NDHWC
+        tied_volume = tf.round(volume * 2.0)
+        pooled_volume = tf.nn.max_pool3d(tied_volume, 2, 2, "SAME")
+        volume_features = tf.nn.conv3d(volume, tf.fill([2, 3, 3, 3, 4], 0.1), [1, 1, 2, 2, 1], "VALID")
         return {
             "relu": raw.ReluGrad(gradients=g, features=x), "relu6": raw.Relu6Grad(gradients=g, features=3 * x),
             "tanh": raw.TanhGrad(y=tf.tanh(x), dy=g), "sigmoid": raw.SigmoidGrad(y=tf.sigmoid(x), dy=g),
@@ -365,6 +369,14 @@ class GradientOps(tf.Module):
                 input=x, filter_sizes=[3, 3, 3, 2], out_backprop=depthwise, strides=[1, 2, 2, 1],
                 padding="SAME"),
             "inverse": tf.cast(raw.InvertPermutation(x=[2, 0, 3, 1]), tf.float32),
+            "filter_3d": raw.Conv3DBackpropFilterV2(input=volume, filter_sizes=[2, 3, 3, 3, 4],
+                                                     out_backprop=volume_features, strides=[1, 1, 2, 2, 1],
+                                                     padding="VALID"),
+            "max_pool_3d": raw.MaxPool3DGrad(orig_input=tied_volume, orig_output=pooled_volume,
+                                             grad=tf.ones_like(pooled_volume) + pooled_volume,
+                                             ksize=[1, 2, 2, 2, 1], strides=[1, 2, 2, 2, 1], padding="SAME"),
+            "average_pool_3d": raw.AvgPool3DGrad(orig_input_shape=[1, 2, 6, 7, 3], grad=pooled_volume,
+                                                 ksize=[1, 2, 2, 2, 1], strides=[1, 2, 2, 2, 1], padding="SAME"),
             "mirror_reflect": raw.MirrorPadGrad(input=g, paddings=[[0, 0], [2, 1], [0, 3], [1, 0]],
                                                 mode="REFLECT"),
             "mirror_symmetric": raw.MirrorPadGrad(input=g, paddings=[[0, 1], [1, 2], [3, 0], [0, 0]],

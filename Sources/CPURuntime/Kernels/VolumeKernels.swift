@@ -2,7 +2,8 @@ internal import GraphIR
 internal import TensorCore
 
 /// NDHWC convolution and pooling (video and volumetric models, Keras's Conv3D, Conv3DTranspose,
-/// MaxPooling3D and AveragePooling3D): Conv3D, Conv3DBackpropInputV2, MaxPool3D, AvgPool3D.
+/// MaxPooling3D and AveragePooling3D): Conv3D, Conv3DBackpropInputV2, MaxPool3D, AvgPool3D; and
+/// for their gradients Conv3DBackpropFilterV2, MaxPool3DGrad, AvgPool3DGrad.
 enum VolumeKernels {
   static func register(in registry: inout OpRegistry) {
     let strided: [OpSchema.Attribute] = [
@@ -43,6 +44,29 @@ enum VolumeKernels {
         precision: Gemm.sharedPrecision(gradient, filter))
       return [Tensor(shape: Shape(sizes), floats: geometry.scatter(patches))]
     }
+    registry.add(
+      "Conv3DBackpropFilterV2",
+      inputs: ["input", .fixed("filter_sizes", .int32), "out_backprop"], outputs: ["output"],
+      attributes: convolving, precision: .allow
+    ) { context, inputs in
+      // The input's patch matrix transposed times the output gradient: [patch, outputs], the
+      // DHWIO filter's layout.
+      let x = try Kernels.input(inputs, 0)
+      let sizes = try Kernels.input(inputs, 1).requireIntegers()
+      let gradient = try Kernels.input(inputs, 2)
+      let shape = try context.allocating(sizes, gradient.dtype)
+      let geometry = try Geometry(context, input: x.shape, filter: shape)
+      guard gradient.shape.dimensions == geometry.outputDimensions(sizes[4]) else {
+        throw KernelError(
+          "The gradient \(gradient.shape) is not the shape a convolution of \(x.shape) by a "
+            + "\(shape) filter gives, \(geometry.outputDimensions(sizes[4])).")
+      }
+      let product = Gemm.multiply(
+        try geometry.patches(of: x.requireFloats()), try gradient.requireFloats(),
+        m: geometry.patchWidth, k: geometry.positions, n: sizes[4], transposeA: true,
+        precision: Gemm.sharedPrecision(x, gradient))
+      return [Tensor(shape: shape, floats: product)]
+    }
     // TensorFlow's lists have 3-D pooling clear and infer, but TensorFlow has no float16 CPU
     // kernel for either: they are converted to bfloat16 only.
     let pooling = [OpSchema.Attribute.ints("ksize")] + strided
@@ -54,6 +78,77 @@ enum VolumeKernels {
       "AvgPool3D", inputs: ["input"], outputs: ["output"], attributes: pooling,
       precision: .bfloat16Only(.infer)
     ) { context, inputs in [try pool(context, try Kernels.input(inputs, 0), average: true)] }
+    registry.add(
+      "MaxPool3DGrad",
+      inputs: [
+        .init("orig_input", type: .attribute("TInput", defaultType: .float32)),
+        .init("orig_output", type: .attribute("TInput", defaultType: .float32)),
+        .init("grad", type: .attribute("T", defaultType: .float32)),
+      ],
+      outputs: [.init("output", type: .attribute("T", defaultType: .float32))],
+      attributes: pooling
+    ) { context, inputs in
+      let (x, y) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
+      let gradient = try Kernels.input(inputs, 2)
+      let (values, maxima) = (try x.requireFloats(), try y.requireFloats())
+      return [
+        try poolGradient(context, input: x.shape, gradient) { position, c, taps, share in
+          // As TensorFlow's: the first tap equal to the window's maximum gets it all.
+          if case let tap?? = taps.first(where: {
+            $0.map { values[$0 + c] == maxima[position] } ?? false
+          }) {
+            share(tap, 1)
+          }
+        }
+      ]
+    }
+    registry.add(
+      "AvgPool3DGrad",
+      inputs: [.fixed("orig_input_shape", .int32), "grad"], outputs: ["output"],
+      attributes: pooling
+    ) { context, inputs in
+      let sizes = try Kernels.input(inputs, 0).requireIntegers()
+      let gradient = try Kernels.input(inputs, 1)
+      return [
+        try poolGradient(
+          context, input: try context.allocating(sizes, gradient.dtype), gradient
+        ) { _, _, taps, share in
+          // The mean's gradient, shared by the taps inside the input.
+          let inside = taps.compactMap { $0 }
+          for tap in inside { share(tap, 1 / Float(inside.count)) }
+        }
+      ]
+    }
+  }
+
+  /// A 3-D pooling's gradient for an input of shape `input`: for each output position and
+  /// channel, `route` calls its `share` with each input tap that gets a part of the gradient
+  /// and the part (a weight of the position's gradient).
+  static func poolGradient(
+    _ context: KernelContext, input: Shape, _ gradient: Tensor,
+    route: (_ element: Int, _ channel: Int, _ taps: [Int?], _ share: (Int, Float) -> Void) -> Void
+  ) throws -> Tensor {
+    let size = try context.ints("ksize")
+    guard size.count == 5, input.rank == 5 else {
+      throw KernelError("3-D pooling needs an NDHWC input and 5 ksize values, got \(input).")
+    }
+    let channels = input.dimensions[4]
+    let window = Shape([size[1], size[2], size[3], channels, 1])
+    let geometry = try Geometry(context, input: input, filter: window, dilated: false)
+    let values = try gradient.requireFloats()
+    guard gradient.shape.dimensions == geometry.outputDimensions(channels) else {
+      throw KernelError(
+        "The gradient \(gradient.shape) is not the pooling's output shape "
+          + "\(geometry.outputDimensions(channels)).")
+    }
+    var result = [Float](repeating: 0, count: input.elementCount ?? 0)
+    geometry.forEachPosition { position, taps in
+      for c in 0..<channels {
+        let element = position * channels + c
+        route(element, c, taps) { tap, weight in result[tap + c] += weight * values[element] }
+      }
+    }
+    return Tensor(dtype: gradient.dtype, shape: input, storage: .float(result))
   }
 
   /// MaxPool3D, or AvgPool3D (the mean of the taps inside the input, padding left out).

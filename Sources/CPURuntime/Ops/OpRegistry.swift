@@ -69,6 +69,7 @@ public struct OpRegistry: GradientSource {
     ControlFlowKernels.registerGradients(in: &registry)
     NormalizationKernels.registerGradients(in: &registry)
     ResizeKernels.registerGradients(in: &registry)
+    VolumeKernels.registerGradients(in: &registry)
     return registry
   }()
 
