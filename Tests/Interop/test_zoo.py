@@ -178,8 +178,15 @@ GRADIENT_REFUSALS = {
     "lstm": "is read inside this While", "custom_module": "is read inside this While",
     "gru": "is read inside this While", "stacked_gru": "is read inside this While",
     "simple_rnn": "is read inside this While", "bidirectional_masked": "is read inside this While",
-    "detection_head": "no gradient for Prod",
 }
+
+# Models whose gradients differ from GradientTape's for a known reason: how many variables differ,
+# and by at most how much. The video classifier's 3-D max pooling has windows of tied maxima
+# (ReLU zeros, shifted alike by the batch normalization before the pooling): tfmp gives a window's
+# gradient to its first tied element, as TensorFlow's 2-D, oneDNN and GPU kernels do; the Eigen
+# CPU kernel GradientTape runs here gives it to every tied element. Only the four variables before
+# the pooling (the first convolution's kernel and bias, the normalization's scale and offset) differ.
+KNOWN_GRADIENT_DIFFERENCES = {"video_classifier": (4, 0.2)}
 
 
 @pytest.mark.parametrize("name", [name for name in NAMES if os.path.isdir(os.path.join(ZOO, name))])
@@ -194,7 +201,13 @@ def test_gradients_match_gradient_tape(name, tmp_path):
         assert name in GRADIENT_REFUSALS and GRADIENT_REFUSALS[name] in str(refusal), str(refusal)
         return
     assert name not in GRADIENT_REFUSALS, "differentiated now: take it off the refusals"
-    assert differences and zoo_script.gradient_error(differences) <= 1e-4, zoo_script.gradient_error(differences)
+    assert differences
+    if name in KNOWN_GRADIENT_DIFFERENCES:
+        count, bound = KNOWN_GRADIENT_DIFFERENCES[name]
+        errors = [zoo_script.gradient_error({key: value}) for key, value in differences.items()]
+        assert len([e for e in errors if e > 1e-4]) == count and max(errors) <= bound, errors
+        return
+    assert zoo_script.gradient_error(differences) <= 1e-4, zoo_script.gradient_error(differences)
 
 
 KERAS_NAMES = [name for name in NAMES if os.path.exists(os.path.join(ZOO, name + ".keras"))]
