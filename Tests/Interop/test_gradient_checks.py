@@ -146,6 +146,8 @@ CASES = {
                 uniform([3, 4])),
     "gathers": (["GatherV2", "GatherNd", "UnsortedSegmentSum", "TopKV2"],
                 lambda v, t: total(tf.gather(v + 0.0, [2, 0, 2]) * constant([3, 4], t))
+                + total(tf.gather(v + 0.0, [3, 1, 3], axis=1) * constant([3, 3], t))
+                + total(tf.gather(v + 0.0, [[1, 3], [0, 0], [2, 1]], axis=1, batch_dims=1) * constant([3, 2], t))
                 + total(tf.gather_nd(v + 0.0, [[0, 1], [2, 3], [0, 1]]) * tf.constant([1.0, -2.0, 0.5], t))
                 + total(tf.math.unsorted_segment_sum(v * v, [1, 0, 1], 2))
                 + total(tf.math.top_k(v, 2).values * constant([3, 2], t)),

@@ -4,14 +4,13 @@ the gradient of a weighted sum of its outputs with respect to every variable, as
 ...), and its runtime runs them; TensorFlow's GradientTape differentiates the same restored function.
 Random weights on every output element make this a whole vector-Jacobian product per variable."""
 import os
-import subprocess
 import sys
 
 import numpy as np
 import tensorflow as tf
 import pytest
 
-from test_interop import HELPER, ROOT, tfmp
+from test_interop import HELPER, ROOT, eigen_tensorflow, tfmp
 
 sys.path.insert(0, os.path.join(ROOT, "Scripts"))
 import zoo  # noqa: E402
@@ -138,19 +137,17 @@ def test_product_and_gather_gradients_match_gradient_tape(tmp_path):
 
 
 def eigen_gradients(path, inputs, weights, keys, scratch):
-    """zoo.tensorflow_gradients of the serving signature, in a TensorFlow started without oneDNN."""
+    """zoo.tensorflow_gradients of the serving signature, in TensorFlow's Eigen kernels."""
     fed, out = os.path.join(scratch, "eigen_fed.npz"), os.path.join(scratch, "eigen_gradients.npz")
     np.savez(fed, **inputs, **{f"{name}_weight": w for name, w in weights.items()})
-    script = (
-        "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import zoo\n"
-        "data = np.load(sys.argv[3]); keys = sys.argv[5:]\n"
+    eigen_tensorflow(
+        "import sys, numpy as np, zoo\n"
+        "data = np.load(sys.argv[2]); keys = sys.argv[4:]\n"
         "weights = {k[:-7]: data[k] for k in data.files if k.endswith('_weight')}\n"
         "inputs = {k: data[k] for k in data.files if not k.endswith('_weight')}\n"
-        "found = zoo.tensorflow_gradients(sys.argv[2], 'serving_default', inputs, weights, keys)\n"
-        "np.savez(sys.argv[4], **{str(i): found[k] for i, k in enumerate(keys)})\n")
-    environment = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0")
-    subprocess.run([sys.executable, "-c", script, os.path.join(ROOT, "Scripts"), path, fed, out, *keys],
-                   check=True, capture_output=True, env=environment)
+        "found = zoo.tensorflow_gradients(sys.argv[1], 'serving_default', inputs, weights, keys)\n"
+        "np.savez(sys.argv[3], **{str(i): found[k] for i, k in enumerate(keys)})\n",
+        path, fed, out, *keys)
     with np.load(out) as data:
         return {key: data[str(index)] for index, key in enumerate(keys)}
 

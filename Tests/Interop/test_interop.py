@@ -6,6 +6,7 @@ and TFMP_INTEROP_HELPER name the built executables.
 import json
 import os
 import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
@@ -18,6 +19,18 @@ TFMP = os.environ.get("TFMP_BINARY", os.path.join(ROOT, ".build", "debug", "tfmp
 HELPER = os.environ.get("TFMP_INTEROP_HELPER", os.path.join(ROOT, ".build", "debug", "tfmp-interop-helper"))
 MANIFEST = json.load(open(os.path.join(FIXTURES, "MANIFEST.json")))
 NAMES = sorted(MANIFEST["fixtures"])
+
+
+def eigen_tensorflow(script, *args):
+    """Runs the Python `script` (its arguments in sys.argv[1:], Tests/Interop and Scripts on its
+    path) in a TensorFlow started without oneDNN: its Eigen kernels accumulate float16 products in
+    float32, as tfmp and Tensor Cores do, the same on every CPU. oneDNN's float16 kernels differ by
+    CPU: on an AVX512-FP16 Xeon without AMX they were 5x further from tfmp's than Eigen's."""
+    path = os.pathsep.join([os.path.join(ROOT, "Tests", "Interop"), os.path.join(ROOT, "Scripts")])
+    environment = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0", PYTHONPATH=path)
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                            env=environment)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def tfmp(*args):

@@ -126,34 +126,76 @@ extension ShapeKernels {
       ]
     }
     registry.differentiate("GatherV2") { builder, forward throws(GraphError) in
-      // An embedding lookup (axis 0, no batch dimensions): each row's gradient summed into its
-      // row of the table.
-      let (table, indices) = (forward.inputs[0], forward.inputs[1])
+      // Each gathered slice's gradient summed back into the slice it came from. params is seen
+      // as [batch, outer, K, inner] (its dimensions before batch_dims, up to the axis, at the
+      // axis, after it) and the gradient as [batch, outer, lookups, inner]: moved to [batch,
+      // lookups, outer, inner] and flattened, its rows are summed by UnsortedSegmentSum into
+      // segment (batch entry * K + index), then moved back (TensorFlow's `_GatherV2Grad`).
+      let (params, indices) = (forward.inputs[0], forward.inputs[1])
       let type = forward.node.type("Tparams") ?? .float32
       let indexType = forward.node.type("Tindices") ?? .int32
-      guard forward.node.attributes["batch_dims"] ?? .int(0) == .int(0),
-        Kernels.constantIntegers(forward.inputs[2], in: builder) == [0]
+      guard case .int(let batchDimensions)? = forward.node.attributes["batch_dims"] ?? .int(0),
+        batchDimensions >= 0, let axes = Kernels.constantIntegers(forward.inputs[2], in: builder),
+        axes.count == 1, axes[0] >= batchDimensions
       else {
         throw GraphError(
           code: .noGradient,
-          message: "tfmp differentiates GatherV2 along a constant axis 0 without batch_dims only.")
+          message: "tfmp differentiates GatherV2 along a constant axis, with batch_dims of 0 or "
+            + "more, only.")
       }
-      let tableShape = builder.shape(table, type)
-      let rows = builder.slice(tableShape, begin: [0], end: [1], strides: [1], shrinkAxisMask: 1)
-      // The gradient as [lookups, row...], the indices flat.
-      let rowShape = builder.slice(tableShape, begin: [1], end: [0], strides: [1], endMask: 1)
-      let flatShape = builder.add(
-        "ConcatV2", [builder.integers([-1]), rowShape, builder.integer(0)],
-        ["T": .type(.int32), "N": .int(2), "Tidx": .type(.int32)])
-      let flatGradient = builder.add(
-        "Reshape", [try forward.gradient(), flatShape], ["T": .type(type), "Tshape": .type(.int32)])
-      let flatIndices = builder.add(
-        "Reshape", [indices, builder.integers([-1])],
-        ["T": .type(indexType), "Tshape": .type(.int32)])
-      return [
+      let (batch, axis) = (Int32(clamping: batchDimensions), Int32(clamping: axes[0]))
+      let shape = builder.shape(params, type)
+      func piece(_ begin: Int32, _ end: Int32?) -> Input {
+        builder.slice(
+          shape, begin: [begin], end: [end ?? 0], strides: [1], endMask: end == nil ? 1 : 0)
+      }
+      func product(_ x: Input) -> Input {
         builder.add(
-          "UnsortedSegmentSum", [flatGradient, flatIndices, rows],
-          ["T": .type(type), "Tindices": .type(indexType), "Tnumsegments": .type(.int32)]),
+          "Prod", [x, builder.integers([0])],
+          ["T": .type(.int32), "Tidx": .type(.int32), "keep_dims": .bool(false)])
+      }
+      func reshape(_ x: Input, _ type: DType, _ sizes: [Input]) -> Input {
+        let target = builder.add(
+          "Pack", sizes, ["T": .type(.int32), "N": .int(Int64(sizes.count)), "axis": .int(0)])
+        return builder.add("Reshape", [x, target], ["T": .type(type), "Tshape": .type(.int32)])
+      }
+      func swapMiddle(_ x: Input) -> Input {
+        builder.add(
+          "Transpose", [x, builder.integers([0, 2, 1, 3])],
+          ["T": .type(type), "Tperm": .type(.int32)])
+      }
+      let batchSize = product(piece(0, batch))
+      let outerSize = product(piece(batch, axis))
+      let rows = product(piece(axis, axis + 1))
+      let innerSize = product(piece(axis + 1, nil))
+      let lookups = builder.math(
+        "FloorDiv",
+        builder.add("Size", [indices], ["T": .type(indexType), "out_type": .type(.int32)]),
+        batchSize, type: .int32)
+      let minusOne = builder.integer(-1)
+      let values = reshape(
+        swapMiddle(
+          reshape(try forward.gradient(), type, [batchSize, outerSize, lookups, innerSize])),
+        type, [minusOne, builder.math("Mul", outerSize, innerSize, type: .int32)])
+      // Segment of each lookup: its batch entry's first row plus its index.
+      let offsets = builder.cast(
+        builder.math(
+          "Mul",
+          builder.add(
+            "Range", [builder.integer(0), batchSize, builder.integer(1)], ["Tidx": .type(.int32)]),
+          rows, type: .int32), from: .int32, to: indexType)
+      let segments = reshape(
+        builder.math(
+          "AddV2", reshape(indices, indexType, [batchSize, lookups]),
+          reshape(offsets, indexType, [batchSize, builder.integer(1)]), type: indexType),
+        indexType, [minusOne])
+      let summed = builder.add(
+        "UnsortedSegmentSum",
+        [values, segments, builder.math("Mul", batchSize, rows, type: .int32)],
+        ["T": .type(type), "Tindices": .type(indexType), "Tnumsegments": .type(.int32)])
+      let unflat = swapMiddle(reshape(summed, type, [batchSize, rows, outerSize, innerSize]))
+      return [
+        builder.add("Reshape", [unflat, shape], ["T": .type(type), "Tshape": .type(.int32)]),
         nil, nil,
       ]
     }
