@@ -75,9 +75,15 @@ CASES = {
                    lambda v, t: tf.square(v) - v + tf.pow(v, tf.constant(X34 + 2, t))
                    + tf.pow(tf.constant(np.abs(X34) + 0.5, t), v), uniform([3, 4], 0.2, 1.5)),
     "erf": (["Erf", "Erfc"], lambda v, t: tf.math.erf(v) + 0.5 * tf.math.erfc(v), uniform([3, 4])),
-    "activations": (["Relu", "Relu6", "Sigmoid"],
-                    lambda v, t: tf.nn.relu(v) + tf.nn.relu6(v) + tf.sigmoid(v),
+    "atan2": (["Atan2"], lambda v, t: tf.math.atan2(v, constant([3, 4], t)) + tf.math.atan2(constant([3, 1], t), v),
+              uniform([3, 4])),
+    "activations": (["Relu", "Relu6", "Sigmoid", "LeakyRelu"],
+                    lambda v, t: tf.nn.relu(v) + tf.nn.relu6(v) + tf.sigmoid(v) + tf.nn.leaky_relu(v, 0.3),
                     away_from([3, 4], [0.0, 6.0], -3.0, 8.0)),
+    "smooth_activations": (["Softplus", "Softsign", "Elu", "Selu", "Expm1"],
+                           lambda v, t: tf.nn.softplus(v) + tf.nn.softsign(v) + tf.nn.elu(v) + tf.nn.selu(v)
+                           + tf.math.expm1(v) * 0.2,
+                           away_from([3, 4], [0.0], -2.0, 2.0)),
     "softmax": (["Softmax", "LogSoftmax"],
                 lambda v, t: tf.nn.softmax(v) + tf.nn.log_softmax(v), uniform([3, 4], -2, 2)),
     # Broadcasting: v [3, 1] against [3, 4] constants, summed back over the broadcast axis.
@@ -127,12 +133,13 @@ CASES = {
                    + tf.reduce_sum(tf.cumsum(v, 1, exclusive=True, reverse=True) * tf.constant(X34, t), 1),
                    distinct([3, 4], 0.3, 1.5)),
     "shapes": (["Reshape", "ExpandDims", "Squeeze", "Transpose", "Identity", "IdentityN", "Snapshot",
-                "BroadcastTo", "Tile", "Roll"],
+                "BroadcastTo", "Tile", "Roll", "ReverseSequence"],
                lambda v, t: total(tf.reshape(tf.transpose(tf.squeeze(tf.expand_dims(tf.identity(v), 0), 0)), [2, 6])
                                   * constant([2, 6], t))
                + total(tf.identity_n([v, v])[1] * tf.raw_ops.Snapshot(input=v) * tf.constant(X34, t))
                + total(tf.broadcast_to(v[:1], [3, 4]) * tf.tile(v[:, :2], [1, 2]))
-               + total(tf.roll(v, [1, -1], [0, 1]) * tf.constant(X34, t)),
+               + total(tf.roll(v, [1, -1], [0, 1]) * tf.constant(X34, t))
+               + total(tf.reverse_sequence(v, [2, 4, 0], seq_axis=1, batch_axis=0) * constant([3, 4], t)),
                uniform([3, 4])),
     "pieces": (["ConcatV2", "Pack", "Unpack", "Split", "SplitV", "Slice", "StridedSlice"],
                lambda v, t: total(tf.concat([v, v * v], 1)[:, 1:7:2]) + total(tf.stack(tf.unstack(v, axis=1)[::-1], 1)[:, :3])

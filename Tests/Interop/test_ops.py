@@ -348,6 +348,7 @@ class GradientOps(tf.Module):
         volume_features = tf.nn.conv3d(volume, tf.fill([2, 3, 3, 3, 4], 0.1), [1, 1, 2, 2, 1], "VALID")
         return {
             "relu": raw.ReluGrad(gradients=g, features=x), "relu6": raw.Relu6Grad(gradients=g, features=3 * x),
+            "leaky_relu": raw.LeakyReluGrad(gradients=g, features=x, alpha=0.3),
             "tanh": raw.TanhGrad(y=tf.tanh(x), dy=g), "sigmoid": raw.SigmoidGrad(y=tf.sigmoid(x), dy=g),
             "bias": raw.BiasAddGrad(out_backprop=g),
             "max_pool": raw.MaxPoolGrad(orig_input=tied, orig_output=pooled, grad=tf.ones_like(pooled) + pooled,

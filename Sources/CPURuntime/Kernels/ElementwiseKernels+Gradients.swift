@@ -96,6 +96,59 @@ extension ElementwiseKernels {
         "Mul", builder.scalar(sign * 2 / Double.pi.squareRoot(), type), bell, type: type)
       return [builder.math("Mul", try forward.gradient(), slope, type: type)]
     }
+    registry.differentiate("Atan2") { builder, forward throws(GraphError) in
+      // atan2(y, x): d/dy = x / (x^2 + y^2), d/dx = -y / (x^2 + y^2).
+      try broadcasting(&builder, forward) { builder, y, x, g, type in
+        let squares = builder.math(
+          "AddV2", builder.math("Square", x, type: type), builder.math("Square", y, type: type),
+          type: type)
+        let share = builder.math("RealDiv", g, squares, type: type)
+        return (
+          builder.math("Mul", share, x, type: type),
+          builder.math("Neg", builder.math("Mul", share, y, type: type), type: type)
+        )
+      }
+    }
+    // Activations written through their outputs where TensorFlow's *Grad ops use them:
+    // d softplus = sigmoid(x), d softsign = 1 / (1 + |x|)^2, d expm1 = y + 1, d elu = 1 above 0
+    // and y + 1 below, d selu = scale above 0 and y + scale * alpha below.
+    registry.differentiate("Softplus") { builder, forward throws(GraphError) in
+      let slope = builder.math("Sigmoid", forward.inputs[0], type: forward.type)
+      return [builder.math("Mul", try forward.gradient(), slope, type: forward.type)]
+    }
+    registry.differentiate("Softsign") { builder, forward throws(GraphError) in
+      let type = forward.type
+      let denominator = builder.math(
+        "Square",
+        builder.math(
+          "AddV2", builder.scalar(1, type), builder.math("Abs", forward.inputs[0], type: type),
+          type: type), type: type)
+      return [builder.math("RealDiv", try forward.gradient(), denominator, type: type)]
+    }
+    registry.differentiate("Expm1") { builder, forward throws(GraphError) in
+      let type = forward.type
+      let slope = builder.math("AddV2", forward.outputs[0], builder.scalar(1, type), type: type)
+      return [builder.math("Mul", try forward.gradient(), slope, type: type)]
+    }
+    let seluScale = 1.0507009873554804934193349852946
+    let seluAlpha = 1.6732632423543772848170429916717
+    for (op, above, offset) in [("Elu", 1.0, 1.0), ("Selu", seluScale, seluScale * seluAlpha)] {
+      registry.differentiate(op) { builder, forward throws(GraphError) in
+        let (x, y, type) = (forward.inputs[0], forward.outputs[0], forward.type)
+        let positive = builder.math("Greater", x, builder.scalar(0, type), type: type)
+        let below = builder.math("AddV2", y, builder.scalar(offset, type), type: type)
+        let slope = builder.add(
+          "SelectV2",
+          [
+            positive,
+            builder.math(
+              "Mul", builder.math("OnesLike", x, type: type), builder.scalar(above, type),
+              type: type), below,
+          ],
+          ["T": .type(type)])
+        return [builder.math("Mul", try forward.gradient(), slope, type: type)]
+      }
+    }
     // d sin = cos, d cos = -sin, d sinh = cosh, d cosh = sinh.
     for (op, derivative, negated) in [
       ("Sin", "Cos", false), ("Cos", "Sin", true), ("Sinh", "Cosh", false), ("Cosh", "Sinh", false),
@@ -117,6 +170,13 @@ extension ElementwiseKernels {
     }
     registry.differentiate("Relu") { builder, forward throws(GraphError) in
       [builder.math("ReluGrad", try forward.gradient(), forward.outputs[0], type: forward.type)]
+    }
+    registry.differentiate("LeakyRelu") { builder, forward throws(GraphError) in
+      [
+        builder.add(
+          "LeakyReluGrad", [try forward.gradient(), forward.inputs[0]],
+          GradientBuilder.attributes(["alpha"], of: forward))
+      ]
     }
     registry.differentiate("Relu6") { builder, forward throws(GraphError) in
       [builder.math("Relu6Grad", try forward.gradient(), forward.inputs[0], type: forward.type)]

@@ -16,6 +16,21 @@ enum GradientKernels {
     ) { _, inputs in
       try [elementwise(inputs) { gradient, feature in feature > 0 && feature < 6 ? gradient : 0 }]
     }
+    // LeakyReluGrad(gradients, features): the gradient, times alpha where the features are not
+    // positive.
+    registry.add(
+      "LeakyReluGrad",
+      inputs: ["gradients", "features"].map {
+        .init($0, type: .attribute("T", defaultType: .float32))
+      },
+      outputs: [.init("backprops", type: .attribute("T", defaultType: .float32))],
+      attributes: [.float("alpha", 0.2)], traits: .elementwise
+    ) { context, inputs in
+      let alpha = try context.float("alpha")
+      return try [
+        elementwise(inputs) { gradient, feature in feature > 0 ? gradient : alpha * gradient }
+      ]
+    }
     // TanhGrad(y, dy) and SigmoidGrad(y, dy) take the forward op's output first.
     registry.add("TanhGrad", inputs: ["y", "dy"], outputs: ["z"], traits: .elementwise) {
       _, inputs in try [elementwise(inputs) { y, gradient in gradient * (1 - y * y) }]

@@ -17,6 +17,14 @@ extension ShapeKernels {
         nil,
       ]
     }
+    registry.differentiate("ReverseSequence") { builder, forward throws(GraphError) in
+      // Reversing the same prefixes again puts each element back (`array_grad.py`).
+      [
+        builder.add(
+          "ReverseSequence", [try forward.gradient(), forward.inputs[1]],
+          GradientBuilder.attributes(["seq_dim", "batch_dim", "Tlen"], of: forward)), nil,
+      ]
+    }
     // Each moves elements the way the other moves them back (`array_grad.py`).
     for (op, inverse) in [
       ("SpaceToBatchND", "BatchToSpaceND"), ("BatchToSpaceND", "SpaceToBatchND"),
