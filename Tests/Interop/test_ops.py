@@ -330,6 +330,40 @@ def test_layer_ops_match_tensorflow(tmp_path):
     assert_runs_as_tensorflow(LayerOps(), inputs, tmp_path, tolerance=1e-5)
 
 
+class DetectionOps(tf.Module):
+    """Non-maximum suppression as detection post-processing writes it: hard (V2, V3), padded (V4)
+    and soft with scores (V5), over boxes in overlapping clusters with some corners flipped and
+    some scores tied."""
+
+    @tf.function(input_signature=[tf.TensorSpec([40, 4], tf.float32), tf.TensorSpec([40], tf.float32)])
+    def __call__(self, boxes, scores):
+        raw = tf.raw_ops
+        tied = tf.round(scores * 4.0) / 4.0
+        soft = raw.NonMaxSuppressionV5(boxes=boxes, scores=scores, max_output_size=12, iou_threshold=0.6,
+                                       score_threshold=0.1, soft_nms_sigma=0.5, pad_to_max_output_size=True)
+        padded = raw.NonMaxSuppressionV4(boxes=boxes, scores=tied, max_output_size=30, iou_threshold=0.3,
+                                         score_threshold=0.2, pad_to_max_output_size=True)
+        return {
+            "v2": raw.NonMaxSuppressionV2(boxes=boxes, scores=scores, max_output_size=10, iou_threshold=0.4),
+            "v3": tf.image.non_max_suppression(boxes, tied, 15, iou_threshold=0.5, score_threshold=0.3),
+            "v4": padded[0], "v4_valid": padded[1],
+            "v5": soft[0], "v5_scores": soft[1], "v5_valid": soft[2],
+            "hard_v5": raw.NonMaxSuppressionV5(boxes=boxes, scores=scores, max_output_size=40, iou_threshold=0.5,
+                                               score_threshold=float("-inf"), soft_nms_sigma=0.0,
+                                               pad_to_max_output_size=False)[0],
+        }
+
+
+def test_detection_ops_match_tensorflow(tmp_path):
+    rng = np.random.default_rng(12)
+    centers = rng.uniform(0, 1, (8, 2))[rng.integers(0, 8, 40)] + rng.normal(0, 0.05, (40, 2))
+    sizes = rng.uniform(0.05, 0.3, (40, 2))
+    boxes = np.concatenate([centers - sizes / 2, centers + sizes / 2], 1).astype(np.float32)
+    boxes[::7] = boxes[::7][:, [2, 3, 0, 1]]  # opposite corners first
+    scores = rng.uniform(0, 1, 40).astype(np.float32)
+    assert_runs_as_tensorflow(DetectionOps(), {"boxes": boxes, "scores": scores}, tmp_path)
+
+
 class GradientOps(tf.Module):
     """The ops gradients are written with, called as raw ops: ties in a pooling window (the first
     maximum takes the gradient), SAME and VALID filters with strides, slices with masks."""

@@ -58,6 +58,7 @@ public struct OpRegistry: GradientSource {
     NormalizationKernels.register(in: &registry)
     ResizeKernels.register(in: &registry)
     VolumeKernels.register(in: &registry)
+    DetectionKernels.register(in: &registry)
     ControlFlowKernels.register(in: &registry)
     TensorListKernels.register(in: &registry)
     GradientKernels.register(in: &registry)
