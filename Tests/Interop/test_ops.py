@@ -225,7 +225,7 @@ def test_math_ops_match_tensorflow(tmp_path):
 
 
 class ImageOps(tf.Module):
-    """Resizing (nearest, bilinear, bicubic), depth and space rearrangement, the transposed convolution, MaxPoolV2, TF1's
+    """Resizing (nearest, bilinear, bicubic, area), depth and space rearrangement, the transposed convolution, MaxPoolV2, TF1's
     Concat, FusedBatchNormV2 and EnsureShape."""
 
     def __init__(self):
@@ -248,6 +248,9 @@ class ImageOps(tf.Module):
             "bicubic_legacy": raw.ResizeBicubic(images=x, size=[8, 5]),
             "nearest_corners": raw.ResizeNearestNeighbor(images=x, size=[7, 9], align_corners=True),
             "nearest_legacy": raw.ResizeNearestNeighbor(images=x, size=[4, 13]),
+            "area_down": tf.image.resize(x, [3, 4], method="area"),
+            "area_up": tf.image.resize(x, [7, 13], method="area"),
+            "area_corners": raw.ResizeArea(images=x, size=[4, 9], align_corners=True),
             "deep": tf.nn.space_to_depth(x[:, :4], 2),
             "wide": tf.nn.depth_to_space(tf.concat([x, x], axis=-1), 2),
             "transposed_same": tf.nn.conv2d_transpose(y, self.filter, [2, 5, 6, 4], strides=2, padding="SAME"),

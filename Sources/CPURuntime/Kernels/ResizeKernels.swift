@@ -71,6 +71,60 @@ enum ResizeKernels {
     registry.add(
       "ResizeBicubic", inputs: ["images", .fixed("size", .int32)],
       outputs: [.fixed("resized_images", .float32)], attributes: corners, bicubic)
+    // The mean of the input area each output covers, partly covered pixels weighted by their
+    // share (`tf.image.resize(method="area")`).
+    registry.add(
+      "ResizeArea", inputs: ["images", .fixed("size", .int32)],
+      outputs: [.fixed("resized_images", .float32)], attributes: [.bool("align_corners", false)]
+    ) { context, inputs in
+      let (x, size) = try sizes(context, inputs)
+      let alignCorners = try context.bool("align_corners")
+      let d = x.shape.dimensions
+      let values = try Kernels.doubles(x).map(Float.init)
+      let (rows, columns) = (
+        areas(size.height, d[1], alignCorners: alignCorners),
+        areas(size.width, d[2], alignCorners: alignCorners)
+      )
+      let norm =
+        1
+        / (scale(d[1], size.height, alignCorners: alignCorners)
+          * scale(d[2], size.width, alignCorners: alignCorners))
+      var result: [Float] = []
+      result.reserveCapacity(d[0] * size.height * size.width * d[3])
+      for n in 0..<d[0] {
+        for row in rows {
+          for column in columns {
+            for c in 0..<d[3] {
+              var total: Float = 0
+              for (y, rowWeight) in row {
+                var line: Float = 0
+                for (x, weight) in column {
+                  line += weight * values[((n * d[1] + y) * d[2] + x) * d[3] + c]
+                }
+                total += rowWeight * line
+              }
+              result.append(total * norm)
+            }
+          }
+        }
+      }
+      return [Tensor(shape: Shape([d[0], size.height, size.width, d[3]]), floats: result)]
+    }
+  }
+
+  /// For each of `output` rows (columns) resized from `input` by area: the source rows it covers
+  /// (the last repeated where the area reaches past the edge) and how much of each.
+  static func areas(_ output: Int, _ input: Int, alignCorners: Bool) -> [[(Int, Float)]] {
+    let scale = self.scale(input, output, alignCorners: alignCorners)
+    return (0..<output).map { index in
+      let (start, end) = (Float(index) * scale, Float(index + 1) * scale)
+      return (Int(start.rounded(.down))..<Int(end.rounded(.up))).map { source in
+        let first = Float(source), next = Float(source + 1)
+        let weight =
+          first < start ? (next > end ? scale : next - start) : (next > end ? end - first : 1)
+        return (Swift.min(source, input - 1), weight)
+      }
+    }
   }
 
   /// The source row (column) of each of `output` rows (columns) resized from `input`, as
@@ -184,7 +238,7 @@ enum ResizeKernels {
   }
 
   /// Input positions per output position, as TensorFlow's `CalculateResizeScale`.
-  private static func scale(_ input: Int, _ output: Int, alignCorners: Bool) -> Float {
+  static func scale(_ input: Int, _ output: Int, alignCorners: Bool) -> Float {
     alignCorners && output > 1
       ? Float(input - 1) / Float(output - 1) : Float(input) / Float(output)
   }
