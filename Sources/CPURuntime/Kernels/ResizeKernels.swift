@@ -80,7 +80,7 @@ enum ResizeKernels {
       let (x, size) = try sizes(context, inputs)
       let alignCorners = try context.bool("align_corners")
       let d = x.shape.dimensions
-      let values = try Kernels.doubles(x).map(Float.init)
+      let values = try x.floats ?? Kernels.doubles(x).map(Float.init)
       let (rows, columns) = (
         areas(size.height, d[1], alignCorners: alignCorners),
         areas(size.width, d[2], alignCorners: alignCorners)
@@ -89,25 +89,7 @@ enum ResizeKernels {
         1
         / (scale(d[1], size.height, alignCorners: alignCorners)
           * scale(d[2], size.width, alignCorners: alignCorners))
-      var result: [Float] = []
-      result.reserveCapacity(d[0] * size.height * size.width * d[3])
-      for n in 0..<d[0] {
-        for row in rows {
-          for column in columns {
-            for c in 0..<d[3] {
-              var total: Float = 0
-              for (y, rowWeight) in row {
-                var line: Float = 0
-                for (x, weight) in column {
-                  line += weight * values[((n * d[1] + y) * d[2] + x) * d[3] + c]
-                }
-                total += rowWeight * line
-              }
-              result.append(total * norm)
-            }
-          }
-        }
-      }
+      let result = weightedSums(values, d, rows: rows, columns: columns).map { $0 * norm }
       return [Tensor(shape: Shape([d[0], size.height, size.width, d[3]]), floats: result)]
     }
   }
@@ -196,16 +178,29 @@ enum ResizeKernels {
     let d = x.shape.dimensions
     let (rows, columns) = (taps(size.height, d[1]), taps(size.width, d[2]))
     let values = try x.floats ?? Kernels.doubles(x).map(Float.init)
+    let result = weightedSums(
+      values, d, rows: rows.map { Array(zip($0.indices, $0.weights)) },
+      columns: columns.map { Array(zip($0.indices, $0.weights)) })
+    return [Tensor(shape: Shape([d[0], size.height, size.width, d[3]]), floats: result)]
+  }
+
+  /// Each output of an NHWC batch of `dimensions` resized separably: for output row r and
+  /// column c, the sum over `rows[r]`'s (source row, weight) of the weight times the sum over
+  /// `columns[c]`'s (source column, weight) of the weight times the input there.
+  static func weightedSums(
+    _ values: [Float], _ dimensions: [Int], rows: [[(Int, Float)]], columns: [[(Int, Float)]]
+  ) -> [Float] {
+    let d = dimensions
     var result: [Float] = []
-    result.reserveCapacity(d[0] * size.height * size.width * d[3])
+    result.reserveCapacity(d[0] * rows.count * columns.count * d[3])
     for n in 0..<d[0] {
       for row in rows {
         for column in columns {
           for c in 0..<d[3] {
             var sum: Float = 0
-            for (source, rowWeight) in zip(row.indices, row.weights) {
+            for (source, rowWeight) in row {
               var line: Float = 0
-              for (sourceColumn, weight) in zip(column.indices, column.weights) {
+              for (sourceColumn, weight) in column {
                 line += weight * values[((n * d[1] + source) * d[2] + sourceColumn) * d[3] + c]
               }
               sum += rowWeight * line
@@ -215,7 +210,7 @@ enum ResizeKernels {
         }
       }
     }
-    return [Tensor(shape: Shape([d[0], size.height, size.width, d[3]]), floats: result)]
+    return result
   }
 
   /// The images (NHWC) and the output height and width, for an output the context's limits
