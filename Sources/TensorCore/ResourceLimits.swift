@@ -12,10 +12,9 @@ public struct ResourceLimits: Sendable, Hashable {
   /// The most iterations of one `While` loop. Default: 10 million.
   public var maxLoopIterations: Int
   /// The deepest nesting of function calls (a call in a loop body in a call, ...). TensorFlow's
-  /// own models nest a few levels; recursion is refused before running. Default: 64.
+  /// own models nest a few levels; a library that calls itself is stopped here. Default: 64.
   public var maxCallDepth: Int
-  /// The most nodes of a model's graph and functions together. Default: 10 million (a
-  /// 2 GB `saved_model.pb`, protobuf's own ceiling, holds fewer).
+  /// The most nodes of a model's graph and functions together. Default: 10 million.
   public var maxNodes: Int
 
   /// Creates limits; each left out is the default.

@@ -1,5 +1,6 @@
 import CPURuntime
 import Foundation
+import GraphIR
 import ModelFormats
 import TFProtos
 import TensorCore
@@ -107,6 +108,21 @@ struct InterpreterTests {
     #expect(
       error?.description
         == "<graph> (node 'features'): Input 'features' must be float32 but is int32.")
+  }
+
+  @Test("A module with more nodes than the limits allow is refused before it runs")
+  func nodeLimit() throws {
+    let model = try SavedModel(contentsOf: Fixtures.path("mlp"))
+    let module = try GraphModel.savedModel(model).module()
+    let count = module.functions.reduce(module.graph.nodes.count) { $0 + $1.nodes.count }
+    let interpreter = Interpreter(
+      module: module, checkpoint: model.checkpoint, limits: ResourceLimits(maxNodes: count - 1))
+    let error = #expect(throws: RuntimeError.self) {
+      _ = try interpreter.run(signature: "serving_default", inputs: [:])
+    }
+    #expect(error?.code == .limitExceeded)
+    #expect(
+      error?.message == "The model has \(count) nodes, more than the limit of \(count - 1).")
   }
 
   @Test("NumPy arrays round-trip through .npy and .npz")
