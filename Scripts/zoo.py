@@ -898,14 +898,21 @@ def variable_at(root, key):
     return node
 
 
-def tensorflow_gradients(path, signature, inputs, weights, keys):
+def tensorflow_gradients(path, signature, inputs, weights, keys, positions=None):
     """The gradient of sum(output * weight) over the outputs with respect to the variables the
-    checkpoint `keys` name, by GradientTape through the restored signature, by key."""
+    checkpoint `keys` name, by GradientTape through the restored signature, by key. `positions`
+    (from tfmp_gradients) says where each key's variable enters the signature's call, counted
+    from the end, which is where the restored function captures it."""
     loaded = tf.saved_model.load(path)  # kept: its signature's variables live as long as it
     function = loaded.signatures[signature]
     captured = function.variables
+    by_handle = {id(v.handle): v for v in captured}
+    captures = function.captured_inputs
 
     def used(key):
+        position = (positions or {}).get(key, -1)
+        if 0 < position <= len(captures) and id(captures[-position]) in by_handle:
+            return by_handle[id(captures[-position])]
         # A Keras export saves each variable twice (two restored copies, one captured): the
         # captured variable itself, else the captured one of the same name. A TF1 model has no
         # object graph: its checkpoint keys are the variables' names.
@@ -946,6 +953,12 @@ def tfmp_gradients(helper, path, signature, inputs, weights, scratch):
         return {k: data[k] for k in data.files}
 
 
+def split_positions(found):
+    """tfmp_gradients' result as (gradients, positions): the `position/<key>` entries apart."""
+    positions = {k[len("position/"):]: int(v) for k, v in found.items() if k.startswith("position/")}
+    return {k: v for k, v in found.items() if not k.startswith("position/")}, positions
+
+
 def gradient_differences(helper, path, signature, inputs, scratch, seed=5):
     """For random weights on every output element, tfmp's and TensorFlow's gradient of each
     variable tfmp differentiates: {checkpoint key: (largest difference, largest |TensorFlow's|)}."""
@@ -954,8 +967,8 @@ def gradient_differences(helper, path, signature, inputs, scratch, seed=5):
     outputs = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
     weights = {name: rng.standard_normal(value.shape).astype(np.float32) for name, value in outputs.items()
                if value.dtype.is_floating}
-    ours = tfmp_gradients(helper, path, signature, inputs, weights, scratch)
-    theirs = tensorflow_gradients(path, signature, inputs, weights, sorted(ours))
+    ours, positions = split_positions(tfmp_gradients(helper, path, signature, inputs, weights, scratch))
+    theirs = tensorflow_gradients(path, signature, inputs, weights, sorted(ours), positions)
     missing = [key for key, gradient in theirs.items() if gradient is None]
     if missing:
         raise AssertionError(f"tfmp gives gradients TensorFlow has none of: {missing[:3]}")

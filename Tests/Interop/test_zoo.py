@@ -186,7 +186,10 @@ GRADIENT_REFUSALS = {
 # gradient to its first tied element, as TensorFlow's 2-D, oneDNN and GPU kernels do; the Eigen
 # CPU kernel GradientTape runs here gives it to every tied element. Only the four variables before
 # the pooling (the first convolution's kernel and bias, the normalization's scale and offset) differ.
-KNOWN_GRADIENT_DIFFERENCES = {"video_classifier": (4, 0.2)}
+# T5's smallest gradients, about 1e-4 of its largest, differ by float32 rounding of sums of large
+# terms (at most 5e-6 absolute, 4e-7 of its largest gradient element), which is up to 6.5e-4 of
+# their own scale: how many do varies with the CPU's summation order, so only the bound is pinned.
+KNOWN_GRADIENT_DIFFERENCES = {"video_classifier": (4, 0.2), "t5_tiny": (None, 1e-3)}
 
 
 @pytest.mark.parametrize("name", [name for name in NAMES if os.path.isdir(os.path.join(ZOO, name))])
@@ -205,7 +208,8 @@ def test_gradients_match_gradient_tape(name, tmp_path):
     if name in KNOWN_GRADIENT_DIFFERENCES:
         count, bound = KNOWN_GRADIENT_DIFFERENCES[name]
         errors = [zoo_script.gradient_error({key: value}) for key, value in differences.items()]
-        assert len([e for e in errors if e > 1e-4]) == count and max(errors) <= bound, errors
+        assert count is None or len([e for e in errors if e > 1e-4]) == count, errors
+        assert max(errors) <= bound, errors
         return
     assert zoo_script.gradient_error(differences) <= 1e-4, zoo_script.gradient_error(differences)
 

@@ -63,8 +63,20 @@ if arguments.count == 6, arguments[1] == "gradients" {
   let model = try GraphModel(contentsOf: arguments[2])
   let module = try model.module().addingWeightedSumGradients(
     of: arguments[3], named: "tfmp_gradients", using: OpRegistry.standard)
-  let gradients = try Interpreter(module: module, checkpoint: model.checkpoint).run(
+  var gradients = try Interpreter(module: module, checkpoint: model.checkpoint).run(
     signature: "tfmp_gradients", inputs: try NumPyFile.readArchive(at: arguments[4]))
+  // Where each variable enters the signature's call, counted from the last input: TensorFlow's
+  // restored function captures its variables in that order (`position/<key>`, -1 if not one).
+  let original = try model.module()
+  if let output = original.signatures[arguments[3]]?.outputs.first?.source.node {
+    let call = original.graph[output].inputs.first?.node.map { original.graph[$0] }
+    let inputs = (call?.op == "StatefulPartitionedCall" ? call : original.graph[output])?.inputs ?? []
+    for variable in original.variables where gradients[variable.checkpointKey] != nil {
+      let position = inputs.lastIndex { $0.node == variable.node }.map { inputs.count - $0 } ?? -1
+      gradients["position/" + variable.checkpointKey] = Tensor(
+        dtype: .int32, shape: Shape([]), storage: .int32([Int32(position)]))
+    }
+  }
   try NumPyFile.writeArchive(gradients, to: arguments[5])
   exit(0)
 }
