@@ -70,7 +70,8 @@ if arguments.count == 6, arguments[1] == "gradients" {
   let original = try model.module()
   if let output = original.signatures[arguments[3]]?.outputs.first?.source.node {
     let call = original.graph[output].inputs.first?.node.map { original.graph[$0] }
-    let inputs = (call?.op == "StatefulPartitionedCall" ? call : original.graph[output])?.inputs ?? []
+    let inputs =
+      (call?.op == "StatefulPartitionedCall" ? call : original.graph[output])?.inputs ?? []
     for variable in original.variables where gradients[variable.checkpointKey] != nil {
       let position = inputs.lastIndex { $0.node == variable.node }.map { inputs.count - $0 } ?? -1
       gradients["position/" + variable.checkpointKey] = Tensor(
