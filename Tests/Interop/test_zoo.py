@@ -183,7 +183,7 @@ GRADIENT_REFUSALS = {
 # Models whose gradients differ from GradientTape's for a known reason: how many variables differ,
 # and by at most how much. The video classifier's 3-D max pooling has windows of tied maxima
 # (ReLU zeros, shifted alike by the batch normalization before the pooling): tfmp gives a window's
-# gradient to its first tied element, as TensorFlow's 2-D, oneDNN and GPU kernels do; the Eigen
+# gradient to its first tied element, as TensorFlow's 2-D and oneDNN kernels do; the Eigen
 # CPU kernel GradientTape runs here gives it to every tied element. Only the four variables before
 # the pooling (the first convolution's kernel and bias, the normalization's scale and offset) differ.
 # T5's smallest gradients, about 1e-4 of its largest, differ by float32 rounding of sums of large
