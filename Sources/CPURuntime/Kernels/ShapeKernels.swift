@@ -97,9 +97,14 @@ enum ShapeKernels {
       guard permutation.sorted() == Array(dimensions.indices) else {
         throw KernelError("The permutation \(permutation) does not fit shape \(x.shape).")
       }
-      // The identity permutation (Tensordot's, for one) moves nothing.
-      if permutation == Array(dimensions.indices) { return [x] }
       let shape = Shape(permutation.map { dimensions[$0] })
+      // A permutation that keeps the order of the dimensions larger than 1 moves nothing: the
+      // identity (Tensordot's, for one), or one that only moves dimensions of 1 (a gather's
+      // gradient around an embedding table's lookups).
+      let moved = permutation.filter { dimensions[$0] != 1 }
+      if moved == moved.sorted() {
+        return [Tensor(dtype: x.dtype, shape: shape, storage: x.storage)]
+      }
       switch x.storage {
       case .float(let values):
         return [
