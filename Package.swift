@@ -69,8 +69,8 @@ let package = Package(
     .executableTarget(
       name: "tfmp",
       dependencies: [
-        "AccuracySearch", "CPURuntime", "Reports", "ModelFormats", "MixedPrecision", "TensorCore",
-        "Training", "Validation",
+        "AccuracySearch", "CPURuntime", "GraphIR", "Reports", "ModelFormats", "MixedPrecision",
+        "TensorCore", "Training", "Validation",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strictSettings),

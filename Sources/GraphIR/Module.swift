@@ -121,3 +121,14 @@ public struct Variable: Hashable, Sendable {
     self.checkpointKey = checkpointKey
   }
 }
+
+extension Module {
+  /// The reduced type a converted module computes in, as its casts tell: float16 when a `Cast`
+  /// anywhere produces float16, else bfloat16 when one produces bfloat16, else `nil`.
+  public var reducedCompute: ReducedPrecision? {
+    let produced = Set(
+      ([graph] + functions).lazy.flatMap(\.nodes).filter { $0.op == "Cast" }
+        .compactMap { $0.type("DstT") })
+    return [ReducedPrecision.float16, .bfloat16].first { produced.contains($0.dtype) }
+  }
+}

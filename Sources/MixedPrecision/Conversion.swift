@@ -109,15 +109,29 @@ public struct Converter: Sendable {
         to: options.precision.dtype)
     }
     var report = context.report
-    let variables = try model.logicalVariables()
-    report.weightBytesBefore = variables.reduce(0) { $0 + $1.bytes }
-    report.weightBytesAfter = variables.reduce(0) { total, variable in
-      total
-        + (context.storage.convertedKeys.contains(variable.checkpointKeys[0])
-          ? variable.bytes / 2 : variable.bytes)
-    }
-    report.record(context.storage.outcomes, variables: variables)
+    try report.record(context.storage, of: model)
     return (converted, report)
+  }
+
+  /// `model`, converted with float32 master weights (`--weights float32`) and perhaps trained
+  /// further, with each master weight stored in `options.precision` where `--weights auto`
+  /// would store it: where every read is cast to that type (by the conversion) and its values,
+  /// the trained ones given to ``SavedModel/updatingVariables(_:)`` included, fit. Those casts
+  /// then cast from the stored type to itself, which TensorFlow runs as an identity.
+  ///
+  /// - Returns: The model and a report of its variables (``ConversionReport/variables``, the
+  ///   weight bytes before and after); no op changes precision.
+  /// - Throws: ``ModelFormatError`` for a graph or checkpoint that cannot be read.
+  public func storingMasterWeights(of model: SavedModel) throws -> (SavedModel, ConversionReport) {
+    var module = try model.module()
+    let storage = try VariableStoragePass(precision: options.precision).apply(
+      to: &module, readers: .casts, checkpoint: model.checkpoint, values: model.checkpointValues)
+    var stored = model.replacing(module)
+    stored.fingerprint = nil
+    try stored.storeReduced(storage.convertedKeys, in: options.precision)
+    var report = ConversionReport(precision: options.precision, weights: .auto)
+    try report.record(storage, of: model)
+    return (stored, report)
   }
 
   /// Converts the frozen graph `file`: its weights are constants, stored in the reduced type

@@ -83,7 +83,7 @@ extension PaintingPass: ConversionPass {
 extension VariableStoragePass: ConversionPass {
   func run(on module: inout Module, _ context: inout ConversionContext) throws {
     context.storage = try apply(
-      to: &module, decisions: context.decisions, checkpoint: context.checkpoint)
+      to: &module, readers: .painted(context.decisions), checkpoint: context.checkpoint)
   }
 }
 

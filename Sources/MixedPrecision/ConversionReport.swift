@@ -98,14 +98,23 @@ public struct ConversionReport: Sendable, Codable {
     }
   }
 
-  mutating func record(
-    _ outcomes: [VariableStoragePass.Outcome], variables: [ModelSummary.Variable]
-  ) {
+  /// Records what ``VariableStoragePass`` did to `model`'s variables: each one's stored type
+  /// and reason, and the weight bytes before and after.
+  ///
+  /// - Throws: ``ModelFormatError`` when the model's variables cannot be listed.
+  mutating func record(_ storage: VariableStoragePass.Result, of model: SavedModel) throws {
+    let variables = try model.logicalVariables()
+    weightBytesBefore = variables.reduce(0) { $0 + $1.bytes }
+    weightBytesAfter = variables.reduce(0) { total, variable in
+      total
+        + (storage.convertedKeys.contains(variable.checkpointKeys[0])
+          ? variable.bytes / 2 : variable.bytes)
+    }
     var names: [String: String] = [:]
     for variable in variables {
       for key in variable.checkpointKeys { names[key] = variable.name }
     }
-    for outcome in outcomes {
+    for outcome in storage.outcomes {
       self.variables.append(
         Variable(
           name: outcome.keys.lazy.compactMap { names[$0] }.first ?? outcome.keys[0],

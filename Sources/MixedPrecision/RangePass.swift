@@ -174,17 +174,7 @@ extension CheckpointReader {
   /// - Precondition: `entry` is float32.
   /// - Throws: ``ModelFormatError`` when its bytes cannot be read.
   func rangeProblem(of entry: CheckpointEntry, in precision: ReducedPrecision) throws -> String? {
-    let counts = try rangeCounts(of: entry, in: precision)
-    if counts.overflow > 0 {
-      return "\(counts.overflow) of \(counts.total) values overflow \(precision.rawValue)"
-    }
-    let smallestNormal: Float = precision == .float16 ? 0x1p-14 : Float.leastNormalMagnitude
-    let lost = counts.flushToZero + counts.subnormal
-    if lost > 0 && counts.largestMagnitude < smallestNormal {
-      return "all \(counts.total) values are below \(precision.rawValue)'s smallest normal "
-        + "(\(lost) flush to zero or turn subnormal)"
-    }
-    return nil
+    try rangeCounts(of: entry, in: precision).problem(in: precision)
   }
 
   /// How the float32 tensor `entry`'s values fare when rounded to `precision`.
@@ -195,5 +185,22 @@ extension CheckpointReader {
   {
     precondition(entry.dtype == .float32, "only float32 variables are range-checked")
     return try withBytes(of: entry) { RangeCounts(float32LittleEndian: $0, roundedTo: precision) }
+  }
+}
+
+extension RangeCounts {
+  /// Why values with these counts do not fit `precision`, or `nil` when they do (see
+  /// ``CheckpointReader/rangeProblem(of:in:)``).
+  func problem(in precision: ReducedPrecision) -> String? {
+    if overflow > 0 {
+      return "\(overflow) of \(total) values overflow \(precision.rawValue)"
+    }
+    let smallestNormal: Float = precision == .float16 ? 0x1p-14 : Float.leastNormalMagnitude
+    let lost = flushToZero + subnormal
+    if lost > 0 && largestMagnitude < smallestNormal {
+      return "all \(total) values are below \(precision.rawValue)'s smallest normal "
+        + "(\(lost) flush to zero or turn subnormal)"
+    }
+    return nil
   }
 }

@@ -12,8 +12,22 @@ internal import TensorCore
 /// handles linked this way form one group and change together. A group is stored in the reduced
 /// type when it is a float32 checkpoint tensor, every read feeds only reduced-precision compute
 /// (or the saver), nothing else uses it, and its values fit (see `rangeProblem`).
+///
+/// It also stores a converted model's float32 master weights reduced (``Readers/casts``): there a
+/// read's reduced-precision readers are the `Cast`s to the reduced type that the conversion put
+/// after it.
 struct VariableStoragePass {
   let precision: ReducedPrecision
+
+  /// How a read's consumer is known to compute in the reduced type.
+  enum Readers {
+    /// A conversion's painting of each body, by body name: a consumer painted reduced whose op
+    /// converts that input.
+    case painted([String: [PaintingPass.Decision]])
+    /// A converted model's casts: a `Cast` from float32 to the reduced type, which then casts
+    /// from the stored type to itself (an identity to TensorFlow, which Grappler removes).
+    case casts
+  }
 
   /// A body (by name) and a node or argument name within it.
   struct Place: Hashable {
@@ -66,13 +80,15 @@ struct VariableStoragePass {
   /// - Parameters:
   ///   - module: The module; converted groups' handles, reads, gathers, saver plumbing and
   ///     resource arguments are retyped in place.
-  ///   - decisions: The painting of each body, by body name.
+  ///   - readers: How reads feeding reduced-precision compute are told.
   ///   - checkpoint: The model's checkpoint; without one nothing is converted.
+  ///   - values: Values replacing the checkpoint's (trained weights), by key, for the range
+  ///     check.
   /// - Returns: What happened to each group, the retyped nodes and the converted keys.
   /// - Throws: ``ModelFormatError`` for a checkpoint tensor that cannot be read.
   func apply(
-    to module: inout Module, decisions: [String: [PaintingPass.Decision]],
-    checkpoint: CheckpointReader?
+    to module: inout Module, readers: Readers, checkpoint: CheckpointReader?,
+    values: [String: [Float]] = [:]
   ) throws -> Result {
     var result = Result()
     guard let checkpoint else { return result }
@@ -189,6 +205,7 @@ struct VariableStoragePass {
     let target = precision.dtype
     for (_, group) in members.sorted(by: { $0.key.name < $1.key.name }) {
       var gathers: [(body: String, node: NodeID)] = []
+      var casts: [(body: String, node: NodeID)] = []
       let groupKeys = Array(Set(group.flatMap { keys[$0] ?? [] })).sorted()
       guard !groupKeys.isEmpty else { continue }
       let entries = groupKeys.compactMap { checkpoint.entry(forKey: $0) }
@@ -200,13 +217,15 @@ struct VariableStoragePass {
         || entries.contains(where: { $0.dtype != .float32 })
       {
         outcome.reason = "not a float32 variable"
-      } else if let problem = try checkpoint.rangeProblem(of: entries[0], in: precision) {
+      } else if let problem = try values[groupKeys[0]].map({
+        $0.withUnsafeBufferPointer { RangeCounts($0, roundedTo: precision).problem(in: precision) }
+      }) ?? checkpoint.rangeProblem(of: entries[0], in: precision) {
         // Before the readers: those of a variable whose values do not survive stay float32
         // (``RangePass``), and the range is the reason.
         outcome.reason = "kept float32 (range): \(problem)"
       } else if let reader = floatReader(
-        group, bodies: bodies, consumers: consumers, sinks: sinks, decisions: decisions,
-        gathers: &gathers)
+        group, bodies: bodies, consumers: consumers, sinks: sinks, readers: readers,
+        gathers: &gathers, casts: &casts)
       {
         outcome.reason = "kept float32: read in float32 by \(reader)"
       } else {
@@ -219,10 +238,10 @@ struct VariableStoragePass {
       result.convertedKeys.formUnion(groupKeys)
       // Gathers from the table gather in the reduced type; the cast follows them, on the
       // gathered rows only.
-      for gather in gathers {
-        bodies[gather.body]?[gather.node].setType("Tparams", target)
-        if let name = bodies[gather.body]?[gather.node].name {
-          result.retyped[gather.body, default: []].insert(name)
+      for (edit, attribute) in gathers.map({ ($0, "Tparams") }) + casts.map({ ($0, "SrcT") }) {
+        bodies[edit.body]?[edit.node].setType(attribute, target)
+        if let name = bodies[edit.body]?[edit.node].name {
+          result.retyped[edit.body, default: []].insert(name)
         }
       }
       for place in group {
@@ -299,36 +318,52 @@ struct VariableStoragePass {
   }
 
   /// A description of the first read in `group` whose value reaches float32 compute, if any.
-  /// Reads may feed reduced-precision compute, the saver (through Identity nodes), writes into
-  /// the same group, and gathers (an embedding lookup), which are collected in `gathers`.
+  /// Reads may feed reduced-precision compute (painted, or casts to the reduced type, which are
+  /// collected in `casts`), the saver (through Identity nodes), writes into the same group, and
+  /// gathers (an embedding lookup, when painted), which are collected in `gathers`.
   private func floatReader(
     _ group: [Place], bodies: [String: Function],
     consumers: [String: [[(node: NodeID, position: Int)]]],
-    sinks: [String: [String: Input]], decisions: [String: [PaintingPass.Decision]],
-    gathers: inout [(body: String, node: NodeID)]
+    sinks: [String: [String: Input]], readers: Readers,
+    gathers: inout [(body: String, node: NodeID)], casts: inout [(body: String, node: NodeID)]
   ) -> String? {
     let members = Set(group)
     for place in group {
-      guard let body = bodies[place.body], let readers = consumers[place.body],
-        let painted = decisions[place.body], let read = body.id(of: place.name),
+      let painted: [PaintingPass.Decision]?
+      switch readers {
+      case .painted(let decisions):
+        guard let decisions = decisions[place.body] else { continue }
+        painted = decisions
+      case .casts:
+        painted = nil
+      }
+      guard let body = bodies[place.body], let uses = consumers[place.body],
+        let read = body.id(of: place.name),
         Self.readOps.contains(body[read].op) || Self.referenceOps.contains(body[read].op)
       else { continue }
       var pending = [read]
       while let node = pending.popLast() {
-        for consumer in readers[node.index] {
+        for consumer in uses[node.index] {
           let definition = body[consumer.node]
-          let decision = painted[consumer.node.index]
-          if decision.reduced, let schema = OpLists.convertible(definition.op),
+          let decision = painted?[consumer.node.index]
+          if let decision, decision.reduced, let schema = OpLists.convertible(definition.op),
             schema.convertsInput(consumer.position, attributes: definition.attributes)
           {
+            continue
+          }
+          if painted == nil && definition.op == "Cast" && definition.type("SrcT") == .float32
+            && definition.type("DstT") == precision.dtype
+          {
+            casts.append((place.body, consumer.node))
             continue
           }
           if definition.op == "SaveV2" && consumer.position >= 3 { continue }
           // An embedding lookup, unless it is kept float32 (by --fp32-node or the search):
           // then its table stays float32 too.
-          if Self.gatherOps.contains(definition.op) && consumer.position == 0
-            && definition.type("Tparams") == .float32 && decision.reason != .searched
-            && decision.reason != .userFloat32Node
+          if let decision,
+            Self.gatherOps.contains(definition.op) && consumer.position == 0
+              && definition.type("Tparams") == .float32 && decision.reason != .searched
+              && decision.reason != .userFloat32Node
           {
             gathers.append((place.body, consumer.node))
             continue
@@ -340,7 +375,7 @@ struct VariableStoragePass {
           {
             continue
           }
-          if definition.op == "Identity" && !decision.reduced {
+          if definition.op == "Identity" && decision?.reduced != true {
             pending.append(consumer.node)
             continue
           }

@@ -22,10 +22,7 @@ public enum LossScale: Sendable, Codable, Equatable {
   /// doubling after `growthSteps`) when `module` computes in float16, whose range small
   /// gradients fall out of; none otherwise (float32, or bfloat16 with float32's range).
   public static func standard(for module: Module, initial: Double, growthSteps: Int) -> LossScale {
-    let computesFloat16 = ([module.graph] + module.functions).contains { function in
-      function.nodes.contains { $0.op == "Cast" && $0.type("DstT") == .float16 }
-    }
-    return computesFloat16 ? .dynamic(initial: initial, growthSteps: growthSteps) : .none
+    module.reducedCompute == .float16 ? .dynamic(initial: initial, growthSteps: growthSteps) : .none
   }
 
   /// The scale before the first step (1 without scaling).

@@ -1,6 +1,8 @@
 import ArgumentParser
 import CPURuntime
 import Foundation
+import GraphIR
+import MixedPrecision
 import ModelFormats
 import TensorCore
 import Training
@@ -14,7 +16,8 @@ struct Finetune: ParsableCommand {
       The signature's graph is the forward pass, as exported: inference mode, so dropout is off \
       and batch normalization uses its moving statistics, which stay frozen (they are not \
       trainable variables). Each trained variable is updated as a float32 master weight and \
-      written back in the type the model stores it in. The loss is computed in float32. With \
+      written back in the type the model stores it in (or, with --weights auto, in the reduced \
+      type where convert --weights auto would store it). The loss is computed in float32. With \
       float16 compute, the loss is scaled dynamically as Keras's LossScaleOptimizer scales it.
       """)
 
@@ -124,6 +127,19 @@ struct Finetune: ParsableCommand {
       """)
   var exportTrainStep = false
 
+  enum WeightsArgument: String, CaseIterable, ExpressibleByArgument {
+    case kept, auto
+  }
+
+  @Option(
+    help: """
+      How to store the trained weights: 'kept' writes each in the type the input stores it in \
+      (float32 master weights stay float32, to train further); 'auto' stores each float32 \
+      master weight in the reduced type where convert --weights auto would (every read cast \
+      to that type, the trained values in its range), for serving at half the size.
+      """)
+  var weights: WeightsArgument = .kept
+
   @Flag(help: "Print the kernel time per step by op type.")
   var profile = false
 
@@ -144,6 +160,10 @@ struct Finetune: ParsableCommand {
       throw ValidationError("--validation-split must be at least 0 and below 1.")
     }
     _ = try scaling(standard: .none)
+    guard !(exportTrainStep && weights == .auto) else {
+      throw ValidationError(
+        "--export-train-step trains float32 master weights; it cannot go with --weights auto.")
+    }
   }
 
   /// The loss scaling asked for; `standard` when none is.
@@ -240,6 +260,7 @@ struct Finetune: ParsableCommand {
           print(describe(record))
         })
       var trained = try model.updatingVariables(outcome.values)
+      if weights == .auto { trained = try storingReduced(trained, in: module.reducedCompute) }
       if exportTrainStep {
         trained = try trained.addingSignature(step.exportedSignature(state: outcome.state))
       }
@@ -255,6 +276,30 @@ struct Finetune: ParsableCommand {
       if exportTrainStep { print("signature train_step added") }
       print("wrote \(output)")
     }
+  }
+
+  /// `model` with its float32 master weights stored in `precision`, the reduced type its graph
+  /// computes in, where `convert --weights auto` would store them; says what it stored.
+  private func storingReduced(_ model: SavedModel, in precision: ReducedPrecision?) throws
+    -> SavedModel
+  {
+    guard let precision else {
+      print("--weights auto: the model computes in float32, so its weights stay float32")
+      return model
+    }
+    var options = ConversionOptions()
+    options.precision = precision
+    let (stored, report) = try Converter(options: options).storingMasterWeights(of: model)
+    let reduced = report.variables.filter { $0.dtype == precision.rawValue }
+    var line =
+      "weights \(ModelSummary.bytes(report.weightBytesBefore)) -> "
+      + "\(ModelSummary.bytes(report.weightBytesAfter)), \(reduced.count) of "
+      + "\(report.variables.count) variables stored in \(precision.rawValue)"
+    if let kept = report.variables.first(where: { $0.dtype == "float32" }) {
+      line += "; \(kept.name) \(kept.reason)"
+    }
+    print(line)
+    return stored
   }
 
   private func summary(_ step: TrainStep) -> String {

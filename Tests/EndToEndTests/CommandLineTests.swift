@@ -225,6 +225,19 @@ struct CommandLineTests {
       noTargets.standardError
         == "Error: \(data) has no array 'labels' of targets; it has image, y. Name it with "
         + "--target-key.\n")
+    let float32 = try run(
+      ["finetune", example + "/digits", folder.child("auto"), "--weights", "auto"] + common)
+    #expect(float32.status == 0, "\(float32.standardError)")
+    #expect(
+      float32.standardOutput.contains(
+        "--weights auto: the model computes in float32, so its weights stay float32\n"))
+    let exported = try run(
+      [
+        "finetune", example + "/digits", folder.child("other"), "--weights", "auto",
+        "--export-train-step",
+      ] + common)
+    #expect(exported.status == 64)
+    #expect(exported.standardError.contains("--export-train-step trains float32 master weights"))
     try GraphProtos.write(GraphProtos.frozenGraph(), to: folder.child("frozen.pb"))
     let frozen = try run(["finetune", folder.child("frozen.pb"), folder.child("other")] + common)
     #expect(frozen.status == 65)

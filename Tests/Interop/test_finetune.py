@@ -190,28 +190,47 @@ def test_dynamic_loss_scale_matches_keras_loss_scale_optimizer(tmp_path):
 
 
 def test_finetuned_model_loads_in_both_loaders_and_serves_what_tfmp_runs(tmp_path):
+    """Fine-tuned from float32 master weights, the trained weights are written as float32 (the
+    default, `--weights kept`) or, with `--weights auto`, stored in float16 where `tfmp convert
+    --weights auto` stores the original's: either model loads in both loaders and serves what
+    `tfmp run` computes."""
     converted = str(tmp_path / "digits16")
     check(tfmp("convert", DIGITS, converted, "--weights", "float32"))
     images = np.load(os.path.join(ROOT, "Examples", "digits-sample.npy"))
     labels = np.load(os.path.join(ROOT, "Examples", "digits-sample-labels.npy"))
     np.savez(tmp_path / "data.npz", image=images[::-1].copy(), y=labels[::-1].copy())
-    trained = str(tmp_path / "trained")
-    check(tfmp("finetune", converted, trained, "--data", str(tmp_path / "data.npz"),
-               "--loss", "sparse_categorical_crossentropy", "--learning-rate", "0.01",
-               "--epochs", "2", "--batch-size", "4"))
-    check(tfmp("run", trained, "--input", "image=" + os.path.join(ROOT, "Examples", "digits-sample.npy"),
-               "--output", str(tmp_path / "ours.npz")))
-    ours = np.load(tmp_path / "ours.npz")["output_0"]
-    for run in (run_tf2, run_tf1):
-        theirs = run(trained, {"image": images})["output_0"]
-        assert theirs.dtype == np.float32
-        np.testing.assert_allclose(ours, theirs, atol=2e-3)
-    before = run_tf2(converted, {"image": images})["output_0"]
-    assert np.abs(before - ours).max() > 1e-3  # the weights changed
-    # Master weights stay float32 in the checkpoint, as the conversion stored them.
-    reader = tf.train.load_checkpoint(os.path.join(trained, "variables", "variables"))
-    dtypes = reader.get_variable_to_dtype_map()
-    assert all(dtypes[k] == tf.float32 for k in dtypes if k.endswith("VARIABLE_VALUE"))
+    stored = {}
+    for weights in ("kept", "auto"):
+        trained = str(tmp_path / weights)
+        out = check(tfmp("finetune", converted, trained, "--data", str(tmp_path / "data.npz"),
+                         "--loss", "sparse_categorical_crossentropy", "--learning-rate", "0.01",
+                         "--epochs", "2", "--batch-size", "4", "--weights", weights))
+        ours_path = str(tmp_path / (weights + ".npz"))
+        check(tfmp("run", trained, "--input", "image=" + os.path.join(ROOT, "Examples", "digits-sample.npy"),
+                   "--output", ours_path))
+        ours = np.load(ours_path)["output_0"]
+        for run in (run_tf2, run_tf1):
+            theirs = run(trained, {"image": images})["output_0"]
+            assert theirs.dtype == np.float32
+            np.testing.assert_allclose(ours, theirs, atol=2e-3)
+        before = run_tf2(converted, {"image": images})["output_0"]
+        assert np.abs(before - ours).max() > 1e-3  # the weights changed
+        reader = tf.train.load_checkpoint(os.path.join(trained, "variables", "variables"))
+        stored[weights] = {k: reader.get_tensor(k) for k in reader.get_variable_to_dtype_map()
+                           if k.endswith("VARIABLE_VALUE")}
+    # Kept: master weights stay float32, as the conversion stored them.
+    assert all(v.dtype == np.float32 for v in stored["kept"].values())
+    # Auto: float16 where the conversion with --weights auto stores float16, the same trained
+    # values rounded (the two runs train alike: same seed, same batches).
+    check(tfmp("convert", DIGITS, str(tmp_path / "auto16")))
+    reader = tf.train.load_checkpoint(os.path.join(str(tmp_path / "auto16"), "variables", "variables"))
+    expected = {k for k, dtype in reader.get_variable_to_dtype_map().items()
+                if k.endswith("VARIABLE_VALUE") and dtype == tf.float16}
+    assert expected and len(expected) < len(stored["auto"])
+    assert {k for k, v in stored["auto"].items() if v.dtype == np.float16} == expected
+    for key, value in stored["auto"].items():
+        np.testing.assert_array_equal(value, stored["kept"][key].astype(value.dtype), err_msg=key)
+    assert "variables stored in float16" in out
 
 
 def rotated_digits():
