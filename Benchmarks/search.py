@@ -130,6 +130,10 @@ def main():
     subprocess.run([sys.executable, os.path.join(ROOT, "Scripts", "zoo.py"), "--only", *args.models.split(",")],
                    check=True, stdout=subprocess.DEVNULL)
     autocast = subprocess.run([peer, "-c", "import modelopt.onnx.autocast"], capture_output=True).returncode == 0
+    if not autocast:
+        subprocess.run([peer, "-m", "pip", "install", "-q", "nvidia-modelopt[onnx]"], check=False)
+        autocast = subprocess.run([peer, "-c", "import modelopt.onnx.autocast"],
+                                  capture_output=True).returncode == 0
     print("ModelOpt AutoCast: " + ("installed" if autocast else "nvidia-modelopt[onnx] does not import in the "
                                    "peer environment; its column is left out"))
     print("| model | tolerance (max_abs) | tfmp: time, model runs, kept float32, matrix ops float32, error | "

@@ -27,7 +27,10 @@ public struct ConversionProfile: Sendable, Codable {
   public var matrixShapes: [MatrixShape] = []
   /// Each signature's outputs, converted against original.
   public var accuracy: [AccuracyReport] = []
-  /// Model runs used: three per signature.
+  /// Why the nodes have no share of the output error (``NodeSensitivity/errorShare``), when
+  /// the original could not be differentiated.
+  public var unattributed: String?
+  /// Model runs used: four per signature (three when the backward pass cannot run).
   public var modelRuns = 0
   /// Wall time, in seconds.
   public var seconds = 0.0
@@ -35,7 +38,9 @@ public struct ConversionProfile: Sendable, Codable {
   /// Profiles `converted` against `original` on every signature, with `inputs` (keyed by
   /// signature input name) or, where they do not cover a signature, `samples` seeded random
   /// rows: the original runs once observed, the conversion once as it is (for the outputs'
-  /// accuracy) and once fed the original's values (for each node's own error).
+  /// accuracy), the original's backward pass once (for each reduced-precision node's share of
+  /// the output error) and the conversion once fed the original's values (for each node's own
+  /// error).
   ///
   /// - Throws: ``ModelFormatError`` when a model's graph cannot be read. A signature the runtime
   ///   cannot run is listed in ``skipped``.
@@ -52,6 +57,15 @@ public struct ConversionProfile: Sendable, Codable {
     var profile = ConversionProfile()
     profile.inputs = inputs == nil ? "\(samples) random samples" : "calibration"
     var measurement = Measurement()
+    // The nodes that compute in the reduced type, casts to it included: those whose share of
+    // the output error is measured.
+    let convertedModule = try converted.module()
+    let reduced = Set(
+      ([convertedModule.graph] + convertedModule.functions).flatMap { body in
+        body.nodes.filter { $0.attributes.values.contains(.type(precision.dtype)) }.map {
+          QualifiedNodeName(function: body.name, node: $0.name)
+        }
+      })
     for key in module.distinctSignatureKeys {
       do {
         let specs = try runners.0.inputSpecs(signature: key)
@@ -61,16 +75,18 @@ public struct ConversionProfile: Sendable, Codable {
           ?? ModelComparison.random(specs, samples: samples, seed: seed)
         let fed = ModelComparison.rounded(given, for: try runners.1.inputSpecs(signature: key))
         let actual = try runners.1.run(signature: key, inputs: fed)
-        let (measured, expected) = try Sensitivity.measure(
+        let (measured, expected, unattributed) = try Sensitivity.measure(
           original: original, converted: converted, signature: key, inputs: given,
-          convertedInputs: fed, precision: precision, limits: limits)
+          convertedInputs: fed, precision: precision, limits: limits, attributing: actual,
+          candidates: reduced)
         measurement.merge(measured)
+        if let unattributed { profile.unattributed = unattributed }
         profile.accuracy.append(
           ModelComparison.report(
             signature: key, expected: expected, actual: actual, rtol: 0, atol: 0,
             inputs: profile.inputs))
         profile.signatures.append(key)
-        profile.modelRuns += 3
+        profile.modelRuns += unattributed == nil ? 4 : 3
       } catch let error as RuntimeError {
         profile.skipped.append("signature '\(key)': \(error)")
       } catch let error as ModelFormatError where error.code == .unsupported {

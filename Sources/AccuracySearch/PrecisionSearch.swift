@@ -11,8 +11,10 @@ internal import GraphIR
 ///
 /// 1. The lists' conversion is tried first; when it meets the tolerances, nothing more is kept.
 /// 2. Otherwise one instrumented pass (``Sensitivity``) measures each reduced-precision node's
-///    own error, fed the original's values; the nodes are ranked, those whose values overflow the
-///    reduced type first, then by their own error.
+///    own error, fed the original's values, and one backward pass of the original
+///    (``ErrorAttribution``) the share of the lists' output error that each such error explains;
+///    the nodes are ranked, those whose values overflow the reduced type first, then by that
+///    share (by their own error where the model cannot be differentiated).
 /// 3. The shortest prefix of that ranking that meets the tolerances is found by doubling its
 ///    length, then bisecting; then runs of kept nodes are tried without (half the set, then
 ///    quarters, down to single nodes, least sensitive first) and dropped when the tolerances
@@ -73,6 +75,9 @@ public struct PrecisionSearch: Sendable {
     public var seconds = 0.0
     /// The tolerances searched for.
     public var tolerances: [Tolerance] = []
+    /// Why the nodes were ranked by their own error, not by their share of the output error
+    /// (the model could not be differentiated); `nil` when ranked by share.
+    public var rankedByOwnError: String?
 
     /// What `tfmp convert --tolerance` prints.
     public var summary: String {
@@ -80,12 +85,18 @@ public struct PrecisionSearch: Sendable {
         "accuracy search for " + tolerances.map(\.description).joined(separator: ", ") + ":"
       ]
       lines.append("  the lists alone: " + Self.describe(before))
+      if let rankedByOwnError, !float32Nodes.isEmpty {
+        lines.append("  ranked by own error (no share of the output error: \(rankedByOwnError))")
+      }
       if float32Nodes.isEmpty {
         lines.append("  kept float32: nothing more")
       } else {
         lines.append("  kept float32 (\(float32Nodes.count)):")
         for node in float32Nodes {
           var why = "own error \(String(format: "%.2g", node.ownError))"
+          if let share = node.errorShare {
+            why += ", \(String(format: "%.1f", 100 * share))% of the output error"
+          }
           if node.overflows { why += ", overflows" }
           if node.flushedShare > 0 {
             why += ", \(String(format: "%.1f", 100 * node.flushedShare))% flushed to zero"
@@ -159,18 +170,20 @@ public struct PrecisionSearch: Sendable {
       options.float32Nodes = options.float32Nodes.union(kept)
       let (model, report) = try Converter(options: options).convert(original)
       var reports: [AccuracyReport] = []
+      var outputs: [String: [String: Tensor]] = [:]
       let path = (scratch as NSString).appendingPathComponent(
         original.isFrozenGraph ? name + ".pb" : name)
       try model.write(to: path, overwrite: true)
       let converted = try GraphModel(contentsOf: path)
       let runner = try Interpreter(model: converted, limits: limits)
       for key in keys {
-        guard let inputs = given[key], let outputs = expected[key] else { continue }
+        guard let inputs = given[key], let reference = expected[key] else { continue }
         let fed = ModelComparison.rounded(inputs, for: try runner.inputSpecs(signature: key))
         let actual = try runner.run(signature: key, inputs: fed)
+        outputs[key] = actual
         reports.append(
           ModelComparison.report(
-            signature: key, expected: outputs, actual: actual, rtol: 0, atol: 0,
+            signature: key, expected: reference, actual: actual, rtol: 0, atol: 0,
             inputs: self.inputs == nil ? "\(samples) random samples" : "calibration"))
       }
       outcome.modelRuns += keys.count
@@ -179,7 +192,9 @@ public struct PrecisionSearch: Sendable {
         report.mismatches.isEmpty
           && report.outputs.allSatisfy { output in tolerances.allSatisfy { $0.isMet(by: output) } }
       }
-      return Trial(met: met, reports: reports, report: report, model: converted, runner: runner)
+      return Trial(
+        met: met, reports: reports, report: report, model: converted, runner: runner,
+        outputs: outputs)
     }
 
     let lists = try trial([], name: "lists", on: keys)
@@ -192,31 +207,43 @@ public struct PrecisionSearch: Sendable {
       return outcome
     }
 
-    // The instrumented pass, on every signature searched on; a node's sensitivity is its worst.
+    // The reduced-precision nodes, and the embedding lookups (painted float32, they read the
+    // rounded values of tables stored in the reduced type).
+    let reduced = lists.report.nodes.filter { $0.precision != "float32" }.map {
+      QualifiedNodeName(function: $0.function, node: $0.name)
+    }
+    let converted = try lists.model.module()
+    let lookups = Set(
+      ([converted.graph] + converted.functions).flatMap { body in
+        body.nodes.filter { Self.lookupOps.contains($0.op) }.map {
+          QualifiedNodeName(function: body.name, node: $0.name)
+        }
+      })
+    // The instrumented pass, with the backward pass that attributes the lists' output error,
+    // on every signature searched on; a node's sensitivity is its worst.
     var measurement = Measurement()
     progress?("instrumented pass", outcome.conversions, trialLimit + 2)
     for key in searched {
       guard let inputs = given[key] else { continue }
       let fed = ModelComparison.rounded(inputs, for: try lists.runner.inputSpecs(signature: key))
-      measurement.merge(
-        try Sensitivity.measure(
-          original: original, converted: lists.model, signature: key, inputs: inputs,
-          convertedInputs: fed, precision: conversion.precision, limits: limits
-        ).measurement)
-      outcome.modelRuns += 2
+      let measured = try Sensitivity.measure(
+        original: original, converted: lists.model, signature: key, inputs: inputs,
+        convertedInputs: fed, precision: conversion.precision, limits: limits,
+        attributing: lists.outputs[key], candidates: Set(reduced).union(lookups))
+      measurement.merge(measured.measurement)
+      if let reason = measured.unattributed { outcome.rankedByOwnError = reason }
+      outcome.modelRuns += measured.unattributed == nil ? 3 : 2
     }
     let sensitivities = measurement.sensitivities
-    // The reduced-precision nodes, and the embedding lookups of tables stored in the reduced
-    // type (painted float32, they read rounded values: their own error is not zero).
-    let reduced = lists.report.nodes.filter { $0.precision != "float32" }.map {
-      QualifiedNodeName(function: $0.function, node: $0.name)
-    }
-    let lookups = sensitivities.values.filter { Self.lookupOps.contains($0.op) && $0.ownError > 0 }
-    let ranked = Set(reduced + lookups.map(\.node)).map { name in
-      sensitivities[name] ?? NodeSensitivity(node: name, op: "?")
+    let attributed = outcome.rankedByOwnError == nil
+    let measuredLookups = lookups.filter { (sensitivities[$0]?.ownError ?? 0) > 0 }
+    let ranked = Set(reduced).union(measuredLookups).map { name in
+      var node = sensitivities[name] ?? NodeSensitivity(node: name, op: "?")
+      if attributed && node.errorShare == nil { node.errorShare = 0 }
+      return node
     }.sorted {
-      ($0.overflows ? 1 : 0, $0.ownError, $0.node.description)
-        > ($1.overflows ? 1 : 0, $1.ownError, $1.node.description)
+      ($0.overflows ? 1 : 0, $0.errorShare ?? 0, $0.ownError, $0.node.description)
+        > ($1.overflows ? 1 : 0, $1.errorShare ?? 0, $1.ownError, $1.node.description)
     }
 
     // The shortest prefix meeting the tolerances: doubling, then bisecting.
@@ -294,6 +321,8 @@ private struct Trial {
   var report: ConversionReport
   var model: GraphModel
   var runner: Interpreter
+  /// Each signature's outputs.
+  var outputs: [String: [String: Tensor]]
 }
 
 extension GraphModel {

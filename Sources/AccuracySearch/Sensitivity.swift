@@ -24,6 +24,13 @@ public struct NodeSensitivity: Sendable, Codable, Hashable {
   public var overflows = false
   /// The share of the original's nonzero output values that the reduced type flushes to zero.
   public var flushedShare: Double = 0
+  /// The share of the conversion's output error that this node's own error explains, to first
+  /// order (``ErrorAttribution``): 1 for a node that would make all of it, 0 for one whose
+  /// error the outputs do not feel, below 0 for one whose error cancels some; `nil` when the
+  /// model could not be differentiated. The own error counts the rounding of what the node
+  /// reads, so a value rounded between two reduced-precision nodes counts in both: neighbours'
+  /// shares overlap, and all shares add up to more than 1.
+  public var errorShare: Double?
 
   /// A node not yet measured.
   init(node: QualifiedNodeName, op: String) {
@@ -39,6 +46,7 @@ public struct NodeSensitivity: Sendable, Codable, Hashable {
     worst.inputMagnitude = max(inputMagnitude, other.inputMagnitude)
     worst.overflows = overflows || other.overflows
     worst.flushedShare = max(flushedShare, other.flushedShare)
+    if let share = other.errorShare { worst.errorShare = max(errorShare ?? share, share) }
     return worst
   }
 }
@@ -133,18 +141,35 @@ struct Measurement: Sendable {
 /// measured in one pass, not its upstream's.
 enum Sensitivity {
   /// Every node of `converted` that has a counterpart of the same name in `original`, measured on
-  /// signature `key` with `inputs`, and the original's outputs; two model runs.
+  /// signature `key` with `inputs`, and the original's outputs; two model runs. Given the
+  /// converted model's outputs (`attributing`), also each of `candidates`' share of their
+  /// error (``NodeSensitivity/errorShare``), by a backward pass between the two runs; the
+  /// reason when there is none.
   static func measure(
     original: GraphModel, converted: GraphModel, signature key: String,
     inputs: [String: Tensor], convertedInputs: [String: Tensor], precision: ReducedPrecision,
-    limits: ResourceLimits
-  ) throws -> (measurement: Measurement, outputs: [String: Tensor]) {
+    limits: ResourceLimits, attributing actual: [String: Tensor]? = nil,
+    candidates: Set<QualifiedNodeName> = []
+  ) throws -> (measurement: Measurement, outputs: [String: Tensor], unattributed: String?) {
     let recorder = ReferenceRecorder()
+    let module = try original.module()
     let outputs = try Interpreter(
-      module: try original.module(), checkpoint: original.checkpoint, observer: recorder,
-      limits: limits
+      module: module, checkpoint: original.checkpoint, observer: recorder, limits: limits
     ).run(signature: key, inputs: inputs)
-    let feeder = ReferenceFeeder(recorder: recorder, precision: precision)
+    var attribution: ErrorAttribution?
+    var unattributed: String?
+    if let actual {
+      do {
+        attribution = try ErrorAttribution.measure(
+          module: module, checkpoint: original.checkpoint, signature: key, inputs: inputs,
+          expected: outputs, actual: actual,
+          recorded: recorder.values.filter { candidates.contains($0.key) }, limits: limits)
+      } catch {
+        unattributed = error.reason
+      }
+    }
+    let feeder = ReferenceFeeder(
+      recorder: recorder, precision: precision, attribution: attribution)
     _ = try Interpreter(
       module: try converted.module(), checkpoint: converted.checkpoint, observer: feeder,
       limits: limits
@@ -155,7 +180,7 @@ enum Sensitivity {
     measurement.activations = recorder.activations
     measurement.weights = recorder.weights
     measurement.matrixShapes = recorder.matrixShapes
-    return (measurement, outputs)
+    return (measurement, outputs, unattributed)
   }
 }
 
@@ -209,16 +234,18 @@ private final class ReferenceFeeder: RunObserver, @unchecked Sendable {
   private let reference: [QualifiedNodeName: [[Tensor?]]]
   private let inputMagnitudes: [QualifiedNodeName: Double]
   private let precision: ReducedPrecision
+  private let attribution: ErrorAttribution?
   private var evaluations: [QualifiedNodeName: Int] = [:]
   private(set) var sensitivities: [QualifiedNodeName: NodeSensitivity] = [:]
   private(set) var order: [QualifiedNodeName] = []
   private var ops: [QualifiedNodeName: String] = [:]
   private let lock = NSLock()
 
-  init(recorder: ReferenceRecorder, precision: ReducedPrecision) {
+  init(recorder: ReferenceRecorder, precision: ReducedPrecision, attribution: ErrorAttribution?) {
     self.reference = recorder.values
     self.inputMagnitudes = recorder.inputMagnitudes
     self.precision = precision
+    self.attribution = attribution
   }
 
   func observe(
@@ -238,7 +265,7 @@ private final class ReferenceFeeder: RunObserver, @unchecked Sendable {
       guard let recorded = reference[name], evaluation < recorded.count else { return nil }
       let originals = recorded[evaluation]
       var replacements: [Tensor?] = []
-      for (computed, original) in zip(outputs, originals) {
+      for (position, (computed, original)) in zip(outputs, originals).enumerated() {
         guard let computed, let original, computed.shape == original.shape,
           let values = original.floats, case .float = computed.storage
         else {
@@ -246,6 +273,14 @@ private final class ReferenceFeeder: RunObserver, @unchecked Sendable {
           continue
         }
         record(name, computed: computed, original: values)
+        if let attribution, let floats = computed.floats,
+          let share = attribution.share(
+            of: name, evaluation: evaluation, position: position, computed: floats,
+            original: values)
+        {
+          let sum = (sensitivities[name]?.errorShare ?? 0) + share
+          sensitivities[name]?.errorShare = sum
+        }
         var fed = values
         if let reduced = ReducedPrecision(computed.dtype) { reduced.round(&fed) }
         replacements.append(

@@ -7,7 +7,8 @@ extension Function {
   ///
   /// Only the nodes on a path from a target to the loss are differentiated, in reverse
   /// topological order; the gradients reaching one output are summed with `AddN`. A target is
-  /// not differentiated through (a variable's read is where its gradient ends).
+  /// differentiated through only when another target lies upstream of it (a variable's read is
+  /// where its gradient ends; an activation's gradient flows on to the activations before it).
   ///
   /// - Throws: ``GraphError`` with code `noGradient` naming the first op on such a path that
   ///   `source` has no gradient for, or an op whose gradient cannot be built.
@@ -34,13 +35,26 @@ extension Function {
         ? gradients[0]
         : builder.add("AddN", gradients, ["T": .type(type), "N": .int(Int64(gradients.count))])
     }
+    // Each target output's gradient once summed, so that a target differentiated through has
+    // one sum, read by its own gradient and returned.
+    var summed: [NodeID: [Int: Input]] = [:]
     let lossType = type(of: loss, schemas: source) ?? .float32
     let seed = builder.add("OnesLike", [loss], ["T": .type(lossType)], name: "seed")
     send(seed, to: loss)
     let targetNodes = Set(targets.compactMap(\.node))
-    for id in topologicalOrder().reversed() where onPath.contains(id) && !targetNodes.contains(id) {
+    for id in topologicalOrder().reversed() where onPath.contains(id) {
       guard let arriving = reaching[id] else { continue }
       let node = self[id]
+      if targetNodes.contains(id) {
+        summed[id] = Dictionary(
+          uniqueKeysWithValues: arriving.map { position, gradients in
+            let dtype = self.type(of: builder.output(id, position), schemas: source) ?? .float32
+            return (position, total(gradients, dtype))
+          })
+        guard node.inputs.contains(where: { $0.node.map(onPath.contains) ?? false }) else {
+          continue
+        }
+      }
       guard let gradient = source.gradient(for: node.op) else {
         throw GraphError(
           code: .noGradient, function: name, location: "node '\(node.name)'",
@@ -51,7 +65,9 @@ extension Function {
       let type = node.type("T") ?? .float32
       let forward = GradientBuilder.Forward(
         node: node, outputs: (0..<count).map { builder.output(id, $0) },
-        gradients: (0..<count).map { arriving[$0].map { total($0, type) } })
+        gradients: (0..<count).map { position in
+          summed[id]?[position] ?? arriving[position].map { total($0, type) }
+        })
       let inputGradients: [Input?]
       do {
         inputGradients = try gradient(&builder, forward)
@@ -66,7 +82,9 @@ extension Function {
       let arrived: [Input]?
       switch target {
       case .output(let node, let slot):
-        arrived = reaching[node]?[position(of: slot, node: node, schemas: source)]
+        let position = position(of: slot, node: node, schemas: source)
+        if let sum = summed[node]?[position] { return sum }
+        arrived = reaching[node]?[position]
       case .argument(let index): arrived = reachingArguments[index]
       case .unresolved: arrived = nil
       }

@@ -14,6 +14,26 @@ extension Module {
   ///
   /// - Throws: ``GraphError`` for a call of a function the library lacks, or calls that recurse.
   public func inliningCalls(schemas: any OpSchemaSource) throws(GraphError) -> Module {
+    try inliningCallsTracingOrigins(schemas: schemas).module
+  }
+
+  /// Where a node of an inlined graph comes from: the function it was copied from
+  /// (``Function/graphName`` for the top-level graph) and its name there; for the `NoOp`
+  /// standing for a call, the call's.
+  public struct NodeOrigin: Hashable, Sendable {
+    /// The function's name.
+    public var function: String
+    /// The node's name in it.
+    public var node: String
+  }
+
+  /// ``inliningCalls(schemas:)``, and where each node of the inlined graph comes from (by
+  /// position): a function called twice gives two nodes of one origin.
+  ///
+  /// - Throws: As ``inliningCalls(schemas:)``.
+  public func inliningCallsTracingOrigins(schemas: any OpSchemaSource) throws(GraphError)
+    -> (module: Module, origins: [NodeOrigin])
+  {
     var inliner = Inliner(module: self, schemas: schemas)
     var inputs: [Input] = []
     var mapped: [NodeID: Inliner.Mapped] = [:]
@@ -49,7 +69,7 @@ extension Module {
       moved.node = node
       return moved
     }
-    return module
+    return (module, inliner.origins)
   }
 }
 
@@ -65,6 +85,8 @@ private struct Inliner {
   let module: Module
   let schemas: any OpSchemaSource
   var nodes: [Node] = []
+  /// Where each of `nodes` comes from.
+  var origins: [Module.NodeOrigin] = []
   private var names = Set<String>()
   private var active: [String] = []
 
@@ -92,7 +114,7 @@ private struct Inliner {
       copy.inputs = inputs
       copy.controlInputs = controls
       copy.original = nil
-      return .node(append(copy))
+      return .node(append(copy, from: function.name, named: node.name))
     }
     guard let body = module.function(named: callee.name) else {
       throw GraphError(
@@ -127,12 +149,16 @@ private struct Inliner {
     let done = append(
       Node(
         name: prefix + node.name, op: "NoOp",
-        controlInputs: copied.map { .output($0, OutputSlot()) }))
+        controlInputs: copied.map { .output($0, OutputSlot()) }),
+      from: function.name, named: node.name)
     return .call(results: results, done: done)
   }
 
-  /// Appends `node` under a name not yet taken.
-  private mutating func append(_ node: Node) -> NodeID {
+  /// Appends `node`, a copy of node `original` of function `function`, under a name not yet
+  /// taken.
+  private mutating func append(_ node: Node, from function: String, named original: String)
+    -> NodeID
+  {
     var node = node
     var name = node.name
     var suffix = 1
@@ -143,6 +169,7 @@ private struct Inliner {
     node.name = name
     names.insert(name)
     nodes.append(node)
+    origins.append(Module.NodeOrigin(function: function, node: original))
     return NodeID(nodes.count - 1)
   }
 

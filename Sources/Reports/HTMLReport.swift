@@ -15,6 +15,7 @@ public enum HTMLReport {
     var body = header(record)
     body += outputs(record)
     if let profile = record.profile {
+      body += errorSources(profile)
       body += magnitudes(profile, conversion: record.conversion)
       body += matrixShapes(profile)
     }
@@ -187,6 +188,35 @@ public enum HTMLReport {
     return html
   }
 
+  /// The nodes that make most of the outputs' error, by their share of it.
+  private static func errorSources(_ profile: ConversionProfile) -> String {
+    var html = "<h2>Where the output error comes from</h2>\n"
+    if let unattributed = profile.unattributed {
+      return html + "<p class=\"note\">Not measured: \(escape(unattributed)).</p>\n"
+    }
+    let sources = profile.nodes.filter { ($0.errorShare ?? 0) > 0 }.sorted {
+      ($0.errorShare ?? 0, $0.node.description) > ($1.errorShare ?? 0, $1.node.description)
+    }
+    guard !sources.isEmpty else { return "" }
+    html +=
+      "<p class=\"note\">Each reduced-precision node's share of the error the outputs show, to "
+      + "first order: its own error (fed the original's values, rounded to the types it reads) "
+      + "carried to the outputs by the original's gradient and projected on the outputs' "
+      + "error. A negative share cancels some of the error. A value rounded between two "
+      + "reduced-precision nodes counts in both, so neighbours' shares overlap and add up to "
+      + "more than 100%: keeping a node float32 (<code>--fp32-node</code>) removes at most its "
+      + "share, and only what its float32 neighbours no longer round.</p>\n"
+    html += table(
+      ["node", "op", "function", "share of the output error", "own error"],
+      sources.prefix(15).map { node in
+        [
+          escape(node.node.node), escape(node.op), escape(node.node.function),
+          String(format: "%.1f%%", 100 * (node.errorShare ?? 0)), format(node.ownError),
+        ]
+      })
+    return html
+  }
+
   private static func matrixShapes(_ profile: ConversionProfile) -> String {
     let misaligned = profile.matrixShapes.filter { !$0.misaligned.isEmpty }
     var html = "<h2>Matrix ops and Tensor Cores</h2>\n"
@@ -233,7 +263,10 @@ public enum HTMLReport {
         "<details\(open ? " open" : "")><summary><code>\(escape(function))</code>: \(reduced) of "
         + "\(nodes.count) in \(conversion.precision.rawValue)</summary>\n"
       html += table(
-        ["node", "op", "precision", "why", "own error", "largest |input|", "largest |output|"],
+        [
+          "node", "op", "precision", "why", "own error", "share of output error",
+          "largest |input|", "largest |output|",
+        ],
         nodes.map { node in
           let name = QualifiedNodeName(function: node.function, node: node.name)
           let measurement = measured[name]
@@ -245,6 +278,7 @@ public enum HTMLReport {
             escape(node.name), escape(node.op),
             badge(node.precision, reduced: node.precision != "float32"), why,
             measurement.map { format($0.ownError) } ?? "",
+            measurement?.errorShare.map { String(format: "%.1f%%", 100 * $0) } ?? "",
             measurement.map { format($0.inputMagnitude) } ?? "",
             measurement.map { format($0.magnitude) } ?? "",
           ]

@@ -60,10 +60,13 @@ struct PrecisionSearchTests {
     // A node kept float32 can take neighbours with it (an infer op it fed).
     #expect(report.convertedOpCount <= lists.convertedOpCount - outcome.float32Nodes.count)
     // The fixture's `serve` and `serving_default` give the same outputs: the original and the
-    // lists' conversion run on both, the instrumented pass (two runs) and the search's tries on
-    // one, and the result is checked on both.
+    // lists' conversion run on both, the instrumented pass (the original forward and backward,
+    // the conversion fed) and the search's tries on one, and the result is checked on both.
     #expect(outcome.before.map(\.signature) == ["serve", "serving_default"])
-    #expect(outcome.modelRuns == 2 + 2 + 2 + (outcome.conversions - 2) + 2)
+    #expect(outcome.modelRuns == 2 + 2 + 3 + (outcome.conversions - 2) + 2)
+    // Ranked by each node's share of the lists' output error: the backward pass ran.
+    #expect(outcome.rankedByOwnError == nil, "\(outcome.summary)")
+    #expect(outcome.float32Nodes.allSatisfy { $0.errorShare != nil })
     #expect(outcome.after.count == 2)
   }
 }

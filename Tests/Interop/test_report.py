@@ -64,7 +64,13 @@ def test_the_html_report_renders_in_chromium_and_shows_the_reported_facts(tmp_pa
         assert image.read(8) == b"\x89PNG\r\n\x1a\n"
     # Readable on a laptop: nothing wider than its screen.
     assert measured["width"] <= LAPTOP["width"], measured["width"]
-    assert measured["headings"][:2] == ["Outputs against the original", "Magnitudes against the reduced types' limits"]
+    assert measured["headings"][:3] == ["Outputs against the original", "Where the output error comes from",
+                                        "Magnitudes against the reduced types' limits"]
+    # The error's sources, as the JSON has them: the nodes with the largest shares first.
+    sources = sorted((n for n in facts["profile"]["nodes"] if (n.get("errorShare") or 0) > 0),
+                     key=lambda n: -n["errorShare"])
+    assert sources
+    assert f"{100 * sources[0]['errorShare']:.1f}%" in measured["cells"]
     # Two histograms, a bar per nonempty bin of each.
     profile = facts["profile"]
     assert measured["charts"] == 2

@@ -61,7 +61,10 @@ struct ReportsTests {
     let folder = TemporaryFolder()
     let profile = try #require(try record(folder).profile)
     #expect(profile.signatures == ["serve", "serving_default"] && profile.skipped.isEmpty)
-    #expect(profile.modelRuns == 6)
+    #expect(profile.modelRuns == 8)  // per signature: original, conversion, backward, fed
+    // The backward pass ran: reduced-precision nodes have their share of the output error.
+    #expect(profile.unattributed == nil)
+    #expect(profile.nodes.contains { ($0.errorShare ?? 0) > 0 })
     // The original's activations and weights were seen; float32 weights are nonzero.
     #expect(profile.activations.nonzeroCount > 0 && profile.weights.nonzeroCount > 0)
     // Matrix products: k and n from the second operand and the output.
@@ -109,6 +112,7 @@ struct ReportsTests {
     for section in [
       "Outputs against the original", "Magnitudes against the reduced types' limits",
       "Matrix ops and Tensor Cores", "Nodes by function", "Variables", "the lists alone",
+      "Where the output error comes from", "share of the output error",
       "as written",
     ] {
       #expect(page.contains(section), "\(section)")
