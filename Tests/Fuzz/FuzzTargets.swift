@@ -92,15 +92,20 @@ enum FuzzTargets {
     _ = try? NumPyFile.readArchive(bytes: bytes, path: "arrays.npz")
   }
 
-  /// The mlp fixture's graph with its attributes, shapes, dtypes and input edges changed as the
-  /// input says, converted and run: the converter and the runtime must throw, not trap.
+  /// A valid small model with its attributes, shapes, dtypes and input edges changed as the
+  /// input says, run, converted and run again: the converter and the runtime must throw, not
+  /// trap. The first byte picks the model: mostly the 14-node frozen TF1 graph of the graphdef
+  /// seeds, one input in 32 the mlp fixture (a SavedModel with variables, calls and saver
+  /// functions, some 30 times the work).
   static func graph(_ bytes: [UInt8]) {
-    guard bytes.count >= 4, var module = Seeds.mlpModule else { return }
-    var reader = bytes.makeIterator()
+    guard bytes.count >= 5 else { return }
+    let frozen = bytes[0] % 32 != 0
+    guard var module = frozen ? Seeds.frozenModule : Seeds.mlpModule else { return }
+    var reader = bytes.dropFirst().makeIterator()
     func next() -> Int { Int(reader.next() ?? 0) }
     let ids = module.graph.nodeIDs
     // Up to 8 edits of 4 bytes: which node, what to change, and to what.
-    for _ in 0..<min(8, bytes.count / 4) {
+    for _ in 0..<min(8, (bytes.count - 1) / 4) {
       let id = ids[next() % ids.count]
       var node = module.graph[id]
       let (what, value) = (next(), next() * 256 + next())
@@ -133,32 +138,41 @@ enum FuzzTargets {
       }
       module.graph[id] = node
     }
-    guard let checkpoint = Seeds.mlp?.checkpoint else { return }
-    let inputs = [
-      "features": Tensor(shape: Shape([2, 20]), floats: (0..<40).map { Float($0) / 40 })
-    ]
-    // Limits well inside the fuzzer's memory ceiling: an edit asking for more must be refused.
-    let limits = ResourceLimits(maxTensorBytes: 64 << 20, maxLoopIterations: 1_000)
-    _ = try? Interpreter(module: module, checkpoint: checkpoint, limits: limits).run(
+    // Limits well inside the fuzzer's memory ceiling (the seeds' tensors take a few KiB): an
+    // edit asking for more must be refused.
+    let limits = ResourceLimits(maxTensorBytes: 1 << 20, maxLoopIterations: 1_000)
+    let (model, inputs): (GraphModel?, [String: Tensor]) =
+      frozen
+      ? (Seeds.frozen.map { .frozenGraph($0.replacing(module)) },
+        ["x": Tensor(shape: Shape([2, 6]), floats: (0..<12).map { Float($0) / 12 })])
+      : (Seeds.mlp.map { .savedModel($0.replacing(module)) },
+        ["features": Tensor(shape: Shape([2, 20]), floats: (0..<40).map { Float($0) / 40 })])
+    guard let model else { return }
+    _ = try? Interpreter(module: module, checkpoint: model.checkpoint, limits: limits).run(
       signature: "serving_default", inputs: inputs)
-    guard let model = Seeds.mlp,
-      let (converted, _) = try? Converter(options: ConversionOptions()).convert(
-        model.replacing(module)),
+    guard let (converted, _) = try? Converter(options: ConversionOptions()).convert(model),
       let convertedModule = try? converted.module()
     else { return }
-    _ = try? Interpreter(module: convertedModule, checkpoint: checkpoint, limits: limits).run(
-      signature: "serving_default", inputs: inputs)
+    _ = try? Interpreter(module: convertedModule, checkpoint: model.checkpoint, limits: limits)
+      .run(signature: "serving_default", inputs: inputs)
   }
 }
 
-/// What the targets start from: the mlp fixture, read once.
+/// What the targets start from: the mlp fixture and the graphdef seeds' frozen graph, read once.
 enum Seeds {
-  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .deletingLastPathComponent().appendingPathComponent("_TestSupport/Fixtures/mlp").path
+  static let fuzz = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+  static let root = fuzz.deletingLastPathComponent()
+    .appendingPathComponent("_TestSupport/Fixtures/mlp").path
   static let mlp = try? SavedModel(contentsOf: root)
   static let mlpModule = try? mlp?.module()
   static let mlpIndex = [UInt8](
     FileManager.default.contents(atPath: root + "/variables/variables.index") ?? Data())
+  static let frozen = try? GraphDefFile(
+    bytes: [UInt8](
+      FileManager.default.contents(atPath: fuzz.appendingPathComponent("Corpus/graphdef/tf1.pb").path)
+        ?? Data()),
+    path: "tf1.pb")
+  static let frozenModule = try? frozen?.module()
 }
 
 /// The target chosen for this run.
