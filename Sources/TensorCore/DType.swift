@@ -115,3 +115,28 @@ extension DType: CustomStringConvertible {
   /// The same as ``name``.
   public var description: String { name }
 }
+
+extension DType {
+  /// The integer types narrower than 32 bits (uint8, int8, uint16, int16), whose tensors tfmp
+  /// holds as int32 elements, as it holds float16 and bfloat16 ones as float32: the values of
+  /// this type's range, or `nil` for another type.
+  public var smallIntegerRange: ClosedRange<Int64>? {
+    switch self {
+    case .uint8: 0...255
+    case .int8: -128...127
+    case .uint16: 0...65535
+    case .int16: -32768...32767
+    default: nil
+    }
+  }
+
+  /// `value` in this small integer type's range, wrapped modulo its size as a C conversion to
+  /// the type wraps (TensorFlow's casts and integer arithmetic do); `value` itself for another
+  /// type, truncated to 32 bits.
+  public func wrapping(_ value: Int64) -> Int32 {
+    guard let range = smallIntegerRange else { return Int32(truncatingIfNeeded: value) }
+    let size = range.upperBound - range.lowerBound + 1
+    let offset = (value - range.lowerBound) % size
+    return Int32(range.lowerBound + (offset < 0 ? offset + size : offset))
+  }
+}

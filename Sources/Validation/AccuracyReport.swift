@@ -233,6 +233,14 @@ public enum ModelComparison {
         inputs[name] = Tensor(
           dtype: .bool, shape: shape,
           storage: .bool((0..<count).map { _ in generator.next() % 2 == 1 }))
+      case _ where spec.dtype.smallIntegerRange != nil:
+        // The whole range: a uint8 input is most often an image's pixels.
+        let range = spec.dtype.smallIntegerRange ?? 0...1
+        let size = UInt64(range.upperBound - range.lowerBound + 1)
+        inputs[name] = Tensor(
+          dtype: spec.dtype, shape: shape,
+          storage: .int32(
+            (0..<count).map { _ in Int32(range.lowerBound + Int64(generator.next() % size)) }))
       default:
         throw ModelFormatError(
           code: .unsupported, path: name,

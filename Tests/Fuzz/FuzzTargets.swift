@@ -143,10 +143,14 @@ enum FuzzTargets {
     let limits = ResourceLimits(maxTensorBytes: 1 << 20, maxLoopIterations: 1_000)
     let (model, inputs): (GraphModel?, [String: Tensor]) =
       frozen
-      ? (Seeds.frozen.map { .frozenGraph($0.replacing(module)) },
-        ["x": Tensor(shape: Shape([2, 6]), floats: (0..<12).map { Float($0) / 12 })])
-      : (Seeds.mlp.map { .savedModel($0.replacing(module)) },
-        ["features": Tensor(shape: Shape([2, 20]), floats: (0..<40).map { Float($0) / 40 })])
+      ? (
+        Seeds.frozen.map { .frozenGraph($0.replacing(module)) },
+        ["x": Tensor(shape: Shape([2, 6]), floats: (0..<12).map { Float($0) / 12 })]
+      )
+      : (
+        Seeds.mlp.map { .savedModel($0.replacing(module)) },
+        ["features": Tensor(shape: Shape([2, 20]), floats: (0..<40).map { Float($0) / 40 })]
+      )
     guard let model else { return }
     _ = try? Interpreter(module: module, checkpoint: model.checkpoint, limits: limits).run(
       signature: "serving_default", inputs: inputs)
@@ -169,7 +173,8 @@ enum Seeds {
     FileManager.default.contents(atPath: root + "/variables/variables.index") ?? Data())
   static let frozen = try? GraphDefFile(
     bytes: [UInt8](
-      FileManager.default.contents(atPath: fuzz.appendingPathComponent("Corpus/graphdef/tf1.pb").path)
+      FileManager.default.contents(
+        atPath: fuzz.appendingPathComponent("Corpus/graphdef/tf1.pb").path)
         ?? Data()),
     path: "tf1.pb")
   static let frozenModule = try? frozen?.module()

@@ -133,6 +133,40 @@ def test_float64_constants_and_arithmetic_match_tensorflow(tmp_path):
     assert_runs_as_tensorflow(Float64Math(), inputs, tmp_path, tolerance=0)
 
 
+class SmallIntegers(tf.Module):
+    """uint8, int8, uint16 and int16 tensors, as an image model served on raw pixels sees them:
+    casts both ways (in range, and integers wrapped into the narrow type), arithmetic that wraps,
+    and the movements and choices that keep the type."""
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 4], tf.uint8), tf.TensorSpec([2, 4], tf.int32),
+                                  tf.TensorSpec([2, 4], tf.float32)])
+    def __call__(self, pixels, wide, x):
+        scaled = tf.cast(pixels, tf.float32) / 255.0
+        return {
+            "scaled": scaled,
+            "sum": pixels + tf.constant(100, tf.uint8),  # wraps above 255
+            "product": tf.cast(wide, tf.int16) * tf.constant(300, tf.int16),  # wraps
+            "to_uint8": tf.cast(wide, tf.uint8),
+            "to_int8": tf.cast(wide, tf.int8),
+            "to_uint16": tf.cast(x * 1000.0, tf.uint16),
+            "from_float": tf.cast(tf.abs(x) * 100.0, tf.uint8),
+            "moved": tf.reverse(tf.transpose(pixels), [0]),
+            "largest": tf.reduce_max(pixels, axis=1),
+            "label": tf.cast(tf.argmax(scaled, axis=1), tf.uint8),
+            "brighter": tf.cast(pixels, tf.int32) > 128,
+        }
+
+
+def test_small_integer_types_match_tensorflow(tmp_path):
+    inputs = {
+        "pixels": np.array([[0, 17, 200, 255], [128, 129, 1, 99]], np.uint8),
+        "wide": np.array([[-1, 255, 256, 300], [-129, 127, 128, 70000]], np.int32),
+        "x": np.array([[0.2, 1.5, 2.54, 0.0], [1.0, 0.999, 2.0, 0.5]], np.float32),
+    }
+    # Integers exactly (a tolerance of 1e-6 is below 1); the float division to 1 ulp.
+    assert_runs_as_tensorflow(SmallIntegers(), inputs, tmp_path)
+
+
 class MoreOps(tf.Module):
     """Ops the zoo's models and common tf.function code emit, each in its TensorFlow spelling."""
 

@@ -25,4 +25,13 @@ struct ShapeTests {
     #expect(DType.float16.byteSize == 2)
     #expect(DType.int64.name == "int64")
   }
+
+  @Test("Small integer types wrap as C conversions to them do")
+  func smallIntegers() {
+    #expect(DType.uint8.wrapping(300) == 44 && DType.uint8.wrapping(-1) == 255)
+    #expect(DType.int8.wrapping(128) == -128 && DType.int8.wrapping(-129) == 127)
+    #expect(DType.uint16.wrapping(70000) == 4464 && DType.int16.wrapping(90000) == 24464)
+    #expect(DType.int8.wrapping(-128) == -128 && DType.uint8.wrapping(255) == 255)
+    #expect(DType.int32.smallIntegerRange == nil && DType.int32.wrapping(7) == 7)
+  }
 }

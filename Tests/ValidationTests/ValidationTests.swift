@@ -59,6 +59,15 @@ struct ValidationTests {
     #expect(first["x"]?.shape == Shape([4, 3]))
     #expect(first["ids"]?.shape == Shape([4, 1]))
     #expect(first["ids"]?.integers?.allSatisfy { $0 == 0 || $0 == 1 } == true)
+    // Pixels over the whole of uint8's range, written and read back as NumPy's |u1.
+    let pixels = try #require(
+      try ModelComparison.random(["image": (.uint8, [-1, 16, 16])], samples: 2, seed: 3)["image"])
+    let values = try #require(pixels.integers)
+    #expect(pixels.dtype == .uint8 && values.allSatisfy { (0...255).contains($0) })
+    #expect(values.contains { $0 > 200 } && values.contains { $0 < 50 })
+    let folder = TemporaryFolder()
+    try NumPyFile.writeArchive(["image": pixels], to: folder.child("pixels.npz"))
+    #expect(try NumPyFile.readArchive(at: folder.child("pixels.npz"))["image"] == pixels)
   }
 
   @Test("Outputs that do not correspond fail the comparison, never pass it")

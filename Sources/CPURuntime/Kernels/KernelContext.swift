@@ -140,6 +140,14 @@ enum TensorDecoding {
     case .int64: return Tensor(dtype: .int64, shape: shape, storage: .int64(load(Int64.self)))
     case .bool:
       return Tensor(dtype: .bool, shape: shape, storage: .bool(load(UInt8.self).map { $0 != 0 }))
+    case .uint8:
+      return Tensor(dtype: dtype, shape: shape, storage: .int32(load(UInt8.self).map(Int32.init)))
+    case .int8:
+      return Tensor(dtype: dtype, shape: shape, storage: .int32(load(Int8.self).map(Int32.init)))
+    case .uint16:
+      return Tensor(dtype: dtype, shape: shape, storage: .int32(load(UInt16.self).map(Int32.init)))
+    case .int16:
+      return Tensor(dtype: dtype, shape: shape, storage: .int32(load(Int16.self).map(Int32.init)))
     default: return nil
     }
   }
@@ -183,6 +191,11 @@ enum TensorDecoding {
         dtype: .float64, shape: shape, storage: .double(splat(literal.doubleValues, zero: 0)))
     case .int32:
       return Tensor(dtype: .int32, shape: shape, storage: .int32(splat(literal.intValues, zero: 0)))
+    case _ where dtype.smallIntegerRange != nil:
+      // Small integer types keep their values in the proto's int_val, as int32 does.
+      return Tensor(
+        dtype: dtype, shape: shape,
+        storage: .int32(splat(literal.intValues, zero: 0).map { dtype.wrapping(Int64($0)) }))
     case .int64:
       return Tensor(
         dtype: .int64, shape: shape, storage: .int64(splat(literal.int64Values, zero: 0)))

@@ -62,8 +62,14 @@ enum Kernels {
       return Tensor(dtype: prototype.dtype, shape: shape, storage: .float(values.map { Float($0) }))
     case .double: return Tensor(dtype: prototype.dtype, shape: shape, storage: .double(values))
     case .int32:
+      // int32 elements hold int32 values, or a small integer type's, which wrap.
+      let type = prototype.dtype
       return Tensor(
-        dtype: .int32, shape: shape, storage: .int32(values.map(ShapeKernels.truncated)))
+        dtype: type, shape: shape,
+        storage: .int32(
+          type.smallIntegerRange == nil
+            ? values.map(ShapeKernels.truncated)
+            : values.map { type.wrapping(ShapeKernels.truncated($0)) }))
     case .int64:
       return Tensor(
         dtype: .int64, shape: shape, storage: .int64(values.map(ShapeKernels.truncated)))

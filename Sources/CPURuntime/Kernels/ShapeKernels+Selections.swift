@@ -281,6 +281,13 @@ extension ShapeKernels {
         return [Tensor(dtype: .int64, shape: x.shape, storage: .int64(doubles.map(truncated)))]
       case .bool:
         return [Tensor(dtype: .bool, shape: x.shape, storage: .bool(doubles.map { $0 != 0 }))]
+      case _ where target.smallIntegerRange != nil:
+        // Truncated toward zero, then wrapped into the type as C's conversions wrap.
+        return [
+          Tensor(
+            dtype: target, shape: x.shape,
+            storage: .int32(doubles.map { target.wrapping(truncated($0.isNaN ? 0 : $0)) }))
+        ]
       default: throw KernelError("Cast to \(target) is not supported yet.")
       }
     }

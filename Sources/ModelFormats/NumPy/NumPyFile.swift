@@ -135,9 +135,24 @@ public enum NumPyFile {
     case "|b1":
       try expect(1)
       return Tensor(dtype: .bool, shape: shape, storage: .bool(data.map { $0 != 0 }))
+    case "|u1":
+      try expect(1)
+      return Tensor(dtype: .uint8, shape: shape, storage: .int32(data.map(Int32.init)))
+    case "|i1":
+      try expect(1)
+      return Tensor(
+        dtype: .int8, shape: shape, storage: .int32(data.map { Int32(Int8(bitPattern: $0)) }))
+    case "<u2":
+      try expect(2)
+      return Tensor(
+        dtype: .uint16, shape: shape, storage: .int32(load(UInt16.self).map(Int32.init)))
+    case "<i2":
+      try expect(2)
+      return Tensor(dtype: .int16, shape: shape, storage: .int32(load(Int16.self).map(Int32.init)))
     default:
       throw failure(
-        "The element type '\(descr)' is not one tfmp reads (<f4, <f2, <f8, <i4, <i8, |b1).",
+        "The element type '\(descr)' is not one tfmp reads (<f4, <f2, <f8, <i4, <i8, |b1, |u1, "
+          + "|i1, <u2, <i2).",
         .unsupported)
     }
   }
@@ -156,6 +171,12 @@ public enum NumPyFile {
     case (_, .double(let values)):
       descr = "<f8"
       for value in values { data.appendUInt64LittleEndian(value.bitPattern) }
+    case (.uint8, .int32(let values)), (.int8, .int32(let values)):
+      descr = tensor.dtype == .uint8 ? "|u1" : "|i1"
+      data = values.map { UInt8(truncatingIfNeeded: $0) }
+    case (.uint16, .int32(let values)), (.int16, .int32(let values)):
+      descr = tensor.dtype == .uint16 ? "<u2" : "<i2"
+      for value in values { data.appendUInt16(UInt16(truncatingIfNeeded: value)) }
     case (_, .int32(let values)):
       descr = "<i4"
       for value in values { data.appendUInt32LittleEndian(UInt32(bitPattern: value)) }
