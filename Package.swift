@@ -127,8 +127,8 @@ let package = Package(
     .testTarget(
       name: "AccuracySearchTests",
       dependencies: [
-        "AccuracySearch", "MixedPrecision", "ModelFormats", "TensorCore", "Validation",
-        "_TestSupport",
+        "AccuracySearch", "CPURuntime", "MixedPrecision", "ModelFormats", "TensorCore",
+        "Validation", "_TestSupport",
       ],
       swiftSettings: strictSettings),
     .testTarget(

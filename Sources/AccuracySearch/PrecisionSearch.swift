@@ -130,10 +130,6 @@ public struct PrecisionSearch: Sendable {
   public func run(on original: GraphModel) throws -> Outcome {
     let start = ContinuousClock.now
     var outcome = Outcome(tolerances: tolerances)
-    let scratch = FileManager.default.temporaryDirectory
-      .appendingPathComponent("tfmp-search-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: scratch) }
 
     let module = try original.module()
     let reference = Interpreter(module: module, checkpoint: original.checkpoint, limits: limits)
@@ -159,22 +155,17 @@ public struct PrecisionSearch: Sendable {
       searched.append(key)
     }
 
-    /// Converts keeping `kept` float32, writes the conversion to the scratch folder's `name`
-    /// and measures it on the signatures `keys` (those searched on unless given).
-    func trial(_ kept: Set<QualifiedNodeName>, name: String = "trial", on keys: [String]? = nil)
-      throws -> Trial
-    {
+    /// Converts keeping `kept` float32 and measures the conversion on the signatures `keys`
+    /// (those searched on unless given), in memory: its graph as written, its variables stored
+    /// reduced read rounded as a written checkpoint would give them.
+    func trial(_ kept: Set<QualifiedNodeName>, on keys: [String]? = nil) throws -> Trial {
       let keys = keys ?? searched
       progress?("accuracy search", outcome.conversions, trialLimit + 2)
       var options = conversion
       options.float32Nodes = options.float32Nodes.union(kept)
-      let (model, report) = try Converter(options: options).convert(original)
+      let (converted, report) = try Converter(options: options).convert(original)
       var reports: [AccuracyReport] = []
       var outputs: [String: [String: Tensor]] = [:]
-      let path = (scratch as NSString).appendingPathComponent(
-        original.isFrozenGraph ? name + ".pb" : name)
-      try model.write(to: path, overwrite: true)
-      let converted = try GraphModel(contentsOf: path)
       let runner = try Interpreter(model: converted, limits: limits)
       for key in keys {
         guard let inputs = given[key], let reference = expected[key] else { continue }
@@ -197,7 +188,7 @@ public struct PrecisionSearch: Sendable {
         outputs: outputs)
     }
 
-    let lists = try trial([], name: "lists", on: keys)
+    let lists = try trial([], on: keys)
     outcome.before = lists.reports
     outcome.after = lists.reports
     outcome.casts = lists.report.castsInserted
@@ -323,12 +314,4 @@ private struct Trial {
   var runner: Interpreter
   /// Each signature's outputs.
   var outputs: [String: [String: Tensor]]
-}
-
-extension GraphModel {
-  /// Whether the model is a frozen graph (a `.pb` file) rather than a SavedModel folder.
-  fileprivate var isFrozenGraph: Bool {
-    if case .frozenGraph = self { return true }
-    return false
-  }
 }

@@ -171,8 +171,8 @@ enum Sensitivity {
     let feeder = ReferenceFeeder(
       recorder: recorder, precision: precision, attribution: attribution)
     _ = try Interpreter(
-      module: try converted.module(), checkpoint: converted.checkpoint, observer: feeder,
-      limits: limits
+      module: try converted.module(), checkpoint: converted.checkpoint,
+      storedReduced: converted.storedReduced, observer: feeder, limits: limits
     ).run(signature: key, inputs: convertedInputs)
     var measurement = Measurement()
     measurement.sensitivities = feeder.sensitivities

@@ -46,7 +46,8 @@ public final class Interpreter: @unchecked Sendable {
   /// (``GraphIR/Module/functionalizingLoops()``): the observer sees their nodes in the
   /// functions made for their conditions and bodies.
   public init(
-    module: Module, checkpoint: CheckpointReader?, profiling: Bool = false,
+    module: Module, checkpoint: CheckpointReader?,
+    storedReduced: [String: ReducedPrecision] = [:], profiling: Bool = false,
     observer: (any RunObserver)? = nil, limits: ResourceLimits = .standard
   ) {
     do {
@@ -63,7 +64,7 @@ public final class Interpreter: @unchecked Sendable {
       nodeCount > limits.maxNodes
       ? "The model has \(nodeCount) nodes, more than the limit of \(limits.maxNodes)." : nil
     registry = .standard
-    store = VariableStore(checkpoint: checkpoint, limits: limits)
+    store = VariableStore(checkpoint: checkpoint, storedReduced: storedReduced, limits: limits)
     profile = profiling ? OpProfile() : nil
     variableKeys = Dictionary(
       module.variables.map { ($0.node, $0.checkpointKey) }, uniquingKeysWith: { first, _ in first })
@@ -76,8 +77,8 @@ public final class Interpreter: @unchecked Sendable {
     model: GraphModel, profiling: Bool = false, limits: ResourceLimits = .standard
   ) throws {
     self.init(
-      module: try model.module(), checkpoint: model.checkpoint, profiling: profiling,
-      limits: limits)
+      module: try model.module(), checkpoint: model.checkpoint,
+      storedReduced: model.storedReduced, profiling: profiling, limits: limits)
   }
 
   /// Makes the C allocator of this process keep memory it is given back for reuse, instead of

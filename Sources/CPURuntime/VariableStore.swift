@@ -8,6 +8,8 @@ internal import TensorCore
 final class VariableStore: @unchecked Sendable {
   // Sendable: the caches are guarded by `lock`; the checkpoint reader is immutable.
   private let checkpoint: CheckpointReader?
+  /// Float32 checkpoint tensors a conversion stores reduced but has not written: read rounded.
+  private let storedReduced: [String: ReducedPrecision]
   private var variables: [String: Tensor] = [:]
   /// Decoded `Const` values by function and node.
   private var constants: [String: Tensor] = [:]
@@ -15,8 +17,12 @@ final class VariableStore: @unchecked Sendable {
   /// How large a constant may be.
   private let limits: ResourceLimits
 
-  init(checkpoint: CheckpointReader?, limits: ResourceLimits) {
+  init(
+    checkpoint: CheckpointReader?, storedReduced: [String: ReducedPrecision] = [:],
+    limits: ResourceLimits
+  ) {
     self.checkpoint = checkpoint
+    self.storedReduced = storedReduced
     self.limits = limits
   }
 
@@ -26,12 +32,18 @@ final class VariableStore: @unchecked Sendable {
     guard let checkpoint, let entry = checkpoint.entry(forKey: key) else {
       throw KernelError(code: .missingVariable, "The checkpoint has no entry '\(key)'.")
     }
-    let tensor = try checkpoint.withBytes(of: entry) { bytes -> Tensor in
+    var tensor = try checkpoint.withBytes(of: entry) { bytes -> Tensor in
       guard let tensor = TensorDecoding.tensor(bytes, dtype: entry.dtype, shape: entry.shape) else {
         throw KernelError(
           code: .unsupported, "The variable '\(key)' is \(entry.dtype), which tfmp cannot run yet.")
       }
       return tensor
+    }
+    if let precision = storedReduced[key], case .float(var values) = tensor.storage,
+      entry.dtype == .float32
+    {
+      precision.round(&values)
+      tensor = Tensor(dtype: precision.dtype, shape: tensor.shape, storage: .float(values))
     }
     lock.withLock { variables[key] = tensor }
     return tensor

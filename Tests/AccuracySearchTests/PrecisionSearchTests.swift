@@ -1,4 +1,6 @@
 import AccuracySearch
+import CPURuntime
+import Foundation
 import MixedPrecision
 import ModelFormats
 import TensorCore
@@ -30,6 +32,26 @@ struct PrecisionSearchTests {
     #expect(!(try Tolerance(parsing: "mean_rel=2e-4").isMet(by: output)))
     // An output that is no classifier's has no top-1 agreement, and meets any bound on it.
     #expect(try Tolerance(parsing: "top1_agreement=1").isMet(by: output))
+  }
+
+  @Test("A conversion run in memory, as the search tries it, computes what it does written")
+  func inMemoryTrial() throws {
+    let original = try GraphModel(contentsOf: Fixtures.path("attention"))
+    let inputs = try NumPyFile.readArchive(at: Fixtures.path("attention.inputs.npz"))
+    let (converted, report) = try Converter(options: ConversionOptions()).convert(original)
+    // Some variables are stored in float16 when written: read rounded in memory.
+    #expect(report.variables.contains { $0.dtype == "float16" })
+    let folder = TemporaryFolder()
+    try converted.write(to: folder.child("converted"))
+    let written = try GraphModel(contentsOf: folder.child("converted"))
+    let key = "serving_default"
+    let inMemory = try Interpreter(model: converted).run(signature: key, inputs: inputs)
+    #expect(try Interpreter(model: written).run(signature: key, inputs: inputs) == inMemory)
+    // Without the rounding (the original checkpoint read as it is), they would not.
+    let unrounded = try? Interpreter(
+      module: try converted.module(), checkpoint: converted.checkpoint
+    ).run(signature: key, inputs: inputs)
+    #expect(unrounded != inMemory)
   }
 
   @Test("A loose tolerance keeps nothing more; a tight one keeps nodes and meets it")

@@ -1,3 +1,4 @@
+package import TensorCore
 public import GraphIR
 internal import Foundation
 
@@ -40,6 +41,14 @@ public enum GraphModel: Sendable {
     case .savedModel(let model): try model.module()
     case .frozenGraph(let file): try file.module()
     }
+  }
+
+  /// The checkpoint keys whose float32 tensors a conversion stores in a reduced type when the
+  /// model is written (a conversion not yet written); empty for a frozen graph, whose
+  /// constants are converted in its graph.
+  package var storedReduced: [String: ReducedPrecision] {
+    if case .savedModel(let model) = self { return model.checkpointConversions }
+    return [:]
   }
 
   /// The checkpoint holding the variables' values; `nil` for a frozen graph.
