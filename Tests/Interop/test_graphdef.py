@@ -10,12 +10,11 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from test_interop import FIXTURES, ROOT, sample, tfmp
+from test_interop import FIXTURES, HELPER, ROOT, sample, tfmp
 
 sys.path.insert(0, os.path.join(ROOT, "Scripts"))
 import zoo  # noqa: E402
 
-HELPER = os.environ.get("TFMP_INTEROP_HELPER")
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn_bn", "attention"])

@@ -1,7 +1,6 @@
 """Interop tests for the runtime's op registry: every schema matches TensorFlow's own OpDef, and
 ops added through the registry compute what TensorFlow computes."""
 import json
-import os
 import subprocess
 
 import numpy as np
@@ -9,10 +8,9 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework import op_def_registry
 
-from test_interop import TFMP, run_tf2
+from test_interop import HELPER, TFMP, run_tf2
 from test_run import tfmp_run
 
-HELPER = os.environ.get("TFMP_INTEROP_HELPER")
 
 
 def describe(argument):
