@@ -62,7 +62,10 @@ public struct GradientBuilder: Sendable {
   public mutating func add(
     _ op: String, _ inputs: [Input], _ attributes: [String: AttrValue] = [:], name: String? = nil
   ) -> Input {
-    output(node(op, inputs, attributes, name: name), 0)
+    // The node first: `output(node(...), 0)` would take a copy of the builder (the receiver)
+    // before the argument grows it, and every node added would copy the whole function.
+    let added = node(op, inputs, attributes, name: name)
+    return output(added, 0)
   }
 
   /// Adds an `op` node reading `inputs`, with `attributes`; returns its ID.

@@ -21,17 +21,31 @@ public struct MagnitudeHistogram: Sendable, Hashable, Codable {
   /// Finite nonzero values counted.
   public var nonzeroCount: Int { counts.reduce(0, +) }
 
-  /// Counts `values`.
-  public mutating func add(_ values: some Sequence<Float>) {
-    for value in values {
-      if value == 0 {
-        zeros += 1
-      } else if !value.isFinite {
-        nonFinite += 1
-      } else {
-        counts[Int(value.magnitude.exponent) - Self.lowestExponent] += 1
+  /// Counts `values`: a pass over their bits, in place (the instrumented pass counts every
+  /// value a model computes).
+  public mutating func add(_ values: [Float]) {
+    var (zeros, nonFinite) = (0, 0)
+    counts.withUnsafeMutableBufferPointer { counts in
+      values.withUnsafeBufferPointer { values in
+        for value in values {
+          // The biased exponent: 0 for zeros and subnormals, 255 for infinities and NaNs.
+          let bits = value.bitPattern & 0x7FFF_FFFF
+          let biased = Int(bits >> 23)
+          if bits == 0 {
+            zeros += 1
+          } else if biased == 255 {
+            nonFinite += 1
+          } else if biased == 0 {
+            // A subnormal: 2^-149 times its significand, whose highest set bit is the exponent.
+            counts[(31 - (bits.leadingZeroBitCount)) - 149 - Self.lowestExponent] += 1
+          } else {
+            counts[biased - 127 - Self.lowestExponent] += 1
+          }
+        }
       }
     }
+    self.zeros += zeros
+    self.nonFinite += nonFinite
   }
 
   /// Adds `other`'s counts.

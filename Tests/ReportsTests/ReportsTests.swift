@@ -15,19 +15,20 @@ struct MagnitudeHistogramTests {
     var histogram = MagnitudeHistogram()
     histogram.add([
       0, 1, -1.5, 3, 65504, 70000, 6e-8, .infinity, .nan, -0.0, .leastNonzeroMagnitude,
+      -1e-40, -.greatestFiniteMagnitude,
     ])
-    #expect(histogram.zeros == 2 && histogram.nonFinite == 2 && histogram.nonzeroCount == 7)
+    #expect(histogram.zeros == 2 && histogram.nonFinite == 2 && histogram.nonzeroCount == 9)
     func bin(_ exponent: Int) -> Int {
       histogram.counts[exponent - MagnitudeHistogram.lowestExponent]
     }
     #expect(bin(0) == 2 && bin(1) == 1 && bin(15) == 1 && bin(16) == 1 && bin(-24) == 1)
-    #expect(bin(-149) == 1)
-    #expect(histogram.exponentRange == -149...16)
-    #expect(histogram.count(atLeast: 16) == 1 && histogram.count(atLeast: 15) == 2)
-    #expect(histogram.count(below: -14) == 2 && histogram.count(below: -149) == 0)
+    #expect(bin(-149) == 1 && bin(-133) == 1 && bin(127) == 1)  // subnormals, the largest
+    #expect(histogram.exponentRange == -149...127)
+    #expect(histogram.count(atLeast: 16) == 2 && histogram.count(atLeast: 15) == 3)
+    #expect(histogram.count(below: -14) == 3 && histogram.count(below: -149) == 0)
     var twice = histogram
     twice.merge(histogram)
-    #expect(twice.nonzeroCount == 14 && twice.zeros == 4 && twice.nonFinite == 4)
+    #expect(twice.nonzeroCount == 18 && twice.zeros == 4 && twice.nonFinite == 4)
     #expect(MagnitudeHistogram().exponentRange == nil)
   }
 }
