@@ -59,13 +59,9 @@ public struct ConversionProfile: Sendable, Codable {
     var measurement = Measurement()
     // The nodes that compute in the reduced type, casts to it included: those whose share of
     // the output error is measured.
-    let convertedModule = try converted.module()
-    let reduced = Set(
-      ([convertedModule.graph] + convertedModule.functions).flatMap { body in
-        body.nodes.filter { $0.attributes.values.contains(.type(precision.dtype)) }.map {
-          QualifiedNodeName(function: body.name, node: $0.name)
-        }
-      })
+    let reduced = try converted.module().nodeNames {
+      $0.attributes.values.contains(.type(precision.dtype))
+    }
     for key in module.distinctSignatureKeys {
       do {
         let specs = try runners.0.inputSpecs(signature: key)

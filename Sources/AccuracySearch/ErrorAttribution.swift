@@ -129,3 +129,14 @@ struct ErrorAttribution {
     return total
   }
 }
+
+extension Module {
+  /// The nodes of the top-level graph and every library function for which `include` holds, by
+  /// function and name.
+  func nodeNames(where include: (Node) -> Bool) -> Set<QualifiedNodeName> {
+    Set(
+      ([graph] + functions).flatMap { body in
+        body.nodes.filter(include).map { QualifiedNodeName(function: body.name, node: $0.name) }
+      })
+  }
+}

@@ -203,13 +203,7 @@ public struct PrecisionSearch: Sendable {
     let reduced = lists.report.nodes.filter { $0.precision != "float32" }.map {
       QualifiedNodeName(function: $0.function, node: $0.name)
     }
-    let converted = try lists.model.module()
-    let lookups = Set(
-      ([converted.graph] + converted.functions).flatMap { body in
-        body.nodes.filter { Self.lookupOps.contains($0.op) }.map {
-          QualifiedNodeName(function: body.name, node: $0.name)
-        }
-      })
+    let lookups = try lists.model.module().nodeNames { Self.lookupOps.contains($0.op) }
     // The instrumented pass, with the backward pass that attributes the lists' output error,
     // on every signature searched on; a node's sensitivity is its worst.
     var measurement = Measurement()
