@@ -101,7 +101,9 @@ extension KerasArchive {
       } else {
         layerWeights[owner, default: []].append(weight)
         if let dtype = dataset.dtype, let size = dataset.shape.byteCount(of: dtype) {
-          bytesByDType[dtype.name, default: 0] += size
+          // Shapes are as the file declares them: a corrupt file's sum can pass Int.max.
+          let (sum, overflow) = bytesByDType[dtype.name, default: 0].addingReportingOverflow(size)
+          bytesByDType[dtype.name] = overflow ? .max : sum
         }
       }
       if let dtype = dataset.dtype, dtype.isFloatingPoint, let data = weightsFile.data(of: dataset),
