@@ -516,6 +516,31 @@ def register_dense_prediction():
             "codes": rng.integers(0, 6, (4, 3)).astype(np.int32)})
 
 
+    @model("categorical_lookups", fast=True)
+    def make(folder):
+        # Categorical features as strings and integer codes: a vocabulary lookup of each
+        # (StringLookup, IntegerLookup: hash tables filled by the init op), hashed buckets with and
+        # without a salt (FarmHash and SipHash), integers hashed through their decimal strings.
+        rng = seeded(44)
+        layers = keras.layers
+        words = keras.Input((3,), dtype="string", name="words")
+        codes = keras.Input((2,), dtype="int64", name="codes")
+        vocabulary = ["cat", "dog", "fish", "bird"]
+        looked_up = layers.StringLookup(vocabulary=vocabulary)(words)
+        coded = layers.IntegerLookup(vocabulary=[3, 7, 11, 42, 100])(codes)
+        hashed = layers.Hashing(num_bins=16)(words)
+        salted = layers.Hashing(num_bins=8, salt=[7, 9])(words)
+        code_hashed = layers.Hashing(num_bins=5)(codes)
+        embedded = [layers.Flatten()(layers.Embedding(size, 4)(ids)) for size, ids in
+                    [(5, looked_up), (6, coded), (16, hashed), (8, salted), (5, code_hashed)]]
+        x = layers.Dense(16, activation="relu")(layers.Concatenate()(embedded))
+        net = keras.Model([words, codes], layers.Dense(3, activation="softmax")(x))
+        known = vocabulary + ["zebra", ""]
+        return export_keras(net, folder, "categorical_lookups", {
+            "words": np.array(known)[rng.integers(0, len(known), (4, 3))],
+            "codes": np.array([3, 7, 11, 42, 100, 5])[rng.integers(0, 6, (4, 2))].astype(np.int64)})
+
+
 def tf1_graph(rng):
     graph = tf.Graph()
     with graph.as_default():

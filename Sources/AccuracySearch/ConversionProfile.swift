@@ -68,7 +68,8 @@ public struct ConversionProfile: Sendable, Codable {
         let given =
           try inputs.flatMap { inputs in specs.keys.allSatisfy { inputs[$0] != nil } ? inputs : nil
           }
-          ?? ModelComparison.random(specs, samples: samples, seed: seed)
+          ?? ModelComparison.random(
+            specs, samples: samples, seed: seed, words: runners.0.vocabulary())
         let fed = ModelComparison.rounded(given, for: try runners.1.inputSpecs(signature: key))
         let actual = try runners.1.run(signature: key, inputs: fed)
         let (measured, expected, unattributed) = try Sensitivity.measure(

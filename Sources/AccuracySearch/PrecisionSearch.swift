@@ -140,7 +140,9 @@ public struct PrecisionSearch: Sendable {
       let inputs =
         try self.inputs.flatMap { inputs in
           specs.keys.allSatisfy { inputs[$0] != nil } ? inputs : nil
-        } ?? ModelComparison.random(specs, samples: samples, seed: seed)
+        }
+        ?? ModelComparison.random(
+          specs, samples: samples, seed: seed, words: reference.vocabulary())
       given[key] = inputs
       expected[key] = try reference.run(signature: key, inputs: inputs)
       outcome.modelRuns += 1

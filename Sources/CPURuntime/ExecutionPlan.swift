@@ -74,13 +74,14 @@ extension Interpreter {
     /// Plans `function` for computing `outputs`, with the placeholders `fed` given as values
     /// (top-level graphs) and the op definitions of `registry`; without `fusing`, every node is
     /// a step of its own. `loopProblem` is why the module's TF1 loops could not be rewritten,
-    /// if they could not.
+    /// if they could not. The nodes `effects` are run too, for what they do (an initializer
+    /// filling a table), and with them everything they depend on, through control inputs too.
     ///
     /// - Throws: ``RuntimeError`` with code `malformedGraph` for a node the outputs need whose
     ///   attributes do not fit its op's schema, `unsupported` for a TF1 loop op.
     init(
-      _ function: Function, fed: Set<NodeID>, outputs: [Input], registry: OpRegistry,
-      fusing: Bool = true, loopProblem: String? = nil
+      _ function: Function, fed: Set<NodeID>, outputs: [Input], effects: [NodeID] = [],
+      registry: OpRegistry, fusing: Bool = true, loopProblem: String? = nil
     ) throws {
       var function = function
       func source(_ input: Input) -> Source {
@@ -125,7 +126,7 @@ extension Interpreter {
       var order: [Int] = []
       var state = [UInt8](repeating: 0, count: function.nodes.count)  // 0 new, 1 open, 2 done
       self.outputs = outputs.map(source)
-      var stack = self.outputs.compactMap(producer).map { ($0, false) }
+      var stack = (self.outputs.compactMap(producer) + effects.map(\.index)).map { ($0, false) }
       while let (node, expanded) = stack.popLast() {
         if expanded {
           if state[node] != 2 { state[node] = 2; order.append(node) }
@@ -134,7 +135,10 @@ extension Interpreter {
         guard state[node] == 0 else { continue }
         state[node] = 1
         stack.append((node, true))
-        for producer in sources[node].compactMap(producer) + controls[node]
+        let prerequisites =
+          effects.isEmpty
+          ? controls[node] : function.nodes[node].controlInputs.compactMap(\.node?.index)
+        for producer in sources[node].compactMap(producer) + prerequisites
         where state[producer] == 0 {
           stack.append((producer, false))
         }

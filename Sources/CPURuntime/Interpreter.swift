@@ -27,6 +27,13 @@ public final class Interpreter: @unchecked Sendable {
   private let store: VariableStore
   /// Evaluation plans by function (or signature, for the top-level graph).
   private var plans: [String: Plan] = [:]
+  /// The lookup tables the model made, by name.
+  private var tables: [String: LookupTable] = [:]
+  /// Whether the module makes lookup tables, which its init op fills before the first run.
+  private let makesTables: Bool
+  /// How running the init op went, once it ran.
+  private var initialization: Result<Void, RuntimeError>?
+  private let initializationLock = NSLock()
   /// Weights packed for matrix products.
   let packs = PackedWeights()
   private let lock = NSLock()
@@ -68,6 +75,9 @@ public final class Interpreter: @unchecked Sendable {
     profile = profiling ? OpProfile() : nil
     variableKeys = Dictionary(
       module.variables.map { ($0.node, $0.checkpointKey) }, uniquingKeysWith: { first, _ in first })
+    makesTables = ([module.graph] + module.functions).contains { function in
+      function.nodes.contains { $0.op == "HashTableV2" }
+    }
   }
 
   /// Prepares `model` (a SavedModel or a frozen graph) for running, within `limits`.
@@ -122,6 +132,7 @@ public final class Interpreter: @unchecked Sendable {
         code: .limitExceeded, function: Function.graphName, node: key, message: sizeProblem)
     }
     let signature = try self.signature(key)
+    if makesTables { try initialize() }
     var feeds: [NodeID: Value] = [:]
     for input in signature.inputs {
       guard let tensor = inputs[input.name] else {
@@ -159,6 +170,47 @@ public final class Interpreter: @unchecked Sendable {
     return result
   }
 
+  /// Runs the module's init op (`__saved_model_init_op`) once, which fills its lookup tables:
+  /// the op's control inputs, and in the functions they call, the control results too (an
+  /// initializer's `LookupTableImportV2` is one). A failure is the failure of every run.
+  private func initialize() throws {
+    let result = initializationLock.withLock {
+      if let initialization { return initialization }
+      var outcome = Result<Void, RuntimeError>.success(())
+      if let operation = module.signatures[Signature.initOperationKey] {
+        do {
+          _ = try evaluate(
+            module.graph, planKey: "\u{1}" + Signature.initOperationKey, arguments: [],
+            feeds: [:], outputs: [], effects: operation.outputs.compactMap(\.source.node),
+            depth: 0, initializing: true)
+        } catch {
+          let known = error as? RuntimeError
+          outcome = .failure(
+            RuntimeError(
+              code: known?.code ?? .malformedGraph, function: known?.function ?? Function.graphName,
+              node: known?.node ?? Signature.initOperationKey,
+              message: "Running the init op, which fills the lookup tables: "
+                + (known?.message ?? "\(error)")))
+        }
+      }
+      initialization = outcome
+      return outcome
+    }
+    try result.get()
+  }
+
+  /// Words to draw random string inputs from: a few of no model's, and the string keys of the
+  /// model's lookup tables (its init op run for them), sorted.
+  ///
+  /// - Throws: ``RuntimeError`` when the init op fails.
+  public func vocabulary() throws -> [[UInt8]] {
+    if makesTables { try initialize() }
+    let keys = lock.withLock { tables.values.flatMap(\.stringKeys) }
+    return Set(keys + ["", "a", "tfmp"].map { Array($0.utf8) }).sorted {
+      $0.lexicographicallyPrecedes($1)
+    }
+  }
+
   private func signature(_ key: String) throws -> Signature {
     guard let signature = module.signatures[key], key != Signature.initOperationKey else {
       throw RuntimeError(
@@ -170,24 +222,27 @@ public final class Interpreter: @unchecked Sendable {
   }
 
   /// The plan for `function` under `key`, made on first use.
-  private func plan(_ function: Function, key: String, fed: Set<NodeID>, outputs: [Input]) throws
-    -> Plan
-  {
+  private func plan(
+    _ function: Function, key: String, fed: Set<NodeID>, outputs: [Input], effects: [NodeID]
+  ) throws -> Plan {
     if let plan = lock.withLock({ plans[key] }) { return plan }
     let plan = try Plan(
-      function, fed: fed, outputs: outputs, registry: registry, fusing: observer == nil,
-      loopProblem: loopProblem)
+      function, fed: fed, outputs: outputs, effects: effects, registry: registry,
+      fusing: observer == nil, loopProblem: loopProblem)
     lock.withLock { plans[key] = plan }
     return plan
   }
 
-  /// Evaluates the nodes of `function` that `outputs` need and returns those outputs; `depth`
-  /// counts the calls it is nested in.
+  /// Evaluates the nodes of `function` that `outputs` and `effects` need (see
+  /// ``Plan/init(_:fed:outputs:effects:registry:fusing:loopProblem:)``) and returns those
+  /// outputs; `depth` counts the calls it is nested in; `initializing` says it runs in the init
+  /// op.
   func evaluate(
     _ function: Function, planKey: String, arguments: [Value], feeds: [NodeID: Value],
-    outputs: [Input], depth: Int
+    outputs: [Input], effects: [NodeID] = [], depth: Int, initializing: Bool = false
   ) throws -> [Value] {
-    let plan = try plan(function, key: planKey, fed: Set(feeds.keys), outputs: outputs)
+    let plan = try plan(
+      function, key: planKey, fed: Set(feeds.keys), outputs: outputs, effects: effects)
     // The planned copy, whose nodes' attributes are complete.
     let function = plan.function
     var results: [[Value]] = Array(repeating: [], count: function.nodes.count)
@@ -242,7 +297,7 @@ public final class Interpreter: @unchecked Sendable {
               ? [.tensor(try store.constant(node, id: id, in: function.name))]
               : try execute(
                 node, id: id, in: function, inputs: inputs, weightInput: step.weightInput,
-                depth: depth)
+                depth: depth, initializing: initializing)
           }
         }
       }
@@ -296,17 +351,18 @@ public final class Interpreter: @unchecked Sendable {
   }
 
   /// Runs `node`'s kernel on `inputs`; `weightInput` says that input 1 is a weight; `depth`
-  /// counts the calls the node's function is nested in.
+  /// counts the calls the node's function is nested in; `initializing` that it runs in the init
+  /// op.
   func execute(
     _ node: Node, id: NodeID, in function: Function, inputs: [Value], weightInput: Bool = false,
-    depth: Int
+    depth: Int, initializing: Bool = false
   ) throws -> [Value] {
     guard let kernel = registry.definition(for: node.op)?.kernel else {
       throw KernelError(code: .missingKernel, "Op '\(node.op)' has no CPU kernel in tfmp yet.")
     }
     let context = KernelContext(
       node: node, id: id, function: function.name, weightPacks: weightInput ? packs : nil,
-      host: self, limits: limits, depth: depth)
+      host: self, limits: limits, depth: depth, initializing: initializing)
     switch kernel {
     case .values(let kernel):
       return try kernel(context, inputs)
@@ -356,9 +412,12 @@ extension Interpreter: KernelHost {
           + "\(limits.maxCallDepth): the function library calls itself, directly or through "
           + "others, or nests calls deeper than any model TensorFlow writes.")
     }
+    // In the init op, a function runs for its control results too; under a plan of its own.
     return try evaluate(
-      function, planKey: callee.name, arguments: inputs, feeds: [:],
-      outputs: function.results.map(\.source), depth: context.depth + 1)
+      function, planKey: (context.initializing ? "\u{1}" : "") + callee.name, arguments: inputs,
+      feeds: [:], outputs: function.results.map(\.source),
+      effects: context.initializing ? function.controlResults.compactMap(\.source.node) : [],
+      depth: context.depth + 1, initializing: context.initializing)
   }
 
   func variableKey(of context: KernelContext) -> String? {
@@ -366,6 +425,21 @@ extension Interpreter: KernelHost {
   }
 
   func variable(_ key: String) throws -> Tensor { try store.variable(key) }
+
+  func table(_ name: String, keyType: DType, valueType: DType) throws -> LookupTable {
+    try lock.withLock {
+      if let table = tables[name] {
+        guard table.keyType == keyType, table.valueType == valueType else {
+          throw KernelError(
+            "The lookup table '\(name)' is made twice, with different key or value types.")
+        }
+        return table
+      }
+      let table = LookupTable(name: name, keyType: keyType, valueType: valueType)
+      tables[name] = table
+      return table
+    }
+  }
 }
 
 /// The time spent in each op type's kernel (rounding to float16 or bfloat16 included), summed

@@ -1,10 +1,20 @@
 extension Function {
   /// The nodes in an order where every producer precedes the nodes reading its outputs through
-  /// data inputs; cycles, which valid graphs only have through TF1 loops' `NextIteration`, are
-  /// broken at the first node not yet placed.
-  public func topologicalOrder() -> [NodeID] {
-    let consumers = consumers()
-    var pending = nodes.map { node in node.inputs.filter { $0.node != nil }.count }
+  /// data inputs (`followingControls`: and every node precedes those with a control input on
+  /// it); cycles, which valid graphs only have through TF1 loops' `NextIteration`, are broken at
+  /// the first node not yet placed.
+  public func topologicalOrder(followingControls: Bool = false) -> [NodeID] {
+    var consumers = consumers().map { $0.map(\.node) }
+    if followingControls {
+      for (index, node) in nodes.enumerated() {
+        for case .output(let producer, _) in node.controlInputs {
+          consumers[producer.index].append(NodeID(index))
+        }
+      }
+    }
+    var pending = nodes.map { node in
+      (node.inputs + (followingControls ? node.controlInputs : [])).filter { $0.node != nil }.count
+    }
     var ready = nodes.indices.filter { pending[$0] == 0 }
     var order: [NodeID] = []
     order.reserveCapacity(nodes.count)
@@ -20,8 +30,8 @@ extension Function {
         visited[node] = true
         order.append(NodeID(node))
         for consumer in consumers[node] {
-          pending[consumer.node.index] -= 1
-          if pending[consumer.node.index] == 0 { ready.append(consumer.node.index) }
+          pending[consumer.index] -= 1
+          if pending[consumer.index] == 0 { ready.append(consumer.index) }
         }
       }
     }

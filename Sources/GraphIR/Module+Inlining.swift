@@ -37,7 +37,8 @@ extension Module {
     var inliner = Inliner(module: self, schemas: schemas)
     var inputs: [Input] = []
     var mapped: [NodeID: Inliner.Mapped] = [:]
-    for id in graph.topologicalOrder() {
+    // Control inputs too: a control input on a node not yet copied would be lost.
+    for id in graph.topologicalOrder(followingControls: true) {
       let node = graph[id]
       mapped[id] = try inliner.copy(node, in: graph, prefix: "", arguments: &inputs, mapped: mapped)
     }
@@ -132,7 +133,7 @@ private struct Inliner {
     var inner: [NodeID: Mapped] = [:]
     var copied: [NodeID] = []
     let first = nodes.count
-    for id in body.topologicalOrder() {
+    for id in body.topologicalOrder(followingControls: true) {
       let mappedNode = try copy(
         body[id], in: body, prefix: prefix + node.name + "/", arguments: &calleeArguments,
         mapped: inner)

@@ -80,7 +80,8 @@ public enum ModelComparison {
   ///   - candidate: The model compared with it.
   ///   - signature: The signature key both models run.
   ///   - inputs: The inputs, keyed by signature input name; `nil` draws `samples` random rows
-  ///     (seeded): floats from a standard normal, integers from {0, 1} (valid as indices).
+  ///     (seeded): floats from a standard normal, integers from {0, 1} (valid as indices),
+  ///     strings from the reference's lookup-table keys and a few words of no model's.
   ///   - samples: The batch size of random inputs (unknown dimensions other than the first get 1).
   ///   - seed: The seed of the random inputs.
   ///   - rtol: The relative tolerance (see ``AccuracyReport/rtol``).
@@ -97,7 +98,9 @@ public enum ModelComparison {
     let candidateRunner = try Interpreter(model: candidate, limits: limits)
     let specs = try referenceRunner.inputSpecs(signature: signature)
     let candidateSpecs = try candidateRunner.inputSpecs(signature: signature)
-    let given = try inputs ?? random(specs, samples: samples, seed: seed)
+    let given =
+      try inputs
+      ?? random(specs, samples: samples, seed: seed, words: referenceRunner.vocabulary())
     let expected = try referenceRunner.run(signature: signature, inputs: given)
     let actual = try candidateRunner.run(
       signature: signature, inputs: rounded(given, for: candidateSpecs))
@@ -199,12 +202,13 @@ public enum ModelComparison {
       top1Agreement: agreement, elementsOutsideTolerance: outside, elementCount: reference.count)
   }
 
-  /// Seeded random inputs fitting each input's dtype and shape.
+  /// Seeded random inputs fitting each input's dtype and shape; strings are drawn from `words`
+  /// (asked for only when an input is a string; ``CPURuntime/Interpreter/vocabulary()`` gives
+  /// a model's).
   package static func random(
-    _ specs: [String: (dtype: DType, shape: [Int])], samples: Int, seed: UInt64
-  )
-    throws -> [String: Tensor]
-  {
+    _ specs: [String: (dtype: DType, shape: [Int])], samples: Int, seed: UInt64,
+    words: @autoclosure () throws -> [[UInt8]]
+  ) throws -> [String: Tensor] {
     var generator = SeededGenerator(seed: seed)
     var inputs: [String: Tensor] = [:]
     for name in specs.keys.sorted() {
@@ -233,6 +237,17 @@ public enum ModelComparison {
         inputs[name] = Tensor(
           dtype: .bool, shape: shape,
           storage: .bool((0..<count).map { _ in generator.next() % 2 == 1 }))
+      case .string:
+        let words = try words()
+        guard !words.isEmpty else {
+          throw ModelFormatError(
+            code: .unsupported, path: name,
+            message: "Random strings need words to draw from; pass --inputs FILE.npz.")
+        }
+        inputs[name] = Tensor(
+          dtype: .string, shape: shape,
+          storage: .string(
+            (0..<count).map { _ in words[Int(generator.next() % UInt64(words.count))] }))
       case _ where spec.dtype.smallIntegerRange != nil:
         // The whole range: a uint8 input is most often an image's pixels.
         let range = spec.dtype.smallIntegerRange ?? 0...1

@@ -87,7 +87,10 @@ public enum ConversionCheck {
     for key in models.0.distinctSignatureKeys {
       do {
         let specs = try runners.0.inputSpecs(signature: key)
-        let given = try inputs ?? ModelComparison.random(specs, samples: samples, seed: seed)
+        let given =
+          try inputs
+          ?? ModelComparison.random(
+            specs, samples: samples, seed: seed, words: runners.0.vocabulary())
         let fed = ModelComparison.rounded(given, for: try runners.1.inputSpecs(signature: key))
         let expected = try runners.0.run(signature: key, inputs: given)
         let actual = try runners.1.run(signature: key, inputs: fed)

@@ -132,6 +132,8 @@ struct InterpreterTests {
       "a": Tensor(shape: Shape([2, 3]), floats: [1, -2, 3.5, 0, 1e-8, 65504]),
       "b": Tensor(dtype: .int64, shape: Shape([3]), storage: .int64([1, -1, Int64.max])),
       "c": Tensor(dtype: .bool, shape: Shape([]), storage: .bool([true])),
+      "d": Tensor(
+        dtype: .string, shape: Shape([3]), storage: .string([Array("cat".utf8), [], [0xC3, 0xA9]])),
     ]
     try NumPyFile.writeArchive(arrays, to: folder.child("x.npz"))
     #expect(try NumPyFile.readArchive(at: folder.child("x.npz")) == arrays)

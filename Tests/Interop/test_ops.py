@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework import op_def_registry
 
-from test_interop import HELPER, TFMP, run_tf2
+from test_interop import HELPER, TFMP, run_tf1, run_tf2
 from test_run import tfmp_run
 
 
@@ -458,3 +458,104 @@ def test_gradient_ops_match_tensorflow(tmp_path):
     rng = np.random.default_rng(10)
     x, g = (rng.standard_normal((2, 6, 7, 3)).astype(np.float32) for _ in range(2))
     assert_runs_as_tensorflow(GradientOps(), {"x": x, "g": g}, tmp_path, tolerance=1e-5)
+
+
+# Strings of every length FarmHash and SipHash treat apart (0-3, 4-7, 8-16, 17-32, 33-64, longer
+# in 64-byte blocks), multi-byte UTF-8 among them.
+WORDS = np.array(["", "a", "ab", "cat", "dogs", "zebra", "pelican", "12345678", "lighthouses!",
+                  "x" * 16, "y" * 17, "ünïcödé wörds", "z" * 32, "q" * 33, "the quick brown fox jumps over",
+                  "w" * 64, "v" * 65, "long " * 25, "u" * 128, "t" * 129, "ß" * 100])
+
+
+class StringOps(tf.Module):
+    """Hash buckets (FarmHash's fingerprint and keyed SipHash, as Keras's Hashing layer emits
+    them), numbers formatted as strings, string equality, and static hash tables of string,
+    integer and float values with their defaults, as StringLookup and IntegerLookup emit them."""
+
+    def __init__(self):
+        super().__init__()
+        self.words = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(["cat", "dogs", "zebra", ""], tf.constant([4, 5, 6, 7], tf.int64)), -1)
+        self.names = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant([3, 7, 11], tf.int64), ["three", "seven", "eleven"]),
+            "unknown")
+        self.weights = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant([1, 2], tf.int32), tf.constant([0.5, -2.0])), 0.0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int64),
+                                  tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32)])
+    def __call__(self, words, codes, small, numbers):
+        return {
+            "fast": tf.strings.to_hash_bucket_fast(words, 2**62 + 1),
+            "strong": tf.strings.to_hash_bucket_strong(words, 2**61 - 1, [7, -3]),
+            "word_ids": self.words.lookup(words),
+            "words_known": self.words.size(),
+            "names": self.names.lookup(codes),
+            "weights": self.weights.lookup(small),
+            "is_cat": tf.equal(words, "cat") | tf.not_equal(words, words[::-1]),
+            "codes": tf.strings.as_string(codes),
+            "padded": tf.strings.as_string(small, width=5, fill="0"),
+            "numbers": tf.strings.as_string(numbers),
+            "scientific": tf.strings.as_string(numbers, precision=3, scientific=True),
+            "shortest": tf.strings.as_string(numbers, shortest=True),
+            "truths": tf.strings.as_string(tf.greater(numbers, 0.0)),
+        }
+
+
+def string_inputs():
+    count = len(WORDS)
+    return {"words": WORDS, "codes": np.arange(count, dtype=np.int64) - 4,
+            "small": (np.arange(count, dtype=np.int32) % 5) * 37 - 60,
+            "numbers": np.linspace(-1234.5, 9e6, count).astype(np.float32) * np.float32(1.7)}
+
+
+def assert_same_outputs(ours, theirs):
+    """Every output the same: strings byte for byte, numbers exactly."""
+    assert sorted(ours) == sorted(theirs)
+    for key, reference in theirs.items():
+        if reference.dtype == object:
+            assert ours[key].dtype.kind == "S", key  # tfmp writes NumPy bytes
+            assert ours[key].tolist() == reference.tolist(), key
+        else:
+            assert ours[key].dtype == reference.dtype, key
+            np.testing.assert_array_equal(ours[key], reference, err_msg=key)
+
+
+def test_string_and_table_ops_match_tensorflow(tmp_path):
+    model = str(tmp_path / "module")
+    tf.saved_model.save(StringOps(), model)
+    inputs = string_inputs()
+    theirs = run_tf2(model, inputs)
+    assert_same_outputs(tfmp_run(model, inputs, tmp_path), theirs)
+    # NumPy's fixed-width bytes in, as well as its unicode strings.
+    utf8 = np.array([word.encode() for word in WORDS])
+    assert_same_outputs(tfmp_run(model, {**inputs, "words": utf8}, tmp_path), theirs)
+
+
+def test_tf1_session_model_with_a_table_runs_and_converts(tmp_path):
+    """A TF1 model whose table the legacy init op (tables_initializer) fills."""
+    model = str(tmp_path / "tf1")
+    graph = tf.Graph()
+    with graph.as_default():
+        words = tf.compat.v1.placeholder(tf.string, [None], name="words")
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(["cat", "dog"], tf.constant([1, 2], tf.int64)), 0)
+        embedding = tf.compat.v1.get_variable(
+            "embedding", [3, 4], initializer=tf.compat.v1.random_normal_initializer(seed=3))
+        y = tf.identity(tf.nn.embedding_lookup(embedding, table.lookup(words)) * 2.0, name="y")
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run([tf.compat.v1.global_variables_initializer(), tf.compat.v1.tables_initializer()])
+            builder = tf.compat.v1.saved_model.Builder(model)
+            builder.add_meta_graph_and_variables(
+                session, ["serve"],
+                signature_def_map={"serving_default": tf.compat.v1.saved_model.predict_signature_def(
+                    {"words": words}, {"y": y})},
+                main_op=tf.compat.v1.tables_initializer())
+            builder.save()
+    inputs = {"words": np.array(["dog", "cat", "emu"])}
+    reference = run_tf1(model, inputs)
+    np.testing.assert_array_equal(tfmp_run(model, inputs, tmp_path)["y"], reference["y"])
+    converted = str(tmp_path / "converted")
+    result = subprocess.run([TFMP, "convert", model, converted], capture_output=True, text=True)
+    assert result.returncode == 0 and "verified" in result.stdout, result.stdout + result.stderr
+    np.testing.assert_allclose(run_tf1(converted, inputs)["y"], reference["y"], rtol=1e-2, atol=1e-3)

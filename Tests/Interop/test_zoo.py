@@ -228,7 +228,9 @@ KERAS_OWN_FAILURES = {
 
 
 def keras_outputs(net, inputs):
-    """The model's outputs by name (or position), and the inputs as the model takes them."""
+    """The model's outputs by name (or position), and the inputs as the model takes them (NumPy
+    strings as string tensors, which Keras's predict and fit take)."""
+    inputs = {k: tf.constant(v) if v.dtype.kind in "SU" else v for k, v in inputs.items()}
     given = inputs if len(net.inputs) > 1 else next(iter(inputs.values()))
     result = net.predict(given, verbose=0)
     if not isinstance(result, dict):

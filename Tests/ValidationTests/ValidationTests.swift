@@ -54,20 +54,34 @@ struct ValidationTests {
     let specs: [String: (dtype: DType, shape: [Int])] = [
       "x": (.float32, [-1, 3]), "ids": (.int32, [-1, -1]),
     ]
-    let first = try ModelComparison.random(specs, samples: 4, seed: 9)
-    #expect(first == (try ModelComparison.random(specs, samples: 4, seed: 9)))
+    // Words are asked for only for string inputs.
+    struct Unasked: Error {}
+    func unasked() throws -> [[UInt8]] { throw Unasked() }
+    let first = try ModelComparison.random(specs, samples: 4, seed: 9, words: unasked())
+    #expect(first == (try ModelComparison.random(specs, samples: 4, seed: 9, words: [])))
     #expect(first["x"]?.shape == Shape([4, 3]))
     #expect(first["ids"]?.shape == Shape([4, 1]))
     #expect(first["ids"]?.integers?.allSatisfy { $0 == 0 || $0 == 1 } == true)
     // Pixels over the whole of uint8's range, written and read back as NumPy's |u1.
     let pixels = try #require(
-      try ModelComparison.random(["image": (.uint8, [-1, 16, 16])], samples: 2, seed: 3)["image"])
+      try ModelComparison.random(
+        ["image": (.uint8, [-1, 16, 16])], samples: 2, seed: 3, words: [])["image"])
     let values = try #require(pixels.integers)
     #expect(pixels.dtype == .uint8 && values.allSatisfy { (0...255).contains($0) })
     #expect(values.contains { $0 > 200 } && values.contains { $0 < 50 })
     let folder = TemporaryFolder()
     try NumPyFile.writeArchive(["image": pixels], to: folder.child("pixels.npz"))
     #expect(try NumPyFile.readArchive(at: folder.child("pixels.npz"))["image"] == pixels)
+    // Strings from the words given, each of them drawn.
+    let words = ["cat", "dog", ""].map { Array($0.utf8) }
+    let text = try #require(
+      try ModelComparison.random(["text": (.string, [-1, 5])], samples: 6, seed: 1, words: words)[
+        "text"])
+    guard case .string(let drawn) = text.storage else { throw Unasked() }
+    #expect(text.shape == Shape([6, 5]) && Set(drawn) == Set(words))
+    #expect(throws: ModelFormatError.self) {
+      _ = try ModelComparison.random(["text": (.string, [2])], samples: 1, seed: 1, words: [])
+    }
   }
 
   @Test("Outputs that do not correspond fail the comparison, never pass it")

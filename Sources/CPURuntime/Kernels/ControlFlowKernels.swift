@@ -76,6 +76,24 @@ enum ControlFlowKernels {
         }
         return [.tensor(try context.requireHost().variable(key))]
       })
+    // A gather from a variable (tf.nn.embedding_lookup of a resource variable): GatherV2 of its
+    // value along axis 0.
+    registry.add(
+      "ResourceGather",
+      inputs: [.fixed("resource", .resource), .init("indices", type: "Tindices")],
+      outputs: [.init("output", type: "dtype")],
+      attributes: [.int("batch_dims", 0), .bool("validate_indices", true)], traits: .stateful,
+      .values { context, inputs in
+        guard case .variable(let key)? = inputs.first, inputs.count == 2,
+          case .tensor(let indices) = inputs[1]
+        else { throw KernelError("Expected a variable handle and indices.") }
+        return [
+          .tensor(
+            try ShapeKernels.gathered(
+              try context.requireHost().variable(key), indices, axis: try context.int("batch_dims"),
+              batchDimensions: try context.int("batch_dims"), limits: context.limits))
+        ]
+      })
     for (op, traits) in [
       ("StatefulPartitionedCall", OpSchema.Traits.stateful), ("PartitionedCall", []),
     ] {

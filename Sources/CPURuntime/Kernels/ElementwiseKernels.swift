@@ -60,7 +60,7 @@ enum ElementwiseKernels {
         [
           try Kernels.compare(
             try Kernels.input(inputs, 0), try Kernels.input(inputs, 1), limits: context.limits,
-            predicate)
+            equality: ["Equal": true, "NotEqual": false][op], predicate)
         ]
       }
     }

@@ -11,6 +11,8 @@ protocol KernelHost: Sendable {
   func variableKey(of context: KernelContext) -> String?
   /// A variable's value.
   func variable(_ key: String) throws -> Tensor
+  /// The lookup table `name`, made empty on first use with these types.
+  func table(_ name: String, keyType: DType, valueType: DType) throws -> LookupTable
 }
 
 /// What a kernel sees of its node: the attributes, decoded once when the model was read and
@@ -29,6 +31,9 @@ struct KernelContext {
   var limits = ResourceLimits.standard
   /// The calls the node's function is nested in (0 in a signature's graph).
   var depth = 0
+  /// Whether the node runs in the model's init op, whose called functions run their control
+  /// results too (the initializers of lookup tables).
+  var initializing = false
 
   // Attributes, completed with their schema's defaults and checked when the function was
   // planned: a missing or mistyped one is an attribute the op's schema does not declare.

@@ -34,10 +34,16 @@ enum Kernels {
   }
 
   /// Compares elementwise with broadcasting; the result is bool, no larger than `limits` allow.
+  /// Strings compare by `equality` (whether equal elements give true), for the ops that have it.
   static func compare(
-    _ a: Tensor, _ b: Tensor, limits: ResourceLimits, _ predicate: (Double, Double) -> Bool
+    _ a: Tensor, _ b: Tensor, limits: ResourceLimits, equality: Bool? = nil,
+    _ predicate: (Double, Double) -> Bool
   ) throws -> Tensor {
     let (shape, walk) = try StridedWalk.broadcast([a.shape, b.shape], of: .bool, within: limits)
+    if case .string(let x) = a.storage, case .string(let y) = b.storage, let equality {
+      return Tensor(
+        dtype: .bool, shape: shape, storage: .bool(walk.map(x, y) { ($0 == $1) == equality }))
+    }
     return Tensor(
       dtype: .bool, shape: shape,
       storage: .bool(walk.map(try doubles(a), try doubles(b), predicate)))

@@ -6,6 +6,8 @@ enum Value {
   case tensor(Tensor)
   case variable(key: String)
   case list([Tensor?])
+  /// A lookup table's handle (``LookupTable``, one per table the model makes).
+  case table(LookupTable)
   /// What a TF1 conditional's untaken branch carries: the output of a `Switch` it did not send
   /// its value to, and every output of a node reading one (but a `Merge`).
   case dead
@@ -61,6 +63,7 @@ public struct OpRegistry: GradientSource {
     DetectionKernels.register(in: &registry)
     ControlFlowKernels.register(in: &registry)
     TensorListKernels.register(in: &registry)
+    TableKernels.register(in: &registry)
     GradientKernels.register(in: &registry)
     ElementwiseKernels.registerGradients(in: &registry)
     ReductionKernels.registerGradients(in: &registry)

@@ -88,6 +88,23 @@ extension SavedModel {
         key: key, inputs: try endpoints(definition.inputs),
         outputs: try endpoints(definition.outputs))
     }
+    // A TF1 export names its init op (which fills lookup tables) in a collection instead, and
+    // TensorFlow's loader runs it as it runs the signature's: it is that pseudo-signature here
+    // (which writing a model leaves out, as it has no signature definition).
+    let collections = ["saved_model_main_op", "legacy_init_op"]
+    if signatures[Signature.initOperationKey] == nil,
+      let name = collections.lazy.compactMap({ metaGraph.collectionDef[$0]?.nodeList.value.first })
+        .first
+    {
+      let source = graph.resolve(TensorReference(name: name))
+      signatures[Signature.initOperationKey] = Signature(
+        key: Signature.initOperationKey, inputs: [],
+        outputs: [
+          Signature.Endpoint(
+            name: Signature.initOperationKey, source: source, dtype: nil,
+            shape: ShapeValue(dimensions: [], unknownRank: true))
+        ])
+    }
     return signatures
   }
 

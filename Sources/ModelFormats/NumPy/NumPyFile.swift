@@ -149,10 +149,38 @@ public enum NumPyFile {
     case "<i2":
       try expect(2)
       return Tensor(dtype: .int16, shape: shape, storage: .int32(load(Int16.self).map(Int32.init)))
+    case _ where descr.hasPrefix("|S") || descr.hasPrefix("<U"):
+      // Fixed-width strings, NUL-padded: bytes (|Sn) or UTF-32 code points (<Un); NumPy drops
+      // the trailing NULs of each element, and so does this.
+      let unicode = descr.hasPrefix("<U")
+      guard let width = Int(descr.dropFirst(2)), width >= 0,
+        case (let size, false) = width.multipliedReportingOverflow(by: unicode ? 4 : 1)
+      else { throw failure("The element type '\(descr)' has no valid width.") }
+      try expect(size)
+      let elements = (0..<count).map { index -> [UInt8] in
+        if unicode {
+          let start = index * width * 4
+          var text = String.UnicodeScalarView()
+          for offset in stride(from: start, to: start + width * 4, by: 4) {
+            let code =
+              UInt32(data[offset]) | UInt32(data[offset + 1]) << 8 | UInt32(data[offset + 2]) << 16
+              | UInt32(data[offset + 3]) << 24
+            text.append(Unicode.Scalar(code) ?? "\u{FFFD}")
+          }
+          return Array(String(text).utf8).droppingTrailingNULs
+        }
+        return Array(data[(index * width)..<((index + 1) * width)]).droppingTrailingNULs
+      }
+      return Tensor(dtype: .string, shape: shape, storage: .string(elements))
+    case "|O":
+      throw failure(
+        "The array holds Python objects, which tfmp does not unpickle; save strings as "
+          + "np.array(values, dtype=bytes) or dtype=str.",
+        .unsupported)
     default:
       throw failure(
         "The element type '\(descr)' is not one tfmp reads (<f4, <f2, <f8, <i4, <i8, |b1, |u1, "
-          + "|i1, <u2, <i2).",
+          + "|i1, <u2, <i2, |Sn, <Un).",
         .unsupported)
     }
   }
@@ -186,6 +214,11 @@ public enum NumPyFile {
     case (_, .bool(let values)):
       descr = "|b1"
       data = values.map { $0 ? 1 : 0 }
+    case (_, .string(let values)):
+      // NumPy's fixed-width bytes, as wide as the longest element (at least 1), NUL-padded.
+      let width = max(1, values.map(\.count).max() ?? 0)
+      descr = "|S\(width)"
+      for value in values { data += value + [UInt8](repeating: 0, count: width - value.count) }
     default:
       throw ModelFormatError(
         code: .unsupported, path: path,
@@ -234,6 +267,12 @@ extension Substring {
 }
 
 extension Array where Element == UInt8 {
+  fileprivate var droppingTrailingNULs: [UInt8] {
+    var bytes = self
+    while bytes.last == 0 { bytes.removeLast() }
+    return bytes
+  }
+
   mutating func appendUInt16(_ value: UInt16) {
     append(UInt8(truncatingIfNeeded: value))
     append(UInt8(truncatingIfNeeded: value >> 8))
