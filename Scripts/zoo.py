@@ -541,6 +541,26 @@ def register_dense_prediction():
             "codes": np.array([3, 7, 11, 42, 100, 5])[rng.integers(0, 6, (4, 2))].astype(np.int64)})
 
 
+    @model("text_classifier", fast=True)
+    def make(folder):
+        # Raw text in: TextVectorization (lower-casing, punctuation stripped by a regular
+        # expression, whitespace splitting, a vocabulary table, ragged rows padded to a length),
+        # embedded and pooled into a classifier.
+        rng = seeded(45)
+        layers = keras.layers
+        text = keras.Input((1,), dtype="string", name="text")
+        corpus = ["The cat sat on the mat.", "A dog, a DOG!", "Fish swim; birds fly?", "the end"]
+        vectorize = layers.TextVectorization(max_tokens=24, output_sequence_length=8)
+        vectorize.adapt(np.array(corpus)[:, None])
+        x = layers.Embedding(24, 8, mask_zero=True)(vectorize(text))
+        x = layers.Dense(16, activation="relu")(layers.GlobalAveragePooling1D()(x))
+        net = keras.Model(text, layers.Dense(3, activation="softmax")(x))
+        words = "the cat a dog fish birds swim fly mat zebra on sat end".split()
+        sentences = [" ".join(rng.choice(words, rng.integers(1, 11))).capitalize() + rng.choice([".", "!", ""])
+                     for _ in range(4)]
+        return export_keras(net, folder, "text_classifier", {"text": np.array(sentences)[:, None]})
+
+
 def tf1_graph(rng):
     graph = tf.Graph()
     with graph.as_default():

@@ -59,6 +59,7 @@ public struct OpSchema: Sendable {
       case int, float, bool, string, type, shape, tensor
       case function = "func"
       case ints = "list(int)"
+      case strings = "list(string)"
       case floats = "list(float)"
       case types = "list(type)"
       case shapes = "list(shape)"
@@ -111,6 +112,9 @@ public struct OpSchema: Sendable {
     /// A float list attribute, required.
     public static func floats(_ name: String) -> Self { Self(name, .floats) }
 
+    /// A string list attribute, required.
+    public static func strings(_ name: String) -> Self { Self(name, .strings) }
+
     /// Whether `value` is of this attribute's kind.
     func admits(_ value: AttrValue) -> Bool {
       switch (kind, value) {
@@ -118,6 +122,7 @@ public struct OpSchema: Sendable {
         (.shape, .shape), (.tensor, .tensor), (.function, .function):
         return true
       case (.ints, .list(let list)): return list.holdsOnly(\.ints)
+      case (.strings, .list(let list)): return list.holdsOnly(\.bytes)
       case (.floats, .list(let list)): return list.holdsOnly(\.floats)
       case (.types, .list(let list)): return list.holdsOnly(\.types)
       case (.shapes, .list(let list)): return list.holdsOnly(\.shapes)

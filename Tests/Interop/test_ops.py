@@ -559,3 +559,40 @@ def test_tf1_session_model_with_a_table_runs_and_converts(tmp_path):
     result = subprocess.run([TFMP, "convert", model, converted], capture_output=True, text=True)
     assert result.returncode == 0 and "verified" in result.stdout, result.stdout + result.stderr
     np.testing.assert_allclose(run_tf1(converted, inputs)["y"], reference["y"], rtol=1e-2, atol=1e-3)
+
+
+class TextOps(tf.Module):
+    """TextVectorization's ops: lower-casing, regular expression replacement (its punctuation
+    stripping, groups in a rewrite, the first match only), splitting by whitespace and by a
+    separator (at most N splits too), and ragged rows padded into a dense tensor (by row ids, and
+    by row splits, cut to a given width)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int64)])
+    def __call__(self, text, splits):
+        lower = tf.strings.lower(text)
+        stripped = tf.strings.regex_replace(lower, r"[!\"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']", "")
+        words = tf.strings.split(stripped)
+        pieces = tf.strings.split(text, sep="ab", maxsplit=2)
+        ragged = tf.RaggedTensor.from_row_splits(tf.range(splits[-1]), splits)
+        return {
+            "lower": lower,
+            "unicode_lower": tf.strings.lower(text, encoding="utf-8"),
+            "stripped": stripped,
+            "swapped": tf.strings.regex_replace(text, r"(\w+) (\w+)", r"\2 \1 \\0"),
+            "first": tf.strings.regex_replace(text, "a", "A", replace_global=False),
+            "words": words.to_tensor(default_value="<pad>"),
+            "cut": words.to_tensor(default_value="", shape=[None, 3]),
+            "counts": words.row_lengths(),
+            "pieces": pieces.to_tensor(),
+            "few": tf.strings.split(text, maxsplit=1).to_tensor(),
+            "split_rows": ragged.to_tensor(default_value=-1),
+        }
+
+
+def test_text_ops_match_tensorflow(tmp_path):
+    model = str(tmp_path / "module")
+    tf.saved_model.save(TextOps(), model)
+    inputs = {"text": np.array([w.encode() for w in ["The Cat, sat!", "  a  dog  ", "", "ÄBc abab ab", "x",
+                                                    "fish swim the cat sat on the mat ab", "tab\tnew\nline"]]),
+              "splits": np.array([0, 2, 2, 5, 6], np.int64)}
+    assert_same_outputs(tfmp_run(model, inputs, tmp_path), run_tf2(model, inputs))

@@ -66,6 +66,16 @@ struct KernelContext {
     }
   }
 
+  func strings(_ name: String) throws -> [String] {
+    try attribute(name, "list(string)") {
+      if case .list(let list) = $0 {
+        list.bytes.map { String(decoding: $0, as: UTF8.self) }
+      } else {
+        nil
+      }
+    }
+  }
+
   func floats(_ name: String) throws -> [Float] {
     try attribute(name, "list(float)") { if case .list(let list) = $0 { list.floats } else { nil } }
   }

@@ -62,8 +62,9 @@ extension ShapeKernels {
     case .bool:
       let arrays: [[Bool]] = inputs.map { if case .bool(let v) = $0.storage { v } else { [] } }
       return Tensor(dtype: dtype, shape: shape, storage: .bool(order.map { arrays[$0.0][$0.1] }))
-    default:
-      throw KernelError("\(dtype) tensors cannot be rearranged yet.")
+    case .string:
+      let arrays: [[[UInt8]]] = inputs.map { if case .string(let v) = $0.storage { v } else { [] } }
+      return Tensor(dtype: dtype, shape: shape, storage: .string(order.map { arrays[$0.0][$0.1] }))
     }
   }
 

@@ -64,6 +64,7 @@ public struct OpRegistry: GradientSource {
     ControlFlowKernels.register(in: &registry)
     TensorListKernels.register(in: &registry)
     TableKernels.register(in: &registry)
+    TextKernels.register(in: &registry)
     GradientKernels.register(in: &registry)
     ElementwiseKernels.registerGradients(in: &registry)
     ReductionKernels.registerGradients(in: &registry)
