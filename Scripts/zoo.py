@@ -541,6 +541,27 @@ def register_dense_prediction():
             "codes": np.array([3, 7, 11, 42, 100, 5])[rng.integers(0, 6, (4, 2))].astype(np.int64)})
 
 
+    @model("augmented_cnn", fast=True)
+    def make(folder):
+        # Data augmentation inside the model, as Keras's image tutorials build it: the random
+        # layers draw their factors even at inference (stateless Philox draws from a seed state
+        # each call advances), and some change the images then too.
+        rng = seeded(46)
+        layers = keras.layers
+        images = keras.Input((16, 16, 3), name="images")
+        x = layers.Rescaling(1 / 255.0)(images)
+        for layer in [layers.RandomFlip(), layers.RandomContrast(0.2), layers.RandomBrightness(0.1, value_range=(0, 1)),
+                      layers.RandomInvert(value_range=(0, 1)), layers.RandomGaussianBlur(value_range=(0, 1)),
+                      layers.Solarization(0.3, value_range=(0, 1)), layers.RandomCrop(12, 12)]:
+            x = layer(x)
+        x = layers.Conv2D(8, 3, activation="relu")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.GlobalAveragePooling2D()(layers.Conv2D(16, 3, strides=2, activation="relu")(x))
+        net = keras.Model(images, layers.Dense(4)(x))
+        batches = [rng.uniform(0, 255, (4, 16, 16, 3)).astype(np.float32) for _ in range(3)]
+        calibrate(net, batches)
+        return export_keras(net, folder, "augmented_cnn", {"images": batches[0]})
+
     @model("text_classifier", fast=True)
     def make(folder):
         # Raw text in: TextVectorization (lower-casing, punctuation stripped by a regular

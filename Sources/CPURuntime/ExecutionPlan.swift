@@ -70,18 +70,25 @@ extension Interpreter {
     /// The ops through whose control outputs a conditional's deadness reaches the nodes of a
     /// branch (its pivots: an `Identity` of a `Switch` output, the `NoOp` gathering them).
     static let pivotOps: Set<String> = conditionalOps.union(["Identity", "NoOp"])
+    /// The ops that write a variable: a node with a control input on one runs after it (reads
+    /// the written value), and a called function's writes among its control results run with it.
+    static let variableWrites: Set<String> = [
+      "AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp",
+    ]
 
     /// Plans `function` for computing `outputs`, with the placeholders `fed` given as values
     /// (top-level graphs) and the op definitions of `registry`; without `fusing`, every node is
     /// a step of its own. `loopProblem` is why the module's TF1 loops could not be rewritten,
-    /// if they could not. The nodes `effects` are run too, for what they do (an initializer
-    /// filling a table), and with them everything they depend on, through control inputs too.
+    /// if they could not. The nodes `effects` are run too, for what they do (a variable write,
+    /// an initializer filling a table), and with them what they depend on; `followingControls`,
+    /// everything they depend on through control inputs too (the init op's dependencies).
     ///
     /// - Throws: ``RuntimeError`` with code `malformedGraph` for a node the outputs need whose
     ///   attributes do not fit its op's schema, `unsupported` for a TF1 loop op.
     init(
       _ function: Function, fed: Set<NodeID>, outputs: [Input], effects: [NodeID] = [],
-      registry: OpRegistry, fusing: Bool = true, loopProblem: String? = nil
+      followingControls: Bool = false, registry: OpRegistry, fusing: Bool = true,
+      loopProblem: String? = nil
     ) throws {
       var function = function
       func source(_ input: Input) -> Source {
@@ -121,6 +128,17 @@ extension Interpreter {
           return producer
         }
       }
+      // The writes each node is ordered after; a write itself runs after everything it is
+      // ordered after (the reads of the value it replaces).
+      let writes = function.nodes.map { node -> [Int] in
+        node.controlInputs.compactMap { input in
+          guard let producer = input.node?.index,
+            Self.variableWrites.contains(node.op)
+              || Self.variableWrites.contains(function.nodes[producer].op)
+          else { return nil }
+          return producer
+        }
+      }
       let fusing = fusing && !hasConditionals
       // The nodes the outputs need, in dependency order (depth-first post-order).
       var order: [Int] = []
@@ -135,9 +153,12 @@ extension Interpreter {
         guard state[node] == 0 else { continue }
         state[node] = 1
         stack.append((node, true))
+        // With effects, everything before them; otherwise the pivots and the variable writes
+        // the node is ordered after.
         let prerequisites =
-          effects.isEmpty
-          ? controls[node] : function.nodes[node].controlInputs.compactMap(\.node?.index)
+          followingControls
+          ? function.nodes[node].controlInputs.compactMap(\.node?.index)
+          : controls[node] + writes[node]
         for producer in sources[node].compactMap(producer) + prerequisites
         where state[producer] == 0 {
           stack.append((producer, false))

@@ -223,12 +223,13 @@ public final class Interpreter: @unchecked Sendable {
 
   /// The plan for `function` under `key`, made on first use.
   private func plan(
-    _ function: Function, key: String, fed: Set<NodeID>, outputs: [Input], effects: [NodeID]
+    _ function: Function, key: String, fed: Set<NodeID>, outputs: [Input], effects: [NodeID],
+    initializing: Bool
   ) throws -> Plan {
     if let plan = lock.withLock({ plans[key] }) { return plan }
     let plan = try Plan(
-      function, fed: fed, outputs: outputs, effects: effects, registry: registry,
-      fusing: observer == nil, loopProblem: loopProblem)
+      function, fed: fed, outputs: outputs, effects: effects, followingControls: initializing,
+      registry: registry, fusing: observer == nil, loopProblem: loopProblem)
     lock.withLock { plans[key] = plan }
     return plan
   }
@@ -242,7 +243,8 @@ public final class Interpreter: @unchecked Sendable {
     outputs: [Input], effects: [NodeID] = [], depth: Int, initializing: Bool = false
   ) throws -> [Value] {
     let plan = try plan(
-      function, key: planKey, fed: Set(feeds.keys), outputs: outputs, effects: effects)
+      function, key: planKey, fed: Set(feeds.keys), outputs: outputs, effects: effects,
+      initializing: initializing)
     // The planned copy, whose nodes' attributes are complete.
     let function = plan.function
     var results: [[Value]] = Array(repeating: [], count: function.nodes.count)
@@ -412,11 +414,14 @@ extension Interpreter: KernelHost {
           + "\(limits.maxCallDepth): the function library calls itself, directly or through "
           + "others, or nests calls deeper than any model TensorFlow writes.")
     }
-    // In the init op, a function runs for its control results too; under a plan of its own.
+    // A function runs its variable writes among its control results (as TensorFlow runs a
+    // stateful call's), and in the init op all of them, under a plan of its own.
+    let effects = function.controlResults.compactMap(\.source.node).filter {
+      context.initializing || Plan.variableWrites.contains(function[$0].op)
+    }
     return try evaluate(
       function, planKey: (context.initializing ? "\u{1}" : "") + callee.name, arguments: inputs,
-      feeds: [:], outputs: function.results.map(\.source),
-      effects: context.initializing ? function.controlResults.compactMap(\.source.node) : [],
+      feeds: [:], outputs: function.results.map(\.source), effects: effects,
       depth: context.depth + 1, initializing: context.initializing)
   }
 
@@ -425,6 +430,8 @@ extension Interpreter: KernelHost {
   }
 
   func variable(_ key: String) throws -> Tensor { try store.variable(key) }
+
+  func assign(_ key: String, _ value: Tensor) throws { try store.assign(key, value) }
 
   func table(_ name: String, keyType: DType, valueType: DType) throws -> LookupTable {
     try lock.withLock {

@@ -3,8 +3,9 @@ internal import GraphIR
 internal import ModelFormats
 internal import TensorCore
 
-/// The values that are the same on every run, decoded once: variables from the checkpoint and
-/// `Const` nodes (rounded to their declared type).
+/// The values that are the same on every run, decoded once: variables from the checkpoint (or
+/// as the model last wrote them: a Keras random layer's seed state) and `Const` nodes (rounded
+/// to their declared type).
 final class VariableStore: @unchecked Sendable {
   // Sendable: the caches are guarded by `lock`; the checkpoint reader is immutable.
   private let checkpoint: CheckpointReader?
@@ -24,6 +25,17 @@ final class VariableStore: @unchecked Sendable {
     self.checkpoint = checkpoint
     self.storedReduced = storedReduced
     self.limits = limits
+  }
+
+  /// Gives variable `key` the value `value`, of the dtype and shape it has.
+  func assign(_ key: String, _ value: Tensor) throws {
+    let current = try variable(key)
+    guard value.dtype == current.dtype, value.shape == current.shape else {
+      throw KernelError(
+        "The variable '\(key)' is \(current.dtype) \(current.shape), but is assigned a \(value.dtype) \(value.shape) value."
+      )
+    }
+    lock.withLock { variables[key] = value }
   }
 
   /// A variable's value, read from the checkpoint once.

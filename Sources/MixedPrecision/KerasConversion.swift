@@ -18,10 +18,17 @@ public struct KerasConversionOptions: Sendable {
   public var growthSteps = 2000
 
   /// Layer classes kept float32 by default: preprocessing layers that see raw inputs (prices,
-  /// counts, pixel sums, lookups), whose values and statistics can exceed float16's range.
+  /// counts, pixel sums, lookups), whose values and statistics can exceed float16's range, and
+  /// the image augmentation layers, which see raw pixels and draw random factors (Keras's own
+  /// RandomGaussianBlur fails under `mixed_float16`: a float16 `Range`).
   public static let defaultFloat32Classes: Set<String> = [
     "Normalization", "Discretization", "CategoryEncoding", "Hashing", "HashedCrossing",
-    "IntegerLookup", "StringLookup", "TextVectorization",
+    "IntegerLookup", "StringLookup", "TextVectorization", "RandomFlip", "RandomRotation",
+    "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness", "RandomCrop",
+    "RandomGrayscale", "RandomHue", "RandomSaturation", "RandomSharpness", "RandomColorJitter",
+    "RandomColorDegeneration", "RandomShear", "RandomErasing", "RandomPosterization",
+    "Solarization", "RandomInvert", "RandomPerspective", "RandomElasticTransform", "AugMix",
+    "RandAugment", "MixUp", "CutMix", "RandomGaussianBlur", "AutoContrast", "Equalization",
   ]
 
   /// Layer classes kept float32 under `mixed_float16`: TensorFlow has no float16 CPU kernel for

@@ -596,3 +596,144 @@ def test_text_ops_match_tensorflow(tmp_path):
                                                     "fish swim the cat sat on the mat ab", "tab\tnew\nline"]]),
               "splits": np.array([0, 2, 2, 5, 6], np.int64)}
     assert_same_outputs(tfmp_run(model, inputs, tmp_path), run_tf2(model, inputs))
+
+
+class RandomOps(tf.Module):
+    """Stateless random draws from a seed, as Keras's random layers make them: uniform floats of
+    every type, normal floats, bounded integers; sizes that leave a partial last call."""
+
+    @tf.function(input_signature=[tf.TensorSpec([2], tf.int64), tf.TensorSpec([2], tf.int32)])
+    def __call__(self, seed, small_seed):
+        key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=seed)
+        def draw(op, shape, **options):
+            return op(shape=shape, key=key, counter=counter, alg=1, **options)
+        return {
+            "uniform": tf.random.stateless_uniform([3, 7], seed=seed),
+            "uniform_small_seed": tf.random.stateless_uniform([5], seed=small_seed),
+            "uniform_half": draw(tf.raw_ops.StatelessRandomUniformV2, [9], dtype=tf.float16),
+            "uniform_bfloat16": tf.cast(draw(tf.raw_ops.StatelessRandomUniformV2, [6], dtype=tf.bfloat16), tf.float32),
+            "uniform_double": draw(tf.raw_ops.StatelessRandomUniformV2, [5], dtype=tf.float64),
+            "scaled": tf.random.stateless_uniform([2, 2], seed=seed, minval=-3.0, maxval=5.0),
+            "normal": tf.random.stateless_normal([11], seed=seed),
+            "normal_double": draw(tf.raw_ops.StatelessRandomNormalV2, [3], dtype=tf.float64),
+            "integers": tf.random.stateless_uniform([13], seed=seed, minval=-5, maxval=1000, dtype=tf.int32),
+            "wide_integers": tf.random.stateless_uniform([5], seed=seed, minval=-2**40, maxval=2**50, dtype=tf.int64),
+        }
+
+
+def test_random_ops_match_tensorflow(tmp_path):
+    model = str(tmp_path / "module")
+    tf.saved_model.save(RandomOps(), model)
+    inputs = {"seed": np.array([42, -7], np.int64), "small_seed": np.array([-3, 2**31 - 1], np.int32)}
+    ours, theirs = tfmp_run(model, inputs, tmp_path), run_tf2(model, inputs)
+    assert sorted(ours) == sorted(theirs)
+    for key, reference in theirs.items():
+        assert ours[key].dtype == reference.dtype and ours[key].shape == reference.shape, key
+        if key.startswith("normal"):  # sin, cos and log may differ in their last bit
+            np.testing.assert_allclose(ours[key], reference, rtol=1e-6, atol=1e-6, err_msg=key)
+        else:
+            np.testing.assert_array_equal(ours[key], reference, err_msg=key)
+
+
+class StatefulOps(tf.Module):
+    """Variable writes inside the served function (as a Keras random layer advances its seed
+    state): reads before a write see the old value, reads after it the new one."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = tf.Variable(1.0)
+        self.steps = tf.Variable(tf.constant([3, 4], tf.int64))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def __call__(self, x):
+        before = x * self.count
+        self.count.assign_add(1.0)
+        after = x * self.count
+        self.steps.assign_sub(tf.constant([1, 1], tf.int64))
+        self.count.assign(self.count * 3.0)
+        return {"before": before, "after": after, "tripled": self.count + 0.0, "steps": self.steps.read_value() * 2}
+
+
+def test_variable_writes_match_tensorflow(tmp_path):
+    assert_runs_as_tensorflow(StatefulOps(), {"x": np.array([1.5, -2.0, 4.0], np.float32)}, tmp_path)
+
+
+class TransformOps(tf.Module):
+    """Projective image transforms as Keras's RandomRotation, RandomZoom, RandomTranslation and
+    RandomShear emit them: every fill mode, both interpolations, per-image transforms, another
+    output size."""
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 5, 6, 2], tf.float32), tf.TensorSpec([2, 8], tf.float32)])
+    def __call__(self, images, transforms):
+        outputs = {}
+        for mode in ["CONSTANT", "REFLECT", "WRAP", "NEAREST"]:
+            for interpolation in ["NEAREST", "BILINEAR"]:
+                outputs[f"{mode}_{interpolation}".lower()] = tf.raw_ops.ImageProjectiveTransformV3(
+                    images=images, transforms=transforms, output_shape=[5, 6], fill_value=-1.5,
+                    interpolation=interpolation, fill_mode=mode)
+        outputs["resized"] = tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=transforms[:1], output_shape=[3, 8], fill_value=0.0,
+            interpolation="BILINEAR", fill_mode="REFLECT")
+        return outputs
+
+
+def test_projective_transforms_match_tensorflow(tmp_path):
+    angle = 0.7
+    rotation = [np.cos(angle), -np.sin(angle), 2.5, np.sin(angle), np.cos(angle), -1.2, 0.0, 0.0]
+    projective = [1.3, 0.2, -4.0, -0.1, 0.8, 7.5, 0.02, -0.03]
+    inputs = {"images": np.random.default_rng(5).standard_normal((2, 5, 6, 2)).astype(np.float32),
+              "transforms": np.array([rotation, projective], np.float32)}
+    assert_runs_as_tensorflow(TransformOps(), inputs, tmp_path, tolerance=1e-5)
+
+
+class PixelOps(tf.Module):
+    """Keras's color and posterization augmentations: RGB to HSV and back, and integer bit
+    operations on pixels (shifts past the width clamped, as TensorFlow's)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([4, 3], tf.float32), tf.TensorSpec([6], tf.int32),
+                                  tf.TensorSpec([6], tf.uint8), tf.TensorSpec([6], tf.int64)])
+    def __call__(self, pixels, codes, bytes_, wide):
+        hsv = tf.image.rgb_to_hsv(pixels)
+        shifts = tf.constant([0, 1, 3, 7, 8, 40], tf.int32)
+        return {
+            "hsv": hsv, "rgb": tf.image.hsv_to_rgb(hsv), "shifted_hue": tf.image.hsv_to_rgb(hsv + [0.3, 0.0, 0.0]),
+            "and": tf.bitwise.bitwise_and(codes, 0b1100), "or": tf.bitwise.bitwise_or(codes, 5),
+            "xor": tf.bitwise.bitwise_xor(codes, -1),
+            "left": tf.bitwise.left_shift(codes, shifts), "right": tf.bitwise.right_shift(codes, shifts),
+            "byte_left": tf.bitwise.left_shift(bytes_, tf.cast(shifts % 9, tf.uint8)),
+            "byte_right": tf.bitwise.right_shift(bytes_, tf.constant([4, 4, 4, 2, 2, 1], tf.uint8)),
+            "wide_right": tf.bitwise.right_shift(wide, tf.cast(shifts, tf.int64)),
+        }
+
+
+def test_pixel_ops_match_tensorflow(tmp_path):
+    inputs = {"pixels": np.array([[0.2, 0.5, 0.9], [1.0, 0.0, 0.0], [0.3, 0.3, 0.3], [0.0, 0.0, 0.0]], np.float32),
+              "codes": np.array([0, 7, -12, 255, 1 << 20, -1], np.int32),
+              "bytes_": np.array([0, 1, 15, 128, 200, 255], np.uint8),
+              "wide": np.array([1 << 40, -(1 << 35), 3, -3, 7, 1 << 62], np.int64)}
+    assert_runs_as_tensorflow(PixelOps(), inputs, tmp_path, tolerance=1e-6)
+
+
+AUGMENTATIONS = ["RandomFlip()", "RandomRotation(0.2)", "RandomZoom(0.2)", "RandomTranslation(0.1, 0.1)",
+                 "RandomContrast(0.2)", "RandomBrightness(0.2, value_range=(0, 1))", "RandomCrop(6, 6)",
+                 "RandomGrayscale()", "RandomHue(0.2, (0, 1))", "RandomSaturation(0.2)", "RandomSharpness(0.2)",
+                 "RandomColorJitter(value_range=(0, 1), brightness_factor=0.2)", "RandomShear(0.2)",
+                 "RandomErasing()", "RandomPosterization(value_range=(0, 255), factor=(1, 4))",
+                 "Solarization(0.5, value_range=(0, 1))", "RandomInvert(value_range=(0, 1))",
+                 "RandomElasticTransform(value_range=(0, 1))", "RandomGaussianBlur(value_range=(0, 1))"]
+
+
+def test_keras_augmentation_layers_run_as_tensorflow_serves_them(tmp_path):
+    """Each image augmentation layer in front of a convolution, exported: its random draws from
+    the seed state (advanced as the call runs) and its image ops give what TensorFlow serves."""
+    import keras
+    images = np.random.default_rng(0).uniform(0, 1, (2, 8, 8, 3)).astype(np.float32)
+    for index, layer in enumerate(AUGMENTATIONS):
+        keras.utils.set_random_seed(index)
+        inputs = keras.Input((8, 8, 3), name="images")
+        model = keras.Model(inputs, keras.layers.Conv2D(2, 3)(eval("keras.layers." + layer)(inputs)))
+        path = str(tmp_path / f"augmented_{index}")
+        model.export(path, verbose=False)
+        ours, theirs = tfmp_run(path, {"images": images}, tmp_path), run_tf2(path, {"images": images})
+        for key, reference in theirs.items():
+            np.testing.assert_allclose(ours[key], reference, rtol=1e-5, atol=1e-5, err_msg=layer)

@@ -76,6 +76,27 @@ enum ControlFlowKernels {
         }
         return [.tensor(try context.requireHost().variable(key))]
       })
+    // Writes: the value, or the variable's value plus or minus it.
+    for (op, function) in [
+      ("AssignVariableOp", nil), ("AssignAddVariableOp", BinaryFunction.add),
+      ("AssignSubVariableOp", BinaryFunction.sub),
+    ] {
+      registry.add(
+        op, inputs: [.fixed("resource", .resource), .init("value", type: "dtype")], outputs: [],
+        attributes: op == "AssignVariableOp" ? [.bool("validate_shape", false)] : [],
+        traits: .stateful,
+        .values { context, inputs in
+          guard case .variable(let key)? = inputs.first, inputs.count == 2,
+            case .tensor(let value) = inputs[1]
+          else { throw KernelError("Expected a variable handle and a value.") }
+          let host = try context.requireHost()
+          try host.assign(
+            key,
+            try function.map { try $0.apply(try host.variable(key), value, limits: context.limits) }
+              ?? value)
+          return []
+        })
+    }
     // A gather from a variable (tf.nn.embedding_lookup of a resource variable): GatherV2 of its
     // value along axis 0.
     registry.add(

@@ -79,6 +79,39 @@ enum ElementwiseKernels {
         return [Tensor(dtype: .bool, shape: shape, storage: .bool(walk.map(x, y, function)))]
       }
     }
+    // Integer bits, as Keras's RandomPosterization and RandAugment use them; shifts by at least
+    // the width (or below 0) are clamped to it, as TensorFlow's.
+    let bitwise: [(String, @Sendable (Int64, Int64, Int64) -> Int64)] = [
+      ("BitwiseAnd", { x, y, _ in x & y }), ("BitwiseOr", { x, y, _ in x | y }),
+      ("BitwiseXor", { x, y, _ in x ^ y }),
+      ("LeftShift", { x, y, width in x << min(max(y, 0), width - 1) }),
+      ("RightShift", { x, y, width in x >> min(max(y, 0), width - 1) }),
+    ]
+    for (op, function) in bitwise {
+      registry.add(op, inputs: ["x", "y"], outputs: ["z"], traits: .elementwise) {
+        context, inputs in
+        let (a, b) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
+        let types: [DType] = [.int8, .int16, .int32, .int64, .uint8, .uint16]
+        guard a.dtype == b.dtype, types.contains(a.dtype), let size = a.dtype.byteSize else {
+          throw KernelError(
+            code: .unsupported,
+            "\(op) runs on two inputs of one of int8, int16, int32, int64, uint8, uint16, not \(a.dtype) and \(b.dtype)."
+          )
+        }
+        let width = Int64(size * 8)
+        let (x, y) = (
+          try a.requireIntegers().map(Int64.init), try b.requireIntegers().map(Int64.init)
+        )
+        let (shape, walk) = try StridedWalk.broadcast(
+          [a.shape, b.shape], of: a.dtype, within: context.limits)
+        let values = walk.map(x, y) { function($0, $1, width) }
+        return [
+          Tensor(
+            dtype: a.dtype, shape: shape,
+            storage: a.dtype == .int64 ? .int64(values) : .int32(values.map(a.dtype.wrapping)))
+        ]
+      }
+    }
     registry.add(
       "LogicalNot", inputs: [truths[0]], outputs: [.fixed("y", .bool)],
       traits: .elementwise

@@ -11,6 +11,8 @@ protocol KernelHost: Sendable {
   func variableKey(of context: KernelContext) -> String?
   /// A variable's value.
   func variable(_ key: String) throws -> Tensor
+  /// Gives a variable a new value, which later reads (in this run and later ones) see.
+  func assign(_ key: String, _ value: Tensor) throws
   /// The lookup table `name`, made empty on first use with these types.
   func table(_ name: String, keyType: DType, valueType: DType) throws -> LookupTable
 }

@@ -11,6 +11,7 @@ enum ResizeKernels {
   ]
 
   static func register(in registry: inout OpRegistry) {
+    registerImageOps(in: &registry)
     registry.add(
       "ResizeNearestNeighbor", inputs: ["images", .fixed("size", .int32)],
       outputs: ["resized_images"], attributes: corners, traits: .movesElements, precision: .clear

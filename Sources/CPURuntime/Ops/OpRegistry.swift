@@ -65,6 +65,7 @@ public struct OpRegistry: GradientSource {
     TensorListKernels.register(in: &registry)
     TableKernels.register(in: &registry)
     TextKernels.register(in: &registry)
+    RandomKernels.register(in: &registry)
     GradientKernels.register(in: &registry)
     ElementwiseKernels.registerGradients(in: &registry)
     ReductionKernels.registerGradients(in: &registry)
