@@ -720,7 +720,8 @@ AUGMENTATIONS = ["RandomFlip()", "RandomRotation(0.2)", "RandomZoom(0.2)", "Rand
                  "RandomColorJitter(value_range=(0, 1), brightness_factor=0.2)", "RandomShear(0.2)",
                  "RandomErasing()", "RandomPosterization(value_range=(0, 255), factor=(1, 4))",
                  "Solarization(0.5, value_range=(0, 1))", "RandomInvert(value_range=(0, 1))",
-                 "RandomElasticTransform(value_range=(0, 1))", "RandomGaussianBlur(value_range=(0, 1))"]
+                 "RandomElasticTransform(value_range=(0, 1))", "RandomGaussianBlur(value_range=(0, 1))",
+                 "RandomPerspective()"]
 
 
 def test_keras_augmentation_layers_run_as_tensorflow_serves_them(tmp_path):
@@ -737,3 +738,18 @@ def test_keras_augmentation_layers_run_as_tensorflow_serves_them(tmp_path):
         ours, theirs = tfmp_run(path, {"images": images}, tmp_path), run_tf2(path, {"images": images})
         for key, reference in theirs.items():
             np.testing.assert_allclose(ours[key], reference, rtol=1e-5, atol=1e-5, err_msg=layer)
+
+
+class SolveOps(tf.Module):
+    """Batched linear solves, plain and adjoint, with pivoting needed (a zero on the diagonal)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 3, 3], tf.float32), tf.TensorSpec([2, 3, 2], tf.float32)])
+    def __call__(self, matrices, rhs):
+        return {"solved": tf.linalg.solve(matrices, rhs), "adjoint": tf.linalg.solve(matrices, rhs, adjoint=True)}
+
+
+def test_linear_solves_match_tensorflow(tmp_path):
+    matrices = np.array([[[0.0, 2.0, 1.0], [1.0, 1.0, 0.0], [3.0, 0.0, 1.0]],
+                         np.random.default_rng(4).standard_normal((3, 3))], np.float32)
+    rhs = np.random.default_rng(5).standard_normal((2, 3, 2)).astype(np.float32)
+    assert_runs_as_tensorflow(SolveOps(), {"matrices": matrices, "rhs": rhs}, tmp_path, tolerance=1e-5)

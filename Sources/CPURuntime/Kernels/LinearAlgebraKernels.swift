@@ -2,9 +2,15 @@ internal import GraphIR
 internal import TensorCore
 internal import Foundation
 
-/// Batched matrix products: BatchMatMulV2 and Einsum (float32 accumulation).
+/// Batched matrix products: BatchMatMulV2 and Einsum (float32 accumulation); MatrixSolve.
 enum LinearAlgebraKernels {
   static func register(in registry: inout OpRegistry) {
+    // Not in TensorFlow's lists: it stays float32 (Keras's RandomPerspective solves for its
+    // transform's coefficients).
+    registry.add(
+      "MatrixSolve", inputs: ["matrix", "rhs"], outputs: ["output"],
+      attributes: [.bool("adjoint", false)]
+    ) { context, inputs in [try solve(context, inputs)] }
     registry.add(
       "BatchMatMulV2", inputs: ["x", "y"], outputs: ["output"],
       attributes: [.bool("adj_x", false), .bool("adj_y", false)], precision: .allow
@@ -19,6 +25,55 @@ enum LinearAlgebraKernels {
       attributes: [.string("equation")], precision: .allow
     ) { context, inputs in [try einsumByMatrixProducts(context, inputs) ?? einsum(context, inputs)]
     }
+  }
+
+  /// X with A X = B (or Aᴴ X = B, `adjoint`) for each matrix of the batch: LU decomposition with
+  /// partial pivoting, in double precision.
+  static func solve(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
+    let (a, b) = (try Kernels.input(inputs, 0), try Kernels.input(inputs, 1))
+    let (da, db) = (a.shape.dimensions, b.shape.dimensions)
+    guard da.count >= 2, da.count == db.count, da.dropLast(2) == db.dropLast(2),
+      let m = da.last, da[da.count - 2] == m, db[db.count - 2] == m, let k = db.last
+    else {
+      throw KernelError(
+        "MatrixSolve needs square matrices and right-hand sides of one batch, not \(a.shape) and \(b.shape)."
+      )
+    }
+    let adjoint = try context.bool("adjoint")
+    let (x, y) = (try Kernels.doubles(a), try Kernels.doubles(b))
+    var result = [Double](repeating: 0, count: y.count)
+    for matrix in 0..<(m == 0 ? 0 : x.count / (m * m)) {
+      var lu = (0..<(m * m)).map { index in
+        let (row, column) = (index / m, index % m)
+        return x[matrix * m * m + (adjoint ? column * m + row : index)]
+      }
+      var solution = Array(y[(matrix * m * k)..<((matrix + 1) * m * k)])
+      for pivot in 0..<m {
+        guard let best = (pivot..<m).max(by: { abs(lu[$0 * m + pivot]) < abs(lu[$1 * m + pivot]) }),
+          lu[best * m + pivot] != 0
+        else { throw KernelError("MatrixSolve's matrix \(matrix) is singular.") }
+        if best != pivot {
+          for column in 0..<m { lu.swapAt(best * m + column, pivot * m + column) }
+          for column in 0..<k { solution.swapAt(best * k + column, pivot * k + column) }
+        }
+        for row in (pivot + 1)..<m {
+          let factor = lu[row * m + pivot] / lu[pivot * m + pivot]
+          for column in pivot..<m { lu[row * m + column] -= factor * lu[pivot * m + column] }
+          for column in 0..<k {
+            solution[row * k + column] -= factor * solution[pivot * k + column]
+          }
+        }
+      }
+      for row in stride(from: m - 1, through: 0, by: -1) {
+        for column in 0..<k {
+          var value = solution[row * k + column]
+          for other in (row + 1)..<m { value -= lu[row * m + other] * solution[other * k + column] }
+          solution[row * k + column] = value / lu[row * m + row]
+        }
+      }
+      result.replaceSubrange((matrix * m * k)..<((matrix + 1) * m * k), with: solution)
+    }
+    return try Kernels.tensor(result, like: b, shape: b.shape)
   }
 
   static func batchMatMul(_ context: KernelContext, _ inputs: [Tensor]) throws -> Tensor {
