@@ -1025,9 +1025,13 @@ def split_positions(found):
     return {k: v for k, v in found.items() if not k.startswith("position/")}, positions
 
 
-def gradient_differences(helper, path, signature, inputs, scratch, seed=5):
+def gradient_comparison(helper, path, signature, inputs, scratch, seed=5):
     """For random weights on every output element, tfmp's and TensorFlow's gradient of each
-    variable tfmp differentiates: {checkpoint key: (largest difference, largest |TensorFlow's|)}."""
+    variable tfmp differentiates, by checkpoint key, and a function giving TensorFlow's own with
+    oneDNN off (Eigen's CPU kernels, in a process of its own: TensorFlow reads the switch when it
+    loads). Where the gradients sit on ReLU or max-pooling kinks that float32 rounding moves,
+    TensorFlow's two CPU backends disagree too (ResNet50 by 5.2e-3 of a gradient's scale on an
+    AVX-512 EPYC): that disagreement bounds what agreement with either can mean."""
     rng = np.random.default_rng(seed)
     loaded = tf.saved_model.load(path)
     outputs = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
@@ -1038,8 +1042,41 @@ def gradient_differences(helper, path, signature, inputs, scratch, seed=5):
     missing = [key for key, gradient in theirs.items() if gradient is None]
     if missing:
         raise AssertionError(f"tfmp gives gradients TensorFlow has none of: {missing[:3]}")
+
+    def eigen():
+        import json
+        import subprocess
+        request, out = os.path.join(scratch, "eigen-request.npz"), os.path.join(scratch, "eigen.npz")
+        np.savez(request, **{f"input/{k}": v for k, v in inputs.items()}, **{f"weight/{k}": v for k, v in weights.items()},
+                 request=json.dumps({"path": path, "signature": signature, "keys": sorted(ours), "positions": positions}))
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--eigen-gradients", request, out],
+                       env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}, check=True, capture_output=True)
+        with np.load(out) as data:
+            return {k: data[k] for k in data.files}
+    return ours, theirs, eigen
+
+
+def differences(ours, theirs):
+    """{checkpoint key: (largest difference of the two gradients, largest |theirs|)}."""
     return {key: (float(np.max(np.abs(ours[key].astype(np.float64) - expected))),
                   float(np.max(np.abs(expected)))) for key, expected in theirs.items()}
+
+
+def gradient_differences(helper, path, signature, inputs, scratch, seed=5):
+    """tfmp's gradients against TensorFlow's (``gradient_comparison``), as ``differences``."""
+    ours, theirs, _ = gradient_comparison(helper, path, signature, inputs, scratch, seed)
+    return differences(ours, theirs)
+
+
+def eigen_gradients(request, out):
+    """Answers ``gradient_comparison``'s request in this process (started with oneDNN off)."""
+    import json
+    with np.load(request) as data:
+        asked = json.loads(str(data["request"]))
+        inputs = {k[len("input/"):]: data[k] for k in data.files if k.startswith("input/")}
+        weights = {k[len("weight/"):]: data[k] for k in data.files if k.startswith("weight/")}
+    found = tensorflow_gradients(asked["path"], asked["signature"], inputs, weights, asked["keys"], asked["positions"])
+    np.savez(out, **{k: v for k, v in found.items() if v is not None})
 
 
 def gradient_error(differences):
@@ -1094,7 +1131,10 @@ def main():
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--gradients", metavar="HELPER",
                         help="compare tfmp's gradients (run by the interop helper) with GradientTape's")
+    parser.add_argument("--eigen-gradients", nargs=2, metavar=("REQUEST", "OUT"), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.eigen_gradients:
+        return eigen_gradients(*arguments.eigen_gradients)
     register_all()
     names = arguments.only or (FAST if arguments.fast else list(MODELS))
     if arguments.list:

@@ -189,6 +189,10 @@ GRADIENT_REFUSALS = {
 # T5's smallest gradients, about 1e-4 of its largest, differ by float32 rounding of sums of large
 # terms (at most 5e-6 absolute, 4e-7 of its largest gradient element), which is up to 6.5e-4 of
 # their own scale: how many do varies with the CPU's summation order, so only the bound is pinned.
+# Past its bound, a model's error is held to TensorFlow's own disagreement (its Eigen kernels'
+# gradients against its default oneDNN ones'): on an AVX-512 EPYC, ResNet50's gradients sit on
+# kinks that float32 rounding moves, and TensorFlow's two backends differ by 5.2e-3, tfmp from
+# the default by 4.3e-3.
 KNOWN_GRADIENT_DIFFERENCES = {"video_classifier": (4, 0.2), "t5_tiny": (None, 1e-3)}
 
 
@@ -198,20 +202,28 @@ def test_gradients_match_gradient_tape(name, tmp_path):
     element) against TensorFlow's GradientTape through the restored signature."""
     helper = os.environ.get("TFMP_INTEROP_HELPER", os.path.join(ROOT, ".build", "debug", "tfmp-interop-helper"))
     try:
-        differences = zoo_script.gradient_differences(helper, path_of(name), "serving_default",
-                                                      inputs_of(name), str(tmp_path))
+        ours, theirs, eigen = zoo_script.gradient_comparison(helper, path_of(name), "serving_default",
+                                                             inputs_of(name), str(tmp_path))
     except RuntimeError as refusal:
         assert name in GRADIENT_REFUSALS and GRADIENT_REFUSALS[name] in str(refusal), str(refusal)
         return
     assert name not in GRADIENT_REFUSALS, "differentiated now: take it off the refusals"
+    differences = zoo_script.differences(ours, theirs)
     assert differences
+    count, bound = KNOWN_GRADIENT_DIFFERENCES.get(name, (None, 1e-4))
     if name in KNOWN_GRADIENT_DIFFERENCES:
-        count, bound = KNOWN_GRADIENT_DIFFERENCES[name]
         errors = [zoo_script.gradient_error({key: value}) for key, value in differences.items()]
         assert count is None or len([e for e in errors if e > 1e-4]) == count, errors
-        assert max(errors) <= bound, errors
+        measure = lambda found: max(zoo_script.gradient_error({k: v}) for k, v in found.items())
+    else:
+        measure = zoo_script.gradient_error
+    error = measure(differences)
+    if error <= bound:
         return
-    assert zoo_script.gradient_error(differences) <= 1e-4, zoo_script.gradient_error(differences)
+    # Past the bound, held to TensorFlow's own disagreement: its gradients from Eigen's kernels
+    # against its default oneDNN ones (see gradient_comparison).
+    own = measure(zoo_script.differences(eigen(), theirs))
+    assert error <= own, (error, own)
 
 
 KERAS_NAMES = [name for name in NAMES if os.path.exists(os.path.join(ZOO, name + ".keras"))]
