@@ -23,6 +23,8 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
     .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+    // The elementary functions generic over Float and Double (float32 and float64 kernels).
+    .package(url: "https://github.com/apple/swift-numerics", exact: "1.1.1"),
   ],
   targets: [
     .target(
@@ -44,7 +46,10 @@ let package = Package(
       swiftSettings: strictSettings),
     .target(
       name: "CPURuntime",
-      dependencies: ["GraphIR", "ModelFormats", "TensorCore"],
+      dependencies: [
+        "GraphIR", "ModelFormats", "TensorCore",
+        .product(name: "RealModule", package: "swift-numerics"),
+      ],
       swiftSettings: strictSettings),
     .target(
       name: "Validation",

@@ -721,7 +721,7 @@ AUGMENTATIONS = ["RandomFlip()", "RandomRotation(0.2)", "RandomZoom(0.2)", "Rand
                  "RandomErasing()", "RandomPosterization(value_range=(0, 255), factor=(1, 4))",
                  "Solarization(0.5, value_range=(0, 1))", "RandomInvert(value_range=(0, 1))",
                  "RandomElasticTransform(value_range=(0, 1))", "RandomGaussianBlur(value_range=(0, 1))",
-                 "RandomPerspective()"]
+                 "RandomPerspective()", "RandAugment(value_range=(0, 1))"]
 
 
 def test_keras_augmentation_layers_run_as_tensorflow_serves_them(tmp_path):
@@ -753,3 +753,26 @@ def test_linear_solves_match_tensorflow(tmp_path):
                          np.random.default_rng(4).standard_normal((3, 3))], np.float32)
     rhs = np.random.default_rng(5).standard_normal((2, 3, 2)).astype(np.float32)
     assert_runs_as_tensorflow(SolveOps(), {"matrices": matrices, "rhs": rhs}, tmp_path, tolerance=1e-5)
+
+
+class Float64Unary(tf.Module):
+    """Unary math on float64, computed in double precision (RandAugment rounds float64 factors)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([7], tf.float64)])
+    def __call__(self, x):
+        positive = tf.abs(x) + 0.5
+        unit = tf.tanh(x)
+        return {
+            "round": tf.round(x * 3.0), "floor": tf.floor(x), "ceil": tf.math.ceil(x), "sign": tf.sign(x),
+            "exp": tf.exp(x), "log": tf.math.log(positive), "sqrt": tf.sqrt(positive), "rsqrt": tf.math.rsqrt(positive),
+            "sigmoid": tf.sigmoid(x), "softplus": tf.nn.softplus(x), "elu": tf.nn.elu(x), "selu": tf.nn.selu(x),
+            "erf": tf.math.erf(x), "erfc": tf.math.erfc(x), "log1p": tf.math.log1p(positive), "expm1": tf.math.expm1(x),
+            "trig": tf.sin(x) + tf.cos(x) + tf.tan(unit) + tf.atan(x) + tf.asin(unit) + tf.acos(unit),
+            "hyperbolic": tf.sinh(x) + tf.cosh(x) + tf.asinh(x) + tf.acosh(positive + 1.0) + tf.atanh(unit * 0.5),
+            "reciprocal": tf.math.reciprocal(positive), "softsign": tf.nn.softsign(x), "relu6": tf.nn.relu6(x * 4.0),
+        }
+
+
+def test_float64_unary_math_matches_tensorflow(tmp_path):
+    inputs = {"x": np.array([-2.5, -0.5000000001, -1e-8, 0.0, 0.5, 1.5, 2.25], np.float64)}
+    assert_runs_as_tensorflow(Float64Unary(), inputs, tmp_path, tolerance=1e-13)

@@ -2,6 +2,7 @@ internal import CTFMPKernels
 internal import TensorCore
 internal import Foundation
 internal import GraphIR
+internal import RealModule
 
 /// The elementwise family: unary math and activations, broadcasting arithmetic, comparisons,
 /// logical ops, `BiasAdd`, `LeakyRelu`, `IsFinite`, `AddN`, `ClipByValue`, `Bucketize`,
@@ -26,6 +27,8 @@ enum ElementwiseKernels {
           if let result = function.apply(values) {
             return [Tensor(dtype: x.dtype, shape: x.shape, storage: .int64(result))]
           }
+        case .double(let values):
+          return [Tensor(dtype: x.dtype, shape: x.shape, storage: .double(function.apply(values)))]
         default: break
         }
         return [
@@ -289,60 +292,90 @@ enum UnaryFunction: String, CaseIterable {
     }
   }
 
-  /// target[i] = f(source[i]) for `count` elements; `target` may be `source` (an update in place).
-  func apply(_ source: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Float>, _ count: Int) {
+  /// The float64 form, in double precision as TensorFlow computes float64 ops.
+  func apply(_ x: [Double]) -> [Double] {
+    [Double](unsafeUninitializedCapacity: x.count) { output, initialized in
+      x.withUnsafeBufferPointer { x in
+        if let source = x.baseAddress, let target = output.baseAddress {
+          apply(source, target, x.count)
+        }
+      }
+      initialized = x.count
+    }
+  }
+
+  /// target[i] = f(source[i]) for `count` elements, in float32 or float64; `target` may be
+  /// `source` (an update in place). Float32's exponential and error functions run the C
+  /// kernels.
+  func apply<T: Real & BinaryFloatingPoint>(
+    _ source: UnsafePointer<T>, _ target: UnsafeMutablePointer<T>, _ count: Int
+  ) {
     @inline(__always)
-    func map(_ function: (Float) -> Float) {
+    func map(_ function: (T) -> T) {
       for i in 0..<count { target[i] = function(source[i]) }
+    }
+    if T.self == Float.self {
+      let (source, target) = (
+        UnsafeRawPointer(source).assumingMemoryBound(to: Float.self),
+        UnsafeMutableRawPointer(target).assumingMemoryBound(to: Float.self)
+      )
+      switch self {
+      case .exp: return tfmp_exp_f32(source, target, count)
+      case .sigmoid:
+        for i in 0..<count { target[i] = -source[i] }
+        tfmp_exp_f32(target, target, count)
+        for i in 0..<count { target[i] = 1 / (1 + target[i]) }
+        return
+      case .erf: return tfmp_erf_f32(source, target, count)
+      case .erfc: return tfmp_erfc_f32(source, target, count)
+      default: break
+      }
     }
     switch self {
     case .relu: map { Swift.max($0, 0) }
-    case .exp: tfmp_exp_f32(source, target, count)
-    case .log: map { Foundation.log($0) }
+    case .exp: map { T.exp($0) }
+    case .log: map { T.log($0) }
     case .sqrt: map { $0.squareRoot() }
     case .rsqrt: map { 1 / $0.squareRoot() }
     case .square: map { $0 * $0 }
-    case .tanh: map { Foundation.tanh($0) }
-    case .sigmoid:
-      map { -$0 }
-      tfmp_exp_f32(target, target, count)
-      for i in 0..<count { target[i] = 1 / (1 + target[i]) }
+    case .tanh: map { T.tanh($0) }
+    case .sigmoid: map { 1 / (1 + T.exp(-$0)) }
     case .neg: map { -$0 }
     case .abs: map { Swift.abs($0) }
     case .relu6: map { Swift.min(Swift.max($0, 0), 6) }
-    case .erf: tfmp_erf_f32(source, target, count)
-    case .erfc: tfmp_erfc_f32(source, target, count)
-    case .softplus: map { $0 > 20 ? $0 : Foundation.log1p(Foundation.exp($0)) }
-    case .elu: map { $0 > 0 ? $0 : Foundation.expm1($0) }
+    case .erf: map { T.erf($0) }
+    case .erfc: map { T.erfc($0) }
+    case .softplus: map { $0 > 20 ? $0 : T.log(onePlus: T.exp($0)) }
+    case .elu: map { $0 > 0 ? $0 : T.expMinusOne($0) }
     case .reciprocal: map { 1 / $0 }
-    case .log1p: map { Foundation.log1p($0) }
+    case .log1p: map { T.log(onePlus: $0) }
     case .selu:
       map {
         $0 > 0
-          ? 1.0507009873554805 * $0 : 1.0507009873554805 * 1.6732632423543772 * Foundation.expm1($0)
+          ? 1.0507009873554805 * $0 : 1.0507009873554805 * 1.6732632423543772 * T.expMinusOne($0)
       }
     case .zerosLike: map { _ in 0 }
     case .onesLike: map { _ in 1 }
-    case .sin: map { Foundation.sin($0) }
-    case .cos: map { Foundation.cos($0) }
+    case .sin: map { T.sin($0) }
+    case .cos: map { T.cos($0) }
     // NaN stays NaN; both zeros give +0, as in TensorFlow (Eigen's `(x > 0) - (x < 0)`).
     case .sign: map { $0.isNaN ? $0 : $0 > 0 ? 1 : $0 < 0 ? -1 : 0 }
     case .floor: map { $0.rounded(.down) }
     case .ceil: map { $0.rounded(.up) }
     // Halves to even, as TensorFlow's Round (banker's rounding).
     case .round: map { $0.rounded(.toNearestOrEven) }
-    case .expm1: map { Foundation.expm1($0) }
+    case .expm1: map { T.expMinusOne($0) }
     case .inv: map { 1 / $0 }
     case .softsign: map { $0 / (1 + Swift.abs($0)) }
-    case .tan: map { Foundation.tan($0) }
-    case .atan: map { Foundation.atan($0) }
-    case .asin: map { Foundation.asin($0) }
-    case .acos: map { Foundation.acos($0) }
-    case .sinh: map { Foundation.sinh($0) }
-    case .cosh: map { Foundation.cosh($0) }
-    case .asinh: map { Foundation.asinh($0) }
-    case .acosh: map { Foundation.acosh($0) }
-    case .atanh: map { Foundation.atanh($0) }
+    case .tan: map { T.tan($0) }
+    case .atan: map { T.atan($0) }
+    case .asin: map { T.asin($0) }
+    case .acos: map { T.acos($0) }
+    case .sinh: map { T.sinh($0) }
+    case .cosh: map { T.cosh($0) }
+    case .asinh: map { T.asinh($0) }
+    case .acosh: map { T.acosh($0) }
+    case .atanh: map { T.atanh($0) }
     }
   }
 }
