@@ -211,7 +211,9 @@ struct KernelTests {
         #expect(abs(Double(y) - exact(Double(x))) <= 3e-7, "seed \(seed): \(function)(\(x)) = \(y)")
       }
     }
-    #expect(UnaryFunction.exp.apply([.nan])[0].isNaN && UnaryFunction.erf.apply([.nan])[0].isNaN)
+    #expect(
+      UnaryFunction.exp.apply([Float.nan])[0].isNaN && UnaryFunction.erf.apply([Float.nan])[0].isNaN
+    )
   }
 
   private func node(padding: String, strides: [Int], dilations: [Int], explicit: [Int] = []) -> Node
