@@ -266,8 +266,9 @@ enum UnaryFunction: String, CaseIterable {
     }
   }
 
-  func apply(_ x: [Float]) -> [Float] {
-    [Float](unsafeUninitializedCapacity: x.count) { output, initialized in
+  /// The float32 or float64 form (float64 in double precision, as TensorFlow computes it).
+  func apply<T: Real & BinaryFloatingPoint>(_ x: [T]) -> [T] {
+    [T](unsafeUninitializedCapacity: x.count) { output, initialized in
       x.withUnsafeBufferPointer { x in
         if let source = x.baseAddress, let target = output.baseAddress {
           apply(source, target, x.count)
@@ -289,18 +290,6 @@ enum UnaryFunction: String, CaseIterable {
     case .zerosLike: x.map { _ in 0 }
     case .onesLike: x.map { _ in 1 }
     default: nil
-    }
-  }
-
-  /// The float64 form, in double precision as TensorFlow computes float64 ops.
-  func apply(_ x: [Double]) -> [Double] {
-    [Double](unsafeUninitializedCapacity: x.count) { output, initialized in
-      x.withUnsafeBufferPointer { x in
-        if let source = x.baseAddress, let target = output.baseAddress {
-          apply(source, target, x.count)
-        }
-      }
-      initialized = x.count
     }
   }
 
