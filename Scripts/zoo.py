@@ -1027,11 +1027,8 @@ def split_positions(found):
 
 def gradient_comparison(helper, path, signature, inputs, scratch, seed=5):
     """For random weights on every output element, tfmp's and TensorFlow's gradient of each
-    variable tfmp differentiates, by checkpoint key, and a function giving TensorFlow's own with
-    oneDNN off (Eigen's CPU kernels, in a process of its own: TensorFlow reads the switch when it
-    loads). Where the gradients sit on ReLU or max-pooling kinks that float32 rounding moves,
-    TensorFlow's two CPU backends disagree too (ResNet50 by 5.2e-3 of a gradient's scale on an
-    AVX-512 EPYC): that disagreement bounds what agreement with either can mean."""
+    variable tfmp differentiates, by checkpoint key, and a function giving each variable's
+    spread (``gradient_spreads``) at these inputs and weights."""
     rng = np.random.default_rng(seed)
     loaded = tf.saved_model.load(path)
     outputs = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
@@ -1043,17 +1040,70 @@ def gradient_comparison(helper, path, signature, inputs, scratch, seed=5):
     if missing:
         raise AssertionError(f"tfmp gives gradients TensorFlow has none of: {missing[:3]}")
 
-    def eigen():
-        import json
-        import subprocess
-        request, out = os.path.join(scratch, "eigen-request.npz"), os.path.join(scratch, "eigen.npz")
-        np.savez(request, **{f"input/{k}": v for k, v in inputs.items()}, **{f"weight/{k}": v for k, v in weights.items()},
-                 request=json.dumps({"path": path, "signature": signature, "keys": sorted(ours), "positions": positions}))
-        subprocess.run([sys.executable, os.path.abspath(__file__), "--eigen-gradients", request, out],
-                       env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}, check=True, capture_output=True)
-        with np.load(out) as data:
-            return {k: data[k] for k in data.files}
-    return ours, theirs, eigen
+    def spreads():
+        return gradient_spreads(helper, path, signature, inputs, weights, (ours, theirs), positions, scratch)
+    return ours, theirs, spreads
+
+
+def gradient_spreads(helper, path, signature, inputs, weights, found, positions, scratch, trials=3, seed=1):
+    """How well each variable's gradient is defined in float32: {checkpoint key: the farthest
+    tfmp's gradient moves from its answer plus the farthest TensorFlow's moves from its own},
+    where `found` is the pair (tfmp's, TensorFlow's) at the values as given, and the moved
+    answers are each one's at `trials` seeded nudges of every float fed (the inputs and the
+    output weights, each element by at most one ulp), and TensorFlow's with its other CPU
+    backend (Eigen's kernels, oneDNN off). Two gradients that differ by less than that agree as
+    well as each agrees with itself. A nudge moves a value across a ReLU or max-pooling kink
+    that float32 rounding put it on: on DenseNet121 (AVX-512 EPYC) one activation sits on its
+    ReLU's kink, and tfmp's gradients are 4.7e-3 of their scale from TensorFlow's at the zoo's
+    inputs and 1e-6 from them at each nudged input tried. TensorFlow's two backends sum in other
+    orders, as tfmp does: on T5 and ViT their smallest gradients (about 1e-4 of the largest)
+    differ by up to 1.1e-3 of their own scale."""
+    rng = np.random.default_rng(seed)
+
+    def nudged(value):
+        if value.dtype != np.float32:
+            return value
+        toward = rng.choice([-np.inf, np.inf], size=value.shape).astype(np.float32)
+        return np.where(rng.random(value.shape) < 0.5, np.nextafter(value, toward), value)
+
+    def moved(spread, answer, other):
+        for key in spread:
+            spread[key] = max(spread[key], float(np.max(np.abs(other[key].astype(np.float64) - answer[key]))))
+
+    ours, theirs = found
+    keys = sorted(theirs)
+    spread_ours, spread_theirs = dict.fromkeys(keys, 0.0), dict.fromkeys(keys, 0.0)
+    for _ in range(trials):
+        fed, weighted = {k: nudged(v) for k, v in inputs.items()}, {k: nudged(v) for k, v in weights.items()}
+        moved(spread_ours, ours, split_positions(tfmp_gradients(helper, path, signature, fed, weighted, scratch))[0])
+        moved(spread_theirs, theirs, tensorflow_gradients(path, signature, fed, weighted, keys, positions))
+    moved(spread_theirs, theirs, eigen_gradients(path, signature, inputs, weights, keys, positions, scratch))
+    return {key: spread_ours[key] + spread_theirs[key] for key in keys}
+
+
+def eigen_gradients(path, signature, inputs, weights, keys, positions, scratch):
+    """``tensorflow_gradients`` with TensorFlow's Eigen CPU kernels (oneDNN off), in a process of
+    its own: TensorFlow reads the switch when it loads."""
+    import json
+    import subprocess
+    request, out = os.path.join(scratch, "eigen-request.npz"), os.path.join(scratch, "eigen.npz")
+    np.savez(request, **{f"input/{k}": v for k, v in inputs.items()}, **{f"weight/{k}": v for k, v in weights.items()},
+             request=json.dumps({"path": path, "signature": signature, "keys": keys, "positions": positions}))
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--eigen-gradients", request, out],
+                   env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}, check=True, capture_output=True)
+    with np.load(out) as data:
+        return {k: data[k] for k in data.files}
+
+
+def answer_eigen_gradients(request, out):
+    """Answers ``eigen_gradients``' request in this process (started with oneDNN off)."""
+    import json
+    with np.load(request) as data:
+        asked = json.loads(str(data["request"]))
+        inputs = {k[len("input/"):]: data[k] for k in data.files if k.startswith("input/")}
+        weights = {k[len("weight/"):]: data[k] for k in data.files if k.startswith("weight/")}
+    found = tensorflow_gradients(asked["path"], asked["signature"], inputs, weights, asked["keys"], asked["positions"])
+    np.savez(out, **{k: v for k, v in found.items() if v is not None})
 
 
 def differences(ours, theirs):
@@ -1068,25 +1118,25 @@ def gradient_differences(helper, path, signature, inputs, scratch, seed=5):
     return differences(ours, theirs)
 
 
-def eigen_gradients(request, out):
-    """Answers ``gradient_comparison``'s request in this process (started with oneDNN off)."""
-    import json
-    with np.load(request) as data:
-        asked = json.loads(str(data["request"]))
-        inputs = {k[len("input/"):]: data[k] for k in data.files if k.startswith("input/")}
-        weights = {k[len("weight/"):]: data[k] for k in data.files if k.startswith("weight/")}
-    found = tensorflow_gradients(asked["path"], asked["signature"], inputs, weights, asked["keys"], asked["positions"])
-    np.savez(out, **{k: v for k, v in found.items() if v is not None})
+def gradient_scales(differences):
+    """{checkpoint key: the scale a variable's gradient difference is measured against: the
+    gradient's largest element, or 1e-4 of the model's largest gradient element when the
+    variable's is smaller (a gradient that is zero in exact arithmetic, such as an attention key
+    bias's, is rounding noise in both)}."""
+    model_scale = max((scale for _, scale in differences.values()), default=0.0)
+    return {key: max(scale, 1e-4 * model_scale, 1e-30) for key, (_, scale) in differences.items()}
+
+
+def relative_errors(differences):
+    """{checkpoint key: the largest difference between tfmp's and TensorFlow's gradient of the
+    variable, relative to its ``gradient_scales``}."""
+    scales = gradient_scales(differences)
+    return {key: difference / scales[key] for key, (difference, _) in differences.items()}
 
 
 def gradient_error(differences):
-    """The largest difference between tfmp's and TensorFlow's gradient of a variable, relative to
-    that gradient's largest element, or to 1e-4 of the model's largest gradient element when the
-    variable's is smaller (a gradient that is zero in exact arithmetic, such as an attention key
-    bias's, is rounding noise in both)."""
-    model_scale = max((scale for _, scale in differences.values()), default=0.0)
-    return max((difference / max(scale, 1e-4 * model_scale, 1e-30)
-                for difference, scale in differences.values()), default=0.0)
+    """The largest of ``relative_errors``."""
+    return max(relative_errors(differences).values(), default=0.0)
 
 
 def gradients(helper, names, folder):
@@ -1134,7 +1184,7 @@ def main():
     parser.add_argument("--eigen-gradients", nargs=2, metavar=("REQUEST", "OUT"), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.eigen_gradients:
-        return eigen_gradients(*arguments.eigen_gradients)
+        return answer_eigen_gradients(*arguments.eigen_gradients)
     register_all()
     names = arguments.only or (FAST if arguments.fast else list(MODELS))
     if arguments.list:
