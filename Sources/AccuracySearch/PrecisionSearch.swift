@@ -132,7 +132,10 @@ public struct PrecisionSearch: Sendable {
     var outcome = Outcome(tolerances: tolerances)
 
     let module = try original.module()
-    let reference = Interpreter(module: module, checkpoint: original.checkpoint, limits: limits)
+    // The weights every conversion tried reads, decoded once.
+    let shared = original.checkpoint.map { SharedVariables(checkpoint: $0) }
+    let reference = Interpreter(
+      module: module, checkpoint: original.checkpoint, limits: limits, sharing: shared)
     var given: [String: [String: Tensor]] = [:]
     var expected: [String: [String: Tensor]] = [:]
     for key in module.distinctSignatureKeys {
@@ -161,33 +164,39 @@ public struct PrecisionSearch: Sendable {
     /// (those searched on unless given), in memory: its graph as written, its variables stored
     /// reduced read rounded as a written checkpoint would give them.
     func trial(_ kept: Set<QualifiedNodeName>, on keys: [String]? = nil) throws -> Trial {
-      let keys = keys ?? searched
       progress?("accuracy search", outcome.conversions, trialLimit + 2)
       var options = conversion
       options.float32Nodes = options.float32Nodes.union(kept)
       let (converted, report) = try Converter(options: options).convert(original)
-      var reports: [AccuracyReport] = []
-      var outputs: [String: [String: Tensor]] = [:]
-      let runner = try Interpreter(model: converted, limits: limits)
+      outcome.conversions += 1
+      let tried = Trial(
+        met: true, reports: [], report: report, model: converted,
+        runner: try Interpreter(model: converted, limits: limits, sharing: shared),
+        outputs: [:])
+      return try measured(tried, on: keys ?? searched)
+    }
+
+    /// `tried` also measured on the signatures `keys`: whether it meets the tolerances on all
+    /// it has been measured on.
+    func measured(_ tried: Trial, on keys: [String]) throws -> Trial {
+      var tried = tried
       for key in keys {
         guard let inputs = given[key], let reference = expected[key] else { continue }
-        let fed = ModelComparison.rounded(inputs, for: try runner.inputSpecs(signature: key))
-        let actual = try runner.run(signature: key, inputs: fed)
-        outputs[key] = actual
-        reports.append(
+        let fed = ModelComparison.rounded(inputs, for: try tried.runner.inputSpecs(signature: key))
+        let actual = try tried.runner.run(signature: key, inputs: fed)
+        tried.outputs[key] = actual
+        tried.reports.append(
           ModelComparison.report(
             signature: key, expected: reference, actual: actual, rtol: 0, atol: 0,
             inputs: self.inputs == nil ? "\(samples) random samples" : "calibration"))
+        outcome.modelRuns += 1
       }
-      outcome.modelRuns += keys.count
-      outcome.conversions += 1
-      let met = reports.allSatisfy { report in
+      tried.reports.sort { $0.signature < $1.signature }
+      tried.met = tried.reports.allSatisfy { report in
         report.mismatches.isEmpty
           && report.outputs.allSatisfy { output in tolerances.allSatisfy { $0.isMet(by: output) } }
       }
-      return Trial(
-        met: met, reports: reports, report: report, model: converted, runner: runner,
-        outputs: outputs)
+      return tried
     }
 
     let lists = try trial([], on: keys)
@@ -280,7 +289,7 @@ public struct PrecisionSearch: Sendable {
     }
     if searched.count < keys.count {
       // The signatures not searched on too; should one miss, the search runs again on all.
-      result = try trial(Set(kept.map(\.node)), on: keys)
+      result = try measured(result, on: keys.filter { !searched.contains($0) })
       guard result.met else {
         var thorough = self
         thorough.searchesAliasesOnce = false

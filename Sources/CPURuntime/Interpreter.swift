@@ -47,7 +47,9 @@ public final class Interpreter: @unchecked Sendable {
 
   /// Prepares `module` for running, its variables read from `checkpoint`; with `profiling`,
   /// ``profile`` collects each kernel's time; `observer` sees every node's outputs; `limits`
-  /// bound what running may create (a kernel or a constant that would exceed them throws).
+  /// bound what running may create (a kernel or a constant that would exceed them throws);
+  /// variables of `checkpoint` that `shared` has decoded are taken from it, and those decoded
+  /// here are given to it.
   ///
   /// TF1 dataflow loops are run as the While loops they stand for
   /// (``GraphIR/Module/functionalizingLoops()``): the observer sees their nodes in the
@@ -55,7 +57,8 @@ public final class Interpreter: @unchecked Sendable {
   public init(
     module: Module, checkpoint: CheckpointReader?,
     storedReduced: [String: ReducedPrecision] = [:], profiling: Bool = false,
-    observer: (any RunObserver)? = nil, limits: ResourceLimits = .standard
+    observer: (any RunObserver)? = nil, limits: ResourceLimits = .standard,
+    sharing shared: SharedVariables? = nil
   ) {
     do {
       self.module = try module.functionalizingLoops()
@@ -71,7 +74,8 @@ public final class Interpreter: @unchecked Sendable {
       nodeCount > limits.maxNodes
       ? "The model has \(nodeCount) nodes, more than the limit of \(limits.maxNodes)." : nil
     registry = .standard
-    store = VariableStore(checkpoint: checkpoint, storedReduced: storedReduced, limits: limits)
+    store = VariableStore(
+      checkpoint: checkpoint, storedReduced: storedReduced, limits: limits, sharing: shared)
     profile = profiling ? OpProfile() : nil
     variableKeys = Dictionary(
       module.variables.map { ($0.node, $0.checkpointKey) }, uniquingKeysWith: { first, _ in first })
@@ -80,15 +84,17 @@ public final class Interpreter: @unchecked Sendable {
     }
   }
 
-  /// Prepares `model` (a SavedModel or a frozen graph) for running, within `limits`.
+  /// Prepares `model` (a SavedModel or a frozen graph) for running, within `limits`, sharing
+  /// decoded variables through `shared`.
   ///
   /// - Throws: ``ModelFormatError`` when its graph cannot be read into a module.
   public convenience init(
-    model: GraphModel, profiling: Bool = false, limits: ResourceLimits = .standard
+    model: GraphModel, profiling: Bool = false, limits: ResourceLimits = .standard,
+    sharing shared: SharedVariables? = nil
   ) throws {
     self.init(
       module: try model.module(), checkpoint: model.checkpoint,
-      storedReduced: model.storedReduced, profiling: profiling, limits: limits)
+      storedReduced: model.storedReduced, profiling: profiling, limits: limits, sharing: shared)
   }
 
   /// Makes the C allocator of this process keep memory it is given back for reuse, instead of

@@ -1,7 +1,8 @@
 internal import Foundation
 internal import GraphIR
-internal import ModelFormats
+public import ModelFormats
 internal import TensorCore
+internal import Synchronization
 
 /// The values that are the same on every run, decoded once: variables from the checkpoint (or
 /// as the model last wrote them: a Keras random layer's seed state) and `Const` nodes (rounded
@@ -17,14 +18,17 @@ final class VariableStore: @unchecked Sendable {
   private let lock = NSLock()
   /// How large a constant may be.
   private let limits: ResourceLimits
+  /// Checkpoint values decoded by other interpreters over the same checkpoint.
+  private let shared: SharedVariables?
 
   init(
     checkpoint: CheckpointReader?, storedReduced: [String: ReducedPrecision] = [:],
-    limits: ResourceLimits
+    limits: ResourceLimits, sharing shared: SharedVariables? = nil
   ) {
     self.checkpoint = checkpoint
     self.storedReduced = storedReduced
     self.limits = limits
+    self.shared = shared.flatMap { $0.checkpoint === checkpoint ? $0 : nil }
   }
 
   /// Gives variable `key` the value `value`, of the dtype and shape it has.
@@ -41,6 +45,14 @@ final class VariableStore: @unchecked Sendable {
   /// A variable's value, read from the checkpoint once.
   func variable(_ key: String) throws -> Tensor {
     if let cached = lock.withLock({ variables[key] }) { return cached }
+    let tensor =
+      try shared?.value(key, roundedTo: storedReduced[key]) { try read(key) } ?? read(key)
+    lock.withLock { variables[key] = tensor }
+    return tensor
+  }
+
+  /// Variable `key` as the checkpoint stores it, rounded where the conversion stores it reduced.
+  private func read(_ key: String) throws -> Tensor {
     guard let checkpoint, let entry = checkpoint.entry(forKey: key) else {
       throw KernelError(code: .missingVariable, "The checkpoint has no entry '\(key)'.")
     }
@@ -57,7 +69,6 @@ final class VariableStore: @unchecked Sendable {
       precision.round(&values)
       tensor = Tensor(dtype: precision.dtype, shape: tensor.shape, storage: .float(values))
     }
-    lock.withLock { variables[key] = tensor }
     return tensor
   }
 
@@ -69,5 +80,28 @@ final class VariableStore: @unchecked Sendable {
     Rounding.round(&tensor, for: node)
     lock.withLock { constants[key] = tensor }
     return tensor
+  }
+}
+
+/// Checkpoint values decoded once for every interpreter over one checkpoint that is given them:
+/// the conversions an accuracy search tries read the same weights, some of them rounded to the
+/// reduced type. A variable written by a run stays that interpreter's own.
+public final class SharedVariables: Sendable {
+  let checkpoint: CheckpointReader
+  private let values = Mutex<[String: Tensor]>([:])
+
+  /// Values shared among interpreters reading `checkpoint`.
+  public init(checkpoint: CheckpointReader) { self.checkpoint = checkpoint }
+
+  /// Variable `key` read rounded to `precision` (as stored, when `nil`): decoded by `read` the
+  /// first time.
+  func value(_ key: String, roundedTo precision: ReducedPrecision?, read: () throws -> Tensor)
+    throws -> Tensor
+  {
+    let slot = key + "\u{0}" + (precision?.rawValue ?? "")
+    if let value = values.withLock({ $0[slot] }) { return value }
+    let value = try read()
+    values.withLock { $0[slot] = value }
+    return value
   }
 }

@@ -46,7 +46,15 @@ public struct Function: Sendable {
   /// How the function's nodes spell tensor references.
   public let syntax: ReferenceSyntax
   /// The arguments in order; ``Input/argument(_:)`` counts positions here.
-  public var arguments: [Argument]
+  public var arguments: [Argument] {
+    didSet {
+      if arguments.count != oldValue.count
+        || zip(arguments, oldValue).contains(where: { $0.name != $1.name })
+      {
+        argumentIndex = Self.positions(of: arguments)
+      }
+    }
+  }
   /// The results in the order of the definition's output arguments.
   public var results: [Result]
   /// Nodes that must have run when the function returns (`control_ret`), by name.
@@ -56,6 +64,8 @@ public struct Function: Sendable {
   /// The file's own record of the function; `nil` for the top-level graph and new functions.
   public var original: Preserved?
   private var index: [String: NodeID]
+  /// The position of each argument by name (the first, should a malformed file repeat one).
+  private var argumentIndex: [String: Int]
 
   /// The name of the top-level graph in messages.
   public static let graphName = "<graph>"
@@ -78,6 +88,16 @@ public struct Function: Sendable {
       index[node.name] = NodeID(position)
     }
     self.index = index
+    self.argumentIndex = Self.positions(of: arguments)
+  }
+
+  private static func positions(of arguments: [Argument]) -> [String: Int] {
+    var positions: [String: Int] = [:]
+    positions.reserveCapacity(arguments.count)
+    for (position, argument) in arguments.enumerated() where positions[argument.name] == nil {
+      positions[argument.name] = position
+    }
+    return positions
   }
 
   /// The node with this ID.
@@ -100,7 +120,7 @@ public struct Function: Sendable {
   public func id(of name: String) -> NodeID? { index[name] }
 
   /// The position of the argument named `name`.
-  public func argumentPosition(of name: String) -> Int? { arguments.firstIndex { $0.name == name } }
+  public func argumentPosition(of name: String) -> Int? { argumentIndex[name] }
 
   /// Adds `node` and returns its ID.
   @discardableResult

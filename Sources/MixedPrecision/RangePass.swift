@@ -176,16 +176,6 @@ extension CheckpointReader {
   func rangeProblem(of entry: CheckpointEntry, in precision: ReducedPrecision) throws -> String? {
     try rangeCounts(of: entry, in: precision).problem(in: precision)
   }
-
-  /// How the float32 tensor `entry`'s values fare when rounded to `precision`.
-  ///
-  /// - Precondition: `entry` is float32.
-  /// - Throws: ``ModelFormatError`` when its bytes cannot be read.
-  func rangeCounts(of entry: CheckpointEntry, in precision: ReducedPrecision) throws -> RangeCounts
-  {
-    precondition(entry.dtype == .float32, "only float32 variables are range-checked")
-    return try withBytes(of: entry) { RangeCounts(float32LittleEndian: $0, roundedTo: precision) }
-  }
 }
 
 extension RangeCounts {

@@ -1,4 +1,4 @@
-internal import TensorCore
+package import TensorCore
 internal import TFProtos
 internal import SwiftProtobuf
 internal import Foundation
@@ -20,6 +20,9 @@ public final class CheckpointReader: Sendable {
   /// Keys whose data already passed its checksum: a tensor read twice (range check, then
   /// rewrite) is verified once.
   private let verifiedKeys = Mutex<Set<String>>([])
+  /// Range counts taken, by type and key: a conversion's passes, and every conversion an
+  /// accuracy search tries, ask about the same tensors.
+  private let rangeCountsTaken = Mutex<[ReducedPrecision: [String: RangeCounts]]>([:])
 
   /// The key of the serialized `TrackableObjectGraph` in TF2 checkpoints.
   public static let objectGraphKey = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -126,6 +129,23 @@ public final class CheckpointReader: Sendable {
       }
       return try body(bytes)
     }
+  }
+
+  /// How the float32 tensor `entry`'s values fare when rounded to `precision` (read once per
+  /// key and type).
+  ///
+  /// - Precondition: `entry` is float32.
+  /// - Throws: ``ModelFormatError`` when its bytes cannot be read.
+  package func rangeCounts(of entry: CheckpointEntry, in precision: ReducedPrecision) throws
+    -> RangeCounts
+  {
+    precondition(entry.dtype == .float32, "only float32 tensors are range-checked")
+    if let taken = rangeCountsTaken.withLock({ $0[precision]?[entry.key] }) { return taken }
+    let counts = try withBytes(of: entry) {
+      RangeCounts(float32LittleEndian: $0, roundedTo: precision)
+    }
+    rangeCountsTaken.withLock { $0[precision, default: [:]][entry.key] = counts }
+    return counts
   }
 
   /// The elements of a `DT_STRING` tensor, after checking their checksums.

@@ -1,6 +1,7 @@
 public import GraphIR
 internal import Foundation
 internal import TFProtos
+internal import Synchronization
 
 extension SavedModel {
   /// The model's first MetaGraph as a GraphIR module: its top-level graph, library, signatures
@@ -9,6 +10,7 @@ extension SavedModel {
   /// - Throws: ``ModelFormatError`` (code `malformed`) when a tensor reference in the graph
   ///   cannot be parsed; the message names the function and node.
   public func module() throws -> Module {
+    if let module = decodedModule.value.withLock({ $0 }) { return module }
     let metaGraph = proto.metaGraphs[0]
     let graphPath = (directory as NSString).appendingPathComponent(Self.graphFileName)
     var module = try GraphCoding.module(of: metaGraph.graphDef, path: graphPath)
@@ -18,6 +20,7 @@ extension SavedModel {
       throw GraphCoding.formatError(error, path: graphPath)
     }
     module.variables = Self.variables(metaGraph, module: module)
+    decodedModule.value.withLock { $0 = module }
     return module
   }
 
@@ -139,4 +142,9 @@ extension SavedModel {
     }
     return variables
   }
+}
+
+/// A SavedModel's module, decoded once (see ``SavedModel/module()``).
+final class DecodedModule: Sendable {
+  let value = Mutex<Module?>(nil)
 }

@@ -13,7 +13,12 @@ public struct SavedModel: Sendable {
   /// The folder the model was read from.
   public let directory: String
   /// The decoded `saved_model.pb`.
-  package var proto: Tensorflow_SavedModel
+  package var proto: Tensorflow_SavedModel {
+    didSet { decodedModule = DecodedModule() }
+  }
+  /// ``module()`` once decoded from ``proto`` (an accuracy search converts one model many
+  /// times); a change to the proto starts a new, empty one.
+  private(set) var decodedModule = DecodedModule()
   /// The checkpoint in `variables/`, or `nil` for a model without one.
   package var checkpoint: CheckpointReader?
   /// The raw `fingerprint.pb`, or `nil` when absent. Tools that change the model drop it
