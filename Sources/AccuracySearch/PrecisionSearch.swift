@@ -160,6 +160,10 @@ public struct PrecisionSearch: Sendable {
       searched.append(key)
     }
 
+    // The sets of kept nodes tried that missed the tolerances: pruning would try some again
+    // (the set without the last node kept is the prefix bisecting tried).
+    var missed: Set<Set<QualifiedNodeName>> = []
+
     /// Converts keeping `kept` float32 and measures the conversion on the signatures `keys`
     /// (those searched on unless given), in memory: its graph as written, its variables stored
     /// reduced read rounded as a written checkpoint would give them.
@@ -173,7 +177,9 @@ public struct PrecisionSearch: Sendable {
         met: true, reports: [], report: report, model: converted,
         runner: try Interpreter(model: converted, limits: limits, sharing: shared),
         outputs: [:])
-      return try measured(tried, on: keys ?? searched)
+      let result = try measured(tried, on: keys ?? searched)
+      if !result.met { missed.insert(kept) }
+      return result
     }
 
     /// `tried` also measured on the signatures `keys`: whether it meets the tolerances on all
@@ -275,7 +281,7 @@ public struct PrecisionSearch: Sendable {
         guard outcome.conversions <= trialLimit else { break pruning }
         let start = max(0, end - run)
         let without = Array(kept[..<start] + kept[end...])
-        if !without.isEmpty {
+        if !without.isEmpty && !missed.contains(Set(without.map(\.node))) {
           let attempt = try trial(Set(without.map { $0.node }))
           if attempt.met {
             kept = without
