@@ -281,8 +281,9 @@ public struct PrecisionSearch: Sendable {
         guard outcome.conversions <= trialLimit else { break pruning }
         let start = max(0, end - run)
         let without = Array(kept[..<start] + kept[end...])
-        if !without.isEmpty && !missed.contains(Set(without.map(\.node))) {
-          let attempt = try trial(Set(without.map { $0.node }))
+        let candidate = Set(without.map(\.node))
+        if !without.isEmpty && !missed.contains(candidate) {
+          let attempt = try trial(candidate)
           if attempt.met {
             kept = without
             result = attempt
