@@ -125,9 +125,13 @@ public struct PrecisionSearch: Sendable {
 
   /// Searches the nodes of `original`'s conversion to keep float32.
   ///
+  /// - Returns: What the search found and, when it met the tolerances, the conversion chosen
+  ///   (what ``Converter`` gives with ``Outcome/float32Nodes`` kept float32).
   /// - Throws: ``ModelFormatError`` when the model cannot be read or converted; ``RuntimeError``
   ///   when the runtime cannot run it (the search needs to).
-  public func run(on original: GraphModel) throws -> Outcome {
+  public func run(on original: GraphModel) throws -> (
+    outcome: Outcome, conversion: (model: GraphModel, report: ConversionReport)?
+  ) {
     let start = ContinuousClock.now
     var outcome = Outcome(tolerances: tolerances)
 
@@ -160,6 +164,8 @@ public struct PrecisionSearch: Sendable {
       searched.append(key)
     }
 
+    // What every conversion tried shares, found once.
+    let prepared = try Converter(options: conversion).prepare(original)
     // The sets of kept nodes tried that missed the tolerances: pruning would try some again
     // (the set without the last node kept is the prefix bisecting tried).
     var missed: Set<Set<QualifiedNodeName>> = []
@@ -169,9 +175,7 @@ public struct PrecisionSearch: Sendable {
     /// reduced read rounded as a written checkpoint would give them.
     func trial(_ kept: Set<QualifiedNodeName>, on keys: [String]? = nil) throws -> Trial {
       progress?("accuracy search", outcome.conversions, trialLimit + 2)
-      var options = conversion
-      options.float32Nodes = options.float32Nodes.union(kept)
-      let (converted, report) = try Converter(options: options).convert(original)
+      let (converted, report) = try prepared.convert(keepingFloat32: kept)
       outcome.conversions += 1
       let tried = Trial(
         met: true, reports: [], report: report, model: converted,
@@ -212,7 +216,7 @@ public struct PrecisionSearch: Sendable {
     outcome.met = lists.met
     guard !lists.met else {
       outcome.seconds = (ContinuousClock.now - start).seconds
-      return outcome
+      return (outcome, (lists.model, lists.report))
     }
 
     // The reduced-precision nodes, and the embedding lookups (painted float32, they read the
@@ -264,7 +268,7 @@ public struct PrecisionSearch: Sendable {
       outcome.float32Nodes = ranked
       outcome.after = latest.reports
       outcome.seconds = (ContinuousClock.now - start).seconds
-      return outcome
+      return (outcome, nil)
     }
     while count - failed > 1 && outcome.conversions <= trialLimit {
       let middle = (failed + count) / 2
@@ -301,9 +305,9 @@ public struct PrecisionSearch: Sendable {
         var thorough = self
         thorough.searchesAliasesOnce = false
         var again = try thorough.run(on: original)
-        again.modelRuns += outcome.modelRuns
-        again.conversions += outcome.conversions
-        again.seconds += (ContinuousClock.now - start).seconds
+        again.outcome.modelRuns += outcome.modelRuns
+        again.outcome.conversions += outcome.conversions
+        again.outcome.seconds += (ContinuousClock.now - start).seconds
         return again
       }
     }
@@ -312,7 +316,7 @@ public struct PrecisionSearch: Sendable {
     outcome.casts = result.report.castsInserted
     outcome.met = true
     outcome.seconds = (ContinuousClock.now - start).seconds
-    return outcome
+    return (outcome, (result.model, result.report))
   }
 }
 

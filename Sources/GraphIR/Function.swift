@@ -45,16 +45,10 @@ public struct Function: Sendable {
   public var name: String
   /// How the function's nodes spell tensor references.
   public let syntax: ReferenceSyntax
-  /// The arguments in order; ``Input/argument(_:)`` counts positions here.
-  public var arguments: [Argument] {
-    didSet {
-      if arguments.count != oldValue.count
-        || zip(arguments, oldValue).contains(where: { $0.name != $1.name })
-      {
-        argumentIndex = Self.positions(of: arguments)
-      }
-    }
-  }
+  /// The arguments in order; ``Input/argument(_:)`` counts positions here. Changed through
+  /// ``replaceArguments(with:)`` and ``updateArgument(at:_:)``, which keep the index by name
+  /// (an observer comparing old and new would copy the array at every change of one argument).
+  public private(set) var arguments: [Argument]
   /// The results in the order of the definition's output arguments.
   public var results: [Result]
   /// Nodes that must have run when the function returns (`control_ret`), by name.
@@ -101,14 +95,18 @@ public struct Function: Sendable {
   }
 
   /// The node with this ID.
+  ///
+  /// Modified in place: a node's fields are one copy-on-write box, which a copy taken to
+  /// change and store back would copy whole.
   public subscript(id: NodeID) -> Node {
     get { nodes[id.index] }
-    set {
+    _modify {
       let oldName = nodes[id.index].name
-      nodes[id.index] = newValue
-      if newValue.name != oldName {
+      yield &nodes[id.index]
+      let newName = nodes[id.index].name
+      if newName != oldName {
         if index[oldName] == id { index[oldName] = nil }
-        if index[newValue.name] == nil { index[newValue.name] = id }
+        if index[newName] == nil { index[newName] = id }
       }
     }
   }
@@ -121,6 +119,19 @@ public struct Function: Sendable {
 
   /// The position of the argument named `name`.
   public func argumentPosition(of name: String) -> Int? { argumentIndex[name] }
+
+  /// Replaces every argument.
+  public mutating func replaceArguments(with arguments: [Argument]) {
+    self.arguments = arguments
+    argumentIndex = Self.positions(of: arguments)
+  }
+
+  /// Changes the argument at `position` in place.
+  public mutating func updateArgument(at position: Int, _ update: (inout Argument) -> Void) {
+    let name = arguments[position].name
+    update(&arguments[position])
+    if arguments[position].name != name { argumentIndex = Self.positions(of: arguments) }
+  }
 
   /// Adds `node` and returns its ID.
   @discardableResult

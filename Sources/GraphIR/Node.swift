@@ -53,34 +53,95 @@ public enum Input: Hashable, Sendable {
 ///
 /// `original` carries the node as the file stored it (opaque here): when a model is written
 /// back, every field tfmp does not model comes from it, and an unchanged node is written as read.
+///
+/// A value type kept in one copy-on-write box: passes look at nodes far more often than they
+/// change them, and copying a node is then one reference, not one per field.
 public struct Node: Sendable {
+  /// The fields, shared between copies until one of them changes.
+  private final class Fields: @unchecked Sendable {
+    // Sendable: a box is only written while uniquely referenced (`fields` below).
+    var name: String
+    var op: String
+    var inputs: [Input]
+    var controlInputs: [Input]
+    var attributes: [String: AttrValue]
+    var device: String
+    var original: Preserved?
+
+    init(
+      name: String, op: String, inputs: [Input], controlInputs: [Input],
+      attributes: [String: AttrValue], device: String, original: Preserved?
+    ) {
+      self.name = name
+      self.op = op
+      self.inputs = inputs
+      self.controlInputs = controlInputs
+      self.attributes = attributes
+      self.device = device
+      self.original = original
+    }
+
+    func copy() -> Fields {
+      Fields(
+        name: name, op: op, inputs: inputs, controlInputs: controlInputs,
+        attributes: attributes, device: device, original: original)
+    }
+  }
+
+  private var box: Fields
+
+  /// The box, copied first when another node shares it.
+  private var fields: Fields {
+    mutating get {
+      if !isKnownUniquelyReferenced(&box) { box = box.copy() }
+      return box
+    }
+  }
+
   /// The node's name, unique in its function.
-  public var name: String
+  public var name: String {
+    get { box.name }
+    set { fields.name = newValue }
+  }
   /// The op type, verbatim (`MatMul`).
-  public var op: String
+  public var op: String {
+    get { box.op }
+    set { fields.op = newValue }
+  }
   /// The data inputs, in order.
-  public var inputs: [Input]
+  public var inputs: [Input] {
+    get { box.inputs }
+    _modify { yield &fields.inputs }
+  }
   /// The nodes that must run first (`^node`); they carry no data.
-  public var controlInputs: [Input]
+  public var controlInputs: [Input] {
+    get { box.controlInputs }
+    _modify { yield &fields.controlInputs }
+  }
   /// The attributes by name, decoded.
-  public var attributes: [String: AttrValue]
+  public var attributes: [String: AttrValue] {
+    get { box.attributes }
+    _modify { yield &fields.attributes }
+  }
   /// The requested device, often empty.
-  public var device: String
+  public var device: String {
+    get { box.device }
+    set { fields.device = newValue }
+  }
   /// The file's own record of the node; `nil` for a node tfmp created.
-  public var original: Preserved?
+  public var original: Preserved? {
+    get { box.original }
+    set { fields.original = newValue }
+  }
 
   /// A node created by tfmp (no file record).
   public init(
     name: String, op: String, inputs: [Input] = [], controlInputs: [Input] = [],
     attributes: [String: AttrValue] = [:], device: String = "", original: Preserved? = nil
   ) {
-    self.name = name
-    self.op = op
-    self.inputs = inputs
-    self.controlInputs = controlInputs
-    self.attributes = attributes
-    self.device = device
-    self.original = original
+    box = Fields(
+      name: name, op: op, inputs: inputs, controlInputs: controlInputs, attributes: attributes,
+      device: device, original: original)
   }
 
   /// The dtype of attribute `name`, if it holds one.

@@ -81,14 +81,7 @@ public struct Converter: Sendable {
   ///
   /// - Throws: See ``convert(_:)-(SavedModel)`` and ``convert(_:)-(GraphDefFile)``.
   public func convert(_ model: GraphModel) throws -> (GraphModel, ConversionReport) {
-    switch model {
-    case .savedModel(let savedModel):
-      let (converted, report) = try convert(savedModel)
-      return (.savedModel(converted), report)
-    case .frozenGraph(let file):
-      let (converted, report) = try convert(file)
-      return (.frozenGraph(converted), report)
-    }
+    try prepare(model).convert()
   }
 
   /// Converts the SavedModel `model`.
@@ -98,19 +91,44 @@ public struct Converter: Sendable {
   ///   in float16 or bfloat16; `malformed` for an invalid `--fp32-node` pattern or a graph that
   ///   cannot be read; `unsupported` for signatures `--no-keep-io-types` cannot retype.
   public func convert(_ model: SavedModel) throws -> (SavedModel, ConversionReport) {
-    var module = try model.module()
-    let context = try runPasses(on: &module, checkpoint: model.checkpoint, path: model.directory)
-    var converted = model.replacing(module)
-    converted.fingerprint = nil
-    try converted.storeReduced(context.storage.convertedKeys, in: options.precision)
-    for retyped in context.retypedSignatureFunctions {
-      converted.retypeConcreteFunction(
-        retyped.function, inputs: retyped.inputs, outputs: retyped.outputs,
-        to: options.precision.dtype)
+    let (converted, report) = try convert(.savedModel(model))
+    guard case .savedModel(let savedModel) = converted else {
+      preconditionFailure("a SavedModel converts to a SavedModel")
     }
-    var report = context.report
-    try report.record(context.storage, of: model)
-    return (converted, report)
+    return (savedModel, report)
+  }
+
+  /// Converts the frozen graph `file`: its weights are constants, stored in the reduced type
+  /// where the ops reading them compute in it; its fetched node names stay.
+  ///
+  /// - Returns: The converted graph and a report of every decision.
+  /// - Throws: ``ModelFormatError`` as for a SavedModel; `unsupported` for `--weights float32`,
+  ///   which a graph without variables cannot honour, and for `--no-keep-io-types`.
+  public func convert(_ file: GraphDefFile) throws -> (GraphDefFile, ConversionReport) {
+    let (converted, report) = try convert(.frozenGraph(file))
+    guard case .frozenGraph(let graph) = converted else {
+      preconditionFailure("a frozen graph converts to a frozen graph")
+    }
+    return (graph, report)
+  }
+
+  /// `model` read and analysed for conversion (see ``PreparedConversion``).
+  ///
+  /// - Throws: See ``convert(_:)-(SavedModel)`` and ``convert(_:)-(GraphDefFile)``.
+  public func prepare(_ model: GraphModel) throws -> PreparedConversion {
+    let module: Module
+    let checkpoint: CheckpointReader?
+    switch model {
+    case .savedModel(let savedModel):
+      module = try savedModel.module()
+      checkpoint = savedModel.checkpoint
+    case .frozenGraph(let file):
+      try refuseFrozenGraphOptions(file)
+      module = try file.module()
+      checkpoint = nil
+    }
+    let context = try analyse(module, checkpoint: checkpoint, path: model.path)
+    return PreparedConversion(converter: self, original: model, module: module, context: context)
   }
 
   /// `model`, converted with float32 master weights (`--weights float32`) and perhaps trained
@@ -125,7 +143,8 @@ public struct Converter: Sendable {
   public func storingMasterWeights(of model: SavedModel) throws -> (SavedModel, ConversionReport) {
     var module = try model.module()
     let storage = try VariableStoragePass(precision: options.precision).apply(
-      to: &module, readers: .casts, checkpoint: model.checkpoint, values: model.checkpointValues)
+      to: &module, groups: VariableStoragePass.groups(in: module), readers: .casts,
+      checkpoint: model.checkpoint, values: model.checkpointValues)
     var stored = model.replacing(module)
     stored.fingerprint = nil
     try stored.storeReduced(storage.convertedKeys, in: options.precision)
@@ -134,13 +153,8 @@ public struct Converter: Sendable {
     return (stored, report)
   }
 
-  /// Converts the frozen graph `file`: its weights are constants, stored in the reduced type
-  /// where the ops reading them compute in it; its fetched node names stay.
-  ///
-  /// - Returns: The converted graph and a report of every decision.
-  /// - Throws: ``ModelFormatError`` as for a SavedModel; `unsupported` for `--weights float32`,
-  ///   which a graph without variables cannot honour, and for `--no-keep-io-types`.
-  public func convert(_ file: GraphDefFile) throws -> (GraphDefFile, ConversionReport) {
+  /// Refuses the options a frozen graph cannot honour.
+  private func refuseFrozenGraphOptions(_ file: GraphDefFile) throws {
     guard options.keepIOTypes else {
       throw ModelFormatError(
         code: .unsupported, path: file.path, location: "--no-keep-io-types",
@@ -154,18 +168,11 @@ public struct Converter: Sendable {
           + "weights are constants, stored in the reduced type where the ops reading them "
           + "compute in it. Drop --weights float32, or convert the SavedModel it was frozen from.")
     }
-    var module = try file.module()
-    let before = Self.constantBytes(module)
-    let context = try runPasses(on: &module, checkpoint: nil, path: file.path)
-    var report = context.report
-    report.weightsAreConstants = true
-    report.weightBytesBefore = before
-    report.weightBytesAfter = Self.constantBytes(module)
-    return (file.replacing(module), report)
   }
 
-  /// Runs the pipeline over `module`, whose variables `checkpoint` holds, read from `path`.
-  private func runPasses(on module: inout Module, checkpoint: CheckpointReader?, path: String)
+  /// Runs the analysis passes over `module`, whose variables `checkpoint` holds, read from
+  /// `path`: the context every conversion of it starts from.
+  fileprivate func analyse(_ module: Module, checkpoint: CheckpointReader?, path: String)
     throws -> ConversionContext
   {
     var lists = OpLists(for: options.precision)
@@ -186,17 +193,37 @@ public struct Converter: Sendable {
     var passes: [any ConversionPass] = [RangePass(precision: options.precision)]
     if options.normalizationInFloat32 { passes.append(NormalizationPass()) }
     passes.append(ChoicePass())
-    passes.append(
+    if options.weights == .auto { passes.append(VariableStoragePass.Grouping()) }
+
+    var context = ConversionContext(
+      options: options, lists: lists, float32NodePatterns: patterns, checkpoint: checkpoint,
+      modelPath: path)
+    var analysed = module
+    try run(passes, on: &analysed, &context)
+    return context
+  }
+
+  /// Runs the rewriting passes over `module`, analysed into `context`, keeping `float32Nodes`
+  /// float32 besides what the options keep.
+  fileprivate func rewrite(
+    _ module: inout Module, _ context: inout ConversionContext,
+    keepingFloat32 float32Nodes: Set<QualifiedNodeName>
+  ) throws {
+    var passes: [any ConversionPass] = [
       PaintingPass(
-        lists: lists, float32NodePatterns: patterns, searchedFloat32Nodes: options.float32Nodes,
-        userReducedOps: Set(options.reducedOps),
-        userFloat32Ops: Set(options.float32Ops)))
+        lists: context.lists, float32NodePatterns: context.float32NodePatterns,
+        searchedFloat32Nodes: options.float32Nodes.union(float32Nodes),
+        userReducedOps: Set(options.reducedOps), userFloat32Ops: Set(options.float32Ops))
+    ]
     if options.weights == .auto { passes.append(VariableStoragePass(precision: options.precision)) }
     passes.append(CastInsertionPass(precision: options.precision))
     if !options.keepIOTypes { passes.append(SignatureTypesPass(precision: options.precision)) }
+    try run(passes, on: &module, &context)
+  }
 
-    var context = ConversionContext(
-      options: options, lists: lists, checkpoint: checkpoint, modelPath: path)
+  private func run(
+    _ passes: [any ConversionPass], on module: inout Module, _ context: inout ConversionContext
+  ) throws {
     // Passes must keep a well-formed module well formed (checked in builds with internal
     // checks; a malformed input, such as a corrupted file, is left as it is).
     let schemas = OpRegistry.standard
@@ -205,7 +232,35 @@ public struct Converter: Sendable {
       try pass.run(on: &module, &context)
       if wellFormed { GraphVerifier.checkInternally(module, schemas: schemas) }
     }
-    return context
+  }
+
+  /// The SavedModel `model` with `module`, converted in `context`.
+  fileprivate func finish(_ module: Module, _ context: ConversionContext, of model: SavedModel)
+    throws -> (SavedModel, ConversionReport)
+  {
+    var converted = model.replacing(module)
+    converted.fingerprint = nil
+    try converted.storeReduced(context.storage.convertedKeys, in: options.precision)
+    for retyped in context.retypedSignatureFunctions {
+      converted.retypeConcreteFunction(
+        retyped.function, inputs: retyped.inputs, outputs: retyped.outputs,
+        to: options.precision.dtype)
+    }
+    var report = context.report
+    try report.record(context.storage, of: model)
+    return (converted, report)
+  }
+
+  /// The frozen graph `file`, whose module was `original`, with `module`, converted in
+  /// `context`.
+  fileprivate func finish(
+    _ module: Module, _ context: ConversionContext, of file: GraphDefFile, original: Module
+  ) -> (GraphDefFile, ConversionReport) {
+    var report = context.report
+    report.weightsAreConstants = true
+    report.weightBytesBefore = Self.constantBytes(original)
+    report.weightBytesAfter = Self.constantBytes(module)
+    return (file.replacing(module), report)
   }
 
   /// The bytes of the module's float constants (a frozen graph's weights).
@@ -240,6 +295,38 @@ public struct Converter: Sendable {
             + "the model was converted before or exported from mixed-precision training. tfmp "
             + "converts float32 models; convert the original float32 model instead.")
       }
+    }
+  }
+}
+
+/// One model read and analysed for conversion: the passes that only read the model (ranges,
+/// normalizations, choices, the variables' handle groups) have run, so that converting it
+/// again and again, keeping different nodes float32 (the accuracy search), repeats only the
+/// painting and the rewriting.
+public struct PreparedConversion {
+  fileprivate let converter: Converter
+  /// The model being converted.
+  public let original: GraphModel
+  fileprivate let module: Module
+  fileprivate let context: ConversionContext
+
+  /// Converts the model, keeping `float32Nodes` float32 besides what the options keep.
+  ///
+  /// - Throws: See ``Converter/convert(_:)-(SavedModel)`` and
+  ///   ``Converter/convert(_:)-(GraphDefFile)``.
+  public func convert(keepingFloat32 float32Nodes: Set<QualifiedNodeName> = []) throws
+    -> (GraphModel, ConversionReport)
+  {
+    var converted = module
+    var context = context
+    try converter.rewrite(&converted, &context, keepingFloat32: float32Nodes)
+    switch original {
+    case .savedModel(let model):
+      let (result, report) = try converter.finish(converted, context, of: model)
+      return (.savedModel(result), report)
+    case .frozenGraph(let file):
+      let (result, report) = converter.finish(converted, context, of: file, original: module)
+      return (.frozenGraph(result), report)
     }
   }
 }

@@ -1,8 +1,11 @@
 internal import GraphIR
 internal import ModelFormats
+internal import Foundation
 
 /// One step of the conversion pipeline (see ``Converter``): it rewrites the module and records
-/// its decisions in the context for the passes after it and for the report.
+/// its decisions in the context for the passes after it and for the report. An analysis pass
+/// only reads the module and the options besides the nodes to keep float32, so that its facts
+/// hold for every conversion of one model (``PreparedConversion``).
 protocol ConversionPass {
   /// Runs the pass over `module`.
   ///
@@ -16,6 +19,8 @@ struct ConversionContext {
   let options: ConversionOptions
   /// The op lists, with the user's overrides.
   let lists: OpLists
+  /// `--fp32-node`'s patterns, compiled.
+  let float32NodePatterns: [NSRegularExpression]
   let checkpoint: CheckpointReader?
   /// The model's folder, for messages.
   let modelPath: String
@@ -25,16 +30,21 @@ struct ConversionContext {
   var islands: [String: [PaintingPass.Island]] = [:]
   /// The painting of each body, by body name (``PaintingPass``).
   var decisions: [String: [PaintingPass.Decision]] = [:]
+  /// The variables' handles linked into groups (``VariableStoragePass/Grouping``).
+  var variableGroups = VariableStoragePass.Groups()
   /// The variables stored in the reduced type and the nodes retyped for them (``VariableStoragePass``).
   var storage = VariableStoragePass.Result()
   /// The signature functions whose object-graph TensorSpecs must follow (``SignatureTypesPass``).
   var retypedSignatureFunctions: [SignatureTypesPass.Retyped] = []
   var report: ConversionReport
 
-  init(options: ConversionOptions, lists: OpLists, checkpoint: CheckpointReader?, modelPath: String)
-  {
+  init(
+    options: ConversionOptions, lists: OpLists, float32NodePatterns: [NSRegularExpression],
+    checkpoint: CheckpointReader?, modelPath: String
+  ) {
     self.options = options
     self.lists = lists
+    self.float32NodePatterns = float32NodePatterns
     self.checkpoint = checkpoint
     self.modelPath = modelPath
     report = ConversionReport(precision: options.precision, weights: options.weights)
@@ -80,10 +90,20 @@ extension PaintingPass: ConversionPass {
   }
 }
 
+extension VariableStoragePass {
+  /// The analysis half of ``VariableStoragePass``: links the variables' handles into groups.
+  struct Grouping: ConversionPass {
+    func run(on module: inout Module, _ context: inout ConversionContext) throws {
+      context.variableGroups = VariableStoragePass.groups(in: module)
+    }
+  }
+}
+
 extension VariableStoragePass: ConversionPass {
   func run(on module: inout Module, _ context: inout ConversionContext) throws {
     context.storage = try apply(
-      to: &module, readers: .painted(context.decisions), checkpoint: context.checkpoint)
+      to: &module, groups: context.variableGroups, readers: .painted(context.decisions),
+      checkpoint: context.checkpoint)
   }
 }
 

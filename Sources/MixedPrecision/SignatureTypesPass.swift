@@ -90,7 +90,7 @@ struct SignatureTypesPass {
       for crossing in inputs.sorted(by: Crossing.order) where crossing.call == call {
         graph[call].setType("Tin", target, listIndex: crossing.position)
         let argument = function.arguments[crossing.position].name
-        function.arguments[crossing.position].dtype = target
+        function.updateArgument(at: crossing.position) { $0.dtype = target }
         let id = NodeID(function.nodes.count)
         let cast = function.singleOutput(of: id, argument: "y")
         for node in function.nodeIDs {

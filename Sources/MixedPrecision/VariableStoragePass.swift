@@ -75,54 +75,40 @@ struct VariableStoragePass {
     "IsVariableInitialized",
   ]
 
-  /// Decides every group of handles and retypes the converted ones in `module`.
-  ///
-  /// - Parameters:
-  ///   - module: The module; converted groups' handles, reads, gathers, saver plumbing and
-  ///     resource arguments are retyped in place.
-  ///   - readers: How reads feeding reduced-precision compute are told.
-  ///   - checkpoint: The model's checkpoint; without one nothing is converted.
-  ///   - values: Values replacing the checkpoint's (trained weights), by key, for the range
-  ///     check.
-  /// - Returns: What happened to each group, the retyped nodes and the converted keys.
-  /// - Throws: ``ModelFormatError`` for a checkpoint tensor that cannot be read.
-  func apply(
-    to module: inout Module, readers: Readers, checkpoint: CheckpointReader?,
-    values: [String: [Float]] = [:]
-  ) throws -> Result {
-    var result = Result()
-    guard let checkpoint else { return result }
-    let names = module.bodyNames
-    var bodies = Dictionary(uniqueKeysWithValues: names.map { ($0, module.body(named: $0)) })
-    let consumers = bodies.mapValues { $0.consumers() }
-    let sinks = Dictionary(uniqueKeysWithValues: names.map { ($0, module.sinks(of: $0)) })
-    var groups = UnionFind<Place>()
-    var blocked: [Place: String] = [:]
-    var keys: [Place: [String]] = [:]  // handle place -> checkpoint keys
+  /// A saver node's dtype attribute that names a variable's stored type.
+  struct SaverEdit {
+    var body: String
+    var node: NodeID
+    var attribute: String
+    var listIndex: Int?
+  }
 
-    /// The handle a data input carries, following Identity nodes.
-    func handle(_ body: String, _ source: Input) -> Place? {
-      guard let function = bodies[body] else { return nil }
-      switch source {
-      case .argument(let position):
-        guard function.arguments[position].dtype == .resource else { return nil }
-        return Place(body: body, name: function.arguments[position].name)
-      case .output(let node, _):
-        let definition = function[node]
-        if definition.op == "VarHandleOp" || Self.referenceOps.contains(definition.op) {
-          return Place(body: body, name: definition.name)
-        }
-        // The Identity of a reference variable reads its value; of a handle, passes it on.
-        if definition.op == "Identity", let input = definition.inputs.first,
-          let producer = input.node, !Self.referenceOps.contains(function[producer].op)
-        {
-          return handle(body, input)
-        }
-        return nil
-      case .unresolved:
-        return nil
-      }
-    }
+  /// A module's variable handles linked into groups, and what deciding the groups reads: found
+  /// once per model (the accuracy search decides them again for every painting it tries).
+  struct Groups {
+    /// Each group's handle places, the groups in a fixed order.
+    var members: [[Place]] = []
+    /// Places used in a way that keeps their group float32, with the use.
+    var blocked: [Place: String] = [:]
+    /// The checkpoint keys saved or restored through each handle place.
+    var keys: [Place: [String]] = [:]
+    /// The saver's dtype attributes for each handle place.
+    var saverEdits: [Place: [SaverEdit]] = [:]
+    /// Each body's consumers, by body name.
+    var consumers: [String: [[(node: NodeID, position: Int)]]] = [:]
+    /// Each body's sinks, by body name.
+    var sinks: [String: [String: Input]] = [:]
+  }
+
+  /// Links the handles of `module`'s variables into groups.
+  static func groups(in module: Module) -> Groups {
+    var found = Groups()
+    let names = module.bodyNames
+    let bodies = Dictionary(uniqueKeysWithValues: names.map { ($0, module.body(named: $0)) })
+    found.consumers = bodies.mapValues { $0.consumers() }
+    found.sinks = Dictionary(uniqueKeysWithValues: names.map { ($0, module.sinks(of: $0)) })
+    var groups = UnionFind<Place>()
+
     func argumentPlace(_ function: String, _ position: Int) -> Place? {
       guard function != Function.graphName, let callee = bodies[function],
         position < callee.arguments.count
@@ -135,7 +121,7 @@ struct VariableStoragePass {
       guard let function = bodies[body] else { continue }
       for node in function.nodes {
         for (position, input) in node.inputs.enumerated() {
-          guard let place = handle(body, input) else { continue }
+          guard let place = handle(body, function, input) else { continue }
           groups.add(place)
           let callees = Self.callees(of: node, position: position)
           if let callees {
@@ -143,7 +129,7 @@ struct VariableStoragePass {
               if let argument = argumentPlace(function, position) {
                 groups.union(place, argument)
               } else {
-                blocked[place] = "passed to '\(function)', which is not in the library"
+                found.blocked[place] = "passed to '\(function)', which is not in the library"
               }
             }
           } else if Self.readOps.contains(node.op)
@@ -151,67 +137,111 @@ struct VariableStoragePass {
           {
             groups.union(place, Place(body: body, name: node.name))
           } else if !Self.neutralOps.contains(node.op) && !(node.op == "SaveV2" && position >= 3) {
-            blocked[place] = "used by \(node.op) '\(node.name)'"
+            found.blocked[place] = "used by \(node.op) '\(node.name)'"
           }
         }
       }
     }
 
     // 2. Saver plumbing: checkpoint keys, and writes that copy one variable into another.
-    var saverEdits: [Place: [(body: String, node: NodeID, attribute: String, listIndex: Int?)]] =
-      [:]
     for body in names {
       guard let function = bodies[body] else { continue }
       for saved in SavedVariables.slots(in: function) {
         let source =
           Self.referenceOps.contains(function[saved.read].op)
           ? .output(saved.read, OutputSlot()) : function[saved.read].inputs.first
-        guard let source, let place = handle(body, source) else { continue }
-        keys[place, default: []].append(saved.key)
-        saverEdits[place, default: []] +=
-          [(body, saved.save, "dtypes", saved.slot)]
-          + saved.identities.map { (body, $0, "T", nil) }
+        guard let source, let place = handle(body, function, source) else { continue }
+        found.keys[place, default: []].append(saved.key)
+        found.saverEdits[place, default: []] +=
+          [SaverEdit(body: body, node: saved.save, attribute: "dtypes", listIndex: saved.slot)]
+          + saved.identities.map { SaverEdit(body: body, node: $0, attribute: "T") }
       }
       for restore in function.nodeIDs where function[restore].op == "RestoreV2" {
         let names = SavedVariables.tensorNames(function[restore], in: function)
         for assign in function.nodeIDs
         where ["AssignVariableOp", "Assign"].contains(function[assign].op) {
           let inputs = function[assign].inputs
-          guard inputs.count == 2, let place = handle(body, inputs[0]),
+          guard inputs.count == 2, let place = handle(body, function, inputs[0]),
             let (traced, chain) = traceBack(function, inputs[1], to: "RestoreV2"),
             traced == restore, case .output(_, let slot)? = chainEnd(function, inputs[1]),
             slot.index < names.count
           else { continue }
-          keys[place, default: []].append(names[slot.index])
-          saverEdits[place, default: []] +=
-            [(body, restore, "dtypes", slot.index)]
-            + chain.map { (body, $0, "T", nil) }
+          found.keys[place, default: []].append(names[slot.index])
+          found.saverEdits[place, default: []] +=
+            [SaverEdit(body: body, node: restore, attribute: "dtypes", listIndex: slot.index)]
+            + chain.map { SaverEdit(body: body, node: $0, attribute: "T") }
         }
       }
       // Keras exports initialize one variable from another: Assign(B, Read(A)) joins A and B.
       for node in function.nodes where Self.assignOps.contains(node.op) {
         let inputs = node.inputs
-        guard inputs.count == 2, let target = handle(body, inputs[0]),
+        guard inputs.count == 2, let target = handle(body, function, inputs[0]),
           let (read, _) = traceBack(function, inputs[1], to: "ReadVariableOp"),
-          let source = function[read].inputs.first, let from = handle(body, source)
+          let source = function[read].inputs.first, let from = handle(body, function, source)
         else { continue }
         groups.union(target, from)
       }
     }
-
-    // 3. Decide each group.
     var members: [Place: [Place]] = [:]
     for place in groups.elements { members[groups.find(place), default: []].append(place) }
+    found.members = members.sorted(by: { $0.key.name < $1.key.name }).map(\.value)
+    return found
+  }
+
+  /// The handle a data input of `function`, body `body`, carries, following Identity nodes.
+  private static func handle(_ body: String, _ function: Function, _ source: Input) -> Place? {
+    switch source {
+    case .argument(let position):
+      guard function.arguments[position].dtype == .resource else { return nil }
+      return Place(body: body, name: function.arguments[position].name)
+    case .output(let node, _):
+      let definition = function[node]
+      if definition.op == "VarHandleOp" || Self.referenceOps.contains(definition.op) {
+        return Place(body: body, name: definition.name)
+      }
+      // The Identity of a reference variable reads its value; of a handle, passes it on.
+      if definition.op == "Identity", let input = definition.inputs.first,
+        let producer = input.node, !Self.referenceOps.contains(function[producer].op)
+      {
+        return handle(body, function, input)
+      }
+      return nil
+    case .unresolved:
+      return nil
+    }
+  }
+
+  /// Decides every group of handles and retypes the converted ones in `module`.
+  ///
+  /// - Parameters:
+  ///   - module: The module; converted groups' handles, reads, gathers, saver plumbing and
+  ///     resource arguments are retyped in place.
+  ///   - groups: `module`'s groups (``groups(in:)``).
+  ///   - readers: How reads feeding reduced-precision compute are told.
+  ///   - checkpoint: The model's checkpoint; without one nothing is converted.
+  ///   - values: Values replacing the checkpoint's (trained weights), by key, for the range
+  ///     check.
+  /// - Returns: What happened to each group, the retyped nodes and the converted keys.
+  /// - Throws: ``ModelFormatError`` for a checkpoint tensor that cannot be read.
+  func apply(
+    to module: inout Module, groups: Groups, readers: Readers, checkpoint: CheckpointReader?,
+    values: [String: [Float]] = [:]
+  ) throws -> Result {
+    var result = Result()
+    guard let checkpoint else { return result }
+    let names = module.bodyNames
+    var bodies = Dictionary(uniqueKeysWithValues: names.map { ($0, module.body(named: $0)) })
+
     let target = precision.dtype
-    for (_, group) in members.sorted(by: { $0.key.name < $1.key.name }) {
+    for group in groups.members {
       var gathers: [(body: String, node: NodeID)] = []
       var casts: [(body: String, node: NodeID)] = []
-      let groupKeys = Array(Set(group.flatMap { keys[$0] ?? [] })).sorted()
+      let groupKeys = Array(Set(group.flatMap { groups.keys[$0] ?? [] })).sorted()
       guard !groupKeys.isEmpty else { continue }
       let entries = groupKeys.compactMap { checkpoint.entry(forKey: $0) }
       var outcome = Outcome(
         keys: groupKeys, converted: false, dtype: entries.first?.dtype ?? .float32, reason: "")
-      if let reason = group.compactMap({ blocked[$0] }).first {
+      if let reason = group.compactMap({ groups.blocked[$0] }).first {
         outcome.reason = "kept float32: \(reason)"
       } else if entries.count != groupKeys.count
         || entries.contains(where: { $0.dtype != .float32 })
@@ -224,7 +254,7 @@ struct VariableStoragePass {
         // (``RangePass``), and the range is the reason.
         outcome.reason = "kept float32 (range): \(problem)"
       } else if let reader = floatReader(
-        group, bodies: bodies, consumers: consumers, sinks: sinks, readers: readers,
+        group, bodies: bodies, consumers: groups.consumers, sinks: groups.sinks, readers: readers,
         gathers: &gathers, casts: &casts)
       {
         outcome.reason = "kept float32: read in float32 by \(reader)"
@@ -245,7 +275,7 @@ struct VariableStoragePass {
         }
       }
       for place in group {
-        for edit in saverEdits[place] ?? [] {
+        for edit in groups.saverEdits[place] ?? [] {
           bodies[edit.body]?[edit.node].setType(edit.attribute, target, listIndex: edit.listIndex)
           if let name = bodies[edit.body]?[edit.node].name {
             result.retyped[edit.body, default: []].insert(name)
@@ -262,8 +292,8 @@ struct VariableStoragePass {
             result.retyped[place.body, default: []].insert(place.name)
           }
         } else if let argument = bodies[place.body]?.argumentPosition(of: place.name) {
-          bodies[place.body]?.arguments[argument].handleDTypes.indices.forEach {
-            bodies[place.body]?.arguments[argument].handleDTypes[$0] = target
+          bodies[place.body]?.updateArgument(at: argument) { argument in
+            argument.handleDTypes = argument.handleDTypes.map { _ in target }
           }
         }
       }
@@ -295,7 +325,9 @@ struct VariableStoragePass {
 
   /// Follows `source` back through Identity nodes to a node of op `op`; returns it and the
   /// Identity nodes passed.
-  private func traceBack(_ body: Function, _ source: Input, to op: String) -> (NodeID, [NodeID])? {
+  private static func traceBack(_ body: Function, _ source: Input, to op: String) -> (
+    NodeID, [NodeID]
+  )? {
     var chain: [NodeID] = []
     var current = source
     while case .output(let node, _) = current {
@@ -308,7 +340,7 @@ struct VariableStoragePass {
   }
 
   /// The first non-Identity source behind `source`.
-  private func chainEnd(_ body: Function, _ source: Input) -> Input? {
+  private static func chainEnd(_ body: Function, _ source: Input) -> Input? {
     var current = source
     while case .output(let node, _) = current, body[node].op == "Identity" {
       guard let input = body[node].inputs.first else { return nil }

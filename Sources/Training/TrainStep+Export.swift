@@ -123,7 +123,7 @@ extension TrainStep {
       )
     }
     var function = builder.function
-    function.arguments = arguments
+    function.replaceArguments(with: arguments)
     for output in outputs {
       function[output.node].controlInputs = assignments.map { .output($0, OutputSlot()) }
     }

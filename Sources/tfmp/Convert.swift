@@ -207,6 +207,7 @@ struct Convert: ParsableCommand {
       let original = try GraphModel(contentsOf: input)
       let inputs = try calibration.map { try NumPyFile.readArchive(at: $0) }
       var search: PrecisionSearch.Outcome?
+      var searched: (model: GraphModel, report: ConversionReport)?
       if !tolerances.isEmpty {
         var searcher = PrecisionSearch(
           conversion: options, tolerances: try tolerances.map { try Tolerance(parsing: $0) })
@@ -215,13 +216,13 @@ struct Convert: ParsableCommand {
         searcher.limits = limits.limits
         let bar = ProgressBar()
         searcher.progress = { bar.show($0, done: $1, total: $2) }
-        let outcome = try searcher.run(on: original)
+        let (outcome, conversion) = try searcher.run(on: original)
         bar.clear()
-        guard outcome.met else { throw SearchFailure(outcome: outcome) }
-        options.float32Nodes = Set(outcome.float32Nodes.map(\.node))
+        guard outcome.met, let conversion else { throw SearchFailure(outcome: outcome) }
         search = outcome
+        searched = conversion
       }
-      let (model, conversion) = try Converter(options: options).convert(original)
+      let (model, conversion) = try searched ?? Converter(options: options).convert(original)
       var verification: ConversionCheck.Outcome?
       var profile: ConversionProfile?
       try model.write(to: output, overwrite: force) { written in

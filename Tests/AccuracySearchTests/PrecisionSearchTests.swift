@@ -61,14 +61,14 @@ struct PrecisionSearchTests {
     var loose = PrecisionSearch(
       conversion: ConversionOptions(), tolerances: [Tolerance(.maxAbs, 1)])
     loose.inputs = inputs
-    let easy = try loose.run(on: model)
+    let easy = try loose.run(on: model).outcome
     #expect(easy.met && easy.float32Nodes.isEmpty && easy.conversions == 1)
     let error = try #require(easy.before.first?.outputs.map(\.maxAbsoluteError).max())
     #expect(error > 0)
     // A third of the lists' error: the search keeps some nodes float32, not all.
     var tight = loose
     tight.tolerances = [Tolerance(.maxAbs, error / 3)]
-    let outcome = try tight.run(on: model)
+    let (outcome, chosen) = try tight.run(on: model)
     #expect(outcome.met, "\(outcome.summary)")
     #expect(!outcome.float32Nodes.isEmpty)
     let reached = try #require(outcome.after.first?.outputs.map(\.maxAbsoluteError).max())
@@ -76,8 +76,21 @@ struct PrecisionSearchTests {
     // The chosen conversion computes with fewer reduced nodes than the lists', but some.
     var options = ConversionOptions()
     options.float32Nodes = Set(outcome.float32Nodes.map(\.node))
-    let (_, report) = try Converter(options: options).convert(model)
+    let (converted, report) = try Converter(options: options).convert(model)
     let (_, lists) = try Converter(options: ConversionOptions()).convert(model)
+    // The conversion the search hands back is that one (its trials reuse the analysis).
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .sortedKeys
+    let handed = try #require(chosen)
+    #expect(try encoder.encode(handed.report) == encoder.encode(report))
+    let folder = TemporaryFolder()
+    try handed.model.write(to: folder.child("handed"))
+    try converted.write(to: folder.child("converted"))
+    for file in ["saved_model.pb", "variables/variables.data-00000-of-00001"] {
+      #expect(
+        FileManager.default.contents(atPath: folder.child("handed/" + file))
+          == FileManager.default.contents(atPath: folder.child("converted/" + file)), "\(file)")
+    }
     #expect(report.convertedOpCount < lists.convertedOpCount && report.convertedOpCount > 0)
     // A node kept float32 can take neighbours with it (an infer op it fed).
     #expect(report.convertedOpCount <= lists.convertedOpCount - outcome.float32Nodes.count)

@@ -42,7 +42,7 @@ struct ReportsTests {
     var searcher = PrecisionSearch(
       conversion: ConversionOptions(), tolerances: [Tolerance(.maxAbs, 1e-4)])
     searcher.inputs = inputs
-    let search = try searcher.run(on: original)
+    let search = try searcher.run(on: original).outcome
     var options = ConversionOptions()
     options.float32Nodes = Set(search.float32Nodes.map(\.node))
     let (model, conversion) = try Converter(options: options).convert(original)

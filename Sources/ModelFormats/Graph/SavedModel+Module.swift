@@ -25,7 +25,9 @@ extension SavedModel {
   }
 
   /// This model with its first MetaGraph's graph, library and signatures taken from `module`
-  /// (everything else, the checkpoint included, as it is).
+  /// (everything else, the checkpoint included, as it is). Its ``module()`` is `module` with
+  /// the signatures and variables read back, not decoded again (a conversion is run in memory
+  /// right away; what is written is read back from the file and checked there).
   public func replacing(_ module: Module) -> SavedModel {
     var model = self
     var metaGraph = model.proto.metaGraphs[0]
@@ -41,6 +43,12 @@ extension SavedModel {
       metaGraph.signatureDef[key] = definition
     }
     model.proto.metaGraphs[0] = metaGraph
+    if let signatures = try? Self.signatures(metaGraph, graph: module.graph) {
+      var decoded = module
+      decoded.signatures = signatures
+      decoded.variables = Self.variables(metaGraph, module: decoded)
+      model.decodedModule.value.withLock { $0 = decoded }
+    }
     return model
   }
 

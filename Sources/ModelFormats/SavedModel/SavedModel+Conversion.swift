@@ -16,18 +16,19 @@ extension SavedModel {
     // loader would then take it for a TF2 model.
     guard proto.metaGraphs[0].hasObjectGraphDef else { return }
     let target = precision.dtype.protoType
-    var objectGraph = proto.metaGraphs[0].objectGraphDef
-    for (node, key) in try checkpointKeysByNode(checkpoint) where keys.contains(key) {
-      guard node < objectGraph.nodes.count,
-        case .variable(var variable)? = objectGraph.nodes[node].kind
-      else { continue }
-      variable.dtype = target
-      for component in variable.experimentalDistributedVariableComponents.indices {
-        variable.experimentalDistributedVariableComponents[component].dtype = target
+    let nodes = try checkpointKeysByNode(checkpoint).filter { keys.contains($0.value) }.keys
+    updateObjectGraph { objectGraph in
+      for node in nodes {
+        guard node < objectGraph.nodes.count,
+          case .variable(var variable)? = objectGraph.nodes[node].kind
+        else { continue }
+        variable.dtype = target
+        for component in variable.experimentalDistributedVariableComponents.indices {
+          variable.experimentalDistributedVariableComponents[component].dtype = target
+        }
+        objectGraph.nodes[node].variable = variable
       }
-      objectGraph.nodes[node].variable = variable
     }
-    proto.metaGraphs[0].objectGraphDef = objectGraph
   }
 
   /// Gives `dtype` to the float32 TensorSpecs of concrete function `function` in the object
@@ -41,7 +42,7 @@ extension SavedModel {
     }
     Self.retype(&concrete.canonicalizedInputSignature, names: inputs, key: nil, dtype.protoType)
     Self.retype(&concrete.outputSignature, names: outputs, key: nil, dtype.protoType)
-    proto.metaGraphs[0].objectGraphDef.concreteFunctions[function] = concrete
+    updateObjectGraph { $0.concreteFunctions[function] = concrete }
   }
 
   private static func retype(

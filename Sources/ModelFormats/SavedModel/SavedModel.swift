@@ -19,6 +19,14 @@ public struct SavedModel: Sendable {
   /// ``module()`` once decoded from ``proto`` (an accuracy search converts one model many
   /// times); a change to the proto starts a new, empty one.
   private(set) var decodedModule = DecodedModule()
+
+  /// Changes the first MetaGraph's object graph, which ``module()`` does not read: the module
+  /// stays decoded.
+  package mutating func updateObjectGraph(_ update: (inout Tensorflow_SavedObjectGraph) -> Void) {
+    let decoded = decodedModule
+    update(&proto.metaGraphs[0].objectGraphDef)
+    decodedModule = decoded
+  }
   /// The checkpoint in `variables/`, or `nil` for a model without one.
   package var checkpoint: CheckpointReader?
   /// The raw `fingerprint.pb`, or `nil` when absent. Tools that change the model drop it
