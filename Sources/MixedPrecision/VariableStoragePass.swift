@@ -188,27 +188,30 @@ struct VariableStoragePass {
     return found
   }
 
-  /// The handle a data input of `function`, body `body`, carries, following Identity nodes.
+  /// The handle a data input of `function`, body `body`, carries, following Identity nodes
+  /// (at most one step per node: a malformed graph may chain Identities in a cycle).
   private static func handle(_ body: String, _ function: Function, _ source: Input) -> Place? {
-    switch source {
-    case .argument(let position):
-      guard function.arguments[position].dtype == .resource else { return nil }
-      return Place(body: body, name: function.arguments[position].name)
-    case .output(let node, _):
-      let definition = function[node]
-      if definition.op == "VarHandleOp" || Self.referenceOps.contains(definition.op) {
-        return Place(body: body, name: definition.name)
+    var current = source
+    for _ in 0...function.nodes.count {
+      switch current {
+      case .argument(let position):
+        guard function.arguments[position].dtype == .resource else { return nil }
+        return Place(body: body, name: function.arguments[position].name)
+      case .output(let node, _):
+        let definition = function[node]
+        if definition.op == "VarHandleOp" || Self.referenceOps.contains(definition.op) {
+          return Place(body: body, name: definition.name)
+        }
+        // The Identity of a reference variable reads its value; of a handle, passes it on.
+        guard definition.op == "Identity", let input = definition.inputs.first,
+          let producer = input.node, !Self.referenceOps.contains(function[producer].op)
+        else { return nil }
+        current = input
+      case .unresolved:
+        return nil
       }
-      // The Identity of a reference variable reads its value; of a handle, passes it on.
-      if definition.op == "Identity", let input = definition.inputs.first,
-        let producer = input.node, !Self.referenceOps.contains(function[producer].op)
-      {
-        return handle(body, function, input)
-      }
-      return nil
-    case .unresolved:
-      return nil
     }
+    return nil
   }
 
   /// Decides every group of handles and retypes the converted ones in `module`.
@@ -324,13 +327,13 @@ struct VariableStoragePass {
   }
 
   /// Follows `source` back through Identity nodes to a node of op `op`; returns it and the
-  /// Identity nodes passed.
+  /// Identity nodes passed (`nil` for a cycle of Identities, which a malformed graph may hold).
   private static func traceBack(_ body: Function, _ source: Input, to op: String) -> (
     NodeID, [NodeID]
   )? {
     var chain: [NodeID] = []
     var current = source
-    while case .output(let node, _) = current {
+    while case .output(let node, _) = current, chain.count <= body.nodes.count {
       if body[node].op == op { return (node, chain) }
       guard body[node].op == "Identity", let input = body[node].inputs.first else { return nil }
       chain.append(node)
@@ -339,14 +342,17 @@ struct VariableStoragePass {
     return nil
   }
 
-  /// The first non-Identity source behind `source`.
+  /// The first non-Identity source behind `source` (`nil` for a cycle of Identities).
   private static func chainEnd(_ body: Function, _ source: Input) -> Input? {
     var current = source
-    while case .output(let node, _) = current, body[node].op == "Identity" {
+    for _ in 0...body.nodes.count {
+      guard case .output(let node, _) = current, body[node].op == "Identity" else {
+        return current
+      }
       guard let input = body[node].inputs.first else { return nil }
       current = input
     }
-    return current
+    return nil
   }
 
   /// A description of the first read in `group` whose value reaches float32 compute, if any.

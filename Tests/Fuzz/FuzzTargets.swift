@@ -133,8 +133,7 @@ enum FuzzTargets {
             ShapeValue(dimensions: [Int64(value % 7) - 1, Int64(what % 9)]))
         }
       default:  // an op to another the registry knows
-        let ops = OpRegistry.standard.ops
-        node.op = ops[value % ops.count]
+        node.op = Seeds.ops[value % Seeds.ops.count]
       }
       module.graph[id] = node
     }
@@ -178,6 +177,8 @@ enum Seeds {
         ?? Data()),
     path: "tf1.pb")
   static let frozenModule = try? frozen?.module()
+  /// The ops the registry knows (sorted each time they are asked for).
+  static let ops = OpRegistry.standard.ops
 }
 
 /// The target chosen for this run.

@@ -2,6 +2,7 @@ import Foundation
 import GraphIR
 import MixedPrecision
 import ModelFormats
+import TFProtos
 import TensorCore
 import Testing
 import _TestSupport
@@ -49,6 +50,22 @@ struct ConversionTests {
       }
       #expect(error?.code == .unsupported && error?.location == flag)
     }
+  }
+
+  @Test("Identities chained in a cycle (a corrupt graph, found by fuzzing) convert without a trap")
+  func identityCycle() throws {
+    // Following the chain for the variable handle it might carry recursed without end.
+    let folder = TemporaryFolder()
+    var graph = Tensorflow_GraphDef()
+    graph.node = [
+      GraphProtos.node("x", "Placeholder"), GraphProtos.node("a", "Identity", ["b"]),
+      GraphProtos.node("b", "Identity", ["a"]), GraphProtos.node("y", "MatMul", ["x", "a"]),
+    ]
+    let path = folder.child("cycle.pb")
+    try GraphProtos.write(graph, to: path)
+    let (_, report) = try Converter(options: ConversionOptions()).convert(
+      GraphDefFile(contentsOf: path))
+    #expect(report.nodes.first { $0.name == "y" }?.precision == "float16")
   }
 
   @Test("Converting a converted model is refused with a clear message")

@@ -1,6 +1,7 @@
 public import GraphIR
 internal import Foundation
 internal import TFProtos
+internal import Synchronization
 
 /// A bare binary `GraphDef` (a frozen graph's `.pb`): a top-level graph and its function library,
 /// without signatures or a checkpoint.
@@ -13,7 +14,11 @@ internal import TFProtos
 public struct GraphDefFile: Sendable {
   /// The file it was read from.
   public let path: String
-  var proto: Tensorflow_GraphDef
+  var proto: Tensorflow_GraphDef {
+    didSet { decodedModule = DecodedModule() }
+  }
+  /// ``module()`` once decoded from ``proto``; a change to the proto starts a new, empty one.
+  private var decodedModule = DecodedModule()
 
   /// The key of the signature tfmp gives a frozen graph.
   public static let signatureKey = "serving_default"
@@ -48,8 +53,10 @@ public struct GraphDefFile: Sendable {
   ///
   /// - Throws: ``ModelFormatError`` (code `malformed`) for a tensor reference that cannot be parsed.
   public func module() throws -> Module {
+    if let module = decodedModule.value.withLock({ $0 }) { return module }
     var module = try GraphCoding.module(of: proto, path: path)
     module.signatures = [Self.signatureKey: Self.signature(of: module.graph)]
+    decodedModule.value.withLock { $0 = module }
     return module
   }
 
@@ -89,7 +96,8 @@ public struct GraphDefFile: Sendable {
   ///
   /// The fetched names stay: where an output of the signature now reads another node (a cast
   /// that a conversion put after the node it named), that node takes the output's name, and the
-  /// node that had it is renamed `<name>/tfmp_compute`.
+  /// node that had it is renamed `<name>/tfmp_compute`. Its ``module()`` is that module, not
+  /// decoded again (as for ``SavedModel/replacing(_:)``).
   public func replacing(_ module: Module) -> GraphDefFile {
     var module = module
     for output in module.signatures[Self.signatureKey]?.outputs ?? [] {
@@ -103,6 +111,8 @@ public struct GraphDefFile: Sendable {
     }
     var file = self
     GraphCoding.encode(module, into: &file.proto)
+    module.signatures = [Self.signatureKey: Self.signature(of: module.graph)]
+    file.decodedModule.value.withLock { $0 = module }
     return file
   }
 
