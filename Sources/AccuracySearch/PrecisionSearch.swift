@@ -36,6 +36,15 @@ public struct PrecisionSearch: Sendable {
   public var seed: UInt64 = 0
   /// The most conversions tried after the sensitivity pass.
   public var trialLimit = 24
+  /// How many reduced-precision executions each conversion tried is judged on: one as tfmp
+  /// runs it, then runs with every float32 value that a cast rounds to the reduced type moved
+  /// one ulp up or down at random first (seeded; ``LastBitNudger``), as another runtime's
+  /// float32 kernels, adding in another order, would compute it. Where a float16 execution
+  /// rounds depends on those last bits, and once one value rounds the other way its neighbours
+  /// downstream follow: two runtimes (TensorFlow's and tfmp's) err by different amounts on the
+  /// same model. A conversion must meet the tolerances on every one of these executions, so
+  /// that TensorFlow's, another of the kind, meets them too.
+  public var executions = 5
   /// What running the model and its conversions may create.
   public var limits = ResourceLimits.standard
   /// Whether signatures that give the same outputs on the same inputs (a Keras export's `serve`
@@ -67,10 +76,13 @@ public struct PrecisionSearch: Sendable {
     public var met = false
     /// The casts the chosen conversion inserts.
     public var casts = 0
-    /// Model runs used: the original's, each conversion tried, the instrumented pass's two.
+    /// Model runs used: the original's, each conversion tried (on each execution it is
+    /// judged on), the instrumented pass's.
     public var modelRuns = 0
     /// Conversions tried.
     public var conversions = 0
+    /// The executions a conversion is judged on (``PrecisionSearch/executions``).
+    public var executions = 1
     /// Wall time of the search, in seconds.
     public var seconds = 0.0
     /// The tolerances searched for.
@@ -106,8 +118,9 @@ public struct PrecisionSearch: Sendable {
       }
       lines.append("  " + (met ? "met: " : "NOT met: ") + Self.describe(after))
       lines.append(
-        "  casts: \(casts), conversions tried: \(conversions), model runs: \(modelRuns), "
-          + String(format: "%.2f s", seconds))
+        "  casts: \(casts), conversions tried: \(conversions)"
+          + (executions > 1 ? ", each judged on up to \(executions) executions" : "")
+          + ", model runs: \(modelRuns), " + String(format: "%.2f s", seconds))
       return lines.joined(separator: "\n") + "\n"
     }
 
@@ -155,6 +168,7 @@ public struct PrecisionSearch: Sendable {
       outcome.modelRuns += 1
     }
     let keys = given.keys.sorted()
+    outcome.executions = max(1, executions)
     // The signatures searched on: one of each set giving the same outputs on the same inputs.
     var searched: [String] = []
     for key in keys
@@ -187,26 +201,46 @@ public struct PrecisionSearch: Sendable {
     }
 
     /// `tried` also measured on the signatures `keys`: whether it meets the tolerances on all
-    /// it has been measured on.
+    /// it has been measured on, each signature's report its executions' worst (``worst(of:)``;
+    /// the next execution is run only while the executions so far meet them)..
     func measured(_ tried: Trial, on keys: [String]) throws -> Trial {
       var tried = tried
+      let nudger = LastBitNudger()
+      var nudged: Interpreter?
       for key in keys {
         guard let inputs = given[key], let reference = expected[key] else { continue }
         let fed = ModelComparison.rounded(inputs, for: try tried.runner.inputSpecs(signature: key))
-        let actual = try tried.runner.run(signature: key, inputs: fed)
-        tried.outputs[key] = actual
-        tried.reports.append(
-          ModelComparison.report(
-            signature: key, expected: reference, actual: actual, rtol: 0, atol: 0,
-            inputs: self.inputs == nil ? "\(samples) random samples" : "calibration"))
-        outcome.modelRuns += 1
+        var reports: [AccuracyReport] = []
+        for execution in 0..<max(1, executions) {
+          let runner: Interpreter
+          if execution == 0 {
+            runner = tried.runner
+          } else {
+            nudger.reseed(seed &+ UInt64(execution))
+            runner =
+              try nudged
+              ?? Interpreter(model: tried.model, observer: nudger, limits: limits, sharing: shared)
+            nudged = runner
+          }
+          let actual = try runner.run(signature: key, inputs: fed)
+          outcome.modelRuns += 1
+          if execution == 0 { tried.outputs[key] = actual }
+          reports.append(
+            ModelComparison.report(
+              signature: key, expected: reference, actual: actual, rtol: 0, atol: 0,
+              inputs: self.inputs == nil ? "\(samples) random samples" : "calibration"))
+          guard meets(reports[execution]) else { break }
+        }
+        tried.reports.append(Self.worst(of: reports))
       }
       tried.reports.sort { $0.signature < $1.signature }
-      tried.met = tried.reports.allSatisfy { report in
-        report.mismatches.isEmpty
-          && report.outputs.allSatisfy { output in tolerances.allSatisfy { $0.isMet(by: output) } }
-      }
+      tried.met = tried.reports.allSatisfy(meets)
       return tried
+    }
+
+    func meets(_ report: AccuracyReport) -> Bool {
+      report.mismatches.isEmpty
+        && report.outputs.allSatisfy { output in tolerances.allSatisfy { $0.isMet(by: output) } }
     }
 
     let lists = try trial([], on: keys)
@@ -252,11 +286,28 @@ public struct PrecisionSearch: Sendable {
         > ($1.overflows ? 1 : 0, $1.errorShare ?? 0, $1.ownError, $1.node.description)
     }
 
-    // The shortest prefix meeting the tolerances: doubling, then bisecting.
+    // The shortest prefix meeting the tolerances: doubling, then bisecting. Doubling starts at
+    // the shortest prefix whose shares of the lists' error add up to what the tolerances need
+    // removed, to first order (nodes kept float32 remove less together than their shares add
+    // up to: a value between two of them is still rounded when a neighbour is not kept).
     var best: (count: Int, result: Trial)?
     var latest = lists
     var failed = 0
     var length = 1
+    let allowed = lists.reports.flatMap(\.outputs).flatMap { output in
+      tolerances.compactMap { $0.allowedErrorShare(of: output) }
+    }.min()
+    if attributed, let allowed, allowed < 1 {
+      var removed = 0.0
+      length = ranked.count
+      for (index, node) in ranked.enumerated() {
+        removed += max(0, node.errorShare ?? 0)
+        if removed >= 1 - allowed {
+          length = index + 1
+          break
+        }
+      }
+    }
     while best == nil && outcome.conversions <= trialLimit {
       let count = min(length, ranked.count)
       latest = try trial(Set(ranked.prefix(count).map(\.node)))
@@ -317,6 +368,85 @@ public struct PrecisionSearch: Sendable {
     outcome.met = true
     outcome.seconds = (ContinuousClock.now - start).seconds
     return (outcome, (result.model, result.report))
+  }
+}
+
+extension PrecisionSearch {
+  /// One signature's reports of several executions as one, output by output: each metric's
+  /// worst value.
+  static func worst(of reports: [AccuracyReport]) -> AccuracyReport {
+    guard var worst = reports.first else { preconditionFailure("no report") }
+    for report in reports.dropFirst() {
+      worst.mismatches += report.mismatches.filter { !worst.mismatches.contains($0) }
+    }
+    for (index, output) in worst.outputs.enumerated() {
+      let all = reports.compactMap { $0.outputs.first { $0.name == output.name } }
+      var merged = output
+      merged.maxAbsoluteError = all.map(\.maxAbsoluteError).max() ?? 0
+      merged.maxRelativeError = all.map(\.maxRelativeError).max() ?? 0
+      merged.meanRelativeError = all.map(\.meanRelativeError).max() ?? 0
+      merged.cosineSimilarity = all.map(\.cosineSimilarity).min() ?? 0
+      merged.top1Agreement = all.compactMap(\.top1Agreement).min()
+      merged.elementsOutsideTolerance = all.map(\.elementsOutsideTolerance).max() ?? 0
+      worst.outputs[index] = merged
+    }
+    return worst
+  }
+}
+
+/// Moves every float32 value each node computes one ulp up or down at random, seeded (zeros and
+/// non-finite values stay): a run as another runtime, whose float32 kernels add in another
+/// order, might compute it (see ``PrecisionSearch/executions``).
+package final class LastBitNudger: RunObserver, @unchecked Sendable {
+  // Sendable: runs are sequential here; `lock` guards the state all the same.
+  private var generator = SeededGenerator(seed: 0)
+  private let lock = NSLock()
+
+  /// A nudger seeded with 0.
+  package init() {}
+
+  /// Starts the random directions again from `seed`.
+  package func reseed(_ seed: UInt64) {
+    lock.withLock { generator = SeededGenerator(seed: seed) }
+  }
+
+  package func observe(
+    function: String, node: String, op: String, inputs: [Tensor?], outputs: [Tensor?]
+  ) {}
+
+  package func replacement(function: String, node: String, outputs: [Tensor?]) -> [Tensor?]? {
+    lock.withLock {
+      outputs.map { tensor in
+        guard let tensor, tensor.dtype == .float32, case .float(let values) = tensor.storage
+        else { return nil }
+        return Tensor(dtype: .float32, shape: tensor.shape, storage: .float(nudged(values)))
+      }
+    }
+  }
+
+  /// `values`, each moved to a neighbour: one random bit per value says whether its magnitude's
+  /// bit pattern steps up or down (to the next float away from zero or towards it).
+  private func nudged(_ values: [Float]) -> [Float] {
+    values.withUnsafeBufferPointer { source in
+      [Float](unsafeUninitializedCapacity: source.count) { moved, count in
+        var start = 0
+        while start < source.count {
+          let bits = generator.next()
+          let end = min(start + 64, source.count)
+          // Branch-free, so that it vectorizes: +1 or -1 (all ones) on the bit pattern, as bit
+          // `index % 64` says, for nonzero magnitudes below the largest finite one.
+          for index in start..<end {
+            let pattern = source[index].bitPattern
+            let magnitude = pattern & 0x7FFF_FFFF
+            let step = UInt32(truncatingIfNeeded: (bits >> UInt64(index - start)) & 1) &* 2 &- 1
+            let movable: UInt32 = magnitude != 0 && magnitude < 0x7F7F_FFFF ? 1 : 0
+            moved[index] = Float(bitPattern: pattern &+ step &* movable)
+          }
+          start = end
+        }
+        count = source.count
+      }
+    }
   }
 }
 

@@ -70,6 +70,21 @@ public struct Tolerance: Sendable, Hashable, Codable, CustomStringConvertible {
     return metric.isLowerBound ? measured >= value : measured <= value
   }
 
+  /// The share of `output`'s error that may remain for it to meet the bound, to first order
+  /// (the metrics scale with the error, cosine's distance from 1 with its square): at least 1
+  /// when it meets it; `nil` for top-1 agreement, which does not scale so, and for no error.
+  func allowedErrorShare(of output: AccuracyReport.Output) -> Double? {
+    guard let measured = measure(output) else { return nil }
+    switch metric {
+    case .maxAbs, .maxRel, .meanRel:
+      return measured > 0 ? value / measured : nil
+    case .cosine:
+      return measured < 1 ? ((1 - value) / (1 - measured)).squareRoot() : nil
+    case .top1Agreement:
+      return nil
+    }
+  }
+
   /// `max_abs <= 0.001`, `cosine >= 0.9999`.
   public var description: String {
     "\(metric.rawValue) \(metric.isLowerBound ? ">=" : "<=") \(value)"

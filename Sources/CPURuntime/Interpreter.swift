@@ -84,17 +84,18 @@ public final class Interpreter: @unchecked Sendable {
     }
   }
 
-  /// Prepares `model` (a SavedModel or a frozen graph) for running, within `limits`, sharing
-  /// decoded variables through `shared`.
+  /// Prepares `model` (a SavedModel or a frozen graph) for running, seen by `observer`, within
+  /// `limits`, sharing decoded variables through `shared`.
   ///
   /// - Throws: ``ModelFormatError`` when its graph cannot be read into a module.
   public convenience init(
-    model: GraphModel, profiling: Bool = false, limits: ResourceLimits = .standard,
-    sharing shared: SharedVariables? = nil
+    model: GraphModel, profiling: Bool = false, observer: (any RunObserver)? = nil,
+    limits: ResourceLimits = .standard, sharing shared: SharedVariables? = nil
   ) throws {
     self.init(
       module: try model.module(), checkpoint: model.checkpoint,
-      storedReduced: model.storedReduced, profiling: profiling, limits: limits, sharing: shared)
+      storedReduced: model.storedReduced, profiling: profiling, observer: observer,
+      limits: limits, sharing: shared)
   }
 
   /// Makes the C allocator of this process keep memory it is given back for reuse, instead of

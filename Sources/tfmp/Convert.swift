@@ -130,6 +130,13 @@ struct Convert: ParsableCommand {
 
   @Option(
     help: ArgumentHelp(
+      "With --tolerance: the executions each conversion tried must meet it on.",
+      discussion: "The inputs, then copies one float32 ulp apart: a float16 execution's error "
+        + "varies with the order its kernels add in, so TensorFlow's differs from tfmp's."))
+  var executions = 5
+
+  @Option(
+    help: ArgumentHelp(
       "Write a report to this file: .html, a page to read (every node's precision and why, its "
         + "own error and magnitudes, each output's error, activation and weight magnitudes "
         + "against the float16 and bfloat16 limits, matrix ops Tensor Cores run slower); any "
@@ -162,6 +169,7 @@ struct Convert: ParsableCommand {
       }
     }
     if samples < 1 { throw ValidationError("--samples must be at least 1.") }
+    if executions < 1 { throw ValidationError("--executions must be at least 1.") }
     if let report {
       let folder = URL(fileURLWithPath: report).deletingLastPathComponent().path
       var isFolder: ObjCBool = false
@@ -213,6 +221,7 @@ struct Convert: ParsableCommand {
           conversion: options, tolerances: try tolerances.map { try Tolerance(parsing: $0) })
         searcher.inputs = inputs
         searcher.samples = samples
+        searcher.executions = executions
         searcher.limits = limits.limits
         let bar = ProgressBar()
         searcher.progress = { bar.show($0, done: $1, total: $2) }

@@ -34,6 +34,55 @@ struct PrecisionSearchTests {
     #expect(try Tolerance(parsing: "top1_agreement=1").isMet(by: output))
   }
 
+  @Test("The nudged executions move every float32 value one ulp, seeded; zeros and others stay")
+  func lastBitNudger() throws {
+    let x = Tensor(shape: Shape([2, 3]), floats: [0.5, -1, 3, 0, 1e-3, -7])
+    let ids = Tensor(dtype: .int32, shape: Shape([2]), storage: .int32([3, 4]))
+    let nudger = LastBitNudger()
+    func nudged(_ seed: UInt64) throws -> [Float] {
+      nudger.reseed(seed)
+      let replaced = try #require(nudger.replacement(function: "f", node: "n", outputs: [x, ids]))
+      #expect(replaced.count == 2 && replaced[1] == nil)
+      return try #require(replaced[0]?.floats)
+    }
+    let original = try #require(x.floats)
+    let first = try nudged(1)
+    #expect(
+      zip(first, original).allSatisfy { $1 == 0 ? $0 == 0 : ($0 == $1.nextUp || $0 == $1.nextDown) }
+    )
+    #expect(try nudged(1) == first && nudged(2) != first)
+  }
+
+  @Test("A search judged on several executions meets the tolerance on each of them")
+  func executions() throws {
+    let model = try GraphModel(contentsOf: Fixtures.path("attention"))
+    let inputs = try NumPyFile.readArchive(at: Fixtures.path("attention.inputs.npz"))
+    let lists = try Converter(options: ConversionOptions()).convert(model).0
+    let key = "serving_default"
+    let reference = Interpreter(module: try model.module(), checkpoint: model.checkpoint)
+    func error(of runner: Interpreter, on fed: [String: Tensor]) throws -> Double {
+      let expected = try reference.run(signature: key, inputs: fed)
+      let actual = try runner.run(signature: key, inputs: fed)
+      return ModelComparison.report(
+        signature: key, expected: expected, actual: actual, rtol: 0, atol: 0, inputs: "given"
+      ).outputs.map(\.maxAbsoluteError).max() ?? .infinity
+    }
+    var search = PrecisionSearch(
+      conversion: ConversionOptions(),
+      tolerances: [Tolerance(.maxAbs, try error(of: Interpreter(model: lists), on: inputs) / 3)])
+    search.inputs = inputs
+    let (outcome, chosen) = try search.run(on: model)
+    #expect(outcome.met && outcome.executions == 5, "\(outcome.summary)")
+    #expect(outcome.summary.contains("each judged on up to 5 executions"))
+    let converted = try #require(chosen?.model)
+    let nudger = LastBitNudger()
+    for execution in 0..<5 {
+      nudger.reseed(UInt64(execution))
+      let runner = try Interpreter(model: converted, observer: execution == 0 ? nil : nudger)
+      #expect(try error(of: runner, on: inputs) <= search.tolerances[0].value)
+    }
+  }
+
   @Test("A conversion run in memory, as the search tries it, computes what it does written")
   func inMemoryTrial() throws {
     let original = try GraphModel(contentsOf: Fixtures.path("attention"))
@@ -68,6 +117,7 @@ struct PrecisionSearchTests {
     // A third of the lists' error: the search keeps some nodes float32, not all.
     var tight = loose
     tight.tolerances = [Tolerance(.maxAbs, error / 3)]
+    tight.executions = 1
     let (outcome, chosen) = try tight.run(on: model)
     #expect(outcome.met, "\(outcome.summary)")
     #expect(!outcome.float32Nodes.isEmpty)
